@@ -1,0 +1,150 @@
+"""The gateway's settings: one frozen object, read once at start from an optional TOML file and
+``GATEWAY_*`` environment variables (which win). Every problem names the variable at fault.
+
+Variables are ``GATEWAY_<SECTION>_<NAME>`` for sectioned settings (``GATEWAY_BUS_TTL``) and
+``GATEWAY_<NAME>`` for the top-level ones (``GATEWAY_AMQP_URL``, ``GATEWAY_DATABASE_URL``).
+The TOML file (``GATEWAY_CONFIG``) uses the same names in lower case, sections as tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from gateway.errors import ConfigError
+
+
+class Secret(str):
+    """A string whose repr hides it (database URLs with passwords, tokens)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+@dataclass(frozen=True)
+class EnvelopeSettings:
+    max_bytes: int = 50 * 1024 * 1024  # checked before parsing
+    max_depth: int = 64  # edXML needs < 12; anything deeper is hostile
+    max_nodes: int = 200_000  # elements + attributes + text nodes
+
+
+@dataclass(frozen=True)
+class BusSettings:
+    # Delays in seconds before retry 1, 2, 3...; the last one repeats.
+    retry_schedule: tuple[int, ...] = (30, 120, 600, 3600)
+    ttl: int = 24 * 3600  # seconds a delivery may stay undelivered before it expires
+    # Urgent letters (Priority >= 1) expire sooner and retry faster.
+    urgent_ttl: int = 4 * 3600
+    urgent_retry_schedule: tuple[int, ...] = (10, 30, 120, 600)
+    max_attempts: int = 48
+    claim_check_bytes: int = 1024 * 1024  # bodies above this travel by reference
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    origin: str = "gateway.local/ledger"  # first line of every checkpoint
+    checkpoint_entries: int = 1000  # sign a checkpoint at least every N entries...
+    checkpoint_seconds: int = 60  # ...or every T seconds
+
+
+@dataclass(frozen=True)
+class Settings:
+    var_dir: Path = Path("var")
+    amqp_url: Secret | None = None
+    database_url: Secret | None = None
+    directory: Path | None = None  # None: the bundled sample province
+    keys: Path | None = None  # development PKI folder (gateway keys init)
+    trust: Path | None = None  # CA bundle (PEM); defaults to <keys>/trust.pem
+    crl: Path | None = None  # CRL (PEM or DER); defaults to <keys>/crl.pem
+    envelope: EnvelopeSettings = field(default_factory=EnvelopeSettings)
+    bus: BusSettings = field(default_factory=BusSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+
+
+def _convert(name: str, raw: Any, kind: Any) -> Any:
+    text = str(raw).strip()
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (Path, "Path") or kind == Path | None:
+            return Path(text)
+        if kind == Secret | None:
+            return Secret(text)
+        if kind == tuple[int, ...]:
+            items = raw if isinstance(raw, list) else text.replace(" ", "").split(",")
+            values = tuple(int(x) for x in items if str(x) != "")
+            if not values:
+                raise ValueError("empty list")
+            return values
+        if kind is str:
+            return text
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name}={raw!r} is not a valid {_kind_name(kind)}: {e}") from e
+    raise ConfigError(f"{name}: unsupported setting type {kind!r}")
+
+
+def _kind_name(kind: Any) -> str:
+    if kind == tuple[int, ...]:
+        return "comma-separated list of integers"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _build(cls: type[Any], prefix: str, env: Mapping[str, str], table: Mapping[str, Any]) -> Any:
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    known = {f.name for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"unknown setting {prefix}{key.upper()} in the config file")
+    for f in fields(cls):
+        kind = hints[f.name]
+        var = f"{prefix}{f.name.upper()}"
+        if dataclasses.is_dataclass(kind):
+            sub = table.get(f.name, {})
+            if not isinstance(sub, Mapping):
+                raise ConfigError(f"[{f.name}] in the config file must be a table")
+            values[f.name] = _build(kind, f"{var}_", env, sub)  # type: ignore[arg-type]
+            continue
+        if var in env and env[var] != "":
+            values[f.name] = _convert(var, env[var], kind)
+        elif f.name in table:
+            values[f.name] = _convert(var, table[f.name], kind)
+    settings = cls(**values)
+    _check_positive(settings, prefix)
+    return settings
+
+
+def _check_positive(section: Any, prefix: str) -> None:
+    for f in fields(section):
+        value = getattr(section, f.name)
+        bad = (isinstance(value, int) and value <= 0) or (
+            isinstance(value, tuple) and any(v <= 0 for v in value)
+        )
+        if bad:
+            raise ConfigError(f"{prefix}{f.name.upper()} must be positive, got {value!r}")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings once: the TOML file named by GATEWAY_CONFIG, then the environment."""
+    env = os.environ if env is None else env
+    table: dict[str, Any] = {}
+    path = env.get("GATEWAY_CONFIG")
+    if path:
+        try:
+            table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"GATEWAY_CONFIG={path}: cannot read the file ({e})") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"GATEWAY_CONFIG={path}: invalid TOML ({e})") from e
+    settings: Settings = _build(Settings, "GATEWAY_", env, table)
+    return settings

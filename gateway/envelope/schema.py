@@ -1,0 +1,86 @@
+"""The edXML schemas: loaded from ``schemas/`` on disk once per thread (never fetched), and
+validation that reports the first error with its line and path."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from lxml import etree
+
+from gateway.envelope.model import Kind, Profile
+from gateway.errors import ConfigError, PackageRejected
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+
+
+def schema_path(kind: Kind, profile: Profile) -> Path:
+    return SCHEMA_DIR / f"edxml-{kind.value}-{profile.value}.xsd"
+
+
+def _load(path: Path) -> etree.XMLSchema:
+    # The schema files import each other by relative path; a no-network parser keeps it local.
+    parser = etree.XMLParser(no_network=True, resolve_entities=False, load_dtd=False)
+    try:
+        return etree.XMLSchema(etree.parse(str(path), parser))
+    except (OSError, etree.XMLSchemaParseError, etree.XMLSyntaxError) as e:
+        raise ConfigError(f"cannot load the edXML schema {path}: {e}") from e
+
+
+class _Schemas(threading.local):
+    """XMLSchema keeps its error log on the instance, so each thread gets its own."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[tuple[Kind, Profile], etree.XMLSchema] = {}
+
+    def get(self, kind: Kind, profile: Profile) -> etree.XMLSchema:
+        schema = self.loaded.get((kind, profile))
+        if schema is None:
+            schema = self.loaded[(kind, profile)] = _load(schema_path(kind, profile))
+        return schema
+
+
+_schemas = _Schemas()
+
+
+def load_schema(kind: Kind, profile: Profile) -> etree.XMLSchema:
+    return _schemas.get(kind, profile)
+
+
+def element_path(el: etree._Element) -> str:
+    """A readable path of local names with positions where needed: /edXML/.../To[2]/OrganId."""
+    parts: list[str] = []
+    node: etree._Element | None = el
+    while node is not None:
+        name = etree.QName(node).localname
+        parent = node.getparent()
+        if parent is not None:
+            same = [c for c in parent if c.tag == node.tag]
+            if len(same) > 1:
+                name += f"[{same.index(node) + 1}]"
+        parts.append(name)
+        node = parent
+    return "/" + "/".join(reversed(parts))
+
+
+def where(el: etree._Element) -> str:
+    return f"line {el.sourceline}, {element_path(el)}"
+
+
+def validate_schema(root: etree._Element, kind: Kind, profile: Profile) -> None:
+    """Raise schema_invalid naming the first problem, its line and its path."""
+    schema = load_schema(kind, profile)
+    if schema.validate(root):
+        return
+    error = schema.error_log[0]
+    location = f"line {error.line}"
+    if error.path:
+        found = root.getroottree().xpath(error.path)
+        if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+            location = where(found[0])
+    message = error.message.replace(f"{{{_ns(root)}}}", "")
+    raise PackageRejected("schema_invalid", message, where=location)
+
+
+def _ns(root: etree._Element) -> str:
+    return etree.QName(root).namespace or ""

@@ -1,0 +1,124 @@
+"""Hardened XML parsing: refuse what is too big, too deep or hostile before any of it is expanded.
+
+Order of the checks, cheapest first: size cap on the bytes; UTF-8 only (so that a byte scan of
+the prolog is sound); no DOCTYPE (hence no DTD and no entity declarations) in the prolog; then
+libxml2 with entities, DTD loading, network access and huge trees all off; then limits on depth
+and node count. Nothing here reads a file or opens a socket.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from lxml import etree
+
+from gateway.config import EnvelopeSettings
+from gateway.errors import PackageRejected
+
+# libxml2 reads encodings from BOMs and the XML declaration; edXML is UTF-8, and refusing the
+# rest keeps the prolog scan below honest (a UTF-16 "<!DOCTYPE" would not match bytes).
+_FOREIGN_BOMS = (b"\xfe\xff", b"\xff\xfe", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
+_XML_DECL = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
+# Prolog items that may precede the root element: whitespace, the declaration, comments, PIs.
+_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+
+_PARSER_OPTIONS = {
+    "resolve_entities": False,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "no_network": True,
+    "huge_tree": False,
+    "remove_blank_text": False,
+    "remove_comments": False,
+    "collect_ids": False,
+}
+
+
+class _PerThread(threading.local):
+    """lxml parsers and compiled XPath objects must not be shared between threads."""
+
+    def __init__(self) -> None:
+        self.parser = etree.XMLParser(**_PARSER_OPTIONS)  # type: ignore[call-overload]
+        self.count_nodes = etree.XPath("count(//node()) + count(//@*)")
+        self.too_deep: dict[int, etree.XPath] = {}
+
+    def too_deep_check(self, depth: int) -> etree.XPath:
+        check = self.too_deep.get(depth)
+        if check is None:
+            # True when any element sits at depth + 1 below the document node.
+            check = etree.XPath("boolean(/" + "/".join(["*"] * (depth + 1)) + ")")
+            self.too_deep[depth] = check
+        return check
+
+
+_local = _PerThread()
+
+
+def _check_encoding(data: bytes) -> None:
+    if data.startswith(_FOREIGN_BOMS) or data[:2] in (b"\x00<", b"<\x00"):
+        raise PackageRejected("xml_malformed", "edXML packages must be encoded in UTF-8")
+    head = data[:200]
+    declared = _XML_DECL.match(head.removeprefix(b"\xef\xbb\xbf"))
+    if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
+        enc = declared.group(1).decode("ascii")
+        raise PackageRejected(
+            "xml_malformed", f"edXML packages must be encoded in UTF-8, not {enc}", where="line 1"
+        )
+
+
+def _check_prolog(data: bytes) -> None:
+    """Refuse a DOCTYPE before the root element, without parsing anything else."""
+    pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    end = len(data)
+    while pos < end:
+        m = _PROLOG_ITEM.match(data, pos)
+        if m is None:
+            break
+        pos = m.end()
+    if data.startswith(b"<!DOCTYPE", pos) or data.startswith(b"<!ENTITY", pos):
+        line = data.count(b"\n", 0, pos) + 1
+        raise PackageRejected(
+            "xml_forbidden_construct",
+            "DOCTYPE declarations (and with them DTDs and entities) are not allowed",
+            where=f"line {line}",
+        )
+
+
+def parse_xml(data: bytes, limits: EnvelopeSettings) -> etree._Element:
+    """Parse untrusted bytes into an element tree, or raise PackageRejected with an xml_* code."""
+    if len(data) > limits.max_bytes:
+        raise PackageRejected(
+            "xml_too_large", f"{len(data)} bytes is over the limit of {limits.max_bytes} bytes"
+        )
+    if not data.strip():
+        raise PackageRejected("xml_malformed", "the document is empty")
+    _check_encoding(data)
+    _check_prolog(data)
+    try:
+        root = etree.fromstring(data, _local.parser)
+    except etree.XMLSyntaxError as e:
+        message = str(e.msg or e)
+        code = "xml_too_deep" if "depth" in message.lower() else "xml_malformed"
+        if "entity" in message.lower() and "undefined" not in message.lower():
+            code = "xml_forbidden_construct"
+        raise PackageRejected(code, message, where=f"line {e.lineno}") from e
+    if root is None:
+        raise PackageRejected("xml_malformed", "the document has no root element")
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise PackageRejected("xml_forbidden_construct", "DOCTYPE declarations are not allowed")
+    _check_size(root, limits)
+    return root
+
+
+def _check_size(root: etree._Element, limits: EnvelopeSettings) -> None:
+    if _local.too_deep_check(limits.max_depth)(root):
+        raise PackageRejected(
+            "xml_too_deep", f"elements are nested deeper than {limits.max_depth} levels"
+        )
+    nodes = int(_local.count_nodes(root))  # type: ignore[arg-type]
+    if nodes > limits.max_nodes:
+        raise PackageRejected(
+            "xml_too_deep", f"{nodes} nodes is over the limit of {limits.max_nodes}"
+        )
