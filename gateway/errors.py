@@ -72,24 +72,22 @@ CODES: dict[str, ErrorCode] = _catalogue(
     # Schema and content
     ErrorCode("schema_invalid", _C.SCHEMA, 422, "The package does not match the edXML schema"),
     ErrorCode("attachment_missing", _C.CONTENT, 422, "A manifest reference has no attachment"),
-    ErrorCode(
-        "attachment_unreferenced", _C.CONTENT, 422, "An attachment is not in the manifest"
-    ),
-    ErrorCode(
-        "attachment_bad_encoding", _C.CONTENT, 422, "An attachment is not valid base64"
-    ),
+    ErrorCode("attachment_unreferenced", _C.CONTENT, 422, "An attachment is not in the manifest"),
+    ErrorCode("attachment_bad_encoding", _C.CONTENT, 422, "An attachment is not valid base64"),
     ErrorCode("organ_id_invalid", _C.CONTENT, 422, "An OrganId is not in the national format"),
-    ErrorCode("document_id_invalid", _C.CONTENT, 422, "The DocumentId is malformed or inconsistent"),
+    ErrorCode(
+        "document_id_invalid", _C.CONTENT, 422, "The DocumentId is malformed or inconsistent"
+    ),
     ErrorCode("date_invalid", _C.CONTENT, 422, "A date or timestamp is not a real date"),
     ErrorCode("recipient_missing", _C.CONTENT, 422, "The package names no recipient"),
     ErrorCode("recipient_duplicate", _C.CONTENT, 422, "A recipient is named more than once"),
-    ErrorCode("status_code_unknown", _C.CONTENT, 422, "The status packet has an unknown StatusCode"),
+    ErrorCode(
+        "status_code_unknown", _C.CONTENT, 422, "The status packet has an unknown StatusCode"
+    ),
     # Signature
     ErrorCode("signature_missing", _C.SIGNATURE, 422, "The package is not signed"),
     ErrorCode("signature_invalid", _C.SIGNATURE, 422, "The signature does not match the content"),
-    ErrorCode(
-        "signature_weak_algorithm", _C.SIGNATURE, 422, "The signature uses a weak algorithm"
-    ),
+    ErrorCode("signature_weak_algorithm", _C.SIGNATURE, 422, "The signature uses a weak algorithm"),
     ErrorCode(
         "signature_ambiguous",
         _C.SIGNATURE,
@@ -142,7 +140,9 @@ CODES: dict[str, ErrorCode] = _catalogue(
     ErrorCode("proof_invalid", _C.LEDGER, 422, "A receipt or proof does not verify"),
     # Configuration
     ErrorCode("config_invalid", _C.CONFIG, 500, "The configuration is unusable", Origin.SERVER),
-    ErrorCode("directory_invalid", _C.CONFIG, 500, "The unit directory file is invalid", Origin.SERVER),
+    ErrorCode(
+        "directory_invalid", _C.CONFIG, 500, "The unit directory file is invalid", Origin.SERVER
+    ),
 )
 
 

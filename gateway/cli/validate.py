@@ -58,7 +58,8 @@ def validate(profile: str, as_json: bool, verbose: bool, files: tuple[str, ...])
     FILES are paths; '-' reads standard input. One line per file:
 
     \b
-      OK <file> kind=<document|status> document_id=<id> from=<OrganId> to=<n> attachments=<n> warnings=<n>
+      OK <file> kind=<document|status> document_id=<id> from=<OrganId> to=<n>
+         attachments=<n> warnings=<n>            (on one line)
       INVALID <file> <code>: <message>
 
     Exit 0 when every file is valid, 1 when any is invalid, 2 on usage errors.

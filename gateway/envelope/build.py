@@ -132,8 +132,8 @@ def _message_header(header: etree._Element, p: Package) -> None:
         places = _add(mh, "ToPlaces")
         for place in p.to_places:
             _add(places, "Place", place)
-    for r in p.response_for:
-        _response_for(mh, r)
+    for answered in p.response_for:
+        _response_for(mh, answered)
 
 
 def _status(header: etree._Element, p: Package) -> None:
@@ -180,6 +180,4 @@ def build_tree(p: Package) -> etree._Element:
 
 def build_package(p: Package) -> bytes:
     """The package as UTF-8 edXML bytes with an XML declaration, unsigned."""
-    return etree.tostring(
-        build_tree(p), xml_declaration=True, encoding="UTF-8", pretty_print=True
-    )
+    return etree.tostring(build_tree(p), xml_declaration=True, encoding="UTF-8", pretty_print=True)

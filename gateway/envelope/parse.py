@@ -51,11 +51,11 @@ def signature_element(root: etree._Element) -> etree._Element:
     signatures = list(root.iter(names.DS_SIGNATURE))
     if not signatures:
         others = [
-            el
-            for el in root.iter(tag=etree.Element)
-            if etree.QName(el).localname == "Signature"
+            el for el in root.iter(tag=etree.Element) if etree.QName(el).localname == "Signature"
         ]
-        hint = f"; found a Signature that is not W3C XMLDSig at {where(others[0])}" if others else ""
+        hint = (
+            f"; found a Signature that is not W3C XMLDSig at {where(others[0])}" if others else ""
+        )
         raise PackageRejected("signature_missing", "the package has no XMLDSig signature" + hint)
     if len(signatures) > 1:
         raise PackageRejected(
@@ -106,7 +106,9 @@ def read_tree(
     if profile is Profile.COMPAT:
         signature_warnings(header, findings)
     package = (
-        read_status(header, findings) if kind is Kind.STATUS else read_document(root, header, findings)
+        read_status(header, findings)
+        if kind is Kind.STATUS
+        else read_document(root, header, findings)
     )
     return dataclasses.replace(
         package,

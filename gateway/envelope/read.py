@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
+from typing import TypeVar
 
 from lxml import etree
 
@@ -54,6 +55,8 @@ MESSAGE_HEADER_CARDINALITY: dict[str, tuple[int, int | None]] = {
     "ResponseFor": (0, None),
 }
 
+_D = TypeVar("_D", bound=date)
+
 _WEAK_ALGORITHMS = ("sha1", "md5", "ripemd160")
 _B64_WHITESPACE = b" \t\r\n"
 
@@ -87,21 +90,23 @@ def _child_int(parent: etree._Element | None, local: str) -> int | None:
     return None if value is None else int(value)
 
 
-def _real(parse: Callable[[str], date | datetime], el: etree._Element) -> date | datetime:
+def _real(parse: Callable[[str], _D], el: etree._Element) -> _D:
     value = _text(el) or ""
     try:
         return parse(value)
     except ValueError as e:
-        raise PackageRejected("date_invalid", f"{value!r} is not a real date", where=where(el)) from e
+        raise PackageRejected(
+            "date_invalid", f"{value!r} is not a real date", where=where(el)
+        ) from e
 
 
 def _date(parent: etree._Element, local: str) -> date | None:
     el = parent.find(tag(local))
-    return None if el is None else _real(names.parse_date, el)  # type: ignore[return-value]
+    return None if el is None else _real(names.parse_date, el)
 
 
 def _timestamp(el: etree._Element) -> datetime:
-    return _real(names.parse_timestamp, el)  # type: ignore[return-value]
+    return _real(names.parse_timestamp, el)
 
 
 def _group(parent: etree._Element) -> dict[str, list[etree._Element]]:
@@ -166,7 +171,9 @@ def _recipients(elements: Iterable[etree._Element], findings: Findings) -> tuple
         org = _organization(el, findings)
         if org.organ_id in seen:
             raise PackageRejected(
-                "recipient_duplicate", f"{org.organ_id} is named twice as a recipient", where=where(el)
+                "recipient_duplicate",
+                f"{org.organ_id} is named twice as a recipient",
+                where=where(el),
             )
         seen.add(org.organ_id)
         recipients.append(org)
@@ -284,7 +291,9 @@ def _decode(el: etree._Element) -> bytes:
         return binascii.a2b_base64(encoded, strict_mode=True)
     except (UnicodeEncodeError, binascii.Error) as e:
         raise PackageRejected(
-            "attachment_bad_encoding", f"ContentTransferEncoded is not valid base64 ({e})", where=where(el)
+            "attachment_bad_encoding",
+            f"ContentTransferEncoded is not valid base64 ({e})",
+            where=where(el),
         ) from e
 
 
@@ -331,7 +340,9 @@ def _attachments(root: etree._Element, manifest: etree._Element | None) -> tuple
 
 def signature_warnings(header: etree._Element, findings: Findings) -> None:
     """Compat only: say what is wrong with the signature without verifying it."""
-    signatures = [c for c in header.iterchildren(tag=etree.Element) if etree.QName(c).localname == "Signature"]
+    signatures = [
+        c for c in header.iterchildren(tag=etree.Element) if etree.QName(c).localname == "Signature"
+    ]
     if not signatures:
         findings.warnings.append(Warning("signature_absent", "the package is not signed"))
         return
@@ -339,7 +350,9 @@ def signature_warnings(header: etree._Element, findings: Findings) -> None:
     if sig.tag != names.DS_SIGNATURE:
         ns = etree.QName(sig).namespace or "no namespace"
         findings.warnings.append(
-            Warning("signature_not_xmldsig", f"Signature is in {ns}, not W3C XMLDSig ({where(sig)})")
+            Warning(
+                "signature_not_xmldsig", f"Signature is in {ns}, not W3C XMLDSig ({where(sig)})"
+            )
         )
         return
     weak = weak_algorithms(sig)
@@ -369,7 +382,9 @@ def read_document(root: etree._Element, header: etree._Element, findings: Findin
     recipients = _recipients(groups["To"], findings)
 
     code_el = groups["Code"][0]
-    code = Code(_child_text(code_el, "CodeNumber") or "", _child_text(code_el, "CodeNotation") or "")
+    code = Code(
+        _child_text(code_el, "CodeNumber") or "", _child_text(code_el, "CodeNotation") or ""
+    )
     info = groups["PromulgationInfo"][0]
     promulgation_date = _date(info, "PromulgationDate")
     document_id_el = groups["DocumentId"][0]
@@ -407,7 +422,7 @@ def read_document(root: etree._Element, header: etree._Element, findings: Findin
             position=_child_text(signer_el, "Position"),
             full_name=_child_text(signer_el, "FullName"),
         ),
-        due_date=None if not due else _real(names.parse_date, due[0]),  # type: ignore[arg-type]
+        due_date=None if not due else _real(names.parse_date, due[0]),
         priority=_child_int(other, "Priority") or 0,
         steering_type=None if not steering else int(_text(steering[0]) or 0),
         to_places=()
@@ -416,7 +431,9 @@ def read_document(root: etree._Element, header: etree._Element, findings: Findin
         response_for=tuple(_response_for(el, findings) for el in groups.get("ResponseFor", [])),
         business=_business(trace_list),
         traces=_traces(trace_list, findings),
-        attachments=_attachments(root, root.find(f"{names.ENVELOPE}/{names.BODY}/{names.MANIFEST}")),
+        attachments=_attachments(
+            root, root.find(f"{names.ENVELOPE}/{names.BODY}/{names.MANIFEST}")
+        ),
     )
 
 

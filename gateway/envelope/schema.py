@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
@@ -72,14 +73,28 @@ def validate_schema(root: etree._Element, kind: Kind, profile: Profile) -> None:
     schema = load_schema(kind, profile)
     if schema.validate(root):
         return
-    error = schema.error_log[0]
+    log: Any = schema.error_log  # the stubs miss that the log is a sequence
+    error = log[0]
     location = f"line {error.line}"
     if error.path:
-        found = root.getroottree().xpath(error.path)
-        if isinstance(found, list) and found and isinstance(found[0], etree._Element):
-            location = where(found[0])
+        location = f"line {error.line}, {error.path}"
+        found = _element_at(root, error.path)
+        if found is not None:
+            location = where(found)
     message = error.message.replace(f"{{{_ns(root)}}}", "")
     raise PackageRejected("schema_invalid", message, where=location)
+
+
+def _element_at(root: etree._Element, path: str) -> etree._Element | None:
+    """The element libxml2's error path names (its prefixes are the document's own)."""
+    prefixes = {p: ns for el in root.iter(tag=etree.Element) for p, ns in el.nsmap.items() if p}
+    try:
+        found = root.getroottree().xpath(path, namespaces=prefixes)
+    except etree.XPathError:
+        return None
+    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+        return found[0]
+    return None
 
 
 def _ns(root: etree._Element) -> str:

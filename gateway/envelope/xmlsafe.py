@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 
 from lxml import etree
 
@@ -23,23 +24,19 @@ _XML_DECL = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']
 # Prolog items that may precede the root element: whitespace, the declaration, comments, PIs.
 _PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
 
-_PARSER_OPTIONS = {
-    "resolve_entities": False,
-    "load_dtd": False,
-    "dtd_validation": False,
-    "no_network": True,
-    "huge_tree": False,
-    "remove_blank_text": False,
-    "remove_comments": False,
-    "collect_ids": False,
-}
-
 
 class _PerThread(threading.local):
     """lxml parsers and compiled XPath objects must not be shared between threads."""
 
     def __init__(self) -> None:
-        self.parser = etree.XMLParser(**_PARSER_OPTIONS)  # type: ignore[call-overload]
+        self.parser = etree.XMLParser(
+            resolve_entities=False,
+            load_dtd=False,
+            dtd_validation=False,
+            no_network=True,
+            huge_tree=False,
+            collect_ids=False,
+        )
         self.count_nodes = etree.XPath("count(//node()) + count(//@*)")
         self.too_deep: dict[int, etree.XPath] = {}
 
@@ -105,7 +102,7 @@ def parse_xml(data: bytes, limits: EnvelopeSettings) -> etree._Element:
         raise PackageRejected(code, message, where=f"line {e.lineno}") from e
     if root is None:
         raise PackageRejected("xml_malformed", "the document has no root element")
-    docinfo = root.getroottree().docinfo
+    docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise PackageRejected("xml_forbidden_construct", "DOCTYPE declarations are not allowed")
     _check_size(root, limits)

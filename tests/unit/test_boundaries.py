@@ -1,0 +1,42 @@
+"""The pure core imports no I/O library (STYLE.md: a pure core, I/O at the edge)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+GATEWAY = Path(__file__).parents[2] / "gateway"
+PURE = ["envelope", "trust"]
+FORBIDDEN = {
+    "aiohttp",
+    "aio_pika",
+    "aiormq",
+    "sqlalchemy",
+    "asyncpg",
+    "aiosqlite",
+    "click",
+    "socket",
+}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", PURE)
+def test_pure_package_imports_no_io_library(package: str) -> None:
+    files = sorted((GATEWAY / package).rglob("*.py"))
+    if not files:
+        pytest.skip(f"gateway/{package} does not exist yet")
+    for path in files:
+        bad = imported_modules(path) & FORBIDDEN
+        assert not bad, f"{path.relative_to(GATEWAY)} imports {sorted(bad)}"

@@ -1,0 +1,73 @@
+"""Settings: defaults, environment and TOML, and errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Secret, load_settings
+from gateway.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_gateway() -> None:
+    s = load_settings({})
+    assert s.amqp_url is None and s.database_url is None
+    assert s.var_dir == Path("var")
+    assert s.envelope.max_bytes == 50 * 1024 * 1024
+    assert s.bus.retry_schedule == (30, 120, 600, 3600)
+    assert s.bus.ttl == 24 * 3600
+
+
+def test_environment_sets_sections_and_top_level() -> None:
+    s = load_settings(
+        {
+            "GATEWAY_AMQP_URL": "amqp://u:p@host/",
+            "GATEWAY_BUS_RETRY_SCHEDULE": "1, 2,3",
+            "GATEWAY_ENVELOPE_MAX_BYTES": "1024",
+            "GATEWAY_KEYS": "/etc/gateway/keys",
+        }
+    )
+    assert s.amqp_url == "amqp://u:p@host/"
+    assert s.bus.retry_schedule == (1, 2, 3)
+    assert s.envelope.max_bytes == 1024
+    assert s.keys == Path("/etc/gateway/keys")
+
+
+def test_secrets_do_not_show_in_repr() -> None:
+    s = load_settings({"GATEWAY_DATABASE_URL": "postgresql://u:hunter2@db/x"})
+    assert "hunter2" not in repr(s)
+    assert isinstance(s.database_url, Secret)
+    assert s.database_url.reveal() == "postgresql://u:hunter2@db/x"
+
+
+def test_toml_file_is_read_and_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text('var_dir = "/srv/gw"\n[bus]\nttl = 600\nretry_schedule = [5, 10]\n')
+    s = load_settings({"GATEWAY_CONFIG": str(path), "GATEWAY_BUS_TTL": "900"})
+    assert s.var_dir == Path("/srv/gw")
+    assert s.bus.ttl == 900
+    assert s.bus.retry_schedule == (5, 10)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GATEWAY_BUS_TTL": "soon"}, "GATEWAY_BUS_TTL"),
+        ({"GATEWAY_BUS_TTL": "0"}, "GATEWAY_BUS_TTL"),
+        ({"GATEWAY_BUS_RETRY_SCHEDULE": "1,x"}, "GATEWAY_BUS_RETRY_SCHEDULE"),
+        ({"GATEWAY_CONFIG": "/nonexistent.toml"}, "GATEWAY_CONFIG"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert named in caught.value.message
+
+
+def test_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text("[bus]\nttl_seconds = 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"GATEWAY_CONFIG": str(path)})
+    assert "GATEWAY_BUS_TTL_SECONDS" in caught.value.message
