@@ -20,9 +20,11 @@ def main() -> None:
 
 def _register() -> None:
     # One line per domain; each module owns its subcommands.
+    from gateway.cli.units import units
     from gateway.cli.validate import validate
 
     main.add_command(validate)
+    main.add_command(units)
 
 
 _register()
