@@ -3,6 +3,7 @@ written by ``build_package``."""
 
 from __future__ import annotations
 
+import binascii
 import enum
 import hashlib
 from dataclasses import dataclass, field
@@ -117,19 +118,88 @@ class Business:
     receivers: tuple[Receiver, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
 class Attachment:
-    content_id: str
-    name: str
-    content_type: str
-    data: bytes = field(repr=False)
-    description: str | None = None
-    size: int = field(init=False)
-    sha256: str = field(init=False)
+    """An attachment: its manifest facts, and its content decoded lazily, at most once.
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "size", len(self.data))
-        object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
+    Parsed attachments keep their base64 text (checked valid, size known) until ``data`` or
+    ``sha256`` is first read; built ones start from the bytes."""
+
+    __slots__ = (
+        "_data",
+        "_encoded",
+        "_sha256",
+        "_size",
+        "content_id",
+        "content_type",
+        "description",
+        "name",
+    )
+
+    def __init__(
+        self,
+        content_id: str,
+        name: str,
+        content_type: str,
+        data: bytes,
+        description: str | None = None,
+    ) -> None:
+        self.content_id = content_id
+        self.name = name
+        self.content_type = content_type
+        self.description = description
+        self._data: bytes | None = data
+        self._encoded: bytes | None = None
+        self._size = len(data)
+        self._sha256: str | None = None
+
+    @classmethod
+    def from_base64(
+        cls,
+        content_id: str,
+        name: str,
+        content_type: str,
+        encoded: bytes,
+        size: int,
+        description: str | None = None,
+    ) -> Attachment:
+        """An attachment over base64 text already checked by ``names.base64_size``."""
+        attachment = cls(content_id, name, content_type, b"", description)
+        attachment._data, attachment._encoded, attachment._size = None, encoded, size
+        return attachment
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            assert self._encoded is not None
+            self._data, self._encoded = binascii.a2b_base64(self._encoded), None
+        return self._data
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self.data).hexdigest()
+        return self._sha256
+
+    def _key(self) -> tuple[str, str, str, str | None, bytes]:
+        return (self.content_id, self.name, self.content_type, self.description, self.data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Attachment):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"Attachment(content_id={self.content_id!r}, name={self.name!r}, "
+            f"content_type={self.content_type!r}, size={self.size})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ formats (OrganId, DocumentId, dates) that the schema leaves to code."""
 from __future__ import annotations
 
 import re
+import string
 from datetime import date, datetime
 
 NS = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
@@ -49,14 +50,50 @@ def format_timestamp(value: datetime) -> str:
     return value.strftime(TIMESTAMP_FORMAT)
 
 
+_DATE = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2}")
+_TIMESTAMP = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}")
+
+
 def parse_date(value: str) -> date:
     """A yyyy/MM/dd text as a date; ValueError if it is not a real date."""
-    return datetime.strptime(value, DATE_FORMAT).date()
+    if _DATE.fullmatch(value) is None:
+        raise ValueError(f"{value!r} is not yyyy/MM/dd")
+    return date(int(value[0:4]), int(value[5:7]), int(value[8:10]))
 
 
 def parse_timestamp(value: str) -> datetime:
     """A 'yyyy/MM/dd HH:mm:ss' text as a naive datetime; ValueError if it is not real."""
-    return datetime.strptime(value, TIMESTAMP_FORMAT)
+    if _TIMESTAMP.fullmatch(value) is None:
+        raise ValueError(f"{value!r} is not yyyy/MM/dd HH:mm:ss")
+    return datetime(
+        int(value[0:4]),
+        int(value[5:7]),
+        int(value[8:10]),
+        int(value[11:13]),
+        int(value[14:16]),
+        int(value[17:19]),
+    )
+
+
+_B64_ALPHABET = (string.ascii_letters + string.digits + "+/").encode("ascii")
+_B64_SPACE = b" \t\r\n"
+
+
+def base64_size(encoded: bytes) -> int:
+    """The decoded size of base64 text (whitespace allowed), without decoding it.
+
+    ValueError when the text is not valid base64: a character outside the alphabet, padding
+    that is not at the end, or a length that is not a whole number of 4-character groups."""
+    rest = encoded.translate(None, _B64_ALPHABET)  # whitespace and padding, if valid
+    padding = rest.count(b"=")
+    if rest.translate(None, _B64_SPACE + b"="):
+        raise ValueError("a character outside the base64 alphabet")
+    if padding > 2 or (padding and not encoded.rstrip(_B64_SPACE).endswith(b"=" * padding)):
+        raise ValueError("padding ('=') that is not at the end")
+    significant = len(encoded) - len(rest) + padding
+    if significant % 4:
+        raise ValueError(f"{significant} base64 characters, not a multiple of 4")
+    return significant // 4 * 3 - padding
 
 
 def make_document_id(organ_id: str, promulgation_date: date, number: str, notation: str) -> str:

@@ -7,7 +7,6 @@ checks and the model (read).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 
 from lxml import etree
@@ -105,17 +104,10 @@ def read_tree(
     assert header is not None  # the schema requires it
     if profile is Profile.COMPAT:
         signature_warnings(header, findings)
-    package = (
-        read_status(header, findings)
-        if kind is Kind.STATUS
-        else read_document(root, header, findings)
-    )
-    return dataclasses.replace(
-        package,
-        raw=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-        warnings=tuple(findings.warnings),
-    )
+    digest = hashlib.sha256(data).hexdigest()
+    if kind is Kind.STATUS:
+        return read_status(header, findings, raw=data, sha256=digest)
+    return read_document(root, header, findings, raw=data, sha256=digest)
 
 
 def parse_package(

@@ -2,14 +2,15 @@
 
 Under ``strict`` every deviation raises PackageRejected; under ``compat`` the deviations that
 real systems produce are collected as named warnings (``Findings``) and nothing is repaired.
+This runs for every package, so it reads each element's children in one pass and works out
+an error's location only when there is an error.
 """
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Callable, Iterable
-from datetime import date, datetime
-from typing import TypeVar
+from datetime import date
+from typing import Any, TypeVar
 
 from lxml import etree
 
@@ -37,6 +38,63 @@ from gateway.envelope.names import tag
 from gateway.envelope.schema import where
 from gateway.errors import PackageRejected
 
+_T = TypeVar("_T")
+Texts = dict[Any, "str | None"]  # Clark tag -> text of an element's children
+
+# Clark-notation names of the elements read here.
+CONTENT = tag("Content")
+DUE_DATE = tag("DueDate")
+SIGNER_INFO = tag("SignerInfo")
+SUBJECT = tag("Subject")
+ATTACHMENT = tag("Attachment")
+ATTACHMENT_NAME = tag("AttachmentName")
+BUSSINESS = tag("Bussiness")
+BUSSINESS_DOC_REASON = tag("BussinessDocReason")
+BUSSINESS_DOC_TYPE = tag("BussinessDocType")
+CODE = tag("Code")
+CODE_NOTATION = tag("CodeNotation")
+CODE_NUMBER = tag("CodeNumber")
+COMPETENCE = tag("Competence")
+CONTENT_ID = tag("ContentId")
+CONTENT_TRANSFER_ENCODED = tag("ContentTransferEncoded")
+CONTENT_TYPE = tag("ContentType")
+DEPARTMENT = tag("Department")
+DESCRIPTION = tag("Description")
+DOCUMENT_ID = tag("DocumentId")
+DOCUMENT_TYPE = tag("DocumentType")
+EMAIL = tag("Email")
+FAX = tag("Fax")
+FROM = tag("From")
+FULL_NAME = tag("FullName")
+MOBILE = tag("Mobile")
+ORGANIZATION_IN_CHARGE = tag("OrganizationInCharge")
+ORGAN_ADD = tag("OrganAdd")
+ORGAN_ID = tag("OrganId")
+ORGAN_NAME = tag("OrganName")
+OTHER_INFO = tag("OtherInfo")
+PAPER = tag("Paper")
+PLACE = tag("Place")
+POSITION = tag("Position")
+PRIORITY = tag("Priority")
+PROMULGATION_DATE = tag("PromulgationDate")
+PROMULGATION_INFO = tag("PromulgationInfo")
+RECEIVER_TYPE = tag("ReceiverType")
+REFERENCE = tag("Reference")
+RESPONSE_FOR = tag("ResponseFor")
+STAFF = tag("Staff")
+STAFF_INFO = tag("StaffInfo")
+STATUS_CODE = tag("StatusCode")
+STEERING_TYPE = tag("SteeringType")
+TELEPHONE = tag("Telephone")
+TIMESTAMP = tag("Timestamp")
+TO = tag("To")
+TO_PLACES = tag("ToPlaces")
+TRACE_HEADER = tag("TraceHeader")
+TYPE = tag("Type")
+TYPE_DETAIL = tag("TypeDetail")
+TYPE_NAME = tag("TypeName")
+WEBSITE = tag("Website")
+
 # MessageHeader children: (minimum, maximum or None for unbounded). Their order is free.
 MESSAGE_HEADER_CARDINALITY: dict[str, tuple[int, int | None]] = {
     "From": (1, 1),
@@ -54,11 +112,11 @@ MESSAGE_HEADER_CARDINALITY: dict[str, tuple[int, int | None]] = {
     "ToPlaces": (0, 1),
     "ResponseFor": (0, None),
 }
-
-_D = TypeVar("_D", bound=date)
+_CARDINALITY = [
+    (tag(local), local, low, high) for local, (low, high) in MESSAGE_HEADER_CARDINALITY.items()
+]
 
 _WEAK_ALGORITHMS = ("sha1", "md5", "ripemd160")
-_B64_WHITESPACE = b" \t\r\n"
 
 
 class Findings:
@@ -68,66 +126,54 @@ class Findings:
         self.profile = profile
         self.warnings: list[Warning] = []
 
-    def deviation(self, strict_code: str, warning_code: str, message: str, at: str) -> None:
+    def deviation(
+        self, strict_code: str, warning_code: str, message: str, at: etree._Element
+    ) -> None:
         if self.profile is Profile.STRICT:
-            raise PackageRejected(strict_code, message, where=at)
-        self.warnings.append(Warning(warning_code, f"{message} ({at})"))
+            raise PackageRejected(strict_code, message, where=where(at))
+        self.warnings.append(Warning(warning_code, f"{message} ({where(at)})"))
 
 
-def _text(el: etree._Element | None) -> str | None:
-    if el is None or el.text is None:
+def _clean(value: str | None) -> str | None:
+    if value is None:
         return None
-    value = el.text.strip()
+    value = value.strip()
     return value or None
 
 
-def _child_text(parent: etree._Element | None, local: str) -> str | None:
-    return None if parent is None else _text(parent.find(tag(local)))
+def _texts(el: etree._Element) -> Texts:
+    return {child.tag: child.text for child in el}
 
 
-def _child_int(parent: etree._Element | None, local: str) -> int | None:
-    value = _child_text(parent, local)
+def _int(value: str | None) -> int | None:
+    value = _clean(value)
     return None if value is None else int(value)
 
 
-def _real(parse: Callable[[str], _D], el: etree._Element) -> _D:
-    value = _text(el) or ""
+def _real(parse: Callable[[str], _T], value: str | None, el: etree._Element) -> _T:
+    text = (value or "").strip()
     try:
-        return parse(value)
+        return parse(text)
     except ValueError as e:
         raise PackageRejected(
-            "date_invalid", f"{value!r} is not a real date", where=where(el)
+            "date_invalid", f"{text!r} is not a real date", where=where(el)
         ) from e
 
 
-def _date(parent: etree._Element, local: str) -> date | None:
-    el = parent.find(tag(local))
-    return None if el is None else _real(names.parse_date, el)
-
-
-def _timestamp(el: etree._Element) -> datetime:
-    return _real(names.parse_timestamp, el)
-
-
-def _group(parent: etree._Element) -> dict[str, list[etree._Element]]:
-    """Element children of ``parent`` by local name, in document order."""
-    groups: dict[str, list[etree._Element]] = {}
-    for child in parent.iterchildren(tag=etree.Element):
-        groups.setdefault(etree.QName(child).localname, []).append(child)
+def _group(parent: etree._Element) -> dict[Any, list[etree._Element]]:
+    """Children of ``parent`` by Clark tag, in document order."""
+    groups: dict[Any, list[etree._Element]] = {}
+    for child in parent:
+        groups.setdefault(child.tag, []).append(child)
     return groups
 
 
-def _check_cardinality(header: etree._Element, groups: dict[str, list[etree._Element]]) -> None:
-    for local, (low, high) in MESSAGE_HEADER_CARDINALITY.items():
-        found = groups.get(local, [])
-        if local == "To" and not found:
-            raise PackageRejected(
-                "recipient_missing", "MessageHeader names no recipient (To)", where=where(header)
-            )
-        if len(found) < low:
-            raise PackageRejected(
-                "schema_invalid", f"MessageHeader is missing its {local}", where=where(header)
-            )
+def _check_cardinality(header: etree._Element, groups: dict[Any, list[etree._Element]]) -> None:
+    for clark, local, low, high in _CARDINALITY:
+        found = groups.get(clark, ())
+        if low and not found:
+            code = "recipient_missing" if clark == TO else "schema_invalid"
+            raise PackageRejected(code, f"MessageHeader has no {local}", where=where(header))
         if high is not None and len(found) > high:
             raise PackageRejected(
                 "schema_invalid",
@@ -136,31 +182,35 @@ def _check_cardinality(header: etree._Element, groups: dict[str, list[etree._Ele
             )
 
 
-def _organization(el: etree._Element, findings: Findings) -> Organization:
-    organ_id_el = el.find(tag("OrganId"))
-    organ_id = _text(organ_id_el) or ""
-    if not names.is_organ_id(organ_id):
+def _organ_id(value: str | None, el: etree._Element, findings: Findings, what: str) -> str:
+    organ_id = _clean(value) or ""
+    if names.ORGAN_ID.fullmatch(organ_id) is None:
         findings.deviation(
             "organ_id_invalid",
             "organ_id_nonstandard",
-            f"OrganId {organ_id!r} is not in the national format NNN.NN.NN.Lnn",
-            where(organ_id_el if organ_id_el is not None else el),
+            f"{what} OrganId {organ_id!r} is not in the national format NNN.NN.NN.Lnn",
+            el,
         )
-    name = _child_text(el, "OrganName")
-    if name is None:
-        # Only reachable in compat: the strict schema requires OrganName.
+    return organ_id
+
+
+def _organization(el: etree._Element, findings: Findings, role: str) -> Organization:
+    texts = _texts(el)
+    organ_id = _organ_id(texts.get(ORGAN_ID), el, findings, role)
+    name = _clean(texts.get(ORGAN_NAME))
+    if name is None:  # only in compat: the strict schema requires OrganName
         findings.deviation(
-            "schema_invalid", "organ_name_missing", f"{organ_id} has no OrganName", where(el)
+            "schema_invalid", "organ_name_missing", f"{organ_id} has no OrganName", el
         )
     return Organization(
         organ_id=organ_id,
         name=name,
-        in_charge=_child_text(el, "OrganizationInCharge"),
-        address=_child_text(el, "OrganAdd"),
-        email=_child_text(el, "Email"),
-        telephone=_child_text(el, "Telephone"),
-        fax=_child_text(el, "Fax"),
-        website=_child_text(el, "Website"),
+        in_charge=_clean(texts.get(ORGANIZATION_IN_CHARGE)),
+        address=_clean(texts.get(ORGAN_ADD)),
+        email=_clean(texts.get(EMAIL)),
+        telephone=_clean(texts.get(TELEPHONE)),
+        fax=_clean(texts.get(FAX)),
+        website=_clean(texts.get(WEBSITE)),
     )
 
 
@@ -168,7 +218,7 @@ def _recipients(elements: Iterable[etree._Element], findings: Findings) -> tuple
     seen: set[str] = set()
     recipients = []
     for el in elements:
-        org = _organization(el, findings)
+        org = _organization(el, findings, "To")
         if org.organ_id in seen:
             raise PackageRejected(
                 "recipient_duplicate",
@@ -183,44 +233,33 @@ def _recipients(elements: Iterable[etree._Element], findings: Findings) -> tuple
 def _check_document_id(
     document_id: str,
     organ_id: str,
-    promulgation_date: date | None,
-    code: str | None,
-    at: str,
+    promulgation_date: date,
+    code: str,
+    at: etree._Element,
     findings: Findings,
 ) -> None:
     """DocumentId must read <OrganId>,<yyyy/MM/dd>,<number>/<notation> and agree with the rest."""
     m = names.DOCUMENT_ID.fullmatch(document_id)
-    problem = None
     if m is None:
         problem = f"DocumentId {document_id!r} is not <OrganId>,<yyyy/MM/dd>,<number>/<notation>"
     elif m["organ_id"] != organ_id:
         problem = f"DocumentId {document_id!r} is not issued by {organ_id}"
-    elif promulgation_date is not None and m["date"] != names.format_date(promulgation_date):
+    elif m["date"] != names.format_date(promulgation_date):
         problem = f"DocumentId {document_id!r} does not carry the PromulgationDate"
-    elif code is not None and f"{m['number']}/{m['notation']}" != code:
+    elif f"{m['number']}/{m['notation']}" != code:
         problem = f"DocumentId {document_id!r} does not carry the Code {code}"
-    if problem is None:
+    else:
         return
     findings.deviation("document_id_invalid", "document_id_nonstandard", problem, at)
 
 
 def _response_for(el: etree._Element, findings: Findings) -> ResponseFor:
-    organ_id_el = el.find(tag("OrganId"))
-    organ_id = _text(organ_id_el) or ""
-    if not names.is_organ_id(organ_id):
-        findings.deviation(
-            "organ_id_invalid",
-            "organ_id_nonstandard",
-            f"ResponseFor OrganId {organ_id!r} is not in the national format",
-            where(organ_id_el if organ_id_el is not None else el),
-        )
-    promulgation_date = _date(el, "PromulgationDate")
-    assert promulgation_date is not None  # required by the schema
+    texts = _texts(el)
     return ResponseFor(
-        organ_id=organ_id,
-        code=_child_text(el, "Code") or "",
-        promulgation_date=promulgation_date,
-        document_id=_child_text(el, "DocumentId") or "",
+        organ_id=_organ_id(texts.get(ORGAN_ID), el, findings, "ResponseFor"),
+        code=_clean(texts.get(CODE)) or "",
+        promulgation_date=_real(names.parse_date, texts.get(PROMULGATION_DATE), el),
+        document_id=_clean(texts.get(DOCUMENT_ID)) or "",
     )
 
 
@@ -228,112 +267,108 @@ def _traces(trace_list: etree._Element | None, findings: Findings) -> tuple[Trac
     if trace_list is None:
         return ()
     traces = []
-    for el in trace_list.iterchildren(tag("TraceHeader")):
-        organ_id = _child_text(el, "OrganId")
+    for el in trace_list.iterchildren(TRACE_HEADER):
+        texts = _texts(el)
+        organ_id = _clean(texts.get(ORGAN_ID))
         if organ_id is None or organ_id == "null":
             # The strict schema requires OrganId; "null" is what some systems write instead.
             findings.deviation(
-                "organ_id_invalid", "trace_organ_missing", "TraceHeader has no OrganId", where(el)
+                "organ_id_invalid", "trace_organ_missing", "TraceHeader has no OrganId", el
             )
             organ_id = None
-        elif not names.is_organ_id(organ_id):
-            findings.deviation(
-                "organ_id_invalid",
-                "organ_id_nonstandard",
-                f"TraceHeader OrganId {organ_id!r} is not in the national format",
-                where(el),
-            )
-        stamp = el.find(tag("Timestamp"))
-        assert stamp is not None  # required by the schema
-        traces.append(TraceHeader(organ_id=organ_id, timestamp=_timestamp(stamp)))
+        else:
+            _organ_id(organ_id, el, findings, "TraceHeader")
+        timestamp = _real(names.parse_timestamp, texts.get(TIMESTAMP), el)
+        traces.append(TraceHeader(organ_id=organ_id, timestamp=timestamp))
     return tuple(traces)
 
 
 def _staff(el: etree._Element | None) -> StaffInfo | None:
     if el is None:
         return None
+    texts = _texts(el)
     return StaffInfo(
-        department=_child_text(el, "Department"),
-        staff=_child_text(el, "Staff"),
-        mobile=_child_text(el, "Mobile"),
-        email=_child_text(el, "Email"),
+        department=_clean(texts.get(DEPARTMENT)),
+        staff=_clean(texts.get(STAFF)),
+        mobile=_clean(texts.get(MOBILE)),
+        email=_clean(texts.get(EMAIL)),
     )
 
 
 def _business(trace_list: etree._Element | None) -> Business | None:
-    el = None if trace_list is None else trace_list.find(tag("Bussiness"))
+    el = None if trace_list is None else trace_list.find(BUSSINESS)
     if el is None:
         return None
-    receivers: list[Receiver] = []
-    receiver_list = el.find(f"{tag('BussinessDocumentInfo')}/{tag('ReceiverList')}")
-    if receiver_list is not None:
-        for r in receiver_list.iterchildren(tag("Receiver")):
-            receivers.append(
-                Receiver(
-                    organ_id=_child_text(r, "OrganId") or "",
-                    added=_child_text(r, "ReceiverType") == "1",
-                )
-            )
+    texts = _texts(el)
+    receivers = tuple(
+        Receiver(
+            organ_id=_clean(r.findtext(ORGAN_ID)) or "",
+            added=_clean(r.findtext(RECEIVER_TYPE)) == "1",
+        )
+        for r in el.iterfind(
+            f"{tag('BussinessDocumentInfo')}/{tag('ReceiverList')}/{tag('Receiver')}"
+        )
+    )
     return Business(
-        doc_type=BusinessType(_child_int(el, "BussinessDocType") or 0),
-        reason=_child_text(el, "BussinessDocReason"),
-        document_id=_child_text(el, "DocumentId"),
-        paper=_child_int(el, "Paper"),
-        staff=_staff(el.find(tag("StaffInfo"))),
-        receivers=tuple(receivers),
+        doc_type=BusinessType(_int(texts.get(BUSSINESS_DOC_TYPE)) or 0),
+        reason=_clean(texts.get(BUSSINESS_DOC_REASON)),
+        document_id=_clean(texts.get(DOCUMENT_ID)),
+        paper=_int(texts.get(PAPER)),
+        staff=_staff(el.find(STAFF_INFO)),
+        receivers=receivers,
     )
 
 
-def _decode(el: etree._Element) -> bytes:
-    text = el.text or ""
+def _attachment(att: etree._Element, content_id: str) -> Attachment:
+    """Check the base64 text without decoding it; the content is decoded on first use."""
+    body = att.find(CONTENT_TRANSFER_ENCODED)
+    assert body is not None  # required by the schema
     try:
-        encoded = text.encode("ascii").translate(None, _B64_WHITESPACE)
-        return binascii.a2b_base64(encoded, strict_mode=True)
-    except (UnicodeEncodeError, binascii.Error) as e:
+        encoded = (body.text or "").encode("ascii")
+        size = names.base64_size(encoded)
+    except (UnicodeEncodeError, ValueError) as e:
+        reason = (
+            "a character outside the base64 alphabet" if isinstance(e, UnicodeEncodeError) else e
+        )
         raise PackageRejected(
             "attachment_bad_encoding",
-            f"ContentTransferEncoded is not valid base64 ({e})",
-            where=where(el),
+            f"ContentTransferEncoded of {content_id} is not valid base64: {reason}",
+            where=where(body),
         ) from e
+    texts = _texts(att)
+    return Attachment.from_base64(
+        content_id,
+        _clean(texts.get(ATTACHMENT_NAME)) or "",
+        _clean(texts.get(CONTENT_TYPE)) or "",
+        encoded,
+        size,
+        _clean(texts.get(DESCRIPTION)),
+    )
 
 
 def _attachments(root: etree._Element, manifest: etree._Element | None) -> tuple[Attachment, ...]:
-    """Pair manifest References with Attachments one to one; decode each attachment once."""
+    """Pair manifest References with Attachments one to one (the schema keeps ids unique)."""
     referenced: dict[str, etree._Element] = {}
     if manifest is not None:
-        for ref in manifest.iterchildren(tag("Reference")):
-            referenced[_child_text(ref, "ContentId") or ""] = ref
+        for ref in manifest.iterchildren(REFERENCE):
+            referenced[_clean(ref.findtext(CONTENT_ID)) or ""] = ref
+    attachments = []
     encoded = root.find(names.ATTACHMENTS)
-    by_id: dict[str, etree._Element] = {}
     if encoded is not None:
-        for att in encoded.iterchildren(tag("Attachment")):
-            content_id = _child_text(att, "ContentId") or ""
-            if content_id not in referenced:
+        for att in encoded.iterchildren(ATTACHMENT):
+            content_id = _clean(att.findtext(CONTENT_ID)) or ""
+            if referenced.pop(content_id, None) is None:
                 raise PackageRejected(
                     "attachment_unreferenced",
                     f"attachment {content_id} is not listed in the manifest",
                     where=where(att),
                 )
-            by_id[content_id] = att
+            attachments.append(_attachment(att, content_id))
     for content_id, ref in referenced.items():
-        if content_id not in by_id:
-            raise PackageRejected(
-                "attachment_missing",
-                f"manifest reference {content_id} has no attachment",
-                where=where(ref),
-            )
-    attachments = []
-    for content_id, att in by_id.items():
-        body = att.find(tag("ContentTransferEncoded"))
-        assert body is not None  # required by the schema
-        attachments.append(
-            Attachment(
-                content_id=content_id,
-                name=_child_text(att, "AttachmentName") or "",
-                content_type=_child_text(att, "ContentType") or "",
-                description=_child_text(att, "Description"),
-                data=_decode(body),
-            )
+        raise PackageRejected(
+            "attachment_missing",
+            f"manifest reference {content_id} has no attachment",
+            where=where(ref),
         )
     return tuple(attachments)
 
@@ -341,7 +376,7 @@ def _attachments(root: etree._Element, manifest: etree._Element | None) -> tuple
 def signature_warnings(header: etree._Element, findings: Findings) -> None:
     """Compat only: say what is wrong with the signature without verifying it."""
     signatures = [
-        c for c in header.iterchildren(tag=etree.Element) if etree.QName(c).localname == "Signature"
+        c for c in header if isinstance(c.tag, str) and etree.QName(c).localname == "Signature"
     ]
     if not signatures:
         findings.warnings.append(Warning("signature_absent", "the package is not signed"))
@@ -373,108 +408,124 @@ def weak_algorithms(signature: etree._Element) -> list[str]:
     return found
 
 
-def read_document(root: etree._Element, header: etree._Element, findings: Findings) -> Package:
+def _one(groups: dict[Any, list[etree._Element]], clark: str) -> etree._Element | None:
+    found = groups.get(clark)
+    return found[0] if found else None
+
+
+def read_document(
+    root: etree._Element, header: etree._Element, findings: Findings, **reading: Any
+) -> Package:
+    """The model of a document package; ``reading`` are Package's raw/sha256 fields."""
     message = header.find(names.MESSAGE_HEADER)
     assert message is not None  # the caller decided the kind from it
     groups = _group(message)
     _check_cardinality(message, groups)
-    sender = _organization(groups["From"][0], findings)
-    recipients = _recipients(groups["To"], findings)
+    sender = _organization(groups[FROM][0], findings, "From")
+    recipients = _recipients(groups[TO], findings)
 
-    code_el = groups["Code"][0]
+    code_texts = _texts(groups[CODE][0])
     code = Code(
-        _child_text(code_el, "CodeNumber") or "", _child_text(code_el, "CodeNotation") or ""
+        _clean(code_texts.get(CODE_NUMBER)) or "", _clean(code_texts.get(CODE_NOTATION)) or ""
     )
-    info = groups["PromulgationInfo"][0]
-    promulgation_date = _date(info, "PromulgationDate")
-    document_id_el = groups["DocumentId"][0]
-    document_id = _text(document_id_el) or ""
+    info = groups[PROMULGATION_INFO][0]
+    info_texts = _texts(info)
+    promulgation_date = _real(names.parse_date, info_texts.get(PROMULGATION_DATE), info)
+    document_id_el = groups[DOCUMENT_ID][0]
+    document_id = _clean(document_id_el.text) or ""
     _check_document_id(
-        document_id, sender.organ_id, promulgation_date, str(code), where(document_id_el), findings
+        document_id, sender.organ_id, promulgation_date, str(code), document_id_el, findings
     )
 
-    doc_type_el = groups["DocumentType"][0]
-    signer_el = groups.get("SignerInfo", [None])[0]
-    other = groups.get("OtherInfo", [None])[0]
-    places = groups.get("ToPlaces", [None])[0]
-    due = groups.get("DueDate")
-    steering = groups.get("SteeringType")
+    doc_type = _texts(groups[DOCUMENT_TYPE][0])
+    signer_el = _one(groups, SIGNER_INFO)
+    signer = None if signer_el is None else _texts(signer_el)
+    other = _one(groups, OTHER_INFO)
+    places = _one(groups, TO_PLACES)
+    due = _one(groups, DUE_DATE)
+    steering = _one(groups, STEERING_TYPE)
+    content = _one(groups, CONTENT)
     trace_list = header.find(names.TRACE_LIST)
+    traces = _traces(trace_list, findings)
+    response_for = tuple(_response_for(el, findings) for el in groups.get(RESPONSE_FOR, ()))
+    manifest = root.find(f"{names.ENVELOPE}/{names.BODY}/{names.MANIFEST}")
     return Package(
         kind=Kind.DOCUMENT,
         sender=sender,
         recipients=recipients,
         document_id=document_id,
         code=code,
-        subject=_text(groups["Subject"][0]),
-        content=_text(groups.get("Content", [None])[0]),
-        promulgation_place=_child_text(info, "Place"),
+        subject=_clean(groups[SUBJECT][0].text),
+        content=None if content is None else _clean(content.text),
+        promulgation_place=_clean(info_texts.get(PLACE)),
         promulgation_date=promulgation_date,
         document_type=DocumentType(
-            type=_child_int(doc_type_el, "Type") or 0,
-            detail=_child_int(doc_type_el, "TypeDetail"),
-            name=_child_text(doc_type_el, "TypeName"),
+            type=_int(doc_type.get(TYPE)) or 0,
+            detail=_int(doc_type.get(TYPE_DETAIL)),
+            name=_clean(doc_type.get(TYPE_NAME)),
         ),
         signer=None
-        if signer_el is None
+        if signer is None
         else SignerInfo(
-            competence=_child_text(signer_el, "Competence"),
-            position=_child_text(signer_el, "Position"),
-            full_name=_child_text(signer_el, "FullName"),
+            competence=_clean(signer.get(COMPETENCE)),
+            position=_clean(signer.get(POSITION)),
+            full_name=_clean(signer.get(FULL_NAME)),
         ),
-        due_date=None if not due else _real(names.parse_date, due[0]),
-        priority=_child_int(other, "Priority") or 0,
-        steering_type=None if not steering else int(_text(steering[0]) or 0),
+        due_date=None if due is None else _real(names.parse_date, due.text, due),
+        priority=(None if other is None else _int(other.findtext(PRIORITY))) or 0,
+        steering_type=None if steering is None else _int(steering.text),
         to_places=()
         if places is None
-        else tuple(_text(p) or "" for p in places.iterchildren(tag("Place"))),
-        response_for=tuple(_response_for(el, findings) for el in groups.get("ResponseFor", [])),
+        else tuple(_clean(p.text) or "" for p in places.iterchildren(PLACE)),
+        response_for=response_for,
         business=_business(trace_list),
-        traces=_traces(trace_list, findings),
-        attachments=_attachments(
-            root, root.find(f"{names.ENVELOPE}/{names.BODY}/{names.MANIFEST}")
-        ),
+        traces=traces,
+        attachments=_attachments(root, manifest),
+        warnings=tuple(findings.warnings),
+        **reading,
     )
 
 
-def read_status(header: etree._Element, findings: Findings) -> Package:
+def read_status(header: etree._Element, findings: Findings, **reading: Any) -> Package:
+    """The model of a status packet; ``reading`` are Package's raw/sha256 fields."""
     status = header.find(names.STATUS)
     assert status is not None  # the caller decided the kind from it
-    status_code_el = status.find(tag("StatusCode"))
-    stamp_el = status.find(tag("Timestamp"))
-    from_el = status.find(tag("From"))
-    response_el = status.find(tag("ResponseFor"))
-    assert status_code_el is not None and stamp_el is not None  # required by the schema
-    assert from_el is not None and response_el is not None
-    status_code = _text(status_code_el) or ""
+    groups = _group(status)
+    status_code_el = groups[STATUS_CODE][0]
+    status_code = _clean(status_code_el.text) or ""
     if status_code not in STATUS_CODES:
         raise PackageRejected(
             "status_code_unknown",
             f"StatusCode {status_code!r} is not one of {', '.join(STATUS_CODES)}",
             where=where(status_code_el),
         )
-    responder = _organization(from_el, findings)
+    responder = _organization(groups[FROM][0], findings, "Status/From")
+    response_el = groups[RESPONSE_FOR][0]
     response_for = _response_for(response_el, findings)
     _check_document_id(
         response_for.document_id,
         response_for.organ_id,
         response_for.promulgation_date,
         response_for.code,
-        where(response_el),
+        response_el,
         findings,
     )
-    trace_list = header.find(names.TRACE_LIST)
+    stamp_el = groups[TIMESTAMP][0]
+    description = _one(groups, DESCRIPTION)
+    traces = _traces(header.find(names.TRACE_LIST), findings)
     return Package(
         kind=Kind.STATUS,
         sender=responder,
         recipients=(Organization(organ_id=response_for.organ_id),),
         document_id=response_for.document_id,
-        traces=_traces(trace_list, findings),
+        traces=traces,
         status=StatusInfo(
             code=status_code,
-            timestamp=_timestamp(stamp_el),
+            timestamp=_real(names.parse_timestamp, stamp_el.text, stamp_el),
             response_for=response_for,
-            description=_child_text(status, "Description"),
-            staff=_staff(status.find(tag("StaffInfo"))),
+            description=None if description is None else _clean(description.text),
+            staff=_staff(_one(groups, STAFF_INFO)),
         ),
+        warnings=tuple(findings.warnings),
+        **reading,
     )

@@ -400,3 +400,27 @@ def test_sha1_signature_is_weak_in_strict_and_a_warning_in_compat() -> None:
     assert rejected(data).code == "signature_weak_algorithm"
     warnings = [w.code for w in parse_package(data, COMPAT).warnings]
     assert warnings == ["signature_weak_algorithm"]
+
+
+def test_attachment_is_decoded_lazily_and_only_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import binascii
+
+    from gateway.envelope import model
+
+    calls: list[int] = []
+    real = binascii.a2b_base64
+
+    def counting(data: bytes, /, **kwargs: bool) -> bytes:
+        calls.append(len(data))
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(model.binascii, "a2b_base64", counting)
+    (attachment,) = parse_package(
+        with_dummy_signature(build_package(sample_document()))
+    ).attachments
+    assert calls == []  # validated and sized without decoding
+    assert attachment.size == len(b"%PDF-1.4 sample")
+    assert calls == []
+    assert attachment.data == b"%PDF-1.4 sample"
+    assert attachment.sha256 and attachment.data
+    assert len(calls) == 1
