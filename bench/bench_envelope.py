@@ -19,10 +19,10 @@ from pathlib import Path
 from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from samples import sample_document, with_dummy_signature  # noqa: E402
+from samples import sample_document, with_dummy_signature
 
-from gateway.envelope import Attachment, Kind, Profile, build_package, parse_package  # noqa: E402
-from gateway.envelope.schema import load_schema  # noqa: E402
+from gateway.envelope import Attachment, Kind, Profile, build_package, parse_package
+from gateway.envelope.schema import load_schema
 
 
 def package_of_size(target: int) -> bytes:
