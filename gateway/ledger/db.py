@@ -1,0 +1,128 @@
+"""The gateway's database: one declarative ``Base`` (one ``MetaData``, one Alembic chain) and the
+async engine for SQLite (embedded default) or PostgreSQL (``GATEWAY_DATABASE_URL``).
+
+Other parts keep their tables in the same database and the same migration chain: declare models
+on :class:`Base`, list the module in :data:`MODEL_MODULES`, and add a revision under
+``gateway/ledger/migrations/versions/`` (see docs/ledger.md, "Adding tables").
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.types import TypeDecorator
+
+from gateway.config import Settings
+
+# Modules that declare tables on Base; Alembic's env and `gateway db check` import them all.
+MODEL_MODULES: tuple[str, ...] = ("gateway.ledger.models",)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Execution option that makes a SQLite transaction take the write lock at BEGIN.
+WRITE_OPTION = "gateway_write"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def load_models() -> MetaData:
+    """Import every module of MODEL_MODULES so that Base.metadata knows all tables."""
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    return Base.metadata
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps naive UTC text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("database times must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def database_url(settings: Settings) -> str:
+    """GATEWAY_DATABASE_URL, or SQLite at ``<var_dir>/ledger.db``."""
+    if settings.database_url is not None:
+        return settings.database_url.reveal()
+    return f"sqlite+aiosqlite:///{settings.var_dir / 'ledger.db'}"
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+    """An async engine for a gateway database.
+
+    SQLite: the parent folder is created, WAL journal, a busy timeout, and transactions begin
+    explicitly (``BEGIN IMMEDIATE`` for connections carrying :data:`WRITE_OPTION`) so that
+    writers serialise at BEGIN instead of failing on lock upgrade. PostgreSQL (asyncpg): a
+    ``search_path`` query parameter (``...?search_path=gateway``) selects the schema.
+    """
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, **kwargs)
+    if "search_path" in url.query:
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        settings = dict(connect_args.get("server_settings", {}))
+        settings["search_path"] = str(url.query["search_path"])
+        connect_args["server_settings"] = settings
+        kwargs["connect_args"] = connect_args
+        url = url.difference_update_query(["search_path"])
+    return create_async_engine(url, **kwargs)
+
+
+def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
+    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+@asynccontextmanager
+async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction that will write: on SQLite it holds the database write lock from BEGIN."""
+    async with engine.connect() as conn:
+        await conn.execution_options(**{WRITE_OPTION: True})
+        async with conn.begin():
+            yield conn

@@ -1,0 +1,1 @@
+"""Alembic revisions, one linear chain for every table of the gateway database."""

@@ -1,0 +1,491 @@
+"""The ledger store: appends events as Merkle-logged entries, signs checkpoints, serves proofs,
+receipts and queries, on SQLite or PostgreSQL through one SQLAlchemy async engine.
+
+Concurrency: every append runs in a write transaction that first takes the ledger lock
+(``LOCK TABLE ledger_entry IN EXCLUSIVE MODE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite),
+reads the tree's size and frontier, and inserts the new rows. Within a process, concurrent
+``append`` calls are grouped into one transaction (group commit), so the lock is taken once per
+batch, not once per event. See docs/ledger.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
+from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
+from gateway.ledger.db import create_engine, database_url, write_transaction
+from gateway.ledger.entry import Entry, Event, parse_entry
+from gateway.ledger.merkle import (
+    HASH_SIZE,
+    CompactRange,
+    NodeId,
+    build_proof,
+    consistency_plan,
+    fold,
+    inclusion_plan,
+    leaf_hash,
+    plan_nodes,
+    root_nodes,
+)
+from gateway.ledger.models import checkpoint_table, entry_table
+from gateway.ledger.query import Page, Query, select_entries
+from gateway.ledger.receipt import Receipt, ReceiptEntry, build_receipt
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 2000  # events per append transaction
+MAX_RECEIPT_ENTRIES = 1000
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def node_row(node: NodeId) -> int:
+    """The entry row that stores a node: the one whose leaf completed it."""
+    level, index = node
+    return ((index + 1) << level) - 1
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    entries: int  # rows checked
+    checkpoints: int  # checkpoints checked (root, and signature when a key was given)
+    root: bytes  # recomputed tree head of all rows checked
+    finding: Finding | None  # the first problem, or None
+
+    @property
+    def ok(self) -> bool:
+        return self.finding is None
+
+
+class SqlLedger:
+    """The delivery ledger on a SQLAlchemy async engine (SQLite or PostgreSQL).
+
+    ``signer`` signs checkpoints (None: a read-only ledger that can still prove and verify);
+    ``verifier`` is the public side used in receipts (defaults to the signer's).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        origin: str,
+        signer: NoteSigner | None = None,
+        verifier: NoteVerifier | None = None,
+        certificate_chain: str | None = None,
+        checkpoint_entries: int = 1000,
+        checkpoint_seconds: int = 60,
+        clock: Callable[[], datetime] = _utcnow,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        if signer is not None and signer.name != origin:
+            raise ValueError(f"the checkpoint key is named {signer.name!r}, not {origin!r}")
+        self.engine = engine
+        self.origin = origin
+        self.signer = signer
+        self.verifier = verifier or signer
+        self.certificate_chain = certificate_chain
+        self.checkpoint_entries = checkpoint_entries
+        self.checkpoint_interval = timedelta(seconds=checkpoint_seconds)
+        self.clock = clock
+        self.max_batch = max_batch
+        self._pending: list[tuple[list[Event], asyncio.Future[list[int]]]] = []
+        self._flush_lock = asyncio.Lock()
+
+    # -- appending -------------------------------------------------------------------------
+
+    async def append(self, events: Iterable[Event]) -> list[int]:
+        """Append events; return their sequence numbers. Concurrent calls share transactions.
+
+        When this returns the events are committed. If the call is cancelled before its events
+        were taken into a batch, they are not appended.
+        """
+        batch = list(events)
+        if not batch:
+            return []
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        item = (batch, future)
+        self._pending.append(item)
+        try:
+            async with self._flush_lock:
+                while not future.done():
+                    await self._flush_one_batch()
+        except asyncio.CancelledError:
+            if item in self._pending:
+                self._pending.remove(item)
+            raise
+        return future.result()
+
+    async def _flush_one_batch(self) -> None:
+        taken: list[tuple[list[Event], asyncio.Future[list[int]]]] = []
+        count = 0
+        while self._pending and (not taken or count + len(self._pending[0][0]) <= self.max_batch):
+            events, future = self._pending.pop(0)
+            taken.append((events, future))
+            count += len(events)
+        try:
+            async with self.transaction() as conn:
+                seqs = await self.append_in(conn, [e for events, _ in taken for e in events])
+        except BaseException as e:
+            for _, future in taken:
+                if not future.done():
+                    if isinstance(e, Exception):
+                        future.set_exception(e)
+                    else:
+                        future.cancel()
+            if not isinstance(e, Exception):
+                raise
+            return
+        start = 0
+        for events, future in taken:
+            if not future.done():
+                future.set_result(seqs[start : start + len(events)])
+            start += len(events)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction holding the ledger lock, for callers that must commit their own
+        rows atomically with ledger events (``append_in``). Keep it short: appends from every
+        process wait for it."""
+        async with write_transaction(self.engine) as conn:
+            await self._lock(conn)
+            yield conn
+
+    async def append_in(self, conn: AsyncConnection, events: Sequence[Event]) -> list[int]:
+        """Append events inside the caller's transaction (opened with :meth:`transaction`);
+        they commit or roll back with it."""
+        await self._lock(conn)
+        tree = await self._tree(conn)
+        now = self.clock()
+        last = await self._latest_checkpoint(conn)
+        last_size = last.tree_size if last else 0
+        rows: list[dict[str, Any]] = []
+        heads: list[Checkpoint] = []
+        for event in events:
+            entry = Entry(tree.size, now, event)
+            data = entry.data
+            leaf = leaf_hash(data)
+            completed = tree.append(leaf)
+            rows.append(_entry_row(entry, data, leaf, b"".join(h for _, h in completed)))
+            if tree.size - last_size >= self.checkpoint_entries:
+                heads.append(Checkpoint(self.origin, tree.size, tree.root()))
+                last_size = tree.size
+        if rows:
+            await conn.execute(insert(entry_table), rows)
+        stale = last is None or now - last.created_at >= self.checkpoint_interval
+        if stale and tree.size > last_size and not heads:
+            heads.append(Checkpoint(self.origin, tree.size, tree.root()))
+        if self.signer is not None:
+            for head in heads:
+                await self._insert_checkpoint(conn, head, now)
+        return [r["seq"] for r in rows]
+
+    async def _lock(self, conn: AsyncConnection) -> None:
+        if conn.dialect.name == "postgresql":
+            # Blocks other appenders (and checkpoint signers) until commit; readers go on.
+            await conn.execute(text("LOCK TABLE ledger_entry IN EXCLUSIVE MODE"))
+        # SQLite: the write transaction's BEGIN IMMEDIATE already holds the database lock.
+
+    async def _tree(self, conn: AsyncConnection) -> CompactRange:
+        last = await conn.scalar(select(func.max(entry_table.c.seq)))
+        size = 0 if last is None else last + 1
+        ids = root_nodes(size)
+        hashes = await self._node_hashes(conn, ids)
+        return CompactRange(size, [hashes[i] for i in ids])
+
+    async def _node_hashes(
+        self, conn: AsyncConnection, nodes: Iterable[NodeId]
+    ) -> dict[NodeId, bytes]:
+        wanted = set(nodes)
+        if not wanted:
+            return {}
+        t = entry_table.c
+        seqs = sorted({node_row(n) for n in wanted})
+        result = await conn.execute(select(t.seq, t.leaf_hash, t.nodes).where(t.seq.in_(seqs)))
+        rows = {seq: (leaf, nodes) for seq, leaf, nodes in result}
+        hashes: dict[NodeId, bytes] = {}
+        for node in wanted:
+            level, _ = node
+            row = rows.get(node_row(node))
+            if row is None:
+                raise GatewayError("ledger_corrupt", f"entry {node_row(node)} is missing")
+            h = row[0] if level == 0 else row[1][(level - 1) * HASH_SIZE : level * HASH_SIZE]
+            if len(h) != HASH_SIZE:
+                raise GatewayError("ledger_corrupt", f"entry {node_row(node)} lacks tree nodes")
+            hashes[node] = h
+        return hashes
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    async def checkpoint(self) -> StoredCheckpoint:
+        """Sign a checkpoint of the current tree now (on demand)."""
+        if self.signer is None:
+            raise GatewayError("config_invalid", "this ledger has no checkpoint signing key")
+        async with self.transaction() as conn:
+            tree = await self._tree(conn)
+            head = Checkpoint(self.origin, tree.size, tree.root())
+            return await self._insert_checkpoint(conn, head, self.clock())
+
+    async def checkpoint_if_due(self) -> StoredCheckpoint | None:
+        """Sign a checkpoint if the tree grew and the last one is older than the interval."""
+        if self.signer is None:
+            return None
+        async with self.transaction() as conn:
+            tree = await self._tree(conn)
+            last = await self._latest_checkpoint(conn)
+            now = self.clock()
+            if last is not None and (
+                tree.size == last.tree_size or now - last.created_at < self.checkpoint_interval
+            ):
+                return None
+            return await self._insert_checkpoint(
+                conn, Checkpoint(self.origin, tree.size, tree.root()), now
+            )
+
+    async def run_checkpointer(self) -> None:
+        """Sign due checkpoints every interval until cancelled (for idle periods; busy logs get
+        theirs from ``append``)."""
+        while True:
+            await asyncio.sleep(self.checkpoint_interval.total_seconds())
+            try:
+                await self.checkpoint_if_due()
+            except Exception:
+                log.exception("signing a ledger checkpoint failed")
+
+    async def _insert_checkpoint(
+        self, conn: AsyncConnection, head: Checkpoint, now: datetime
+    ) -> StoredCheckpoint:
+        assert self.signer is not None
+        note = head.sign(self.signer)
+        result = await conn.execute(
+            insert(checkpoint_table).returning(checkpoint_table.c.id),
+            {"tree_size": head.size, "root_hash": head.root, "created_at": now, "note": note},
+        )
+        return StoredCheckpoint(result.scalar_one(), head.size, head.root, now, note)
+
+    async def _latest_checkpoint(self, conn: AsyncConnection) -> StoredCheckpoint | None:
+        c = checkpoint_table.c
+        row = (await conn.execute(select(checkpoint_table).order_by(c.id.desc()).limit(1))).first()
+        return StoredCheckpoint(*row) if row else None
+
+    async def latest_checkpoint(self) -> StoredCheckpoint | None:
+        async with self.engine.connect() as conn:
+            return await self._latest_checkpoint(conn)
+
+    async def checkpoints(self, *, after_id: int = 0, limit: int = 1000) -> list[StoredCheckpoint]:
+        c = checkpoint_table.c
+        stmt = select(checkpoint_table).where(c.id > after_id).order_by(c.id).limit(limit)
+        async with self.engine.connect() as conn:
+            return [StoredCheckpoint(*row) for row in await conn.execute(stmt)]
+
+    async def checkpoint_of_size(self, size: int) -> StoredCheckpoint | None:
+        """The newest checkpoint signed for exactly ``size`` entries."""
+        c = checkpoint_table.c
+        stmt = select(checkpoint_table).where(c.tree_size == size).order_by(c.id.desc()).limit(1)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return StoredCheckpoint(*row) if row else None
+
+    # -- reading and proving ---------------------------------------------------------------
+
+    async def size(self) -> int:
+        async with self.engine.connect() as conn:
+            last = await conn.scalar(select(func.max(entry_table.c.seq)))
+        return 0 if last is None else last + 1
+
+    async def entry(self, seq: int) -> Entry:
+        async with self.engine.connect() as conn:
+            data = await conn.scalar(select(entry_table.c.data).where(entry_table.c.seq == seq))
+        if data is None:
+            raise GatewayError("not_found", f"no ledger entry {seq}")
+        return parse_entry(data)
+
+    async def tree_head(self, size: int | None = None) -> bytes:
+        """The root hash of the first ``size`` entries (default: all)."""
+        async with self.engine.connect() as conn:
+            size = await self._checked_size(conn, size)
+            ids = root_nodes(size)
+            hashes = await self._node_hashes(conn, ids)
+        return fold([hashes[i] for i in ids])
+
+    async def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``seq`` in the tree of ``size`` entries."""
+        async with self.engine.connect() as conn:
+            await self._checked_size(conn, size)
+            if not 0 <= seq < size:
+                raise GatewayError("not_found", f"entry {seq} is not in a tree of size {size}")
+            plan = inclusion_plan(seq, size)
+            return build_proof(plan, await self._node_hashes(conn, plan_nodes(plan)))
+
+    async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof that the tree of ``new_size`` extends ``old_size``."""
+        if not 0 <= old_size <= new_size:
+            raise GatewayError("not_found", f"no proof from size {old_size} to {new_size}")
+        async with self.engine.connect() as conn:
+            await self._checked_size(conn, new_size)
+            plan = consistency_plan(old_size, new_size)
+            return build_proof(plan, await self._node_hashes(conn, plan_nodes(plan)))
+
+    async def _checked_size(self, conn: AsyncConnection, size: int | None) -> int:
+        last = await conn.scalar(select(func.max(entry_table.c.seq)))
+        current = 0 if last is None else last + 1
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise GatewayError("not_found", f"the ledger has {current} entries, not {size}")
+        return size
+
+    # -- receipts and queries --------------------------------------------------------------
+
+    async def receipt(self, seqs: int | Sequence[int]) -> Receipt:
+        """A receipt proving entries against the newest checkpoint that covers them; one is
+        signed now if none does yet (and this ledger has the key)."""
+        wanted = sorted({seqs} if isinstance(seqs, int) else set(seqs))
+        if not wanted:
+            raise GatewayError("not_found", "no entry to put in a receipt")
+        if len(wanted) > MAX_RECEIPT_ENTRIES:
+            raise GatewayError(
+                "not_found", f"a receipt holds at most {MAX_RECEIPT_ENTRIES} entries"
+            )
+        if self.verifier is None:
+            raise GatewayError("config_invalid", "receipts need the gateway's public key")
+        head = await self.latest_checkpoint()
+        if head is None or head.tree_size <= wanted[-1]:
+            if await self.size() <= wanted[-1]:
+                raise GatewayError("not_found", f"no ledger entry {wanted[-1]}")
+            if self.signer is None:
+                raise GatewayError(
+                    "not_found",
+                    f"no signed checkpoint covers entry {wanted[-1]} yet "
+                    "(run `gateway ledger checkpoint`)",
+                )
+            head = await self.checkpoint()
+        plans = {seq: inclusion_plan(seq, head.tree_size) for seq in wanted}
+        t = entry_table.c
+        async with self.engine.connect() as conn:
+            result = await conn.execute(select(t.seq, t.data).where(t.seq.in_(wanted)))
+            data = dict(result.tuples().all())
+            needed = set().union(*(plan_nodes(p) for p in plans.values()))
+            hashes = await self._node_hashes(conn, needed)
+        items = [ReceiptEntry(s, data[s], tuple(build_proof(plans[s], hashes))) for s in wanted]
+        return build_receipt(
+            head.note, items, self.verifier, self.certificate_chain, head.created_at
+        )
+
+    async def receipt_for_document(self, document: str, recipient: str | None = None) -> Receipt:
+        """A receipt for every entry of a document; with ``recipient``, its entries for that
+        recipient and the document-wide ones (those naming no recipient)."""
+        t = entry_table.c
+        stmt = select(t.seq).where(t.document == document).order_by(t.seq)
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(stmt.add_columns(t.recipient).limit(MAX_RECEIPT_ENTRIES))
+            seqs = [s for s, r in rows if recipient is None or r in (None, recipient)]
+        if not seqs:
+            who = f" for recipient {recipient}" if recipient else ""
+            raise GatewayError("not_found", f"no ledger entry for document {document}{who}")
+        return await self.receipt(seqs)
+
+    async def query(self, query: Query, *, after: int | None = None, limit: int = 100) -> Page:
+        """One page of entries matching ``query``, after sequence number ``after``."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select_entries(query, after=after, limit=limit))).all()
+        entries = [parse_entry(data) for data, _ in rows]
+        more = len(rows) == limit
+        return Page(entries, rows[-1][1] if more else None)
+
+    # -- verification ----------------------------------------------------------------------
+
+    async def verify(self, verifier: NoteVerifier | None, *, chunk: int = 5000) -> VerifyReport:
+        """Recompute the whole tree from the stored entries and check every checkpoint."""
+        c = checkpoint_table.c
+        t = entry_table.c
+        columns = (
+            t.seq,
+            t.time,
+            t.type,
+            t.document,
+            t.sender,
+            t.recipient,
+            t.package_sha256,
+            t.code,
+            t.data,
+            t.leaf_hash,
+            t.nodes,
+        )
+        async with self.engine.connect() as conn:
+            cps = [
+                StoredCheckpoint(*r)
+                for r in await conn.execute(select(checkpoint_table).order_by(c.id))
+            ]
+            auditor = LogAuditor(cps, verifier, origin=self.origin)
+            after = -1
+            while True:
+                stmt = select(*columns).where(t.seq > after).order_by(t.seq).limit(chunk)
+                rows = (await conn.execute(stmt)).all()
+                for row in rows:
+                    finding = auditor.feed(StoredRow(*row))
+                    if finding is not None:
+                        return VerifyReport(auditor.size, auditor.checked, auditor.root(), finding)
+                if len(rows) < chunk:
+                    break
+                after = rows[-1][0]
+        finding = auditor.finish()
+        return VerifyReport(auditor.size, auditor.checked, auditor.root(), finding)
+
+
+def _entry_row(entry: Entry, data: bytes, leaf: bytes, nodes: bytes) -> dict[str, Any]:
+    ev = entry.event
+    return {
+        "seq": entry.seq,
+        "time": entry.time,
+        "type": ev.type.value,
+        "document": ev.document,
+        "sender": ev.sender,
+        "recipient": ev.recipient,
+        "package_sha256": ev.package_sha256,
+        "code": ev.code,
+        "data": data,
+        "leaf_hash": leaf,
+        "nodes": nodes,
+    }
+
+
+def open_ledger(
+    settings: Settings,
+    *,
+    key: Ed25519PrivateKey | None = None,
+    public_key: Ed25519PublicKey | None = None,
+    certificate_chain: str | None = None,
+    engine: AsyncEngine | None = None,
+) -> SqlLedger:
+    """A ledger on the configured database (GATEWAY_DATABASE_URL, else SQLite under var_dir).
+
+    ``key`` signs checkpoints; without it the ledger is read-only and ``public_key`` (if given)
+    names the key in receipts. Dispose of ``ledger.engine`` when done.
+    """
+    s = settings.ledger
+    signer = NoteSigner(s.origin, key) if key is not None else None
+    verifier = NoteVerifier(s.origin, public_key) if public_key is not None else None
+    return SqlLedger(
+        engine if engine is not None else create_engine(database_url(settings)),
+        origin=s.origin,
+        signer=signer,
+        verifier=verifier,
+        certificate_chain=certificate_chain,
+        checkpoint_entries=s.checkpoint_entries,
+        checkpoint_seconds=s.checkpoint_seconds,
+    )
