@@ -48,6 +48,11 @@ class BusSettings:
     urgent_retry_schedule: tuple[int, ...] = (10, 30, 120, 600)
     max_attempts: int = 48
     claim_check_bytes: int = 1024 * 1024  # bodies above this travel by reference
+    namespace: str = "gw"  # prefix of every queue and exchange name (gw.unit.<OrganId>)
+    publish_window: int = 256  # unconfirmed publishes in flight at once
+    publish_timeout: int = 60  # seconds a publish keeps retrying through a broker outage
+    prefetch: int = 16  # deliveries a consumer handles at once per unit
+    lease: int = 60  # LocalBus: seconds before an unacknowledged delivery is handed out again
 
 
 @dataclass(frozen=True)

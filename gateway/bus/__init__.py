@@ -1,0 +1,79 @@
+"""The bus between unit endpoints: the ``Bus`` protocol, ``AmqpBus`` (RabbitMQ) and ``LocalBus``
+(embedded, SQLite), chosen by ``open_bus`` from the settings. See docs/bus.md.
+"""
+
+from __future__ import annotations
+
+from gateway.bus.amqp import AmqpBus
+from gateway.bus.claims import ClaimStore
+from gateway.bus.local import LocalBus
+from gateway.bus.model import (
+    Bus,
+    DeadLetter,
+    Delivery,
+    Handler,
+    Message,
+    Observer,
+    Outcome,
+    RetryableDeliveryError,
+    Subscription,
+    Transition,
+    UnitCounters,
+)
+from gateway.bus.naming import Topology
+from gateway.bus.policy import RetryPolicy
+from gateway.config import Settings
+
+__all__ = [
+    "AmqpBus",
+    "Bus",
+    "ClaimStore",
+    "DeadLetter",
+    "Delivery",
+    "Handler",
+    "LocalBus",
+    "Message",
+    "Observer",
+    "Outcome",
+    "RetryPolicy",
+    "RetryableDeliveryError",
+    "Subscription",
+    "Topology",
+    "Transition",
+    "UnitCounters",
+    "open_bus",
+]
+
+
+def open_bus(
+    settings: Settings, *, observer: Observer | None = None, policy: RetryPolicy | None = None
+) -> AmqpBus | LocalBus:
+    """``AmqpBus`` when GATEWAY_AMQP_URL is set, else ``LocalBus`` in ``<var_dir>/bus.db``.
+
+    Not started: ``async with open_bus(settings) as bus`` (or ``await bus.start()``). Large
+    bodies go to ``<var_dir>/claims`` in both cases.
+    """
+    bus = settings.bus
+    claims = ClaimStore(settings.var_dir / "claims")
+    policy = policy or RetryPolicy.from_settings(bus)
+    if settings.amqp_url is not None:
+        return AmqpBus(
+            settings.amqp_url.reveal(),
+            claims=claims,
+            policy=policy,
+            namespace=bus.namespace,
+            claim_check_bytes=bus.claim_check_bytes,
+            publish_window=bus.publish_window,
+            publish_timeout=bus.publish_timeout,
+            prefetch=bus.prefetch,
+            observer=observer,
+        )
+    return LocalBus(
+        settings.var_dir / "bus.db",
+        claims=claims,
+        policy=policy,
+        claim_check_bytes=bus.claim_check_bytes,
+        prefetch=bus.prefetch,
+        lease=bus.lease,
+        observer=observer,
+    )

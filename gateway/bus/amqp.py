@@ -1,0 +1,399 @@
+"""``AmqpBus``: the bus on RabbitMQ with aio-pika.
+
+One durable quorum queue per unit (``gw.unit.<OrganId>``) bound to one direct exchange; retry
+copies wait in shared delay queues (one per delay of the schedules: message TTL, then
+at-least-once dead-lettering back into the direct exchange under the unit code); dead letters of
+every unit share one queue, told apart by the ``gw-recipient`` header. Publishing uses publisher
+confirms on a robust connection and retries through a broker restart; consumers acknowledge only
+after the handler and the observer returned. Operator reads and redrives go through
+``amqp_admin``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from gateway.bus import amqp_admin, codec, flow
+from gateway.bus import naming as n
+from gateway.bus.claims import ClaimStore
+from gateway.bus.model import DeadLetter, Delivery, Handler, Observer, Outcome, UnitCounters
+from gateway.bus.policy import RetryPolicy
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+# Errors after which a publish is tried again once the robust connection is back.
+_TRANSIENT = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ChannelClosed,
+    ConnectionError,
+)
+
+
+class AmqpBus:
+    def __init__(
+        self,
+        url: str,
+        *,
+        claims: ClaimStore,
+        policy: RetryPolicy,
+        namespace: str = "gw",
+        claim_check_bytes: int = 1024 * 1024,
+        publish_window: int = 256,
+        publish_timeout: float = 60.0,
+        prefetch: int = 16,
+        observer: Observer | None = None,
+        clock: Callable[[], float] = time.time,
+        reconnect_interval: float = 1.0,
+    ) -> None:
+        self.url = url
+        self.claims = claims
+        self.policy = policy
+        self.topology = n.Topology(namespace)
+        self.claim_check_bytes = claim_check_bytes
+        self.publish_window = publish_window
+        self.publish_timeout = publish_timeout
+        self.prefetch = prefetch
+        self.observer = observer
+        self.clock = clock
+        self.reconnect_interval = reconnect_interval
+        self._conn: AbstractRobustConnection | None = None
+        self._channel: AbstractRobustChannel | None = None
+        self._deliver: AbstractExchange | None = None
+        self._delay: AbstractExchange | None = None
+        self._default: AbstractExchange | None = None
+        self._consumers: dict[int, _AmqpConsumer] = {}
+        self._declared: set[str] = set()
+        self._in_flight: dict[str, int] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._conn is not None:
+            return
+        async with self._admin() as admin:
+            await admin.declare_shared(self.policy.all_delays_ms())
+        try:
+            self._conn = await aio_pika.connect_robust(
+                self.url,
+                reconnect_interval=self.reconnect_interval,
+                client_properties={"connection_name": f"gateway-bus-{uuid.uuid4().hex[:8]}"},
+            )
+        except (aiormq.exceptions.AMQPError, OSError) as e:
+            raise GatewayError("bus_unavailable", f"cannot connect to RabbitMQ: {e}") from e
+        channel = self._conn.channel(publisher_confirms=True, on_return_raises=True)
+        await channel.initialize()
+        self._channel = channel
+        self._deliver = await channel.get_exchange(self.topology.deliver_exchange, ensure=False)
+        self._delay = await channel.get_exchange(self.topology.delay_exchange, ensure=False)
+        self._default = channel.default_exchange
+
+    async def close(self, grace: float = 10.0) -> None:
+        for consumer in list(self._consumers.values()):
+            await consumer.stop(grace)
+        if self._conn is not None:
+            await self._conn.close()
+        self._conn = self._channel = None
+        self._deliver = self._delay = self._default = None
+
+    async def __aenter__(self) -> AmqpBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def _admin(self) -> AsyncIterator[amqp_admin.Admin]:
+        """A plain (not robust) connection for operator work: its failures stay its own."""
+        try:
+            conn = await aio_pika.connect(self.url)
+        except (aiormq.exceptions.AMQPError, OSError) as e:
+            raise GatewayError("bus_unavailable", f"cannot connect to RabbitMQ: {e}") from e
+        try:
+            yield amqp_admin.Admin(conn, self.topology)
+        finally:
+            await conn.close()
+
+    def _connected(self) -> AbstractRobustConnection:
+        if self._conn is None:
+            raise GatewayError("bus_unavailable", "the bus is not started")
+        return self._conn
+
+    # -- topology and publishing -------------------------------------------------------------
+
+    async def declare(self, units: Iterable[str]) -> None:
+        codes = sorted({n.check_unit_code(u) for u in units})
+        async with self._admin() as admin:
+            await admin.declare_units(codes)
+        self._declared.update(codes)
+
+    def _amqp_message(self, env: codec.Envelope, body: bytes, **extra: Any) -> aio_pika.Message:
+        headers = codec.envelope_headers(env)
+        headers.update(extra)
+        return aio_pika.Message(
+            body,
+            headers=headers,
+            message_id=env.delivery_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+
+    async def _prepare(self, d: Delivery, now: float) -> tuple[codec.Envelope, aio_pika.Message]:
+        claim, body = None, d.body
+        if len(body) > self.claim_check_bytes:
+            claim, body = await self.claims.put(d.body), b""
+        env = codec.new_envelope(
+            d, now=now, expires_at=self.policy.expires_at(d.priority, now), claim=claim
+        )
+        return env, self._amqp_message(env, body)
+
+    async def _send(
+        self, exchange: AbstractExchange | None, message: aio_pika.Message, routing_key: str
+    ) -> None:
+        """Publish and wait for the broker's confirm; through a connection loss, wait for the
+        robust connection and publish again (a duplicate is possible, a loss is not)."""
+        if exchange is None:
+            raise GatewayError("bus_unavailable", "the bus is not started")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        while True:
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await exchange.publish(message, routing_key, mandatory=True)
+                return
+            except aiormq.exceptions.PublishError as e:
+                raise GatewayError(
+                    "unknown_recipient", f"no bus queue for unit {routing_key}"
+                ) from e
+            except TimeoutError as e:
+                raise GatewayError(
+                    "bus_unavailable", f"no publisher confirm within {self.publish_timeout} s"
+                ) from e
+            except (*_TRANSIENT, aiormq.exceptions.DeliveryError) as e:
+                if loop.time() >= deadline:
+                    raise GatewayError("bus_unavailable", f"publish failed: {e!r}") from e
+                log.info("publish to %s interrupted (%r); trying again", routing_key, e)
+                await asyncio.sleep(min(0.2, self.reconnect_interval))
+
+    async def publish(self, delivery: Delivery) -> None:
+        now = self.clock()
+        env, message = await self._prepare(delivery, now)
+        await self._send(self._deliver, message, env.recipient)
+        if self.observer is not None:
+            await self.observer(codec.transition(env, Outcome.QUEUED, now))
+
+    async def publish_many(self, deliveries: Iterable[Delivery]) -> None:
+        now = self.clock()
+        prepared = [await self._prepare(d, now) for d in deliveries]
+        pending = iter(prepared)
+        exchange = self._deliver
+
+        async def sender() -> None:
+            for env, message in pending:
+                await self._send(exchange, message, env.recipient)
+
+        workers = [
+            asyncio.create_task(sender()) for _ in range(min(self.publish_window, len(prepared)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        if self.observer is not None:
+            for env, _ in prepared:
+                await self.observer(codec.transition(env, Outcome.QUEUED, now))
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    async def consume(
+        self, unit: str, handler: Handler, *, prefetch: int | None = None
+    ) -> _AmqpConsumer:
+        conn = self._connected()
+        queue_name = self.topology.unit_queue(unit)
+        async with self._admin() as admin:
+            if not await admin.queue_exists(queue_name):
+                raise GatewayError("unknown_recipient", f"no bus queue for unit {unit}")
+        channel = conn.channel(publisher_confirms=False)
+        await channel.initialize()
+        await channel.set_qos(prefetch_count=prefetch or self.prefetch)
+        queue = await channel.declare_queue(
+            queue_name, durable=True, arguments=n.UNIT_QUEUE_ARGUMENTS
+        )
+        consumer = _AmqpConsumer(self, unit, handler, channel)
+        consumer.tag = await queue.consume(consumer.on_message)
+        consumer.queue = queue
+        self._consumers[id(consumer)] = consumer
+        self._in_flight.setdefault(unit, 0)
+        return consumer
+
+    async def _settle(
+        self, env: codec.Envelope, body: bytes, step: flow.Step, incoming: AbstractIncomingMessage
+    ) -> None:
+        """Carry the step out (retry copy or dead letter, confirmed), report it, then ack."""
+        now = self.clock()
+        retry_at = None
+        if step.outcome is Outcome.RETRYING:
+            assert step.delay_ms is not None
+            retry_at = now + step.delay_ms / 1000
+            copy = self._amqp_message(
+                env.next_attempt(), body, **{n.H_DELAY: str(step.delay_ms)}
+            )
+            await self._send(self._delay, copy, env.recipient)
+        elif step.outcome in (Outcome.EXPIRED, Outcome.DEAD_LETTERED):
+            dead = self._amqp_message(
+                env,
+                body,
+                **{
+                    n.H_REASON: step.reason or "",
+                    n.H_DEAD_AT: round(now * 1000),
+                    n.H_EXPIRED: "1" if step.outcome is Outcome.EXPIRED else "0",
+                },
+            )
+            await self._send(self._default, dead, self.topology.dead_queue)
+        if self.observer is not None:
+            await self.observer(
+                codec.transition(env, step.outcome, now, reason=step.reason, retry_at=retry_at)
+            )
+        await incoming.ack()
+
+    # -- operators ---------------------------------------------------------------------------
+
+    async def destroy(self, units: Iterable[str]) -> None:
+        """Delete this namespace's queues (those of ``units`` and the shared ones) and exchanges,
+        messages included. For tests and for retiring a namespace, never on a live gateway."""
+        async with self._admin() as admin:
+            await admin.delete(sorted(set(units) | self._declared), self.policy.all_delays_ms())
+
+    async def counters(self, units: Iterable[str] | None = None) -> dict[str, UnitCounters]:
+        wanted = sorted(self._declared if units is None else set(units))
+        async with self._admin() as admin:
+            depths = await admin.depths(wanted)
+            retrying = await admin.count_by_recipient(
+                [
+                    (self.topology.delay_queue(d), n.delay_queue_arguments(self.topology, d))
+                    for d in self.policy.all_delays_ms()
+                ]
+            )
+            dead = await admin.count_by_recipient(
+                [(self.topology.dead_queue, n.DEAD_QUEUE_ARGUMENTS)]
+            )
+        return {
+            u: UnitCounters(
+                depth=depths[u],
+                in_flight=self._in_flight.get(u),
+                retrying=retrying.get(u, 0),
+                dead=dead.get(u, 0),
+            )
+            for u in wanted
+            if u in depths
+        }
+
+    async def dead_letters(self, unit: str) -> list[DeadLetter]:
+        async with self._admin() as admin:
+            return await admin.dead_letters(unit)
+
+    async def redrive(self, unit: str, ids: Collection[str] | None = None) -> int:
+        now = self.clock()
+
+        def renew(env: codec.Envelope) -> codec.Envelope:
+            return env.redriven(now, self.policy.expires_at(env.priority, now))
+
+        async with self._admin() as admin:
+            moved = await admin.redrive(unit, None if ids is None else set(ids), renew,
+                                        self._amqp_message)
+        if self.observer is not None:
+            for env in moved:
+                await self.observer(codec.transition(env, Outcome.REDRIVEN, now))
+        return len(moved)
+
+
+class _AmqpConsumer:
+    def __init__(
+        self, bus: AmqpBus, unit: str, handler: Handler, channel: AbstractRobustChannel
+    ) -> None:
+        self.bus = bus
+        self.unit = unit
+        self.handler = handler
+        self.channel = channel
+        self.queue: Any = None
+        self.tag: str | None = None
+        self._active: set[asyncio.Task[Any]] = set()
+
+    async def on_message(self, incoming: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+        bus = self.bus
+        bus._in_flight[self.unit] = bus._in_flight.get(self.unit, 0) + 1
+        try:
+            await self._handle(incoming)
+        finally:
+            bus._in_flight[self.unit] -= 1
+            if task is not None:
+                self._active.discard(task)
+
+    async def _handle(self, incoming: AbstractIncomingMessage) -> None:
+        bus = self.bus
+        try:
+            env = codec.parse_headers(incoming.headers)
+        except ValueError as e:
+            # Not published by a gateway: kept as a dead letter rather than dropped.
+            now = bus.clock()
+            env = codec.Envelope(
+                delivery_id=incoming.message_id or f"foreign-{uuid.uuid4().hex}",
+                document_key="",
+                recipient=self.unit,
+                priority=0,
+                attempt=1,
+                queued_at=now,
+                expires_at=now,
+            )
+            step = flow.Step(Outcome.DEAD_LETTERED, f"not a gateway message: {e}")
+        else:
+            body = incoming.body
+
+            async def fetch() -> bytes:
+                return body if env.claim is None else await bus.claims.get(env.claim)
+
+            step = await flow.attempt(
+                self.handler, env, fetch, redelivered=bool(incoming.redelivered),
+                policy=bus.policy, clock=bus.clock,
+            )
+        try:
+            await bus._settle(env, incoming.body, step, incoming)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("delivery %s on %s not settled; it will come back", env.delivery_id,
+                        self.unit, exc_info=True)
+            await asyncio.sleep(1)
+            with contextlib.suppress(Exception):
+                await incoming.nack(requeue=True)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        with contextlib.suppress(Exception):
+            if self.queue is not None and self.tag is not None:
+                await self.queue.cancel(self.tag)
+        await flow.drain(self._active, grace)
+        with contextlib.suppress(Exception):
+            await self.channel.close()
+        self.bus._consumers.pop(id(self), None)
