@@ -6,6 +6,7 @@ claim check and per-unit order. Short schedules (0.2 s steps) keep it fast.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sqlite3
 import time
@@ -236,7 +237,7 @@ async def test_retries_a_failed_delivery_on_the_schedule(make_bus: MakeBus) -> N
     messages = await inbox.wait_for(3)
     assert [m.attempt for m in messages] == [1, 2, 3]
     assert {m.delivery_id for m in messages} == {"d-A-0"}
-    gaps = [b - a for a, b in zip(seen, seen[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert gaps[0] >= 0.18 and gaps[1] >= 0.38, gaps
     await eventually(lambda: _settled(recorder, "d-A-0"))
     assert recorder.outcomes("d-A-0") == [
