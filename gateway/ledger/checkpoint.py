@@ -76,7 +76,7 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse ``<name>+<hex key id>+<base64(0x01 || key)>``; the key id must match."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # base64 may contain "+", names may not
         if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
             raise ValueError("a verifier key is <name>+<8 hex digits>+<base64 key>")
         try:

@@ -378,7 +378,7 @@ class SqlLedger:
         t = entry_table.c
         async with self.engine.connect() as conn:
             result = await conn.execute(select(t.seq, t.data).where(t.seq.in_(wanted)))
-            data = dict(result.tuples().all())
+            data = {seq: blob for seq, blob in result}
             needed = set().union(*(plan_nodes(p) for p in plans.values()))
             hashes = await self._node_hashes(conn, needed)
         items = [ReceiptEntry(s, data[s], tuple(build_proof(plans[s], hashes))) for s in wanted]
