@@ -115,13 +115,12 @@ class LogAuditor:
                 )
             ) from e
         if entry.seq != row.seq:
-            raise _Corrupt(
-                Finding(
-                    row.seq,
-                    f"the entry bytes say seq {entry.seq}: rows were "
-                    "inserted, swapped or renumbered",
-                )
+            how = (
+                "a row was inserted before it, or rows renumbered"
+                if entry.seq < row.seq
+                else "rows were swapped or renumbered"
             )
+            raise _Corrupt(Finding(row.seq, f"the entry bytes say seq {entry.seq}: {how}"))
         ev = entry.event
         columns = {
             "time": (row.time, entry.time),

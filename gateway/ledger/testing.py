@@ -37,7 +37,7 @@ async def drop_scratch_schema(scoped_url: str) -> None:
     engine = create_engine(url.difference_update_query(["search_path"]))
     try:
         async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     finally:
         await engine.dispose()
 
