@@ -130,7 +130,9 @@ def _pem(*certs: x509.Certificate) -> bytes:
 
 def _write(path: Path, data: bytes, *, secret: bool = False) -> None:
     """Write a file atomically (temporary file, then rename); secrets get mode 0600."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for folder in reversed(path.parents):
+        if not folder.exists():
+            folder.mkdir(mode=0o700, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if secret else 0o644)
     try:

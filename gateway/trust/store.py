@@ -233,7 +233,7 @@ class TrustStore:
         try:
             verified = verifier.verify(cert, [*intermediates, *self.intermediates])
         except verification.VerificationError as e:
-            raise self._chain_error(cert, str(e)) from e
+            raise self._chain_error(cert, str(e), now) from e
         chain = tuple(verified.chain)
         return _Chain(
             chain,
@@ -242,7 +242,9 @@ class TrustStore:
             min(c.not_valid_after_utc for c in chain),
         )
 
-    def _chain_error(self, cert: x509.Certificate, reason: str) -> PackageRejected:
+    def _chain_error(
+        self, cert: x509.Certificate, reason: str, now: dt.datetime
+    ) -> PackageRejected:
         if cert.subject == cert.issuer:
             return PackageRejected(
                 "cert_untrusted", "the signer certificate is self-signed, not issued by our CA"
@@ -253,6 +255,14 @@ class TrustStore:
                 "cert_untrusted",
                 f"the signer certificate was issued by {cert.issuer.rfc4514_string()}, "
                 "which is not in the trust store",
+            )
+        if all(not c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in issuers):
+            ca = issuers[0]
+            code = "cert_expired" if now > ca.not_valid_after_utc else "cert_not_yet_valid"
+            return PackageRejected(
+                code,
+                f"the issuing CA certificate ({ca.subject.rfc4514_string()}) is valid from "
+                f"{ca.not_valid_before_utc:%Y-%m-%d} to {ca.not_valid_after_utc:%Y-%m-%d}",
             )
         return PackageRejected(
             "cert_untrusted", f"the signer certificate does not chain to the trust store: {reason}"

@@ -108,7 +108,16 @@ def _certificate(text: str) -> x509.Certificate:
 def _signature(root: etree._Element, profile: Profile) -> etree._Element | SignatureState:
     """The one W3C signature of the package, or (compat) the state of a package without one."""
     if profile is Profile.STRICT:
-        return check_signature_policy(root)
+        sig = check_signature_policy(root)
+        # check_signature_policy accepts the last child of any edXMLHeader; a whole signed
+        # package nested in another one has such a header too, but not the top one.
+        if sig.getparent() is not root.find(f"{names.ENVELOPE}/{names.HEADER}"):
+            raise PackageRejected(
+                "signature_ambiguous",
+                "the signature must be a child of the package's own edXMLHeader",
+                where=f"line {sig.sourceline}",
+            )
+        return sig
     signatures = list(root.iter(names.DS_SIGNATURE))
     if not signatures:
         others = any(
