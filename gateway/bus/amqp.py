@@ -229,15 +229,15 @@ class AmqpBus:
     ) -> _AmqpConsumer:
         conn = self._connected()
         queue_name = self.topology.unit_queue(unit)
-        async with self._admin() as admin:
-            if not await admin.queue_exists(queue_name):
-                raise GatewayError("unknown_recipient", f"no bus queue for unit {unit}")
         channel = conn.channel(publisher_confirms=False)
         await channel.initialize()
+        try:
+            queue = await channel.declare_queue(queue_name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity as e:
+            with contextlib.suppress(Exception):
+                await channel.close()
+            raise GatewayError("unknown_recipient", f"no bus queue for unit {unit}") from e
         await channel.set_qos(prefetch_count=prefetch or self.prefetch)
-        queue = await channel.declare_queue(
-            queue_name, durable=True, arguments=n.UNIT_QUEUE_ARGUMENTS
-        )
         consumer = _AmqpConsumer(self, unit, handler, channel)
         consumer.tag = await queue.consume(consumer.on_message)
         consumer.queue = queue

@@ -324,11 +324,8 @@ class LocalBus:
             {"now": now},
         )
         found = {r[0]: UnitCounters(r[1], r[2], r[3], r[4]) for r in rows}
-        wanted = (
-            [r[0] for r in await self._read("SELECT code FROM bus_units ORDER BY code")]
-            if units is None
-            else list(units)
-        )
+        declared = [r[0] for r in await self._read("SELECT code FROM bus_units ORDER BY code")]
+        wanted = declared if units is None else [u for u in units if u in set(declared)]
         return {u: found.get(u, UnitCounters(0, 0, 0, 0)) for u in wanted}
 
     async def dead_letters(self, unit: str) -> list[DeadLetter]:

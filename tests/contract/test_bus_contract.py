@@ -186,8 +186,9 @@ async def test_declare_is_idempotent_and_keeps_messages(make_bus: MakeBus) -> No
     await bus.declare(["A", "B"])
     await bus.publish(delivery("A"))
     await bus.declare(["A", "B", "C"])
-    counters = await bus.counters(["A", "B", "C"])
+    counters = await bus.counters(["A", "B", "C", "UNDECLARED"])
     assert [counters[u].depth for u in "ABC"] == [1, 0, 0]
+    assert "UNDECLARED" not in counters
 
 
 async def test_acknowledges_only_after_the_handler_returned(make_bus: MakeBus) -> None:
