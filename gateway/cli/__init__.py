@@ -20,12 +20,14 @@ def main() -> None:
 
 def _register() -> None:
     # One line per domain; each module owns its subcommands.
+    from gateway.cli.bus import bus
     from gateway.cli.ledger import audit, db, ledger
     from gateway.cli.trust import keys, sign, verify
     from gateway.cli.units import units
     from gateway.cli.validate import validate
 
     main.add_command(validate)
+    main.add_command(bus)
     main.add_command(units)
     main.add_command(keys)
     main.add_command(sign)
