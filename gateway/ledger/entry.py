@@ -26,6 +26,7 @@ from gateway.ledger.merkle import leaf_hash
 FORMAT_VERSION = 1
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_LENGTHS = {"document": 300, "sender": 64, "recipient": 64, "code": 64}
 MAX_DETAILS_BYTES = 4096
 
@@ -71,7 +72,7 @@ class Event:
         if sha is not None and not _HEX64.fullmatch(sha):
             raise ValueError("package_sha256 must be 64 lower-case hex digits")
         _check_json(self.details, "details")
-        if len(_dumps(self.details)) > MAX_DETAILS_BYTES:
+        if self.details and len(_dumps(self.details)) > MAX_DETAILS_BYTES:
             raise ValueError(f"event details exceed {MAX_DETAILS_BYTES} bytes")
 
 
@@ -175,7 +176,7 @@ def parse_entry(data: bytes) -> Entry:
 
 
 def _has_control(text: str) -> bool:
-    return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text)
+    return _CONTROL.search(text) is not None
 
 
 def _check_json(value: Any, where: str) -> None:

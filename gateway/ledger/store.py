@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import BigInteger, any_, bindparam, func, insert, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import Settings
@@ -105,6 +106,10 @@ class SqlLedger:
         self.max_batch = max_batch
         self._pending: list[tuple[list[Event], asyncio.Future[list[int]]]] = []
         self._flush_lock = asyncio.Lock()
+        postgres = engine.dialect.name == "postgresql"
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
+        )
 
     # -- appending -------------------------------------------------------------------------
 
@@ -201,22 +206,31 @@ class SqlLedger:
         # SQLite: the write transaction's BEGIN IMMEDIATE already holds the database lock.
 
     async def _tree(self, conn: AsyncConnection) -> CompactRange:
-        last = await conn.scalar(select(func.max(entry_table.c.seq)))
-        size = 0 if last is None else last + 1
+        size = await self._size(conn)
         ids = root_nodes(size)
         hashes = await self._node_hashes(conn, ids)
         return CompactRange(size, [hashes[i] for i in ids])
 
     async def _node_hashes(
-        self, conn: AsyncConnection, nodes: Iterable[NodeId]
+        self, conn: AsyncConnection, nodes: Iterable[NodeId], *, size: int | None = None
     ) -> dict[NodeId, bytes]:
+        """The stored hashes of ``nodes``, in one query. With ``size``, also checks that the
+        log has that many entries (rows are contiguous, so entry ``size - 1`` must exist)."""
         wanted = set(nodes)
-        if not wanted:
+        seqs = {node_row(n) for n in wanted}
+        if size:
+            seqs.add(size - 1)
+        if not seqs:
             return {}
         t = entry_table.c
-        seqs = sorted({node_row(n) for n in wanted})
-        result = await conn.execute(select(t.seq, t.leaf_hash, t.nodes).where(t.seq.in_(seqs)))
+        if conn.dialect.name == "postgresql":  # one prepared statement whatever the count
+            where = t.seq == any_(bindparam("seqs", sorted(seqs), type_=ARRAY(BigInteger)))
+        else:
+            where = t.seq.in_(sorted(seqs))
+        result = await conn.execute(select(t.seq, t.leaf_hash, t.nodes).where(where))
         rows = {seq: (leaf, nodes) for seq, leaf, nodes in result}
+        if size and size - 1 not in rows:
+            raise GatewayError("not_found", f"the ledger has fewer than {size} entries")
         hashes: dict[NodeId, bytes] = {}
         for node in wanted:
             level, _ = node
@@ -283,32 +297,31 @@ class SqlLedger:
         return StoredCheckpoint(*row) if row else None
 
     async def latest_checkpoint(self) -> StoredCheckpoint | None:
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             return await self._latest_checkpoint(conn)
 
     async def checkpoints(self, *, after_id: int = 0, limit: int = 1000) -> list[StoredCheckpoint]:
         c = checkpoint_table.c
         stmt = select(checkpoint_table).where(c.id > after_id).order_by(c.id).limit(limit)
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             return [StoredCheckpoint(*row) for row in await conn.execute(stmt)]
 
     async def checkpoint_of_size(self, size: int) -> StoredCheckpoint | None:
         """The newest checkpoint signed for exactly ``size`` entries."""
         c = checkpoint_table.c
         stmt = select(checkpoint_table).where(c.tree_size == size).order_by(c.id.desc()).limit(1)
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             row = (await conn.execute(stmt)).first()
         return StoredCheckpoint(*row) if row else None
 
     # -- reading and proving ---------------------------------------------------------------
 
     async def size(self) -> int:
-        async with self.engine.connect() as conn:
-            last = await conn.scalar(select(func.max(entry_table.c.seq)))
-        return 0 if last is None else last + 1
+        async with self._reading() as conn:
+            return await self._size(conn)
 
     async def entry(self, seq: int) -> Entry:
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             data = await conn.scalar(select(entry_table.c.data).where(entry_table.c.seq == seq))
         if data is None:
             raise GatewayError("not_found", f"no ledger entry {seq}")
@@ -316,38 +329,38 @@ class SqlLedger:
 
     async def tree_head(self, size: int | None = None) -> bytes:
         """The root hash of the first ``size`` entries (default: all)."""
-        async with self.engine.connect() as conn:
-            size = await self._checked_size(conn, size)
+        async with self._reading() as conn:
+            if size is None:
+                size = await self._size(conn)
             ids = root_nodes(size)
-            hashes = await self._node_hashes(conn, ids)
+            hashes = await self._node_hashes(conn, ids, size=size)
         return fold([hashes[i] for i in ids])
 
     async def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``seq`` in the tree of ``size`` entries."""
-        async with self.engine.connect() as conn:
-            await self._checked_size(conn, size)
-            if not 0 <= seq < size:
-                raise GatewayError("not_found", f"entry {seq} is not in a tree of size {size}")
-            plan = inclusion_plan(seq, size)
-            return build_proof(plan, await self._node_hashes(conn, plan_nodes(plan)))
+        if not 0 <= seq < size:
+            raise GatewayError("not_found", f"entry {seq} is not in a tree of size {size}")
+        plan = inclusion_plan(seq, size)
+        async with self._reading() as conn:
+            return build_proof(plan, await self._node_hashes(conn, plan_nodes(plan), size=size))
 
     async def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """RFC 9162 consistency proof that the tree of ``new_size`` extends ``old_size``."""
         if not 0 <= old_size <= new_size:
             raise GatewayError("not_found", f"no proof from size {old_size} to {new_size}")
-        async with self.engine.connect() as conn:
-            await self._checked_size(conn, new_size)
-            plan = consistency_plan(old_size, new_size)
-            return build_proof(plan, await self._node_hashes(conn, plan_nodes(plan)))
+        plan = consistency_plan(old_size, new_size)
+        async with self._reading() as conn:
+            hashes = await self._node_hashes(conn, plan_nodes(plan), size=new_size)
+        return build_proof(plan, hashes)
 
-    async def _checked_size(self, conn: AsyncConnection, size: int | None) -> int:
+    async def _size(self, conn: AsyncConnection) -> int:
         last = await conn.scalar(select(func.max(entry_table.c.seq)))
-        current = 0 if last is None else last + 1
-        if size is None:
-            return current
-        if not 0 <= size <= current:
-            raise GatewayError("not_found", f"the ledger has {current} entries, not {size}")
-        return size
+        return 0 if last is None else last + 1
+
+    def _reading(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for reads. On PostgreSQL it runs in autocommit: no BEGIN/ROLLBACK round
+        trips, and every row it reads is immutable anyway."""
+        return self._reader.connect()
 
     # -- receipts and queries --------------------------------------------------------------
 
@@ -376,7 +389,7 @@ class SqlLedger:
             head = await self.checkpoint()
         plans = {seq: inclusion_plan(seq, head.tree_size) for seq in wanted}
         t = entry_table.c
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             result = await conn.execute(select(t.seq, t.data).where(t.seq.in_(wanted)))
             data = {seq: blob for seq, blob in result}
             needed = set().union(*(plan_nodes(p) for p in plans.values()))
@@ -391,7 +404,7 @@ class SqlLedger:
         recipient and the document-wide ones (those naming no recipient)."""
         t = entry_table.c
         stmt = select(t.seq).where(t.document == document).order_by(t.seq)
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             rows = await conn.execute(stmt.add_columns(t.recipient).limit(MAX_RECEIPT_ENTRIES))
             seqs = [s for s, r in rows if recipient is None or r in (None, recipient)]
         if not seqs:
@@ -401,7 +414,7 @@ class SqlLedger:
 
     async def query(self, query: Query, *, after: int | None = None, limit: int = 100) -> Page:
         """One page of entries matching ``query``, after sequence number ``after``."""
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             rows = (await conn.execute(select_entries(query, after=after, limit=limit))).all()
         entries = [parse_entry(data) for data, _ in rows]
         more = len(rows) == limit
@@ -426,7 +439,7 @@ class SqlLedger:
             t.leaf_hash,
             t.nodes,
         )
-        async with self.engine.connect() as conn:
+        async with self._reading() as conn:
             cps = [
                 StoredCheckpoint(*r)
                 for r in await conn.execute(select(checkpoint_table).order_by(c.id))
