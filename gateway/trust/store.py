@@ -46,16 +46,25 @@ class _Facts:
     sha256: str
     organ_ids: tuple[str, ...]
     problem: tuple[str, str] | None  # (code, message) of a key or usage problem
+    not_before: dt.datetime
+    not_after: dt.datetime
 
 
 @functools.lru_cache(maxsize=8192)
 def _facts(cert: x509.Certificate) -> _Facts:
+    problem = None
     try:
         _check_key(cert)
         _check_usage(cert)
     except PackageRejected as e:
-        return _Facts(fingerprint(cert), organ_ids(cert), (e.code, e.message))
-    return _Facts(fingerprint(cert), organ_ids(cert), None)
+        problem = (e.code, e.message)
+    return _Facts(
+        fingerprint(cert),
+        organ_ids(cert),
+        problem,
+        cert.not_valid_before_utc,
+        cert.not_valid_after_utc,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,15 +189,15 @@ class TrustStore:
         facts = _facts(cert)
         if facts.problem is not None:
             raise PackageRejected(*facts.problem)
-        if now < cert.not_valid_before_utc:
+        if now < facts.not_before:
             raise PackageRejected(
                 "cert_not_yet_valid",
-                f"the signer certificate is valid from {cert.not_valid_before_utc:%Y-%m-%d %H:%M}Z",
+                f"the signer certificate is valid from {facts.not_before:%Y-%m-%d %H:%M}Z",
             )
-        if now > cert.not_valid_after_utc:
+        if now > facts.not_after:
             raise PackageRejected(
                 "cert_expired",
-                f"the signer certificate expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M}Z",
+                f"the signer certificate expired on {facts.not_after:%Y-%m-%d %H:%M}Z",
             )
         chain = self._chain(cert, facts.sha256, intermediates, now)
         self._check_revocation(cert, chain, now)
@@ -201,17 +210,14 @@ class TrustStore:
         intermediates: Sequence[x509.Certificate],
         now: dt.datetime,
     ) -> _Chain:
-        key = (sha256, *(_facts(c).sha256 for c in intermediates))
-        with self._lock:
-            cached = self._chains.get(key)
-            if cached is not None:
-                self._chains.move_to_end(key)
+        key = (sha256, *(_facts(c).sha256 for c in intermediates)) if intermediates else (sha256,)
+        cached = self._chains.get(key)  # a single dict read needs no lock
         if cached is not None and cached.not_before <= now <= cached.not_after:
             return cached
         built = self._build_chain(cert, intermediates, now)
         with self._lock:
             self._chains[key] = built
-            while len(self._chains) > CHAIN_CACHE_SIZE:
+            while len(self._chains) > CHAIN_CACHE_SIZE:  # oldest first
                 self._chains.popitem(last=False)
         return built
 
