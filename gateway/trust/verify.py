@@ -193,6 +193,10 @@ def _check_signed_info(sig: etree._Element, profile: Profile) -> bool:
             raise PackageRejected(
                 "signature_invalid", f"the transform {algorithm!r} is not allowed"
             )
+    for local, parent in (("SignatureValue", sig), ("DigestValue", reference)):
+        value = parent.find(f"{_DS}{local}")
+        if value is None or not (value.text or "").strip():
+            raise PackageRejected("signature_invalid", f"the signature's {local} is empty")
     weak = False
     method = signed_info.find(f"{_DS}SignatureMethod")
     digest = reference.find(f"{_DS}DigestMethod")
@@ -278,6 +282,11 @@ def _check_signature(
         ) from e
     except (SignXMLException, etree.DocumentInvalid, ValueError) as e:
         raise PackageRejected("signature_invalid", f"the signature does not verify: {e}") from e
+    except (TypeError, AttributeError, KeyError, IndexError) as e:
+        # signxml on a malformed signature the XMLDSig schema lets through
+        raise PackageRejected(
+            "signature_invalid", f"the signature is malformed: {type(e).__name__}: {e}"
+        ) from e
     assert isinstance(result, VerifyResult)  # expect_references=1 gives one result
     if result.signed_xml is None:
         raise PackageRejected("signature_invalid", "the signed data is not XML")
