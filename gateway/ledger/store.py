@@ -62,6 +62,21 @@ def node_row(node: NodeId) -> int:
 
 
 @dataclass(frozen=True)
+class _Head:
+    """The committed log as this process last saw it: enough to append without re-reading."""
+
+    size: int
+    frontier: tuple[bytes, ...]
+    last_leaf: bytes | None
+    checkpoint: StoredCheckpoint | None
+
+
+@dataclass
+class _Transaction:
+    head: _Head | None = None  # becomes the ledger's head if the transaction commits
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     entries: int  # rows checked
     checkpoints: int  # checkpoints checked (root, and signature when a key was given)
@@ -106,6 +121,8 @@ class SqlLedger:
         self.max_batch = max_batch
         self._pending: list[tuple[list[Event], asyncio.Future[list[int]]]] = []
         self._flush_lock = asyncio.Lock()
+        self._head: _Head | None = None
+        self._open: dict[AsyncConnection, _Transaction] = {}
         postgres = engine.dialect.name == "postgresql"
         self._reader = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
@@ -166,26 +183,34 @@ class SqlLedger:
         """A write transaction holding the ledger lock, for callers that must commit their own
         rows atomically with ledger events (``append_in``). Keep it short: appends from every
         process wait for it."""
+        state = _Transaction()
         async with write_transaction(self.engine) as conn:
             await self._lock(conn)
-            yield conn
+            self._open[conn] = state
+            try:
+                yield conn
+            finally:
+                del self._open[conn]
+        if state.head is not None:  # committed
+            self._head = state.head
 
     async def append_in(self, conn: AsyncConnection, events: Sequence[Event]) -> list[int]:
         """Append events inside the caller's transaction (opened with :meth:`transaction`);
         they commit or roll back with it."""
-        await self._lock(conn)
-        tree = await self._tree(conn)
+        state = self._open.get(conn)
+        if state is None:
+            await self._lock(conn)
+        tree, last_leaf, last = await self._load(conn)
         now = self.clock()
-        last = await self._latest_checkpoint(conn)
         last_size = last.tree_size if last else 0
         rows: list[dict[str, Any]] = []
         heads: list[Checkpoint] = []
         for event in events:
             entry = Entry(tree.size, now, event)
             data = entry.data
-            leaf = leaf_hash(data)
-            completed = tree.append(leaf)
-            rows.append(_entry_row(entry, data, leaf, b"".join(h for _, h in completed)))
+            last_leaf = leaf_hash(data)
+            completed = tree.append(last_leaf)
+            rows.append(_entry_row(entry, data, last_leaf, b"".join(h for _, h in completed)))
             if tree.size - last_size >= self.checkpoint_entries:
                 heads.append(Checkpoint(self.origin, tree.size, tree.root()))
                 last_size = tree.size
@@ -196,7 +221,9 @@ class SqlLedger:
             heads.append(Checkpoint(self.origin, tree.size, tree.root()))
         if self.signer is not None:
             for head in heads:
-                await self._insert_checkpoint(conn, head, now)
+                last = await self._insert_checkpoint(conn, head, now)
+        if state is not None:
+            state.head = _Head(tree.size, tuple(tree.hashes), last_leaf, last)
         return [r["seq"] for r in rows]
 
     async def _lock(self, conn: AsyncConnection) -> None:
@@ -205,11 +232,23 @@ class SqlLedger:
             await conn.execute(text("LOCK TABLE ledger_entry IN EXCLUSIVE MODE"))
         # SQLite: the write transaction's BEGIN IMMEDIATE already holds the database lock.
 
-    async def _tree(self, conn: AsyncConnection) -> CompactRange:
-        size = await self._size(conn)
+    async def _load(
+        self, conn: AsyncConnection
+    ) -> tuple[CompactRange, bytes | None, StoredCheckpoint | None]:
+        """The tree's frontier, last leaf and newest checkpoint, under the lock. One query when
+        nothing was appended since this process's last commit (the newest row is the one it
+        wrote), else a second one for the frontier and a third for the checkpoint."""
+        t = entry_table.c
+        stmt = select(t.seq, t.leaf_hash).order_by(t.seq.desc()).limit(1)
+        row = (await conn.execute(stmt)).first()
+        size, last_leaf = (row[0] + 1, row[1]) if row else (0, None)
+        head = self._head
+        if head is not None and (head.size, head.last_leaf) == (size, last_leaf):
+            return CompactRange(size, list(head.frontier)), last_leaf, head.checkpoint
         ids = root_nodes(size)
         hashes = await self._node_hashes(conn, ids)
-        return CompactRange(size, [hashes[i] for i in ids])
+        tree = CompactRange(size, [hashes[i] for i in ids])
+        return tree, last_leaf, await self._latest_checkpoint(conn)
 
     async def _node_hashes(
         self, conn: AsyncConnection, nodes: Iterable[NodeId], *, size: int | None = None
@@ -250,25 +289,33 @@ class SqlLedger:
         if self.signer is None:
             raise GatewayError("config_invalid", "this ledger has no checkpoint signing key")
         async with self.transaction() as conn:
-            tree = await self._tree(conn)
-            head = Checkpoint(self.origin, tree.size, tree.root())
-            return await self._insert_checkpoint(conn, head, self.clock())
+            signed = await self._sign_current(conn, due=None)
+        assert signed is not None
+        return signed
 
     async def checkpoint_if_due(self) -> StoredCheckpoint | None:
         """Sign a checkpoint if the tree grew and the last one is older than the interval."""
         if self.signer is None:
             return None
         async with self.transaction() as conn:
-            tree = await self._tree(conn)
-            last = await self._latest_checkpoint(conn)
-            now = self.clock()
-            if last is not None and (
-                tree.size == last.tree_size or now - last.created_at < self.checkpoint_interval
-            ):
-                return None
-            return await self._insert_checkpoint(
-                conn, Checkpoint(self.origin, tree.size, tree.root()), now
-            )
+            return await self._sign_current(conn, due=self.checkpoint_interval)
+
+    async def _sign_current(
+        self, conn: AsyncConnection, *, due: timedelta | None
+    ) -> StoredCheckpoint | None:
+        tree, last_leaf, last = await self._load(conn)
+        now = self.clock()
+        if (
+            due is not None
+            and last is not None
+            and (tree.size == last.tree_size or now - last.created_at < due)
+        ):
+            return None  # nothing new, or the last checkpoint is recent enough
+        signed = await self._insert_checkpoint(
+            conn, Checkpoint(self.origin, tree.size, tree.root()), now
+        )
+        self._open[conn].head = _Head(tree.size, tuple(tree.hashes), last_leaf, signed)
+        return signed
 
     async def run_checkpointer(self) -> None:
         """Sign due checkpoints every interval until cancelled (for idle periods; busy logs get

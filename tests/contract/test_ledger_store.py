@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayError
 from gateway.ledger.checkpoint import NoteSigner, open_checkpoint
-from gateway.ledger.db import create_engine
+from gateway.ledger.db import create_engine, write_transaction
 from gateway.ledger.entry import Event, EventType
 from gateway.ledger.merkle import root_from_leaves, verify_consistency, verify_inclusion
 from gateway.ledger.migrate import check_schema
@@ -224,6 +224,21 @@ async def test_append_in_commits_and_rolls_back_with_the_callers_transaction(
         assert (await conn.execute(text("SELECT id, seq FROM outbox"))).all() == [(1, 0)]
     assert await ledger.size() == 1
     assert await ledger.append([submitted(2)]) == [1]  # the rolled-back seq is reused
+    assert (await ledger.verify(SIGNER)).ok
+
+
+async def test_append_in_a_write_transaction_of_the_callers_own_takes_the_lock_itself(
+    ledger: SqlLedger, db_url: str
+) -> None:
+    await ledger.append([submitted(0)])
+    other = create_engine(db_url)  # like another process, which appends in between
+    try:
+        await SqlLedger(other, origin=ORIGIN, signer=SIGNER).append([submitted(1)])
+        async with write_transaction(ledger.engine) as conn:
+            assert await ledger.append_in(conn, [submitted(2), submitted(3)]) == [2, 3]
+        assert await ledger.append([submitted(4)]) == [4]
+    finally:
+        await other.dispose()
     assert (await ledger.verify(SIGNER)).ok
 
 
