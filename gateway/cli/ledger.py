@@ -32,7 +32,13 @@ from gateway.ledger.keys import (
     load_gateway_public_key,
 )
 from gateway.ledger.merkle import verify_consistency
-from gateway.ledger.migrate import check_schema, current_revision, head_revision, upgrade
+from gateway.ledger.migrate import (
+    check_schema,
+    current_revision,
+    draft_revision,
+    head_revision,
+    upgrade,
+)
 from gateway.ledger.query import Query
 from gateway.ledger.receipt import load_verifier, verify_receipt
 from gateway.ledger.store import SqlLedger, open_ledger
@@ -189,6 +195,20 @@ def db_check(as_json: bool) -> None:
         for diff in result.differences:
             click.echo(f"DRIFT {diff}")
     sys.exit(EXIT_OK if result.ok else EXIT_REJECTED)
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True, help="What the revision does.")
+def db_revision(message: str) -> None:
+    """Draft a new migration from the models (for developers adding tables): compares
+    the models with the newest revision's schema and writes the difference to
+    gateway/ledger/migrations/versions/. Review the file, then `gateway db upgrade`."""
+
+    async def run() -> list[str]:
+        return await draft_revision(message)
+
+    for path in _run(run()):
+        click.echo(f"wrote {path}")
 
 
 # -- gateway ledger ----------------------------------------------------------------------------

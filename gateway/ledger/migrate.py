@@ -3,7 +3,10 @@ models (``Base.metadata``) and what the migrations built."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -14,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.ledger.db import load_models
+from gateway.ledger.db import create_engine, load_models
 
 SCRIPT_LOCATION = "gateway.ledger:migrations"
 
@@ -84,3 +87,39 @@ def _describe(diff: Any) -> str:
     op, *args = diff
     names = [getattr(a, "name", None) or str(a) for a in args if a is not None]
     return f"{op} {' '.join(str(n) for n in names[:3])}"
+
+
+async def draft_revision(message: str, directory: Path | None = None) -> list[str]:
+    """Write a new revision from the difference between the models and the head schema
+    (autogenerate against a scratch SQLite database migrated to head) into the versions
+    folder, or ``directory``. Returns the paths written; review the file before committing."""
+    load_models()
+    written: list[str] = []
+    with tempfile.TemporaryDirectory() as folder:
+        engine = create_engine(f"sqlite+aiosqlite:///{Path(folder) / 'draft.db'}")
+        try:
+            await upgrade(engine)
+
+            def run(connection: Connection) -> None:
+                config = alembic_config(connection)
+                if directory is not None:
+                    versions = Path(__file__).parent / "migrations" / "versions"
+                    config.set_main_option("path_separator", "os")
+                    config.set_main_option(
+                        "version_locations", os.pathsep.join([str(versions), str(directory)])
+                    )
+                scripts = command.revision(
+                    config,
+                    message,
+                    autogenerate=True,
+                    version_path=None if directory is None else str(directory),
+                )
+                for script in scripts if isinstance(scripts, list) else [scripts]:
+                    if script is not None:
+                        written.append(script.path)
+
+            async with engine.begin() as conn:
+                await conn.run_sync(run)
+        finally:
+            await engine.dispose()
+    return written

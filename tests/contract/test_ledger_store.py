@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, Table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayError
 from gateway.ledger.checkpoint import NoteSigner, open_checkpoint
-from gateway.ledger.db import create_engine, write_transaction
+from gateway.ledger.db import Base, create_engine, write_transaction
 from gateway.ledger.entry import Event, EventType
 from gateway.ledger.merkle import root_from_leaves, verify_consistency, verify_inclusion
-from gateway.ledger.migrate import check_schema
+from gateway.ledger.migrate import check_schema, draft_revision
 from gateway.ledger.query import Query
 from gateway.ledger.receipt import verify_receipt
 from gateway.ledger.store import SqlLedger
@@ -368,3 +368,15 @@ async def test_verify_passes_on_an_intact_log_and_counts_what_it_checked(
     assert report.ok, report.finding
     assert (report.entries, report.checkpoints) == (23, 2)
     assert report.root == await ledger.tree_head()
+
+
+async def test_a_revision_drafted_from_a_new_model_creates_its_table(tmp_path: Path) -> None:
+    demo = Table("draft_demo", Base.metadata, Column("id", Integer, primary_key=True))
+    try:
+        paths = await draft_revision("draft demo", directory=tmp_path)
+    finally:
+        Base.metadata.remove(demo)
+    assert len(paths) == 1 and Path(paths[0]).parent == tmp_path
+    body = Path(paths[0]).read_text()
+    assert "down_revision = '0001_ledger'" in body
+    assert "op.create_table('draft_demo'" in body
