@@ -15,12 +15,19 @@ from gateway.trust.keyfiles import (
 from gateway.trust.pki import fingerprint, organ_ids
 from gateway.trust.sign import sign_package
 from gateway.trust.store import Signer, TrustStore
-from gateway.trust.verify import SignatureState, VerifiedPackage, verify_package
+from gateway.trust.verify import (
+    SignatureState,
+    SignedContent,
+    VerifiedPackage,
+    verify_package,
+    verify_signature,
+)
 
 __all__ = [
     "GatewaySigner",
     "KeysLayout",
     "SignatureState",
+    "SignedContent",
     "Signer",
     "TrustStore",
     "VerifiedPackage",
@@ -35,4 +42,5 @@ __all__ = [
     "rotate_unit",
     "sign_package",
     "verify_package",
+    "verify_signature",
 ]
