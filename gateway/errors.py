@@ -8,6 +8,8 @@ Exception tree (add a class only when some code catches it)::
     GatewayError              every error the gateway raises on purpose; carries an ErrorCode
     ├── PackageRejected       the package (or status packet) is refused; the code says why
     └── ConfigError           configuration or environment is unusable (exit 2, never a 4xx)
+        └── DirectoryInvalid  the unit directory file has problems, each with its line
+                              (gateway.directory; carries ``problems``)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Category(enum.StrEnum):
     WORKFLOW = "workflow"  # business state machine
     CONFLICT = "conflict"  # idempotency
     AUTH = "auth"  # authentication and authorisation
+    HTTP = "http"  # the request itself
     TRANSPORT = "transport"  # bus and delivery
     LEDGER = "ledger"  # the delivery ledger
     CONFIG = "config"  # configuration and environment
@@ -129,6 +132,11 @@ CODES: dict[str, ErrorCode] = _catalogue(
     ErrorCode("unauthenticated", _C.AUTH, 401, "A valid bearer token is required"),
     ErrorCode("forbidden", _C.AUTH, 403, "The token's unit or role may not do this"),
     ErrorCode("rate_limited", _C.AUTH, 429, "Too many requests"),
+    # HTTP
+    ErrorCode("bad_request", _C.HTTP, 400, "The request is malformed"),
+    ErrorCode("method_not_allowed", _C.HTTP, 405, "The method is not allowed here"),
+    ErrorCode("unsupported_media_type", _C.HTTP, 415, "The body has the wrong content type"),
+    ErrorCode("internal_error", _C.HTTP, 500, "The gateway failed", Origin.SERVER),
     # Transport
     ErrorCode("delivery_failed", _C.TRANSPORT, 502, "The recipient endpoint refused the delivery"),
     ErrorCode(

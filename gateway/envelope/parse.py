@@ -63,12 +63,14 @@ def signature_element(root: etree._Element) -> etree._Element:
             where=where(signatures[1]),
         )
     sig = signatures[0]
-    parent = sig.getparent()
-    if parent is None or parent.tag != names.HEADER or parent.getparent() is None:
+    header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
+    if header is None or sig.getparent() is not header:
         raise PackageRejected(
-            "signature_ambiguous", "the signature must be a child of edXMLHeader", where=where(sig)
+            "signature_ambiguous",
+            "the signature must be a child of the package's own edXMLHeader",
+            where=where(sig),
         )
-    siblings = list(parent.iterchildren(tag=etree.Element))
+    siblings = list(header.iterchildren(tag=etree.Element))
     if siblings[-1] is not sig:
         raise PackageRejected(
             "signature_ambiguous",

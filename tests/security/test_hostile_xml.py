@@ -3,7 +3,6 @@ reading files or opening connections."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +27,9 @@ def test_hostile_document_is_refused_before_the_parser_runs(
         raise AssertionError("the XML parser ran on a hostile document")
 
     monkeypatch.setattr(xmlsafe.etree, "fromstring", no_parse)
-    started = time.perf_counter()
     with pytest.raises(PackageRejected) as caught:
         parse_package(path.read_bytes(), profile)
     assert caught.value.code in ("xml_forbidden_construct", "xml_malformed")
-    assert time.perf_counter() - started < 0.5
 
 
 def test_parser_itself_neither_reads_files_nor_expands_entities(tmp_path: Path) -> None:

@@ -424,3 +424,11 @@ def test_attachment_is_decoded_lazily_and_only_once(monkeypatch: pytest.MonkeyPa
     assert attachment.data == b"%PDF-1.4 sample"
     assert attachment.sha256 and attachment.data
     assert len(calls) == 1
+
+
+def test_signature_in_a_nested_header_is_ambiguous() -> None:
+    """A signed package wrapped inside another one's content is not a signature of the outer."""
+    inner = etree.fromstring(with_dummy_signature(build_package(sample_document())))
+    outer = etree.fromstring(build_package(sample_document()))
+    first(outer, "//e:MessageHeader/e:Content").append(inner)
+    assert rejected(etree.tostring(outer)).code == "signature_ambiguous"
