@@ -28,9 +28,23 @@ from gateway.errors import GatewayError
 CHANNELS = 16  # declares in parallel: one RPC at a time per channel
 BUSY_TIMEOUT = 10.0  # seconds to wait for another reader of a shared queue
 IDLE = 0.5  # seconds without a message after which a browse stops early
+RETURN_TIMEOUT = 5.0  # seconds to wait until browsed messages are ready again
 
 Renew = Callable[[codec.Envelope], codec.Envelope]
 MakeMessage = Callable[[codec.Envelope, bytes], aio_pika.Message]
+
+
+class Browse:
+    """Messages held by a browse; ``acked`` counts those acknowledged (taken for good)."""
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self.channel = channel
+        self.messages: list[AbstractIncomingMessage] = []
+        self.acked = 0
+
+    async def ack(self, message: AbstractIncomingMessage) -> None:
+        await message.ack()
+        self.acked += 1
 
 
 class Admin:
@@ -122,43 +136,56 @@ class Admin:
         await self._on_channels(units, depth)
         return found
 
+    async def _ready_count(self, name: str, arguments: dict[str, Any]) -> int:
+        ch = await self.conn.channel()
+        try:
+            q = await ch.declare_queue(name, durable=True, arguments=arguments)
+            return q.declaration_result.message_count or 0
+        finally:
+            await ch.close()
+
     @contextlib.asynccontextmanager
-    async def browse(
-        self, name: str, arguments: dict[str, Any]
-    ) -> AsyncIterator[tuple[AbstractChannel, list[AbstractIncomingMessage]]]:
+    async def browse(self, name: str, arguments: dict[str, Any]) -> AsyncIterator[Browse]:
         """The ready messages of a queue, held unacknowledged until the block ends."""
         ch = await self.conn.channel(publisher_confirms=True, on_return_raises=True)
+        browse = Browse(ch)
         try:
             q = await ch.declare_queue(name, durable=True, arguments=arguments)
             expected = q.declaration_result.message_count or 0
-            got: list[AbstractIncomingMessage] = []
             if expected:
                 await ch.set_qos(prefetch_count=0)
                 inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
                 await q.consume(inbox.put)
                 timeout = BUSY_TIMEOUT
-                while len(got) < expected:
+                while len(browse.messages) < expected:
                     try:
-                        got.append(await asyncio.wait_for(inbox.get(), timeout))
+                        browse.messages.append(await asyncio.wait_for(inbox.get(), timeout))
                     except TimeoutError:
-                        if not got:
+                        if not browse.messages:
                             raise GatewayError(
                                 "bus_unavailable", f"{name} is being read by another command"
                             ) from None
                         break
                     timeout = IDLE
-            yield ch, got
+            yield browse
         finally:
             with contextlib.suppress(Exception):
                 await ch.close()  # everything not acknowledged goes back
+        # The broker puts them back asynchronously; the next reader must find them.
+        back = len(browse.messages) - browse.acked
+        deadline = asyncio.get_running_loop().time() + RETURN_TIMEOUT
+        while back and await self._ready_count(name, arguments) < back:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.02)
 
     async def count_by_recipient(
         self, queues: Sequence[tuple[str, dict[str, Any]]]
     ) -> Counter[str]:
         counts: Counter[str] = Counter()
         for name, arguments in queues:
-            async with self.browse(name, arguments) as (_, messages):
-                for m in messages:
+            async with self.browse(name, arguments) as browse:
+                for m in browse.messages:
                     recipient = (m.headers or {}).get(n.H_RECIPIENT)
                     if recipient is not None:
                         counts[codec._text(recipient)] += 1
@@ -166,8 +193,8 @@ class Admin:
 
     async def dead_letters(self, unit: str) -> list[DeadLetter]:
         out = []
-        async with self.browse(self.topology.dead_queue, n.DEAD_QUEUE_ARGUMENTS) as (_, msgs):
-            for m in msgs:
+        async with self.browse(self.topology.dead_queue, n.DEAD_QUEUE_ARGUMENTS) as browse:
+            for m in browse.messages:
                 headers = m.headers or {}
                 try:
                     env = codec.parse_headers(headers)
@@ -194,16 +221,16 @@ class Admin:
     ) -> list[codec.Envelope]:
         """Republish the chosen dead letters (confirmed), then acknowledge them."""
         t = self.topology
-        async with self.browse(t.dead_queue, n.DEAD_QUEUE_ARGUMENTS) as (ch, msgs):
+        async with self.browse(t.dead_queue, n.DEAD_QUEUE_ARGUMENTS) as browse:
             chosen: list[tuple[AbstractIncomingMessage, codec.Envelope]] = []
-            for m in msgs:
+            for m in browse.messages:
                 try:
                     env = codec.parse_headers(m.headers or {})
                 except ValueError:
                     continue
                 if env.recipient == unit and (ids is None or env.delivery_id in ids):
                     chosen.append((m, renew(env)))
-            deliver = await ch.get_exchange(t.deliver_exchange, ensure=False)
+            deliver = await browse.channel.get_exchange(t.deliver_exchange, ensure=False)
             for i in range(0, len(chosen), 256):
                 window = chosen[i : i + 256]
                 try:
@@ -218,7 +245,7 @@ class Admin:
                         "unknown_recipient", f"no bus queue for unit {unit}"
                     ) from e
                 for m, _ in window:
-                    await m.ack()
+                    await browse.ack(m)
         return [env for _, env in chosen]
 
     async def delete(self, units: Sequence[str], delays_ms: Sequence[int]) -> None:
