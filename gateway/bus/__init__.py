@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.bus.amqp import AmqpBus
 from gateway.bus.claims import ClaimStore
 from gateway.bus.local import LocalBus
@@ -77,3 +79,9 @@ def open_bus(
         lease=bus.lease,
         observer=observer,
     )
+
+
+if TYPE_CHECKING:  # both implementations satisfy the protocol, checked by mypy
+
+    def _conforms(amqp: AmqpBus, local: LocalBus) -> tuple[Bus, Bus]:
+        return amqp, local

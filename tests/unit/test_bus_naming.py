@@ -52,3 +52,24 @@ def test_delay_queues_dead_letter_back_into_the_deliver_exchange_at_least_once()
     assert "x-dead-letter-routing-key" not in args  # keeps the unit code as routing key
     assert n.delay_binding_arguments(30_000) == {"x-match": "all", "gw-delay": "30000"}
     assert n.UNIT_QUEUE_ARGUMENTS["x-queue-type"] == "quorum"
+
+
+def test_the_pure_modules_of_the_bus_do_no_io() -> None:
+    import ast
+    from pathlib import Path
+
+    import gateway.bus
+
+    forbidden = {"aio_pika", "aiormq", "aiosqlite", "sqlite3", "asyncio", "socket", "os"}
+    root = Path(gateway.bus.__file__).parent
+    for name in ("naming.py", "policy.py", "codec.py", "model.py"):
+        tree = ast.parse((root / name).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                assert module.split(".")[0] not in forbidden, f"{name} imports {module}"
