@@ -14,6 +14,7 @@ renumbered no longer matches its own leaf.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -97,6 +98,7 @@ class Entry:
         return _object(self.seq, self.time, self.event)
 
 
+@functools.lru_cache(maxsize=16)  # a batch of entries shares one time
 def format_time(t: datetime) -> str:
     """UTC, microseconds, ``Z``: the only time form in canonical bytes."""
     if t.tzinfo is None:
