@@ -203,23 +203,40 @@ class AmqpBus:
         prepared = [await self._prepare(d, now) for d in deliveries]
         pending = iter(prepared)
         exchange = self._deliver
+        confirmed: list[codec.Envelope] = []
+        unknown: set[str] = set()
 
         async def sender() -> None:
             for env, message in pending:
-                await self._send(exchange, message, env.recipient)
+                try:
+                    await self._send(exchange, message, env.recipient)
+                except GatewayError as e:
+                    if e.code != "unknown_recipient":
+                        raise
+                    unknown.add(env.recipient)
+                else:
+                    confirmed.append(env)
 
         workers = [
             asyncio.create_task(sender()) for _ in range(min(self.publish_window, len(prepared)))
         ]
         try:
             await asyncio.gather(*workers)
-        except BaseException:
+        except Exception:
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await self._report_queued(confirmed, now)  # those did go out
             raise
+        await self._report_queued(confirmed, now)
+        if unknown:
+            raise GatewayError(
+                "unknown_recipient", f"no bus queue for unit(s) {', '.join(sorted(unknown))}"
+            )
+
+    async def _report_queued(self, envelopes: list[codec.Envelope], now: float) -> None:
         if self.observer is not None:
-            for env, _ in prepared:
+            for env in envelopes:
                 await self.observer(codec.transition(env, Outcome.QUEUED, now))
 
     # -- consuming ---------------------------------------------------------------------------

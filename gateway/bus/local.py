@@ -178,11 +178,9 @@ class LocalBus:
         batch = list(deliveries)
         if not batch:
             return
-        missing = {d.recipient for d in batch} - await self._declared(d.recipient for d in batch)
-        if missing:
-            raise GatewayError(
-                "unknown_recipient", f"no bus queue for unit(s) {', '.join(sorted(missing))}"
-            )
+        known = await self._declared(d.recipient for d in batch)
+        missing = {d.recipient for d in batch} - known
+        batch = [d for d in batch if d.recipient in known]
         now = self.clock()
         rows = []
         envelopes = []
@@ -196,12 +194,17 @@ class LocalBus:
             )
             envelopes.append(env)
             rows.append(self._row(env, body, now))
-        async with self._tx() as db:
-            await db.executemany(_INSERT, rows)
+        if rows:
+            async with self._tx() as db:
+                await db.executemany(_INSERT, rows)
         self._wake({d.recipient for d in batch})
         if self.observer is not None:
             for env in envelopes:
                 await self.observer(codec.transition(env, Outcome.QUEUED, now))
+        if missing:
+            raise GatewayError(
+                "unknown_recipient", f"no bus queue for unit(s) {', '.join(sorted(missing))}"
+            )
 
     @staticmethod
     def _row(env: codec.Envelope, body: bytes, available_at: float) -> tuple[Any, ...]:

@@ -148,7 +148,9 @@ class Bus(Protocol):
         """Return once the bus holds the delivery durably (publisher confirm, commit)."""
 
     async def publish_many(self, deliveries: Iterable[Delivery]) -> None:
-        """Publish concurrently and return once every one is confirmed."""
+        """Publish concurrently and return once every one is confirmed. Deliveries to
+        undeclared units are left out and named in one ``unknown_recipient`` error, raised
+        after the others were published and reported."""
 
     async def consume(
         self, unit: str, handler: Handler, *, prefetch: int | None = None

@@ -181,6 +181,20 @@ async def test_publishing_to_an_undeclared_unit_is_unknown_recipient(make_bus: M
     assert e.value.code == "unknown_recipient"
 
 
+async def test_a_batch_with_an_undeclared_unit_still_publishes_the_others(
+    make_bus: MakeBus,
+) -> None:
+    recorder = Recorder()
+    bus = await make_bus(observer=recorder)
+    await bus.declare(["A", "B"])
+    with pytest.raises(GatewayError) as e:
+        await bus.publish_many([delivery("A"), delivery("NOPE"), delivery("B")])
+    assert e.value.code == "unknown_recipient" and "NOPE" in e.value.message
+    assert sorted(t.delivery_id for t in recorder.transitions) == ["d-A-0", "d-B-0"]
+    counters = await bus.counters(["A", "B"])
+    assert (counters["A"].depth, counters["B"].depth) == (1, 1)
+
+
 async def test_declare_is_idempotent_and_keeps_messages(make_bus: MakeBus) -> None:
     bus = await make_bus()
     await bus.declare(["A", "B"])
