@@ -21,6 +21,7 @@ def main() -> None:
 def _register() -> None:
     # One line per domain; each module owns its subcommands.
     from gateway.cli.bus import bus
+    from gateway.cli.client import inbox, receipts, send, status
     from gateway.cli.ledger import audit, db, ledger
     from gateway.cli.trust import keys, sign, verify
     from gateway.cli.units import units
@@ -35,6 +36,10 @@ def _register() -> None:
     main.add_command(db)
     main.add_command(ledger)
     main.add_command(audit)
+    main.add_command(send)
+    main.add_command(inbox)
+    main.add_command(status)
+    main.add_command(receipts)
 
 
 _register()
