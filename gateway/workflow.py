@@ -21,20 +21,18 @@ from gateway.errors import PackageRejected
 
 
 class Transport(enum.StrEnum):
+    ACCEPTED = "accepted"  # in the ledger and the outbox, not yet confirmed by the bus
     QUEUED = "queued"
     DELIVERED = "delivered"
     RETRYING = "retrying"
     EXPIRED = "expired"
     DEAD = "dead"
 
-    @property
-    def final(self) -> bool:
-        return self in (Transport.DELIVERED, Transport.EXPIRED)
 
-
-# Transport moves the bus may report, and what they lead to. A redrive puts a dead delivery
-# back in the queue; a delivery already delivered or expired stays where it is.
+# Transport moves the bus may report, and what they lead to. A redrive puts a dead or expired
+# delivery back in the queue; a delivered one stays delivered (late duplicates change nothing).
 _TRANSPORT_MOVES: dict[Transport, frozenset[Transport]] = {
+    Transport.ACCEPTED: frozenset({Transport.QUEUED}),
     Transport.QUEUED: frozenset(
         {Transport.DELIVERED, Transport.RETRYING, Transport.EXPIRED, Transport.DEAD}
     ),
@@ -42,8 +40,8 @@ _TRANSPORT_MOVES: dict[Transport, frozenset[Transport]] = {
         {Transport.DELIVERED, Transport.RETRYING, Transport.EXPIRED, Transport.DEAD}
     ),
     Transport.DEAD: frozenset({Transport.QUEUED}),
+    Transport.EXPIRED: frozenset({Transport.QUEUED}),
     Transport.DELIVERED: frozenset(),
-    Transport.EXPIRED: frozenset(),
 }
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.types import TypeDecorator
 from gateway.config import Settings
 
 # Modules that declare tables on Base; Alembic's env and `gateway db check` import them all.
-MODEL_MODULES: tuple[str, ...] = ("gateway.ledger.models",)
+MODEL_MODULES: tuple[str, ...] = ("gateway.ledger.models", "gateway.service.models")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

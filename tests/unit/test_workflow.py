@@ -130,6 +130,9 @@ def test_check_does_not_change_the_document() -> None:
         (Transport.DELIVERED, Transport.RETRYING, False),
         (Transport.DELIVERED, Transport.DELIVERED, False),
         (Transport.EXPIRED, Transport.DELIVERED, False),
+        (Transport.EXPIRED, Transport.QUEUED, True),
+        (Transport.ACCEPTED, Transport.QUEUED, True),
+        (Transport.ACCEPTED, Transport.DELIVERED, False),
         (Transport.DEAD, Transport.DELIVERED, False),
     ],
 )

@@ -1,0 +1,183 @@
+"""Routes for auditors and operators: the ledger's proofs and entries, the directory, redrive."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.context import principal_of, require_role, runtime_of
+from gateway.directory import Unit
+from gateway.errors import GatewayError
+from gateway.ledger import EventType, Query
+from gateway.service.tokens import Role
+from gateway.service.views import check_party, document_parties
+
+routes = web.RouteTableDef()
+
+
+def _json(data: Any) -> web.Response:
+    return web.json_response(data, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+
+def _int(request: web.Request, name: str, default: int | None = None) -> int:
+    value = request.query.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise GatewayError("bad_request", f"the query parameter {name} is required")
+        return default
+    try:
+        return int(value)
+    except ValueError as e:
+        raise GatewayError("bad_request", f"{name} must be an integer") from e
+
+
+@routes.get("/v1/ledger/checkpoint")
+async def checkpoint(request: web.Request) -> web.Response:
+    ledger = runtime_of(request).ledger
+    latest = await ledger.latest_checkpoint()
+    if latest is None or latest.tree_size < await ledger.size():
+        latest = await ledger.checkpoint()
+    return web.Response(text=latest.note, content_type="text/plain")
+
+
+@routes.get("/v1/ledger/receipts")
+async def receipts(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    document = request.query.get("document")
+    if not document:
+        raise GatewayError("bad_request", "the query parameter document is required")
+    recipient = request.query.get("recipient") or None
+    runtime = runtime_of(request)
+    package, recipients = await document_parties(runtime.ledger, document)
+    check_party(principal, package.sender, recipients)
+    receipt = await runtime.ledger.receipt_for_document(document, recipient)
+    return _json({"receipts": [receipt.to_json()]})
+
+
+@routes.get("/v1/ledger/consistency")
+async def consistency(request: web.Request) -> web.Response:
+    require_role(request, Role.AUDITOR, Role.OPERATOR)
+    old, new = _int(request, "from"), _int(request, "to")
+    ledger = runtime_of(request).ledger
+    size = await ledger.size()
+    if not 0 < old <= new <= size:
+        raise GatewayError("bad_request", f"need 0 < from <= to <= {size}")
+    proof = await ledger.consistency_proof(old, new)
+    return _json({"from": old, "to": new, "proof": [base64.b64encode(h).decode() for h in proof]})
+
+
+def _time(request: web.Request, name: str) -> datetime | None:
+    value = request.query.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise GatewayError("bad_request", f"{name} must be an ISO 8601 time") from e
+
+
+@routes.get("/v1/ledger/entries")
+async def entries(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    unit = request.query.get("unit") or None
+    if principal.role is Role.UNIT:
+        if unit not in (None, principal.unit):
+            raise GatewayError("forbidden", f"{principal.unit} may read only its own entries")
+        unit = principal.unit
+    events: tuple[EventType, ...] = ()
+    if request.query.get("event"):
+        try:
+            events = tuple(EventType(e) for e in request.query["event"].split(","))
+        except ValueError as e:
+            raise GatewayError("bad_request", f"unknown event type: {e}") from e
+    try:
+        query = Query(
+            document=request.query.get("document") or None,
+            unit=unit,
+            events=events,
+            since=_time(request, "since"),
+            until=_time(request, "until"),
+        )
+    except ValueError as e:
+        raise GatewayError("bad_request", str(e)) from e
+    limit = _int(request, "limit", 100)
+    if not 1 <= limit <= 1000:
+        raise GatewayError("bad_request", "limit must be 1..1000")
+    after = request.query.get("after")
+    page = await runtime_of(request).ledger.query(
+        query, after=_int(request, "after") if after else None, limit=limit
+    )
+    rows = [
+        {
+            "seq": e.seq,
+            "time": e.time.isoformat(),
+            "type": e.event.type.value,
+            "document": e.event.document,
+            "sender": e.event.sender,
+            "recipient": e.event.recipient,
+            "code": e.event.code,
+            "package_sha256": e.event.package_sha256,
+        }
+        for e in page.entries
+    ]
+    nxt = None if page.next_after is None else str(page.next_after)
+    if request.query.get("format", "json") == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["seq"])
+        writer.writeheader()
+        writer.writerows(rows)
+        headers = {"X-Next-After": nxt} if nxt else {}
+        return web.Response(text=out.getvalue(), content_type="text/csv", headers=headers)
+    return _json({"entries": rows, "next": nxt})
+
+
+def _unit(unit: Unit) -> dict[str, Any]:
+    return {
+        "code": unit.code,
+        "name": unit.name,
+        "parent_code": unit.parent_code,
+        "level": unit.level,
+        "delivery": str(unit.delivery),
+        "status": str(unit.status),
+    }
+
+
+@routes.get("/v1/units")
+async def units(request: web.Request) -> web.Response:
+    directory = runtime_of(request).gateway.directory
+    parent = request.query.get("parent")
+    chosen = directory.children(parent) if parent else directory
+    return _json({"units": [_unit(u) for u in chosen]})
+
+
+@routes.get("/v1/units/{code}")
+async def unit(request: web.Request) -> web.Response:
+    found = runtime_of(request).gateway.directory.get(request.match_info["code"])
+    if found is None:
+        raise GatewayError("not_found", f"no unit {request.match_info['code']}")
+    return _json(_unit(found))
+
+
+@routes.post("/v1/admin/redrive")
+async def redrive(request: web.Request) -> web.Response:
+    require_role(request, Role.OPERATOR)
+    try:
+        body = await request.json()
+    except ValueError as e:
+        raise GatewayError("bad_request", "the body must be JSON") from e
+    unit = body.get("unit") if isinstance(body, dict) else None
+    if not isinstance(unit, str) or unit not in runtime_of(request).gateway.directory:
+        raise GatewayError("bad_request", "unit must be a unit code of the directory")
+    ids = body.get("ids")
+    if body.get("all") is True:
+        ids = None
+    elif not (isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids)):
+        raise GatewayError("bad_request", 'give "ids": [delivery ids] or "all": true')
+    count = await runtime_of(request).gateway.redrive(unit, ids)
+    return _json({"unit": unit, "redriven": count})

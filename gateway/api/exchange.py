@@ -1,0 +1,97 @@
+"""Routes of the exchange itself: submitting packages, the pull inbox, a document's journey."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from gateway.api.context import OUTCOME, principal_of, runtime_of
+from gateway.envelope import Profile
+from gateway.errors import GatewayError
+from gateway.service.views import document_view
+
+routes = web.RouteTableDef()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+
+@routes.post("/v1/packages")
+async def submit_package(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    profile_name = request.query.get("profile", "strict")
+    if profile_name not in ("strict", "compat"):
+        raise GatewayError("bad_request", "profile must be strict or compat")
+    data = await request.read()
+    if not data:
+        raise GatewayError("bad_request", "the body must be the edXML package")
+    submission = await runtime_of(request).gateway.submit(data, principal, Profile(profile_name))
+    request[OUTCOME] = "accepted" if submission.status == 202 else "replayed"
+    return _json(submission.answer, submission.status)
+
+
+def _inbox_unit(request: web.Request) -> str:
+    principal = principal_of(request)
+    unit = request.query.get("unit", principal.unit)
+    if not principal.may_read_unit(unit):
+        raise GatewayError("forbidden", f"{principal.unit} may read only its own inbox")
+    return unit
+
+
+@routes.get("/v1/inbox")
+async def inbox(request: web.Request) -> web.Response:
+    unit = _inbox_unit(request)
+    try:
+        limit = int(request.query.get("limit", "50"))
+        after = int(request.query.get("after") or 0)
+    except ValueError as e:
+        raise GatewayError("bad_request", "limit and after are integers") from e
+    if not 1 <= limit <= 500:
+        raise GatewayError("bad_request", "limit must be 1..500")
+    return _json(await runtime_of(request).gateway.inbox_list(unit, after=after, limit=limit))
+
+
+@routes.get("/v1/inbox/{delivery_id}")
+async def inbox_fetch(request: web.Request) -> web.Response:
+    item, package = await runtime_of(request).gateway.inbox_item(
+        principal_of(request), request.match_info["delivery_id"]
+    )
+    return web.Response(
+        body=package.raw,
+        content_type="application/xml",
+        headers={
+            "X-Gateway-Delivery-Id": item.delivery_id,
+            "X-Gateway-Document-Key": package.document_key,
+            "X-Gateway-Signature-State": package.signature_state,
+            "X-Gateway-Package-Sha256": package.sha256,
+        },
+    )
+
+
+@routes.post("/v1/inbox/{delivery_id}/ack")
+async def inbox_ack(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except ValueError as e:
+        raise GatewayError("bad_request", "the body must be JSON") from e
+    result = body.get("result") if isinstance(body, dict) else None
+    if result not in ("done", "fail"):
+        raise GatewayError("bad_request", 'result must be "done" or "fail"')
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise GatewayError("bad_request", "reason must be a string")
+    delivery_id = request.match_info["delivery_id"]
+    state = await runtime_of(request).gateway.inbox_ack(
+        principal_of(request), delivery_id, result == "done", reason
+    )
+    return _json({"delivery_id": delivery_id, "state": state})
+
+
+@routes.get("/v1/documents/{document_key:.+}")
+async def document(request: web.Request) -> web.Response:
+    key = unquote(request.match_info["document_key"])
+    return _json(await document_view(runtime_of(request).ledger, principal_of(request), key))

@@ -1,0 +1,127 @@
+"""Probes and metrics: /healthz (the process is up), /readyz (the database and the bus answer),
+/metrics (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import text
+
+from gateway.api.context import OUTCOME, runtime_of
+from gateway.api.problems import Handler
+
+routes = web.RouteTableDef()
+
+
+class Metrics:
+    """The gateway's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "gateway_rejections", "Refused requests by error code", ["code"], registry=self.registry
+        )
+        self.packages = Counter(
+            "gateway_packages", "Packages accepted or replayed", ["outcome"], registry=self.registry
+        )
+        self.deliveries = Gauge(
+            "gateway_deliveries", "Copies by transport state", ["state"], registry=self.registry
+        )
+        self.queue = Gauge(
+            "gateway_queue", "Bus counters summed over units", ["counter"], registry=self.registry
+        )
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    response = await handler(request)
+    metrics: Metrics = request.app[METRICS]
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics.requests.labels(request.method, route, str(response.status)).inc()
+    metrics.latency.labels(route).observe(time.perf_counter() - started)
+    if response.status >= 400 and response.content_type == "application/problem+json":
+        code = response.headers.get("X-Gateway-Error", "")
+        if code:
+            metrics.rejections.labels(code).inc()
+    outcome = request.get(OUTCOME)
+    if outcome:
+        metrics.packages.labels(outcome).inc()
+    return response
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    runtime = runtime_of(request)
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(5):
+            async with runtime.ledger.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as e:
+        checks["database"] = f"{type(e).__name__}: {e}"[:200]
+    try:
+        async with asyncio.timeout(5):
+            await runtime.bus.counters([next(iter(runtime.gateway.directory)).code])
+        checks["bus"] = "ok"
+    except Exception as e:
+        checks["bus"] = f"{type(e).__name__}: {e}"[:200]
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    from sqlalchemy import func, select
+
+    from gateway.service.models import delivery_table
+
+    runtime = runtime_of(request)
+    m: Metrics = request.app[METRICS]
+    d = delivery_table.c
+    async with runtime.ledger.engine.connect() as conn:
+        rows = (await conn.execute(select(d.transport, func.count()).group_by(d.transport))).all()
+    m.deliveries.clear()
+    for state, count in rows:
+        m.deliveries.labels(state).set(count)
+    try:
+        async with asyncio.timeout(5):
+            counters = await runtime.bus.counters()
+        for name in ("depth", "retrying", "dead"):
+            m.queue.labels(name).set(sum(getattr(c, name) for c in counters.values()))
+    except Exception:  # the bus is down: /readyz says so; the other metrics still count
+        pass
+    body = generate_latest(m.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

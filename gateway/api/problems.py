@@ -1,0 +1,88 @@
+"""Errors over HTTP: every failure is ``application/problem+json`` (RFC 9457) carrying the
+catalogue code, so clients branch on ``code``, never on the message."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import CODES, GatewayError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "application/problem+json"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# aiohttp's own HTTP errors, mapped to catalogue codes.
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "xml_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def problem_response(
+    problem: dict[str, Any], headers: dict[str, str] | None = None
+) -> web.Response:
+    headers = {**(headers or {}), "X-Gateway-Error": str(problem["code"])}
+    return web.Response(
+        status=int(problem["status"]),
+        body=json.dumps(problem, ensure_ascii=False).encode("utf-8"),
+        content_type=PROBLEM_TYPE,
+        headers=headers,
+    )
+
+
+def problem(code: str, detail: str, **extra: Any) -> web.Response:
+    """A problem response for catalogue ``code``; ``extra`` members are added as they are."""
+    error = GatewayError(code, detail)
+    body = error.to_problem()
+    body.update(extra)
+    return problem_response(body)
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as e:
+        body = e.to_problem()
+        body.update(getattr(e, "extra", {}))
+        if e.http_status >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, e)
+        return problem_response(body)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = _HTTP_CODES.get(e.status, "bad_request" if e.status < 500 else "internal_error")
+        detail = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
+        body = {
+            "type": f"urn:gateway:error:{code}",
+            "title": CODES[code].title if code in CODES else e.reason,
+            "status": e.status,
+            "code": code,
+            "detail": detail,
+        }
+        headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")}
+        return problem_response(body, headers)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return problem_response(
+            {
+                "type": "urn:gateway:error:internal_error",
+                "title": CODES["internal_error"].title,
+                "status": 500,
+                "code": "internal_error",
+                "detail": "the gateway failed to handle this request; nothing was accepted",
+            }
+        )

@@ -1,0 +1,147 @@
+"""``gateway serve`` and ``gateway tokens``: running the service and managing its tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+from aiohttp import web
+
+from gateway.cli.common import EXIT_OK, EXIT_USAGE, fail_environment, settings
+from gateway.errors import ConfigError, GatewayError
+from gateway.ledger.db import create_engine, database_url
+from gateway.ledger.migrate import upgrade
+from gateway.service.tokens import Role, issue_token, list_tokens, revoke_tokens
+
+T = TypeVar("T")
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    help="Seconds that in-flight requests and deliveries get to finish on shutdown.",
+)
+def serve(host: str, port: int, grace: float) -> None:
+    """Run the gateway: HTTP API, delivery to every unit, ledger.
+
+    With no configuration it runs embedded: SQLite and the local bus under ./var/, the sample
+    809-unit directory, and a development PKI created under ./var/keys/ on first start.
+    GATEWAY_AMQP_URL, GATEWAY_DATABASE_URL, GATEWAY_DIRECTORY, GATEWAY_KEYS, GATEWAY_TRUST and
+    GATEWAY_CRL select production parts (see README). Stop with Ctrl-C or SIGTERM: requests in
+    flight finish, consumers stop after their current message, nothing accepted is lost.
+    """
+    from gateway.api.app import create_app
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = settings()
+    try:
+        web.run_app(
+            create_app(config),
+            host=host,
+            port=port,
+            shutdown_timeout=grace,
+            print=lambda text: click.echo(text),
+        )
+    except (ConfigError, GatewayError) as e:
+        fail_environment(e.message)
+    except OSError as e:
+        fail_environment(f"cannot listen on {host}:{port}: {e.strerror}")
+
+
+def _run(work: Callable[..., Awaitable[T]]) -> T:
+    async def main() -> T:
+        engine = create_engine(database_url(settings()))
+        try:
+            await upgrade(engine)
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except (ConfigError, GatewayError) as e:
+        fail_environment(e.message)
+
+
+@click.group()
+def tokens() -> None:
+    """Access tokens for agency systems, operators and auditors (stored hashed)."""
+
+
+@tokens.command("issue")
+@click.option("--unit", required=True, help="The unit (OrganId) the token speaks for.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    default="unit",
+    show_default=True,
+    help="unit: its own packages and inbox; operator: redrive, every unit; auditor: read only.",
+)
+@click.option(
+    "--expires", type=click.IntRange(min=1), help="Days until it expires (default never)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
+def tokens_issue(unit: str, role: str, expires: int | None, as_json: bool) -> None:
+    """Issue a token and print it once; only its hash is kept."""
+    from gateway.directory import load_directory
+
+    config = settings()
+    try:
+        directory = load_directory(config.directory)
+    except ConfigError as e:
+        fail_environment(e.message)
+    if role == "unit" and unit not in directory:
+        fail_environment(f"{unit} is not in the unit directory")
+    issued = _run(lambda engine: issue_token(engine, unit, Role(role), days=expires))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "token_id": issued.token_id,
+                    "token": issued.token,
+                    "unit": issued.unit,
+                    "role": issued.role.value,
+                    "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+                }
+            )
+        )
+    else:
+        click.echo(issued.token)
+        click.echo(
+            f"token {issued.token_id} for {unit} ({role}); keep it secret: it is not shown again",
+            err=True,
+        )
+
+
+@tokens.command("revoke")
+@click.argument("token_id", required=False)
+@click.option("--unit", help="Revoke every token of this unit instead.")
+def tokens_revoke(token_id: str | None, unit: str | None) -> None:
+    """Revoke a token (by its id, the part after gw_) or every token of a unit."""
+    if (token_id is None) == (unit is None):
+        click.echo("error: give a TOKEN_ID or --unit", err=True)
+        sys.exit(EXIT_USAGE)
+    count = _run(lambda engine: revoke_tokens(engine, token_id=token_id, unit=unit))
+    click.echo(f"revoked {count} token(s)")
+    sys.exit(EXIT_OK if count else 1)
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """List tokens (ids, units, roles, dates; never the secrets)."""
+    for t in _run(list_tokens):
+        state = "revoked" if t["revoked_at"] else "active"
+        click.echo(
+            f"{t['token_id']}  {t['unit']:<16} {t['role']:<8} {state}  created {t['created_at']}"
+        )

@@ -1,0 +1,795 @@
+"""The gateway at work: accept a package (verify, check the workflow, ledger and outbox in one
+transaction, publish), follow every copy through the bus into the ledger, and serve the pull
+inboxes. The HTTP layer (gateway.api) and the delivery workers call into this one object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.bus import Bus, Delivery, Outcome, Transition
+from gateway.config import Settings
+from gateway.directory import Directory
+from gateway.envelope import BusinessType, Kind, Package, Profile
+from gateway.errors import GatewayError, PackageRejected
+from gateway.ledger import Event, EventType, SqlLedger
+from gateway.service.models import (
+    delivery_table,
+    inbox_table,
+    package_table,
+    recipient_state_table,
+)
+from gateway.service.tokens import Principal, Role
+from gateway.trust import TrustStore, VerifiedPackage, verify_package
+from gateway.workflow import (
+    DocumentState,
+    RecipientState,
+    Transport,
+    apply_status,
+    check_status,
+    transport_allows,
+)
+
+log = logging.getLogger(__name__)
+
+# What a bus transition means for the transport state and the ledger.
+_OUTCOMES: dict[Outcome, tuple[Transport, EventType]] = {
+    Outcome.QUEUED: (Transport.QUEUED, EventType.QUEUED),
+    Outcome.DELIVERED: (Transport.DELIVERED, EventType.DELIVERED),
+    Outcome.RETRYING: (Transport.RETRYING, EventType.RETRYING),
+    Outcome.EXPIRED: (Transport.EXPIRED, EventType.EXPIRED),
+    Outcome.DEAD_LETTERED: (Transport.DEAD, EventType.DEAD_LETTERED),
+    Outcome.REDRIVEN: (Transport.QUEUED, EventType.REDRIVEN),
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Rejected(PackageRejected):
+    """A refusal with extra problem members (e.g. the unknown recipients)."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(code, message)
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class Submission:
+    status: int  # 202 first time, 200 the same package again
+    answer: dict[str, Any]
+
+
+class Gateway:
+    """One gateway process's view of the system; safe to share between request handlers."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        directory: Directory,
+        trust: TrustStore,
+        ledger: SqlLedger,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.trust = trust
+        self.ledger = ledger
+        self.engine = ledger.engine
+        self.clock = clock
+        self.bus: Bus | None = None  # set once the bus exists (it needs record_transition)
+        # Units whose copies wait in a pull inbox: pull units, and amqp units when the bus is
+        # the embedded one (they cannot reach it over AMQP).
+        self.inbox_modes = {"pull"}
+
+    # -- submission ------------------------------------------------------------------------
+
+    async def submit(self, data: bytes, principal: Principal, profile: Profile) -> Submission:
+        """Accept a package or status packet from ``principal``, or raise with a code."""
+        if principal.role is Role.AUDITOR:
+            raise GatewayError("forbidden", "auditors read; they do not submit")
+        if profile is Profile.COMPAT and principal.role is not Role.OPERATOR:
+            raise GatewayError("forbidden", "only operators relay packets in the compat profile")
+        try:
+            verified = await asyncio.to_thread(
+                verify_package,
+                data,
+                self.trust,
+                self.directory,
+                profile,
+                self.clock(),
+                limits=self.settings.envelope,
+            )
+        except PackageRejected as e:
+            await self._record_rejection(data, principal.unit, None, e)
+            raise
+        package = verified.package
+        if principal.role is Role.UNIT and package.sender.organ_id != principal.unit:
+            raise GatewayError(
+                "forbidden",
+                f"this token speaks for {principal.unit}, the package is from "
+                f"{package.sender.organ_id}",
+            )
+        try:
+            if package.kind is Kind.STATUS:
+                submission = await self._accept_status(verified)
+            else:
+                submission = await self._accept_document(verified)
+        except PackageRejected as e:
+            await self._record_rejection(data, package.sender.organ_id, package, e)
+            raise
+        if submission.status == 202:
+            await self.publish_package(submission.answer["package_id"])
+            submission = Submission(202, await self._fresh_answer(submission.answer))
+        return submission
+
+    def _route(self, codes: Sequence[str]) -> dict[str, str]:
+        """Delivery mode per recipient; unknown or suspended recipients refuse the package."""
+        unknown = [c for c in codes if c not in self.directory]
+        if unknown:
+            raise Rejected(
+                "unknown_recipient",
+                f"not in the unit directory: {', '.join(unknown)}; nothing was queued",
+                recipients=unknown,
+            )
+        units = {c: self.directory.get(c) for c in codes}
+        suspended = [c for c, u in units.items() if u is not None and not u.active]
+        if suspended:
+            raise Rejected(
+                "recipient_suspended",
+                f"suspended: {', '.join(suspended)}; nothing was queued",
+                recipients=suspended,
+            )
+        return {c: str(u.delivery) for c, u in units.items() if u is not None}
+
+    async def _accept_document(self, verified: VerifiedPackage) -> Submission:
+        package = verified.package
+        modes = self._route([r.organ_id for r in package.recipients])
+        sender = package.sender.organ_id
+        for _ in range(2):  # a concurrent twin wins the insert; then answer as a replay
+            try:
+                async with self.ledger.transaction() as conn:
+                    replay = await self._replay(conn, sender, package.sha256)
+                    if replay is not None:
+                        return replay
+                    await self._check_document_identity(conn, package)
+                    return await self._insert(conn, verified, modes, EventType.SUBMITTED)
+            except IntegrityError:
+                continue
+        raise GatewayError("internal_error", "the package could not be stored; try again")
+
+    async def _check_document_identity(self, conn: AsyncConnection, package: Package) -> None:
+        p = package_table.c
+        sender = package.sender.organ_id
+        clash = await conn.scalar(
+            select(p.package_id).where(
+                p.sender == sender, p.document_identity == package.document_id
+            )
+        )
+        if clash is not None:
+            raise Rejected(
+                "duplicate_conflict",
+                f"{sender} sent DocumentId {package.document_id} before with other content",
+                package_id=clash,
+            )
+        business = package.business
+        if business is not None and business.doc_type is not BusinessType.NEW:
+            target = business.document_id
+            found = target and await conn.scalar(
+                select(p.package_id).where(p.sender == sender, p.document_identity == target)
+            )
+            if not found:
+                raise Rejected(
+                    "business_target_unknown",
+                    f"a {business.doc_type.name.lower()} must name a DocumentId that {sender} "
+                    f"sent before; {target!r} is not one",
+                )
+
+    async def _accept_status(self, verified: VerifiedPackage) -> Submission:
+        package = verified.package
+        assert package.status is not None
+        responder = package.sender.organ_id
+        code = package.status.code
+        for _ in range(2):
+            try:
+                async with self.ledger.transaction() as conn:
+                    replay = await self._replay(conn, responder, package.sha256)
+                    if replay is not None:
+                        return replay
+                    document = await self._document_state(conn, package.document_key)
+                    if document is None:
+                        raise PackageRejected(
+                            "status_not_recipient",
+                            f"no document {package.document_key} was sent through this gateway",
+                        )
+                    move = check_status(document, responder, code)
+                    modes = self._route(move.route_to)
+                    submission = await self._insert(conn, verified, modes, EventType.STATUS)
+                    apply_status(document, move)
+                    await self._save_states(conn, package.document_key, document, move.recipients)
+                    if code not in ("13",):
+                        await self._implicit_delivery(conn, package.document_key, responder)
+                    return submission
+            except IntegrityError:
+                continue
+        raise GatewayError("internal_error", "the status could not be stored; try again")
+
+    async def _replay(self, conn: AsyncConnection, sender: str, sha256: str) -> Submission | None:
+        p = package_table.c
+        answer = await conn.scalar(select(p.answer).where(p.sender == sender, p.sha256 == sha256))
+        if answer is None:
+            return None
+        return Submission(200, await self._fresh_answer(json.loads(answer), conn))
+
+    async def _insert(
+        self,
+        conn: AsyncConnection,
+        verified: VerifiedPackage,
+        modes: dict[str, str],
+        event_type: EventType,
+    ) -> Submission:
+        """Ledger the package, store it and its copies (the outbox) in ``conn``."""
+        package = verified.package
+        now = self.clock()
+        package_id = "p-" + secrets.token_hex(12)
+        sender = package.sender.organ_id
+        status = package.status.code if package.status else None
+        deliveries = {code: f"d-{package_id[2:]}-{i}" for i, code in enumerate(modes)}
+        details = {
+            "package_id": package_id,
+            "kind": package.kind.value,
+            "signature_state": str(verified.signature_state),
+            "recipients": list(modes),
+        }
+        if event_type is EventType.STATUS:
+            events = [
+                Event(
+                    EventType.STATUS,
+                    document=package.document_key,
+                    sender=sender,
+                    recipient=code,
+                    package_sha256=package.sha256,
+                    code=status,
+                    details=details,
+                )
+                for code in modes
+            ]
+        else:
+            events = [
+                Event(
+                    EventType.SUBMITTED,
+                    document=package.document_key,
+                    sender=sender,
+                    package_sha256=package.sha256,
+                    details=details,
+                )
+            ]
+        seqs = await self.ledger.append_in(conn, events)
+        answer: dict[str, Any] = {
+            "package_id": package_id,
+            "kind": package.kind.value,
+            "document_key": package.document_key,
+            "recipients": [
+                {"code": code, "state": Transport.ACCEPTED.value, "delivery_id": deliveries[code]}
+                for code in modes
+            ],
+            "ledger_seq": seqs[0],
+            "signature_state": str(verified.signature_state),
+        }
+        if status:
+            answer["status"] = status
+        await conn.execute(
+            insert(package_table).values(
+                package_id=package_id,
+                kind=package.kind.value,
+                sender=sender,
+                document_id=package.document_id,
+                document_identity=package.document_id if package.kind is Kind.DOCUMENT else None,
+                document_key=package.document_key,
+                sha256=package.sha256,
+                status_code=status,
+                subject=package.subject,
+                priority=package.priority,
+                signature_state=str(verified.signature_state),
+                size=len(package.raw),
+                raw=package.raw,
+                answer=json.dumps(answer),
+                submitted_at=now,
+                ledger_seq=seqs[0],
+            )
+        )
+        await conn.execute(
+            insert(delivery_table),
+            [
+                {
+                    "delivery_id": deliveries[code],
+                    "package_id": package_id,
+                    "document_key": package.document_key,
+                    "sender": sender,
+                    "recipient": code,
+                    "mode": mode,
+                    "transport": Transport.ACCEPTED.value,
+                    "transport_at": now,
+                    "attempt": 0,
+                    "published": False,
+                }
+                for code, mode in modes.items()
+            ],
+        )
+        if package.kind is Kind.DOCUMENT:
+            await conn.execute(
+                insert(recipient_state_table),
+                [
+                    {"document_key": package.document_key, "recipient": code, "updated_at": now}
+                    for code in modes
+                ],
+            )
+        return Submission(202, answer)
+
+    async def _fresh_answer(
+        self, answer: dict[str, Any], conn: AsyncConnection | None = None
+    ) -> dict[str, Any]:
+        """The stored answer with each recipient's current transport state."""
+        d = delivery_table.c
+        query = select(d.recipient, d.transport).where(d.package_id == answer["package_id"])
+        if conn is None:
+            async with self.engine.connect() as reader:
+                states = {r.recipient: r.transport for r in (await reader.execute(query)).all()}
+        else:
+            states = {r.recipient: r.transport for r in (await conn.execute(query)).all()}
+        answer = dict(answer)
+        answer["recipients"] = [
+            {**r, "state": states.get(r["code"], r["state"])} for r in answer["recipients"]
+        ]
+        return answer
+
+    async def _record_rejection(
+        self, data: bytes, sender: str, package: Package | None, error: PackageRejected
+    ) -> None:
+        import hashlib
+
+        details: dict[str, Any] = {"message": error.message[:500]}
+        if error.where:
+            details["where"] = error.where[:300]
+        try:
+            await self.ledger.append(
+                [
+                    Event(
+                        EventType.REJECTED,
+                        document=package.document_key[:300] if package else None,
+                        sender=sender,
+                        package_sha256=hashlib.sha256(data).hexdigest(),
+                        code=error.code,
+                        details=details,
+                    )
+                ]
+            )
+        except Exception:  # the refusal stands even if it cannot be ledgered
+            log.exception("could not ledger the rejection of a package from %s", sender)
+
+    # -- workflow state --------------------------------------------------------------------
+
+    async def _document_state(self, conn: AsyncConnection, key: str) -> DocumentState | None:
+        p, r = package_table.c, recipient_state_table.c
+        sender = await conn.scalar(
+            select(p.sender).where(p.document_key == key, p.kind == Kind.DOCUMENT.value)
+        )
+        if sender is None:
+            return None
+        rows = (
+            await conn.execute(select(recipient_state_table).where(r.document_key == key))
+        ).all()
+        return DocumentState(
+            sender,
+            {
+                row.recipient: RecipientState(row.business, row.recall_pending, row.recall_answer)
+                for row in rows
+            },
+        )
+
+    async def _save_states(
+        self, conn: AsyncConnection, key: str, document: DocumentState, recipients: Sequence[str]
+    ) -> None:
+        r = recipient_state_table.c
+        for code in recipients:
+            state = document.recipients[code]
+            await conn.execute(
+                update(recipient_state_table)
+                .where(r.document_key == key, r.recipient == code)
+                .values(
+                    business=state.business,
+                    recall_pending=state.recall_pending,
+                    recall_answer=state.recall_answer,
+                    updated_at=self.clock(),
+                )
+            )
+
+    async def _implicit_delivery(self, conn: AsyncConnection, key: str, recipient: str) -> None:
+        """A unit served over its own AMQP consumer is heard from only by its statuses: the
+        first one proves the copy arrived."""
+        d, p = delivery_table.c, package_table.c
+        row = (
+            await conn.execute(
+                select(d.delivery_id, d.transport, d.sender, d.attempt)
+                .join(package_table, p.package_id == d.package_id)
+                .where(
+                    d.document_key == key,
+                    d.recipient == recipient,
+                    d.mode == "amqp",
+                    p.kind == Kind.DOCUMENT.value,
+                )
+            )
+        ).first()
+        if row is None or not transport_allows(Transport(row.transport), Transport.DELIVERED):
+            return
+        await self._move(
+            conn,
+            row.delivery_id,
+            key,
+            row.sender,
+            recipient,
+            Transport.DELIVERED,
+            EventType.DELIVERED,
+            row.attempt,
+            {"via": "status"},
+        )
+
+    # -- the bus -----------------------------------------------------------------------------
+
+    async def publish_package(self, package_id: str) -> None:
+        """Publish the unpublished copies of one package; on failure the relay retries."""
+        d = delivery_table.c
+        await self._publish(d.package_id == package_id)
+
+    async def publish_pending(self, older_than: float = 30.0) -> int:
+        """The relay: publish copies left unpublished (the bus was down, the process died)."""
+        d = delivery_table.c
+        cutoff = self.clock() - timedelta(seconds=older_than)
+        return await self._publish(d.transport_at < cutoff)
+
+    async def _publish(self, condition: Any) -> int:
+        if self.bus is None:
+            return 0
+        d, p = delivery_table.c, package_table.c
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(d.delivery_id, d.document_key, d.recipient, p.raw, p.priority)
+                    .join(package_table, p.package_id == d.package_id)
+                    .where(
+                        condition, d.published.is_(False), d.transport == Transport.ACCEPTED.value
+                    )
+                )
+            ).all()
+        if not rows:
+            return 0
+        try:
+            await self.bus.publish_many(
+                Delivery(r.delivery_id, r.document_key, r.recipient, r.raw, r.priority)
+                for r in rows
+            )
+        except Exception:
+            log.warning(
+                "publishing %d copies failed; the relay will retry", len(rows), exc_info=True
+            )
+            return 0
+        return len(rows)
+
+    async def record_transition(self, t: Transition) -> None:
+        """The bus observer: every transition of a copy becomes a ledger event (once)."""
+        d = delivery_table.c
+        async with self.ledger.transaction() as conn:
+            row = (
+                await conn.execute(select(delivery_table).where(d.delivery_id == t.delivery_id))
+            ).first()
+            if row is None:
+                log.warning("transition %s of unknown delivery %s", t.outcome, t.delivery_id)
+                return
+            if row.last_outcome == t.outcome.value and row.attempt == t.attempt:
+                return  # reported again after a crash or redelivery
+            transport, outcome_event = _OUTCOMES[t.outcome]
+            event_type: EventType | None = outcome_event
+            current = Transport(row.transport)
+            if t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes:
+                transport, event_type = current, None  # now in the inbox; the unit's ack delivers
+            elif t.outcome is Outcome.QUEUED:
+                await conn.execute(
+                    update(delivery_table)
+                    .where(d.delivery_id == t.delivery_id)
+                    .values(published=True)
+                )
+                if current is not Transport.ACCEPTED:
+                    event_type = None  # published again by the relay: nothing new happened
+            elif not transport_allows(current, transport):
+                event_type = None
+            details: dict[str, Any] = {"attempt": t.attempt}
+            if t.reason:
+                details["reason"] = t.reason[:1000]
+            if t.retry_at:
+                details["retry_at"] = int(t.retry_at)
+            if event_type is None:
+                await conn.execute(
+                    update(delivery_table)
+                    .where(d.delivery_id == t.delivery_id)
+                    .values(last_outcome=t.outcome.value, attempt=t.attempt)
+                )
+                return
+            await self._move(
+                conn,
+                row.delivery_id,
+                row.document_key,
+                row.sender,
+                row.recipient,
+                transport,
+                event_type,
+                t.attempt,
+                details,
+                outcome=t.outcome.value,
+                reason=t.reason,
+            )
+
+    async def _move(
+        self,
+        conn: AsyncConnection,
+        delivery_id: str,
+        key: str,
+        sender: str,
+        recipient: str,
+        transport: Transport,
+        event_type: EventType,
+        attempt: int,
+        details: dict[str, Any],
+        *,
+        outcome: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        await self.ledger.append_in(
+            conn,
+            [
+                Event(
+                    event_type,
+                    document=key,
+                    sender=sender,
+                    recipient=recipient,
+                    details={"delivery_id": delivery_id, **details},
+                )
+            ],
+        )
+        values: dict[str, Any] = {
+            "transport": transport.value,
+            "transport_at": self.clock(),
+            "attempt": attempt,
+            "reason": reason,
+        }
+        if outcome is not None:
+            values["last_outcome"] = outcome
+        d = delivery_table.c
+        await conn.execute(
+            update(delivery_table).where(d.delivery_id == delivery_id).values(**values)
+        )
+
+    # -- pull inboxes ------------------------------------------------------------------------
+
+    async def inbox_put(
+        self, delivery_id: str, recipient: str, attempt: int, expires_at: float
+    ) -> None:
+        """Place a copy in a pull unit's inbox (idempotent on the delivery id)."""
+        d, i = delivery_table.c, inbox_table.c
+        async with self.ledger.transaction() as conn:
+            if await conn.scalar(select(i.position).where(i.delivery_id == delivery_id)):
+                return
+            package_id = await conn.scalar(select(d.package_id).where(d.delivery_id == delivery_id))
+            if package_id is None:
+                raise GatewayError("not_found", f"no delivery {delivery_id}")
+            await conn.execute(
+                insert(inbox_table).values(
+                    delivery_id=delivery_id,
+                    recipient=recipient,
+                    package_id=package_id,
+                    state="ready",
+                    attempt=max(attempt, 1),
+                    queued_at=self.clock(),
+                    expires_at=datetime.fromtimestamp(expires_at, UTC),
+                )
+            )
+
+    async def inbox_list(self, unit: str, *, after: int = 0, limit: int = 50) -> dict[str, Any]:
+        i, p = inbox_table.c, package_table.c
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        i.position,
+                        i.delivery_id,
+                        i.package_id,
+                        i.queued_at,
+                        i.attempt,
+                        p.kind,
+                        p.document_key,
+                        p.sender,
+                        p.status_code,
+                        p.subject,
+                        p.size,
+                        p.signature_state,
+                    )
+                    .join(package_table, p.package_id == i.package_id)
+                    .where(i.recipient == unit, i.state == "ready", i.position > after)
+                    .order_by(i.position)
+                    .limit(limit + 1)
+                )
+            ).all()
+        items = [
+            {
+                "delivery_id": r.delivery_id,
+                "package_id": r.package_id,
+                "kind": r.kind,
+                "document_key": r.document_key,
+                "sender": r.sender,
+                "status": r.status_code,
+                "subject": r.subject,
+                "size": r.size,
+                "signature_state": r.signature_state,
+                "queued_at": r.queued_at.isoformat(),
+                "attempt": r.attempt,
+            }
+            for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return {"items": items, "next": str(rows[limit - 1].position) if more else None}
+
+    async def inbox_item(self, principal: Principal, delivery_id: str) -> tuple[Any, Any]:
+        """The inbox row and the package row of a copy the principal may read."""
+        i, p = inbox_table.c, package_table.c
+        async with self.engine.connect() as conn:
+            item = (
+                await conn.execute(select(inbox_table).where(i.delivery_id == delivery_id))
+            ).first()
+            if item is None:
+                raise GatewayError("not_found", f"no inbox item {delivery_id}")
+            if principal.role is Role.UNIT and item.recipient != principal.unit:
+                raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
+            package = (
+                await conn.execute(select(package_table).where(p.package_id == item.package_id))
+            ).first()
+        return item, package
+
+    async def inbox_ack(
+        self, principal: Principal, delivery_id: str, done: bool, reason: str | None
+    ) -> str:
+        """The unit's answer for a copy: done delivers it; fail offers it again, up to the bus's
+        attempt limit, then leaves it dead for an operator. Returns the transport state."""
+        if principal.role is not Role.UNIT:
+            raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
+        i, d = inbox_table.c, delivery_table.c
+        async with self.ledger.transaction() as conn:
+            item = (
+                await conn.execute(select(inbox_table).where(i.delivery_id == delivery_id))
+            ).first()
+            if item is None:
+                raise GatewayError("not_found", f"no inbox item {delivery_id}")
+            if item.recipient != principal.unit:
+                raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
+            row = (
+                await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
+            ).first()
+            assert row is not None
+            if item.state != "ready":
+                return str(row.transport)  # answered before: the same answer again
+            details: dict[str, Any] = {"via": "inbox", "attempt": item.attempt}
+            if done:
+                state, transport, event = "done", Transport.DELIVERED, EventType.DELIVERED
+            else:
+                details["reason"] = (reason or "no reason given")[:1000]
+                if item.attempt >= self.settings.bus.max_attempts:
+                    state, transport, event = "dead", Transport.DEAD, EventType.DEAD_LETTERED
+                else:
+                    state, transport, event = "ready", Transport.RETRYING, EventType.RETRYING
+            await conn.execute(
+                update(inbox_table)
+                .where(i.delivery_id == delivery_id)
+                .values(
+                    state=state,
+                    attempt=item.attempt + (0 if done else 1),
+                    reason=None if done else details["reason"],
+                )
+            )
+            await self._move(
+                conn,
+                delivery_id,
+                row.document_key,
+                row.sender,
+                row.recipient,
+                transport,
+                event,
+                item.attempt,
+                details,
+                reason=None if done else details["reason"],
+            )
+            return transport.value
+
+    async def expire_inboxes(self) -> int:
+        """Copies that waited in an inbox past their time-to-live expire (the sender sees it)."""
+        i, d = inbox_table.c, delivery_table.c
+        now = self.clock()
+        async with self.ledger.transaction() as conn:
+            items = (
+                await conn.execute(
+                    select(inbox_table.c.delivery_id, i.attempt).where(
+                        i.state == "ready", i.expires_at < now
+                    )
+                )
+            ).all()
+            for item in items:
+                row = (
+                    await conn.execute(
+                        select(delivery_table).where(d.delivery_id == item.delivery_id)
+                    )
+                ).first()
+                assert row is not None
+                await conn.execute(
+                    update(inbox_table)
+                    .where(i.delivery_id == item.delivery_id)
+                    .values(state="expired")
+                )
+                await self._move(
+                    conn,
+                    item.delivery_id,
+                    row.document_key,
+                    row.sender,
+                    row.recipient,
+                    Transport.EXPIRED,
+                    EventType.EXPIRED,
+                    item.attempt,
+                    {"via": "inbox", "reason": "not fetched before its time-to-live"},
+                    reason="not fetched before its time-to-live",
+                )
+        return len(items)
+
+    async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
+        """Put a unit's dead or expired copies back: the bus's, and its inbox's."""
+        count = 0
+        if self.bus is not None:
+            count += await self.bus.redrive(unit, ids)
+        i, d = inbox_table.c, delivery_table.c
+        condition = [i.recipient == unit, i.state.in_(("dead", "expired"))]
+        if ids is not None:
+            condition.append(i.delivery_id.in_(list(ids)))
+        ttl = timedelta(seconds=self.settings.bus.ttl)
+        now = self.clock()
+        async with self.ledger.transaction() as conn:
+            items = (await conn.execute(select(i.delivery_id).where(*condition))).scalars().all()
+            for delivery_id in items:
+                row = (
+                    await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
+                ).first()
+                assert row is not None
+                await conn.execute(
+                    update(inbox_table)
+                    .where(i.delivery_id == delivery_id)
+                    .values(state="ready", attempt=1, expires_at=now + ttl, queued_at=now)
+                )
+                await self._move(
+                    conn,
+                    delivery_id,
+                    row.document_key,
+                    row.sender,
+                    row.recipient,
+                    Transport.QUEUED,
+                    EventType.REDRIVEN,
+                    1,
+                    {"via": "inbox"},
+                )
+        return count + len(items)

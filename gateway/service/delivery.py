@@ -1,0 +1,87 @@
+"""Delivery workers: one bus consumer per unit. Pull units get their copies into the inbox;
+push units get each copy POSTed to their webhook; units with their own AMQP consumer read
+their RabbitMQ queue themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+
+from gateway.bus import Message, RetryableDeliveryError, Subscription
+from gateway.directory import Unit
+from gateway.errors import GatewayError
+from gateway.service.core import Gateway
+
+log = logging.getLogger(__name__)
+
+PUSH_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+# Statuses after which a push is tried again; any other 4xx is the receiver refusing it.
+_RETRY_STATUSES = {408, 425, 429}
+
+
+class Deliverer:
+    """Starts and stops the consumers of every unit of the directory."""
+
+    def __init__(self, gateway: Gateway, *, native_amqp: bool) -> None:
+        self.gateway = gateway
+        self.native_amqp = native_amqp
+        self.session: aiohttp.ClientSession | None = None
+        self.subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        bus = self.gateway.bus
+        assert bus is not None
+        self.session = aiohttp.ClientSession(timeout=PUSH_TIMEOUT)
+        for unit in self.gateway.directory:
+            handler = self._handler(unit)
+            if handler is not None:
+                self.subscriptions.append(await bus.consume(unit.code, handler))
+
+    def _handler(self, unit: Unit):  # type: ignore[no-untyped-def]
+        mode = str(unit.delivery)
+        if mode == "push":
+            return self.push
+        if mode == "pull" or (mode == "amqp" and not self.native_amqp):
+            return self.to_inbox
+        return None  # amqp on RabbitMQ: the unit's own consumer reads gw.unit.<code>
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await asyncio.gather(*(s.stop(grace) for s in self.subscriptions), return_exceptions=True)
+        self.subscriptions.clear()
+        if self.session is not None:
+            await self.session.close()
+
+    async def to_inbox(self, message: Message) -> None:
+        try:
+            await self.gateway.inbox_put(
+                message.delivery_id, message.recipient, message.attempt, message.expires_at
+            )
+        except GatewayError:
+            raise
+        except Exception as e:  # the database is busy or down: try again later
+            raise RetryableDeliveryError(f"could not store the copy in the inbox: {e}") from e
+
+    async def push(self, message: Message) -> None:
+        unit = self.gateway.directory.get(message.recipient)
+        if unit is None or not unit.endpoint:
+            raise GatewayError("delivery_failed", f"{message.recipient} has no push endpoint")
+        assert self.session is not None
+        headers = {
+            "Content-Type": "application/xml",
+            "X-Gateway-Delivery-Id": message.delivery_id,
+            "X-Gateway-Document-Key": message.document_key,
+            "X-Gateway-Attempt": str(message.attempt),
+        }
+        try:
+            async with self.session.post(unit.endpoint, data=message.body, headers=headers) as r:
+                if 200 <= r.status < 300:
+                    return
+                text = (await r.text())[:200]
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise RetryableDeliveryError(f"{unit.endpoint}: {type(e).__name__}: {e}") from e
+        reason = f"{unit.endpoint} answered {r.status}: {text}"
+        if r.status >= 500 or r.status in _RETRY_STATUSES:
+            raise RetryableDeliveryError(reason)
+        raise GatewayError("delivery_failed", reason)

@@ -1,0 +1,126 @@
+"""The service's own tables, beside the ledger's in the same database and migration chain.
+
+Unlike the ledger these hold current state and change in place: what was submitted (with the
+bytes exactly as signed), each (document, recipient) delivery and its transport state, each
+recipient's business status, the pull inboxes, the outbox of copies still to publish, and the
+access tokens. The ledger is the history and the proof; these are the working copy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Boolean, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from gateway.ledger.db import Base, UtcDateTime
+
+
+class PackageRow(Base):
+    """A package or status packet as accepted, and the answer given for it."""
+
+    __tablename__ = "gw_package"
+
+    package_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)  # document | status
+    sender: Mapped[str] = mapped_column(String(64), nullable=False)
+    document_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    document_key: Mapped[str] = mapped_column(String(300), nullable=False)  # the document
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    status_code: Mapped[str | None] = mapped_column(String(2))
+    subject: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    signature_state: Mapped[str] = mapped_column(String(16), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    answer: Mapped[str] = mapped_column(Text, nullable=False)  # JSON of the 202 answer
+    submitted_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    ledger_seq: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    # DocumentId for documents, NULL for status packets: one document per (sender, DocumentId),
+    # while a sender may send many status packets about one document.
+    document_identity: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        UniqueConstraint("sender", "document_identity"),
+        UniqueConstraint("sender", "sha256"),
+        Index(None, "document_key"),
+    )
+
+
+class DeliveryRow(Base):
+    """One copy of one package for one recipient, and where it is."""
+
+    __tablename__ = "gw_delivery"
+
+    delivery_id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    package_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    document_key: Mapped[str] = mapped_column(String(300), nullable=False)
+    sender: Mapped[str] = mapped_column(String(64), nullable=False)  # of the package
+    recipient: Mapped[str] = mapped_column(String(64), nullable=False)
+    mode: Mapped[str] = mapped_column(String(8), nullable=False)  # pull | push | amqp
+    transport: Mapped[str] = mapped_column(String(16), nullable=False)
+    transport_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    last_outcome: Mapped[str | None] = mapped_column(String(16))  # the last bus transition
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    published: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+    __table_args__ = (
+        Index(None, "package_id"),
+        Index(None, "document_key", "recipient"),
+        Index(None, "published"),
+    )
+
+
+class RecipientStateRow(Base):
+    """Per (document, recipient): the business status and the recall conversation."""
+
+    __tablename__ = "gw_recipient_state"
+
+    document_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(64), primary_key=True)
+    business: Mapped[str | None] = mapped_column(String(2))
+    recall_pending: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    recall_answer: Mapped[str | None] = mapped_column(String(2))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
+class InboxRow(Base):
+    """A copy waiting in a pull unit's inbox until the unit acknowledges it."""
+
+    __tablename__ = "gw_inbox"
+
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(String(48), nullable=False, unique=True)
+    recipient: Mapped[str] = mapped_column(String(64), nullable=False)
+    package_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    state: Mapped[str] = mapped_column(String(8), nullable=False)  # ready | done | dead | expired
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    queued_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "recipient", "state", "position"),)
+
+
+class TokenRow(Base):
+    """An access token, stored as the SHA-256 of the secret."""
+
+    __tablename__ = "gw_token"
+
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    unit: Mapped[str] = mapped_column(String(64), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+package_table = cast(Table, PackageRow.__table__)
+delivery_table = cast(Table, DeliveryRow.__table__)
+recipient_state_table = cast(Table, RecipientStateRow.__table__)
+inbox_table = cast(Table, InboxRow.__table__)
+token_table = cast(Table, TokenRow.__table__)

@@ -1,0 +1,153 @@
+"""Access tokens: issued once, stored only as a SHA-256, checked on every request.
+
+A token reads ``gw_<token_id>_<secret>``; the id names it in listings and revocations, the
+secret is never stored."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.errors import GatewayError
+from gateway.service.models import token_table
+
+
+class Role(enum.StrEnum):
+    UNIT = "unit"  # an agency system: its own packages, inbox and documents
+    OPERATOR = "operator"  # the data centre: everything a unit reads, for every unit; redrive
+    AUDITOR = "auditor"  # reads the ledger and every document; changes nothing
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    unit: str
+    role: Role
+
+    def may_read_unit(self, unit: str) -> bool:
+        return self.role is not Role.UNIT or self.unit == unit
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token_id: str
+    token: str  # shown once
+    unit: str
+    role: Role
+    expires_at: datetime | None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+async def issue_token(
+    engine: AsyncEngine, unit: str, role: Role, *, days: int | None = None
+) -> IssuedToken:
+    token_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    expires = now + timedelta(days=days) if days else None
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(token_table).values(
+                token_id=token_id,
+                secret_sha256=_digest(secret),
+                unit=unit,
+                role=role.value,
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+    return IssuedToken(token_id, f"gw_{token_id}_{secret}", unit, role, expires)
+
+
+async def revoke_tokens(
+    engine: AsyncEngine, *, token_id: str | None = None, unit: str | None = None
+) -> int:
+    """Revoke one token by id, or every token of a unit; return how many were revoked."""
+    if (token_id is None) == (unit is None):
+        raise ValueError("revoke by token id or by unit")
+    condition = token_table.c.token_id == token_id if token_id else token_table.c.unit == unit
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            update(token_table)
+            .where(condition, token_table.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+    return int(result.rowcount or 0)
+
+
+async def list_tokens(engine: AsyncEngine) -> list[dict[str, object]]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(token_table).order_by(token_table.c.created_at))).all()
+    return [
+        {
+            "token_id": r.token_id,
+            "unit": r.unit,
+            "role": r.role,
+            "created_at": r.created_at,
+            "expires_at": r.expires_at,
+            "revoked_at": r.revoked_at,
+        }
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class _Known:
+    checked_at: float
+    digest: str
+    principal: Principal
+    expires_at: datetime | None
+
+
+class TokenChecker:
+    """Authenticates bearer tokens. A token checked less than a minute ago is not read again,
+    so a busy unit costs one database read a minute and a revocation takes at most a minute."""
+
+    CACHE_SECONDS = 60.0
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._known: dict[str, _Known] = {}
+
+    async def authenticate(self, token: str, now: datetime) -> Principal:
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "gw":
+            raise GatewayError("unauthenticated", "the bearer token is malformed")
+        token_id, digest = parts[1], _digest(parts[2])
+        known = self._known.get(token_id)
+        if known is None or now.timestamp() - known.checked_at >= self.CACHE_SECONDS:
+            known = await self._load(token_id, now)
+        if not hmac.compare_digest(known.digest, digest):
+            raise GatewayError("unauthenticated", "the bearer token is not known")
+        if known.expires_at is not None and known.expires_at <= now:
+            raise GatewayError("unauthenticated", "the bearer token has expired")
+        return known.principal
+
+    async def _load(self, token_id: str, now: datetime) -> _Known:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(token_table).where(token_table.c.token_id == token_id))
+            ).first()
+        if row is None:
+            raise GatewayError("unauthenticated", "the bearer token is not known")
+        if row.revoked_at is not None:
+            self._known.pop(token_id, None)
+            raise GatewayError("unauthenticated", "the bearer token was revoked")
+        known = _Known(
+            now.timestamp(),
+            row.secret_sha256,
+            Principal(row.token_id, row.unit, Role(row.role)),
+            row.expires_at,
+        )
+        self._known[token_id] = known
+        return known

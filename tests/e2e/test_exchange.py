@@ -1,0 +1,322 @@
+"""A letter's whole life through a running gateway, on the embedded stack and on RabbitMQ +
+PostgreSQL: submission, delivery to a pull, a push and a native-AMQP unit, statuses back to
+the sender, a recall, receipts verified offline, idempotency, conflicts, and who may do what."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import pytest
+from gatewaystack import NATIVE, OUTSIDER, PULL, PUSH, SENDER, SUSPENDED, Stack
+
+from gateway.client import (
+    ApiError,
+    GatewayClient,
+    build_letter,
+    build_status,
+    business_change,
+    sign_as_unit,
+    unit,
+)
+from gateway.envelope import Organization, parse_package
+from gateway.ledger import verify_receipt
+from gateway.ledger.receipt import load_verifier
+
+
+def client(stack: Stack, who: str) -> GatewayClient:
+    return GatewayClient(stack.url, stack.tokens[who])
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
+    """Poll ``check`` until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {timeout} s; last: {result!r}")
+        await asyncio.sleep(0.1)
+
+
+def letter(stack: Stack, *to: str, subject: str = "Về việc báo cáo", **options: Any) -> bytes:
+    package = build_letter(
+        unit(SENDER), [Organization(code, f"Đơn vị {code}") for code in to], subject, **options
+    )
+    return sign_as_unit(package, stack.keys)
+
+
+def status(stack: Stack, responder: str, key: str, code: str) -> bytes:
+    return sign_as_unit(build_status(unit(responder), key, code), stack.keys)
+
+
+async def transport(stack: Stack, key: str, recipient: str) -> str | None:
+    async with client(stack, "operator") as gw:
+        view = await gw.document(key)
+    return next(r["transport"] for r in view["recipients"] if r["code"] == recipient)
+
+
+async def inbox_item(stack: Stack, who: str, key: str, kind: str = "document") -> dict[str, Any]:
+    async def find() -> dict[str, Any] | None:
+        async with client(stack, who) as gw:
+            page = await gw.inbox()
+        return next(
+            (i for i in page["items"] if i["document_key"] == key and i["kind"] == kind), None
+        )
+
+    item: dict[str, Any] = await eventually(find)
+    return item
+
+
+async def native_consume(stack: Stack, code: str) -> tuple[str, bytes]:
+    """What a unit's own AMQP consumer does: read its queue on the broker."""
+    assert stack.amqp_url is not None
+    connection = await aio_pika.connect_robust(stack.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"{stack.namespace}.unit.{code}", passive=True)
+
+        async def get() -> aio_pika.abc.AbstractIncomingMessage | None:
+            return await queue.get(fail=False)
+
+        message = await eventually(get)
+        await message.ack()
+        return str(message.headers["gw-delivery-id"]), message.body
+
+
+async def test_a_letter_travels_to_three_units_and_its_statuses_come_back(stack: Stack) -> None:
+    data = letter(stack, PULL, PUSH, NATIVE, subject="Báo cáo công tác cải cách hành chính")
+    async with client(stack, SENDER) as gw:
+        submitted = await gw.submit(data)
+    assert submitted.status == 202
+    answer = submitted.answer
+    key = answer["document_key"]
+    assert key == f"{SENDER}|{parse_package(data).document_id}"
+    assert [r["code"] for r in answer["recipients"]] == [PULL, PUSH, NATIVE]
+    assert {r["state"] for r in answer["recipients"]} == {"queued"}
+    assert answer["signature_state"] == "valid" and answer["ledger_seq"] >= 0
+
+    # The push unit's system receives the exact bytes, with the delivery id to deduplicate.
+    await eventually(lambda: asyncio.sleep(0, stack.webhook.received))
+    (delivery_id, body), *_ = stack.webhook.received
+    assert body == data and delivery_id.startswith("d-")
+    assert await eventually(lambda: _is(stack, key, PUSH, "delivered"))
+
+    # The pull unit fetches the bytes exactly as signed, then acknowledges.
+    item = await inbox_item(stack, PULL, key)
+    assert item["sender"] == SENDER and item["signature_state"] == "valid"
+    async with client(stack, PULL) as gw:
+        fetched = await gw.fetch(item["delivery_id"])
+        assert fetched.data == data and fetched.signature_state == "valid"
+        assert await transport(stack, key, PULL) == "queued"
+        assert (await gw.ack(item["delivery_id"]))["state"] == "delivered"
+        assert (await gw.ack(item["delivery_id"]))["state"] == "delivered"  # harmless twice
+    assert await transport(stack, key, PULL) == "delivered"
+
+    # The third unit: its own AMQP consumer on RabbitMQ; its inbox on the embedded bus.
+    if stack.amqp_url:
+        delivery_id, body = await native_consume(stack, NATIVE)
+        assert body == data
+        assert await transport(stack, key, NATIVE) == "queued"  # until it says 01
+    else:
+        item = await inbox_item(stack, NATIVE, key)
+        async with client(stack, NATIVE) as gw:
+            await gw.ack(item["delivery_id"])
+
+    # Statuses 01 -> 03 -> 06 from the pull unit travel back to the sender.
+    async with client(stack, PULL) as gw:
+        for code in ("01", "03", "06"):
+            sent = await gw.submit(status(stack, PULL, key, code))
+            assert sent.status == 202 and sent.answer["kind"] == "status"
+            assert [r["code"] for r in sent.answer["recipients"]] == [SENDER]
+    async with client(stack, NATIVE) as gw:
+        await gw.submit(status(stack, NATIVE, key, "01"))
+    assert await transport(stack, key, NATIVE) == "delivered"
+
+    back = await inbox_item(stack, SENDER, key, kind="status")
+    assert back["status"] in ("01", "03", "06") and back["sender"] == PULL
+
+    # A recall: 13 from the sender reaches every recipient; the pull unit agrees (15).
+    async with client(stack, SENDER) as gw:
+        recall = await gw.submit(status(stack, SENDER, key, "13"))
+    assert [r["code"] for r in recall.answer["recipients"]] == [PULL, PUSH, NATIVE]
+    async with client(stack, PULL) as gw:
+        await gw.submit(status(stack, PULL, key, "15"))
+
+    async with client(stack, SENDER) as gw:
+        view = await gw.document(key)
+    by_code = {r["code"]: r for r in view["recipients"]}
+    assert [s["code"] for s in by_code[PULL]["statuses"]] == ["01", "03", "06", "13", "15"]
+    assert by_code[PULL]["business"] == "06" and by_code[PULL]["recall"] == "15"
+    assert by_code[PUSH]["recall"] == "13" and by_code[PUSH]["transport"] == "delivered"
+    assert [s["code"] for s in by_code[NATIVE]["statuses"]] == ["01", "13"]
+
+    # Receipts verify offline with nothing but the gateway's public key.
+    async with client(stack, "auditor") as gw:
+        receipts = await gw.receipts(key)
+    (receipt,) = receipts
+    verifier = load_verifier(receipt["public_key"])
+    verified = verify_receipt(json.loads(json.dumps(receipt)), verifier)
+    types = [e.event.type.value for e in verified.entries]
+    assert types[0] == "submitted" and "delivered" in types and "status" in types
+
+
+async def _is(stack: Stack, key: str, recipient: str, state: str) -> bool:
+    return await transport(stack, key, recipient) == state
+
+
+async def test_same_package_again_is_the_same_answer_and_other_content_conflicts(
+    stack: Stack,
+) -> None:
+    data = letter(stack, PULL, number="77")
+    async with client(stack, SENDER) as gw:
+        first = await gw.submit(data)
+        again = await gw.submit(data)
+        assert (first.status, again.status) == (202, 200)
+        assert again.answer["package_id"] == first.answer["package_id"]
+        assert again.answer["ledger_seq"] == first.answer["ledger_seq"]
+        other = letter(stack, PULL, number="77", subject="Nội dung khác")
+        with pytest.raises(ApiError) as caught:
+            await gw.submit(other)
+    assert (caught.value.status, caught.value.code) == (409, "duplicate_conflict")
+
+
+async def test_unknown_or_suspended_recipients_queue_nothing(stack: Stack) -> None:
+    async with client(stack, SENDER) as gw:
+        with pytest.raises(ApiError) as caught:
+            await gw.submit(letter(stack, PULL, "000.00.99.H07", number="88"))
+        assert (caught.value.status, caught.value.code) == (422, "unknown_recipient")
+        assert caught.value.problem["recipients"] == ["000.00.99.H07"]
+        with pytest.raises(ApiError) as caught:
+            await gw.submit(letter(stack, PULL, SUSPENDED, number="89"))
+        assert caught.value.code == "recipient_suspended"
+    async with client(stack, PULL) as gw:
+        assert (await gw.inbox())["items"] == []
+
+
+async def test_workflow_violations_are_refused_with_their_codes(stack: Stack) -> None:
+    async with client(stack, SENDER) as gw:
+        key = (await gw.submit(letter(stack, PULL, number="90"))).document_key
+    cases = [
+        (PULL, "03", "status_out_of_order"),  # accepted before arrived
+        (OUTSIDER, "01", "status_not_recipient"),
+        (PULL, "13", "recall_not_sender"),
+        (PULL, "15", "status_out_of_order"),  # no recall to answer
+    ]
+    for who, code, expected in cases:
+        async with client(stack, who) as gw:
+            with pytest.raises(ApiError) as caught:
+                await gw.submit(status(stack, who, key, code))
+        assert (caught.value.status, caught.value.code) == (422, expected), (who, code)
+    revoke = letter(
+        stack, PULL, number="91", business=business_change("revoke", f"{SENDER},2026/01/02,1/XX")
+    )
+    async with client(stack, SENDER) as gw:
+        with pytest.raises(ApiError) as caught:
+            await gw.submit(revoke)
+    assert caught.value.code == "business_target_unknown"
+
+
+async def test_tokens_of_other_units_and_auditors_are_refused(stack: Stack) -> None:
+    data = letter(stack, PULL, number="92")
+    async with client(stack, PULL) as gw:  # a token of another unit than the package's
+        with pytest.raises(ApiError) as caught:
+            await gw.submit(data)
+        assert caught.value.status == 403
+    async with client(stack, SENDER) as gw:
+        key = (await gw.submit(data)).document_key
+    item = await inbox_item(stack, PULL, key)
+    unit_scoped: list[Callable[[GatewayClient], Awaitable[Any]]] = [
+        lambda gw: gw.inbox(unit=PULL),
+        lambda gw: gw.fetch(item["delivery_id"]),
+        lambda gw: gw.ack(item["delivery_id"]),
+        lambda gw: gw.document(key),
+        lambda gw: gw.receipts(key),
+    ]
+    async with client(stack, OUTSIDER) as gw:
+        for call in unit_scoped:
+            with pytest.raises(ApiError) as caught:
+                await call(gw)
+            assert caught.value.status == 403, call
+    async with client(stack, "auditor") as gw:
+        assert (await gw.document(key))["document_key"] == key  # reads everything
+        for write in (
+            lambda: gw.submit(data),
+            lambda: gw.ack(item["delivery_id"]),
+            lambda: gw._json("POST", "/v1/admin/redrive", body={"unit": PUSH, "all": True}),
+        ):
+            with pytest.raises(ApiError) as caught:
+                await write()
+            assert caught.value.status == 403
+    async with GatewayClient(stack.url, "gw_nope_nope") as gw:
+        with pytest.raises(ApiError) as caught:
+            await gw.inbox()
+        assert caught.value.status == 401
+
+
+async def test_a_push_endpoint_down_then_up_gets_the_letter(stack: Stack) -> None:
+    stack.webhook.status = 503
+    async with client(stack, SENDER) as gw:
+        key = (await gw.submit(letter(stack, PUSH, number="93"))).document_key
+    await eventually(lambda: _is(stack, key, PUSH, "retrying"))
+    assert stack.webhook.refused >= 1
+    stack.webhook.status = 200
+    assert await eventually(lambda: _is(stack, key, PUSH, "delivered"))
+    async with client(stack, "auditor") as gw:
+        _, page = await gw._json("GET", "/v1/ledger/entries", params={"document": key})
+    types = [e["type"] for e in page["entries"]]
+    assert types[:2] == ["submitted", "queued"] and "retrying" in types
+    assert types[-1] == "delivered"
+
+
+async def test_a_push_endpoint_down_past_the_ttl_expires_and_the_sender_sees_it(
+    stack: Stack,
+) -> None:
+    stack.webhook.status = 503
+    async with client(stack, SENDER) as gw:  # urgent: 3 s to live in these tests
+        key = (await gw.submit(letter(stack, PUSH, number="94", priority=1))).document_key
+    assert await eventually(lambda: _is(stack, key, PUSH, "expired"))
+    async with client(stack, SENDER) as gw:
+        view = await gw.document(key)
+    (push,) = view["recipients"]
+    assert push["transport"] == "expired" and push["reason"]
+    # An operator redrives it once the endpoint is back.
+    stack.webhook.status = 200
+    async with client(stack, "operator") as gw:
+        _, answer = await gw._json("POST", "/v1/admin/redrive", body={"unit": PUSH, "all": True})
+    assert answer["redriven"] >= 1
+    assert await eventually(lambda: _is(stack, key, PUSH, "delivered"))
+
+
+async def test_every_route_is_in_the_openapi_document_and_back(stack: Stack) -> None:
+    async with GatewayClient(stack.url) as gw:
+        _, spec = await gw._json("GET", "/v1/openapi.json")
+    served = {
+        (route.method.lower(), route.resource.canonical)
+        for route in stack_routes(stack)
+        if route.method != "HEAD"
+    }
+    described = {
+        (method, path) for path, operations in spec["paths"].items() for method in operations
+    }
+    assert served == described
+
+
+def stack_routes(stack: Stack) -> list[Any]:
+    from gateway.api.app import build_app
+
+    return [r for r in build_app(stack.runtime).router.routes() if r.resource is not None]
+
+
+async def test_health_readiness_and_metrics(stack: Stack) -> None:
+    async with GatewayClient(stack.url) as gw:
+        _, health = await gw._json("GET", "/healthz")
+        _, ready = await gw._json("GET", "/readyz")
+        _, text, _ = await gw._request("GET", "/metrics")
+    assert health == {"status": "ok"}
+    assert ready == {"ready": True, "database": "ok", "bus": "ok"}
+    assert b"gateway_http_requests_total" in text

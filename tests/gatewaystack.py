@@ -1,0 +1,143 @@
+"""A whole gateway for tests, twice: embedded (SQLite + LocalBus) and production-like
+(RabbitMQ + PostgreSQL, failing instead of skipping in CI), served over real HTTP on 127.0.0.1,
+with a webhook server standing in for a push unit's system."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.api.app import build_app
+from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
+from gateway.config import BusSettings, LedgerSettings, Secret, Settings
+from gateway.directory import load_directory
+from gateway.ledger.testing import create_scratch_schema, drop_scratch_schema
+from gateway.service.runtime import Runtime, start_runtime
+from gateway.service.tokens import Role, issue_token
+from gateway.trust import init_keys
+
+SENDER = "000.00.05.H07"  # Sở Nội vụ: pull
+PULL = "000.00.06.H07"  # Sở Tài chính: pull
+PUSH = "000.00.07.H07"  # Sở Tư pháp: push to the test webhook
+NATIVE = "000.01.20.H07"  # Phòng Nội vụ huyện: its own AMQP consumer (inbox when embedded)
+SUSPENDED = "000.00.08.H07"
+OUTSIDER = "000.00.09.H07"  # a unit that is party to nothing
+
+# Urgent letters (priority >= 1) expire after 3 s: how the tests see an expiry.
+POLICY = RetryPolicy.of_seconds(
+    [0.3, 0.5], ttl=120, urgent_delays=[0.3], urgent_ttl=3, max_attempts=20
+)
+
+
+def directory_csv(webhook_url: str) -> str:
+    return f"""\
+code,name,parent_code,level,delivery,endpoint,status
+000.00.00.H07,Ủy ban nhân dân tỉnh,,1,pull,,active
+{SENDER},Sở Nội vụ,000.00.00.H07,2,pull,,active
+{PULL},Sở Tài chính,000.00.00.H07,2,pull,,active
+{PUSH},Sở Tư pháp,000.00.00.H07,2,push,{webhook_url},active
+{SUSPENDED},Sở Xây dựng,000.00.00.H07,2,pull,,suspended
+{OUTSIDER},Sở Y tế,000.00.00.H07,2,pull,,active
+000.00.20.H07,Ủy ban nhân dân huyện,000.00.00.H07,2,pull,,active
+{NATIVE},Phòng Nội vụ huyện,000.00.20.H07,3,amqp,,active
+"""
+
+
+class Webhook:
+    """A push unit's receiving system: records what arrives, answers with ``status``."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.received: list[tuple[str, bytes]] = []  # (delivery id, body) of accepted posts
+        self.refused = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if self.status != 200:
+            self.refused += 1
+            return web.Response(status=self.status, text="down for maintenance")
+        self.received.append((request.headers["X-Gateway-Delivery-Id"], body))
+        return web.Response(status=200, text="ok")
+
+
+@dataclass
+class Stack:
+    kind: str
+    runtime: Runtime
+    url: str
+    keys: Path
+    webhook: Webhook
+    tokens: dict[str, str] = field(default_factory=dict)  # unit or role name -> bearer token
+    amqp_url: str | None = None
+    namespace: str = "gw"
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[tuple[Webhook, str]]:
+    hook = Webhook()
+    app = web.Application()
+    app.router.add_post("/inbox", hook.handle)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield hook, str(server.make_url("/inbox"))
+    await server.close()
+
+
+@pytest.fixture(params=["embedded", "rabbitmq+postgresql"])
+async def stack(
+    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
+) -> AsyncIterator[Stack]:
+    hook, hook_url = webhook
+    directory_file = tmp_path / "units.csv"
+    directory_file.write_text(directory_csv(hook_url), encoding="utf-8")
+    keys = tmp_path / "keys"
+    init_keys(keys, load_directory(directory_file))
+    namespace = f"e2e{uuid.uuid4().hex[:10]}"
+    amqp_url = database_url = None
+    if request.param != "embedded":
+        amqp_url = request.getfixturevalue("amqp_url")
+        database_url = await create_scratch_schema(request.getfixturevalue("database_url"))
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        amqp_url=Secret(amqp_url) if amqp_url else None,
+        database_url=Secret(database_url) if database_url else None,
+        directory=directory_file,
+        keys=keys,
+        bus=BusSettings(namespace=namespace, prefetch=4),
+        ledger=LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
+    )
+    runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5))
+    server = TestServer(build_app(runtime), host="127.0.0.1")
+    await server.start_server()
+    stack = Stack(
+        request.param,
+        runtime,
+        str(server.make_url("")).rstrip("/"),
+        keys,
+        hook,
+        amqp_url=amqp_url,
+        namespace=namespace,
+    )
+    for unit in (SENDER, PULL, PUSH, NATIVE, OUTSIDER):
+        stack.tokens[unit] = (await issue_token(runtime.ledger.engine, unit, Role.UNIT)).token
+    for role in (Role.OPERATOR, Role.AUDITOR):
+        issued = await issue_token(runtime.ledger.engine, "000.00.00.H07", role)
+        stack.tokens[role.value] = issued.token
+    try:
+        yield stack
+    finally:
+        await server.close()
+        await runtime.stop(grace=2)
+        if amqp_url:
+            cleaner = AmqpBus(
+                amqp_url, namespace=namespace, claims=ClaimStore(tmp_path / "c"), policy=POLICY
+            )
+            await cleaner.destroy(unit.code for unit in runtime.gateway.directory)
+        if database_url:
+            await drop_scratch_schema(database_url)
