@@ -50,8 +50,11 @@ async def prepare_database(url: str) -> str:
     engine = create_engine(scoped)
     try:
         await upgrade(engine)
-    finally:
+    except BaseException:
         await engine.dispose()
+        await discard_database(scoped)  # never leave a half-made schema behind
+        raise
+    await engine.dispose()
     return scoped
 
 
