@@ -23,7 +23,7 @@ def _register() -> None:
     from gateway.cli.bus import bus
     from gateway.cli.client import inbox, receipts, send, status
     from gateway.cli.ledger import audit, db, ledger
-    from gateway.cli.service import serve, tokens
+    from gateway.cli.service import demo, serve, tokens
     from gateway.cli.trust import keys, sign, verify
     from gateway.cli.units import units
     from gateway.cli.validate import validate
@@ -43,6 +43,7 @@ def _register() -> None:
     main.add_command(receipts)
     main.add_command(serve)
     main.add_command(tokens)
+    main.add_command(demo)
 
 
 _register()
