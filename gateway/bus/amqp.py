@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 import aio_pika
@@ -87,8 +87,8 @@ class AmqpBus:
     async def start(self) -> None:
         if self._conn is not None:
             return
-        async with self._admin() as admin:
-            await admin.declare_shared(self.policy.all_delays_ms())
+        delays = self.policy.all_delays_ms()
+        await self._declaring(lambda admin: admin.declare_shared(delays))
         try:
             self._conn = await aio_pika.connect_robust(
                 self.url,
@@ -140,9 +140,27 @@ class AmqpBus:
 
     async def declare(self, units: Iterable[str]) -> None:
         codes = sorted({n.check_unit_code(u) for u in units})
-        async with self._admin() as admin:
-            await admin.declare_units(codes)
+        await self._declaring(lambda admin: admin.declare_units(codes))
         self._declared.update(codes)
+
+    async def _declaring(self, work: Callable[[amqp_admin.Admin], Awaitable[None]]) -> None:
+        """Declare, again on a new connection while the broker is still starting: just after
+        a start, RabbitMQ accepts connections before it can create quorum queues (it closes
+        the connection with INTERNAL_ERROR). Declaring is idempotent, so repeating is safe."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.publish_timeout
+        while True:
+            try:
+                async with self._admin() as admin:
+                    await work(admin)
+                return
+            except (aiormq.exceptions.AMQPConnectionError, ConnectionError) as e:
+                if loop.time() >= deadline:
+                    raise GatewayError(
+                        "bus_unavailable", f"cannot declare the topology: {e!r}"
+                    ) from e
+                log.info("declaring interrupted (%r); trying again", e)
+                await asyncio.sleep(1)
 
     def _amqp_message(self, env: codec.Envelope, body: bytes, **extra: Any) -> aio_pika.Message:
         headers = codec.envelope_headers(env)

@@ -255,7 +255,10 @@ class Admin:
         names += [t.delay_queue(d) for d in delays_ms] + [t.dead_queue]
 
         async def delete_queue(ch: AbstractChannel, name: str) -> AbstractChannel:
-            await ch.queue_delete(name)
+            try:
+                await ch.queue_delete(name)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return await self.conn.channel()  # already gone; the broker closed that one
             return ch
 
         await self._on_channels(names, delete_queue)

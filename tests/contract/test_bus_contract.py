@@ -73,10 +73,9 @@ async def make_bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     yield make
     for bus in made:
         await bus.close(grace=0)
-    if url is not None and made:
-        cleaner = AmqpBus(url, namespace=namespace, claims=ClaimStore(tmp_path), policy=FAST)
-        cleaner._declared.update(made[0]._declared)  # type: ignore[union-attr]
-        await cleaner.destroy([])
+    for bus in made:
+        if isinstance(bus, AmqpBus):
+            await bus.destroy([])  # its declared units, delay and dead-letter queues
 
 
 def delivery(unit: str, i: int = 0, body: bytes | None = None, **kw: Any) -> Delivery:

@@ -17,6 +17,8 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aio_pika
+import aiormq
 import pytest
 
 from gateway.bus import AmqpBus, ClaimStore, Delivery, LocalBus, Message, RetryPolicy
@@ -25,10 +27,30 @@ POLICY = RetryPolicy.of_seconds([0.2], ttl=300)
 UNITS = ["000.00.01.H07", "000.00.02.H07", "000.00.03.H07", "000.00.04.H07"]
 
 
-def restart_broker() -> None:
-    """Restart the RabbitMQ application inside its running node (keeps its open-file limit)."""
+def restart_broker(url: str) -> None:
+    """Restart the RabbitMQ application inside its running node (keeps its open-file limit),
+    and wait until it can create quorum queues again, so that later tests find it whole."""
     for args in (["stop_app"], ["start_app"], ["await_startup", "--timeout", "120"]):
         subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=180)
+    asyncio.run(_until_quorum_queues_work(url))
+
+
+async def _until_quorum_queues_work(url: str) -> None:
+    probe = f"probe{uuid.uuid4().hex[:10]}"
+    async with asyncio.timeout(120):
+        while True:
+            try:
+                conn = await aio_pika.connect(url)
+                try:
+                    ch = await conn.channel()
+                    arguments = {"x-queue-type": "quorum"}
+                    await ch.declare_queue(probe, durable=True, arguments=arguments)
+                    await ch.queue_delete(probe)
+                    return
+                finally:
+                    await conn.close()
+            except (aiormq.exceptions.AMQPError, OSError):
+                await asyncio.sleep(0.5)
 
 
 @pytest.fixture
@@ -105,7 +127,7 @@ async def test_every_confirmed_publish_survives_a_broker_restart(amqp_bus: AmqpB
     publishers = [asyncio.create_task(publisher()) for _ in range(4)]
     while len(confirmed) < 100:
         await asyncio.sleep(0.01)
-    await asyncio.to_thread(restart_broker)
+    await asyncio.to_thread(restart_broker, amqp_bus.url)
     restarted.set()
     await asyncio.wait_for(asyncio.gather(*publishers), 150)
 
@@ -128,7 +150,7 @@ async def test_consumers_go_on_after_a_broker_restart(amqp_bus: AmqpBus) -> None
         await amqp_bus.consume(unit, consumer, prefetch=2)
     while len(consumer.acted) < 100:
         await asyncio.sleep(0.01)
-    await asyncio.to_thread(restart_broker)
+    await asyncio.to_thread(restart_broker, amqp_bus.url)
     assert len(consumer.acted) < len(ids)  # the restart did interrupt the consumers
     await consumer.wait_for(ids, timeout=120)
     assert consumer.acted == ids
