@@ -500,33 +500,43 @@ class Gateway:
                 return
             if row.last_outcome == t.outcome.value and row.attempt == t.attempt:
                 return  # reported again after a crash or redelivery
-            transport, outcome_event = _OUTCOMES[t.outcome]
-            event_type: EventType | None = outcome_event
+            transport, event_type = _OUTCOMES[t.outcome]
             current = Transport(row.transport)
-            if t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes:
-                transport, event_type = current, None  # now in the inbox; the unit's ack delivers
-            elif t.outcome is Outcome.QUEUED:
+            if current is Transport.ACCEPTED:
+                # The bus holds the copy; its ``queued`` report may still be on its way (a fast
+                # consumer can report ``delivered`` first), so record the queueing now.
+                await self._move(
+                    conn,
+                    row.delivery_id,
+                    row.document_key,
+                    row.sender,
+                    row.recipient,
+                    Transport.QUEUED,
+                    EventType.QUEUED,
+                    t.attempt,
+                    {"attempt": t.attempt},
+                    published=True,
+                )
+                current = Transport.QUEUED
+                if t.outcome is Outcome.QUEUED:
+                    return
+            nothing_new = (
+                t.outcome is Outcome.QUEUED  # published again by the relay
+                or (t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes)  # in the inbox
+                or not transport_allows(current, transport)
+            )
+            if nothing_new:
                 await conn.execute(
                     update(delivery_table)
                     .where(d.delivery_id == t.delivery_id)
-                    .values(published=True)
+                    .values(last_outcome=t.outcome.value, attempt=t.attempt, published=True)
                 )
-                if current is not Transport.ACCEPTED:
-                    event_type = None  # published again by the relay: nothing new happened
-            elif not transport_allows(current, transport):
-                event_type = None
+                return
             details: dict[str, Any] = {"attempt": t.attempt}
             if t.reason:
                 details["reason"] = t.reason[:1000]
             if t.retry_at:
                 details["retry_at"] = int(t.retry_at)
-            if event_type is None:
-                await conn.execute(
-                    update(delivery_table)
-                    .where(d.delivery_id == t.delivery_id)
-                    .values(last_outcome=t.outcome.value, attempt=t.attempt)
-                )
-                return
             await self._move(
                 conn,
                 row.delivery_id,
@@ -555,6 +565,7 @@ class Gateway:
         *,
         outcome: str | None = None,
         reason: str | None = None,
+        published: bool | None = None,
     ) -> None:
         await self.ledger.append_in(
             conn,
@@ -576,6 +587,8 @@ class Gateway:
         }
         if outcome is not None:
             values["last_outcome"] = outcome
+        if published is not None:
+            values["published"] = published
         d = delivery_table.c
         await conn.execute(
             update(delivery_table).where(d.delivery_id == delivery_id).values(**values)
