@@ -520,6 +520,25 @@ class Gateway:
                 current = Transport.QUEUED
                 if t.outcome is Outcome.QUEUED:
                     return
+            elif (
+                current in (Transport.DEAD, Transport.EXPIRED)
+                and t.outcome not in (Outcome.REDRIVEN, Outcome.QUEUED)
+                and t.attempt == 1
+            ):
+                # A dead copy at attempt 1 again was redriven, and its ``redriven`` report
+                # (sent after the move) may come after what happened next: record it now.
+                await self._move(
+                    conn,
+                    row.delivery_id,
+                    row.document_key,
+                    row.sender,
+                    row.recipient,
+                    Transport.QUEUED,
+                    EventType.REDRIVEN,
+                    1,
+                    {"attempt": 1},
+                )
+                current = Transport.QUEUED
             nothing_new = (
                 t.outcome is Outcome.QUEUED  # published again by the relay
                 or (t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes)  # in the inbox
