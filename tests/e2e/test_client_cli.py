@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ async def test_a_letter_sent_fetched_acknowledged_answered_and_proven(
     key = sent.stdout.strip()
     assert key == f"{SENDER}|{parse_package(sent_file.read_bytes()).document_id}"
     assert sent.stderr.startswith("accepted: ledger seq ")
-    assert f"recipients {PULL} queued, {PUSH} queued" in sent.stderr
+    # The push unit's webhook may have taken its copy before the answer was written.
+    assert re.search(rf"recipients {PULL} queued, {PUSH} (queued|delivered)$", sent.stderr)
 
     # The pull unit lists, fetches the exact bytes, acknowledges.
     (item,) = await waiting(stack, PULL, key, "document")
