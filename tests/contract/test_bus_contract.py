@@ -51,7 +51,7 @@ class Recorder:
         return [t.outcome for t in self.transitions if t.delivery_id == delivery_id]
 
 
-@pytest.fixture(params=["local", "amqp"])
+@pytest.fixture(params=["local", pytest.param("amqp", marks=pytest.mark.amqp)])
 async def make_bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeBus]:
     kind = request.param
     url = request.getfixturevalue("amqp_url") if kind == "amqp" else None

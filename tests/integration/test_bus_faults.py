@@ -109,6 +109,7 @@ class DedupingConsumer:
                 await self.changed.wait()
 
 
+@pytest.mark.amqp
 async def test_every_confirmed_publish_survives_a_broker_restart(amqp_bus: AmqpBus) -> None:
     confirmed: list[str] = []
     restarted = asyncio.Event()
@@ -141,6 +142,7 @@ async def test_every_confirmed_publish_survives_a_broker_restart(amqp_bus: AmqpB
     assert len(consumer.received) >= len(confirmed)
 
 
+@pytest.mark.amqp
 async def test_consumers_go_on_after_a_broker_restart(amqp_bus: AmqpBus) -> None:
     published = [delivery(i) for i in range(2000)]
     await amqp_bus.publish_many(published)
@@ -187,7 +189,7 @@ CRASHING_CONSUMER = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["amqp", "local"])
+@pytest.fixture(params=[pytest.param("amqp", marks=pytest.mark.amqp), "local"])
 async def crash_target(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[list[str], AmqpBus | LocalBus]]:

@@ -105,6 +105,7 @@ def test_an_unreachable_broker_is_an_environment_error(env: dict[str, str]) -> N
     assert code == 2 and "cannot connect to RabbitMQ" in out and "guest:guest" not in out
 
 
+@pytest.mark.amqp
 def test_setup_and_status_on_rabbitmq(env: dict[str, str], amqp_url: str) -> None:
     namespace = f"cli{uuid.uuid4().hex[:8]}"
     env = {**env, "GATEWAY_AMQP_URL": amqp_url, "GATEWAY_BUS_NAMESPACE": namespace}
