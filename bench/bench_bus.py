@@ -28,6 +28,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from gateway.bus import AmqpBus, ClaimStore, Delivery, Message, RetryPolicy
 from gateway.directory import load_directory
+from gateway.errors import GatewayError
 
 BODY = os.urandom(4096)
 
@@ -205,8 +206,15 @@ async def main() -> None:
                 print(f"  client CPU per message: AmqpBus {us[f'bus {what}']:.0f} us, "
                       f"bare {us[f'bare {what}']:.0f} us (median)")
         finally:
-            await bus.destroy(units)
             await bus.close()
+            for _ in range(30):  # the broker may be restarting (a fault test elsewhere)
+                try:
+                    await bus.destroy(units)
+                    break
+                except GatewayError:
+                    await asyncio.sleep(2)
+            else:
+                print(f"could not delete namespace {namespace}; delete its queues by hand")
 
 
 if __name__ == "__main__":
