@@ -63,6 +63,17 @@ class LedgerSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    rate: int = 50  # requests per second a token may make on average...
+    burst: int = 200  # ...and at once
+    tls_cert: Path | None = None  # PEM certificate (chain) of the HTTPS listener
+    tls_key: Path | None = None  # its private key
+    # Client certificates (mutual TLS) checked against the trust bundle: off, optional or
+    # required. A unit token used with a certificate must match the certificate's OrganId.
+    client_certs: str = "off"
+
+
+@dataclass(frozen=True)
 class Settings:
     var_dir: Path = Path("var")
     amqp_url: Secret | None = None
@@ -74,6 +85,7 @@ class Settings:
     envelope: EnvelopeSettings = field(default_factory=EnvelopeSettings)
     bus: BusSettings = field(default_factory=BusSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:

@@ -92,7 +92,7 @@ class Demo:
 
     async def receive_all(self, code: str) -> list[dict[str, Any]]:
         """What a unit's document system does every few minutes: fetch, store, acknowledge."""
-        received = []
+        received: list[dict[str, Any]] = []
         async with self.client(code) as gw:
             while True:
                 page = await gw.inbox()

@@ -9,8 +9,9 @@ from importlib.metadata import version
 from aiohttp import web
 
 from gateway.api import audit, exchange, health
-from gateway.api.context import RUNTIME, auth_middleware
+from gateway.api.context import LIMITER, RUNTIME, auth_middleware
 from gateway.api.health import METRICS, Metrics, metrics_middleware
+from gateway.api.limits import RateLimiter
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import problems_middleware
 from gateway.config import Settings
@@ -30,6 +31,7 @@ def _application(settings: Settings) -> web.Application:
         client_max_size=settings.envelope.max_bytes + SLACK,
     )
     app[METRICS] = Metrics()
+    app[LIMITER] = RateLimiter(settings.api.rate, settings.api.burst)
     app.router.add_routes(exchange.routes)
     app.router.add_routes(audit.routes)
     app.router.add_routes(health.routes)

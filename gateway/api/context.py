@@ -6,12 +6,15 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from gateway.api.limits import RateLimiter
 from gateway.api.problems import Handler
+from gateway.api.tls import check_client_certificate, client_certificate
 from gateway.errors import GatewayError
 from gateway.service.runtime import Runtime
 from gateway.service.tokens import Principal, Role
 
 RUNTIME = web.AppKey("runtime", Runtime)
+LIMITER = web.AppKey("limiter", RateLimiter)
 PRINCIPAL = web.RequestKey("principal", Principal)
 OUTCOME = web.RequestKey("package_outcome", str)  # accepted | replayed, for the metrics
 
@@ -44,6 +47,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise GatewayError("unauthenticated", "send Authorization: Bearer <token>")
-    checker = runtime_of(request).tokens
-    request[PRINCIPAL] = await checker.authenticate(token.strip(), datetime.now(UTC))
+    runtime = runtime_of(request)
+    principal = await runtime.tokens.authenticate(token.strip(), datetime.now(UTC))
+    cert = client_certificate(request)
+    if cert is not None:
+        check_client_certificate(runtime.gateway.trust, principal, cert)
+    request.app[LIMITER].take(principal.token_id)
+    request[PRINCIPAL] = principal
     return await handler(request)

@@ -60,7 +60,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         body.update(getattr(e, "extra", {}))
         if e.http_status >= 500:
             log.error("%s %s failed: %s", request.method, request.path, e)
-        return problem_response(body)
+        retry_after = getattr(e, "retry_after", None)
+        return problem_response(
+            body, {"Retry-After": str(max(1, round(retry_after)))} if retry_after else None
+        )
     except web.HTTPException as e:
         if e.status < 400:
             raise

@@ -37,20 +37,28 @@ def serve(host: str, port: int, grace: float) -> None:
     With no configuration it runs embedded: SQLite and the local bus under ./var/, the sample
     809-unit directory, and a development PKI created under ./var/keys/ on first start.
     GATEWAY_AMQP_URL, GATEWAY_DATABASE_URL, GATEWAY_DIRECTORY, GATEWAY_KEYS, GATEWAY_TRUST and
-    GATEWAY_CRL select production parts (see README). Stop with Ctrl-C or SIGTERM: requests in
+    GATEWAY_CRL select production parts (see README); GATEWAY_API_TLS_CERT and _KEY serve
+    HTTPS, and GATEWAY_API_CLIENT_CERTS=optional|required asks for unit certificates (mutual
+    TLS). Stop with Ctrl-C or SIGTERM: requests in
     flight finish, consumers stop after their current message, nothing accepted is lost.
     """
     from gateway.api.app import create_app
+    from gateway.api.tls import server_ssl_context
+    from gateway.service.runtime import keys_folder
+    from gateway.trust import KeysLayout
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = settings()
     try:
+        keys = keys_folder(config, click.echo)
+        bundle = config.trust or KeysLayout(keys).trust_pem
         web.run_app(
             create_app(config),
             host=host,
             port=port,
+            ssl_context=server_ssl_context(config, str(bundle)),
             shutdown_timeout=grace,
             print=lambda text: click.echo(text),
         )
