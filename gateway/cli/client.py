@@ -36,13 +36,13 @@ URL_OPTION = click.option(
     "--url",
     envvar="GATEWAY_URL",
     show_envvar=True,
-    help="The gateway's base URL, e.g. https://gateway.example:8080.",
+    help="The gateway's base URL, e.g. http://127.0.0.1:8080 (required to talk to it).",
 )
 TOKEN_OPTION = click.option(
     "--token",
     envvar="GATEWAY_TOKEN",
     show_envvar=True,
-    help="Bearer token (gateway tokens issue).",
+    help="Bearer token from `gateway tokens issue` (required to talk to the gateway).",
 )
 KEYS_OPTION = click.option(
     "--keys",
