@@ -8,16 +8,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# lxml, cryptography, asyncpg and the rest ship manylinux wheels: no compiler is needed.
-# The XSDs are read from disk (gateway.envelope.schema.SCHEMA_DIR), never fetched: they are
-# copied where the installed package looks for them, unless it already carries them (asked
-# from / so that the installed package answers, not the sources).
+# lxml, cryptography, asyncpg and the rest ship manylinux wheels: no compiler is needed. The
+# XSDs, the sample directory and the migrations are package data of gateway itself.
 COPY pyproject.toml README.md /tmp/src/
 COPY gateway /tmp/src/gateway
-COPY schemas /tmp/src/schemas
 RUN pip install /tmp/src \
- && schema_dir="$(cd / && python -c 'from gateway.envelope.schema import SCHEMA_DIR; print(SCHEMA_DIR)')" \
- && { [ -d "$schema_dir" ] || cp -r /tmp/src/schemas "$schema_dir"; } \
  && rm -rf /tmp/src \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/gateway --create-home gateway \
  && mkdir -p /var/lib/gateway/var /var/lib/gateway/keys \

@@ -1,5 +1,6 @@
-"""The edXML schemas: loaded from ``schemas/`` on disk once per thread (never fetched), and
-validation that reports the first error with its line and path."""
+"""The edXML schemas: loaded from disk once per thread (never fetched), and validation that
+reports the first error with its line and path. The XSDs travel inside the package
+(``gateway/envelope/schemas``; ``schemas/`` at the top of the source tree points there)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from lxml import etree
 from gateway.envelope.model import Kind, Profile
 from gateway.errors import ConfigError, PackageRejected
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 def schema_path(kind: Kind, profile: Profile) -> Path:
