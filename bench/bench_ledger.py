@@ -10,7 +10,7 @@
 
     .venv/bin/python bench/bench_ledger.py [--backend sqlite|postgresql|both] [--events 20000]
         [--batch 500] [--callers 256] [--rounds 3] [--proof-entries 1000000]
-        [--database-url URL]
+        [--proof-db sqlite=URL] [--proof-db postgresql=URL] [--database-url URL]
 
 Goals (issue 5): ledger >= 50 % of plain inserts; >= 5,000 events/s on PostgreSQL with batching;
 an inclusion proof in < 10 ms on a 1,000,000-entry log. Scratch schemas and files are removed.
@@ -37,6 +37,7 @@ from gateway.ledger.checkpoint import NoteSigner
 from gateway.ledger.db import create_engine
 from gateway.ledger.entry import Event, EventType
 from gateway.ledger.merkle import verify_inclusion
+from gateway.ledger.migrate import upgrade
 from gateway.ledger.models import entry_table
 from gateway.ledger.store import SqlLedger
 from gateway.ledger.testing import discard_database, prepare_database
@@ -180,8 +181,7 @@ async def proof_latency(url: str, entries: int, probes: int) -> dict[str, float]
         await engine.dispose()
 
 
-async def run_backend(name: str, base: str, args: argparse.Namespace) -> None:
-    print(f"\n== {name} ==", flush=True)
+async def report_throughput(base: str, args: argparse.Namespace) -> None:
     url = await prepare_database(base)
     try:
         t = await throughput(url, args.events, args.batch, args.callers, args.rounds)
@@ -194,12 +194,24 @@ async def run_backend(name: str, base: str, args: argparse.Namespace) -> None:
     print(f"ledger, {args.callers} callers x 1 event {t['callers']:>9,.0f} events/s  "
           f"({t['callers'] / t['plain']:.0%} of plain)")  # fmt: skip
     print(f"plain inserts, same rows     {t['plain']:>10,.0f} rows/s (batches of {args.batch})")
+
+
+async def run_backend(name: str, base: str, args: argparse.Namespace) -> None:
+    print(f"\n== {name} ==", flush=True)
+    if args.events:
+        await report_throughput(base, args)
     if args.proof_entries:
-        url = await prepare_database(base.replace("ledger.db", "proof.db"))
+        keep = args.proof_db.get(name)
+        url = keep or await prepare_database(base.replace("ledger.db", "proof.db"))
+        if keep:
+            engine = create_engine(keep)
+            await upgrade(engine)
+            await engine.dispose()
         try:
             p = await proof_latency(url, args.proof_entries, args.probes)
         finally:
-            await discard_database(url)
+            if not keep:
+                await discard_database(url)
         print(f"log of {p['entries']:,.0f} entries built in {p['build_s']:.0f} s "
               f"({p['entries'] / p['build_s']:,.0f} events/s)")  # fmt: skip
         print(f"inclusion proof              p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms, "
@@ -214,7 +226,7 @@ async def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=20_000, help="0: skip the throughput part")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--callers", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
@@ -226,9 +238,18 @@ async def main() -> None:
     )
     parser.add_argument("--probes", type=int, default=1000)
     parser.add_argument(
+        "--proof-db",
+        action="append",
+        default=[],
+        metavar="BACKEND=URL",
+        help="keep the big log in this database and reuse it next time, e.g. "
+        "sqlite=sqlite+aiosqlite:////tmp/proof.db (the log is only extended)",
+    )
+    parser.add_argument(
         "--database-url", default=os.environ.get("GATEWAY_TEST_DATABASE_URL", DEFAULT_PG)
     )
     args = parser.parse_args()
+    args.proof_db = dict(item.split("=", 1) for item in args.proof_db)
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, {platform.platform()}")
     with tempfile.TemporaryDirectory() as tmp:
         if args.backend in ("sqlite", "both"):

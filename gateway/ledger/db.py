@@ -36,6 +36,9 @@ NAMING_CONVENTION = {
 
 # Execution option that makes a SQLite transaction take the write lock at BEGIN.
 WRITE_OPTION = "gateway_write"
+# Execution option for SQLite connections that only read rows that never change: no BEGIN
+# (each SELECT is its own snapshot), which saves round trips to aiosqlite's thread.
+READ_ONLY_OPTION = "gateway_read_only"
 
 
 class Base(DeclarativeBase):
@@ -115,8 +118,10 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY_OPTION, False):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN")
 
     return engine
 

@@ -27,7 +27,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
 from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
-from gateway.ledger.db import create_engine, database_url, write_transaction
+from gateway.ledger.db import READ_ONLY_OPTION, create_engine, database_url, write_transaction
 from gateway.ledger.entry import Entry, Event, parse_entry
 from gateway.ledger.merkle import (
     HASH_SIZE,
@@ -123,9 +123,10 @@ class SqlLedger:
         self._flush_lock = asyncio.Lock()
         self._head: _Head | None = None
         self._open: dict[AsyncConnection, _Transaction] = {}
+        # Reads see only rows that never change, so they need no transaction around them.
         postgres = engine.dialect.name == "postgresql"
-        self._reader = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
+        self._reader = engine.execution_options(
+            **({"isolation_level": "AUTOCOMMIT"} if postgres else {READ_ONLY_OPTION: True})
         )
 
     # -- appending -------------------------------------------------------------------------
@@ -405,8 +406,8 @@ class SqlLedger:
         return 0 if last is None else last + 1
 
     def _reading(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A connection for reads. On PostgreSQL it runs in autocommit: no BEGIN/ROLLBACK round
-        trips, and every row it reads is immutable anyway."""
+        """A connection for reads, without BEGIN/ROLLBACK round trips (autocommit on
+        PostgreSQL, no BEGIN on SQLite): every row it reads is immutable anyway."""
         return self._reader.connect()
 
     # -- receipts and queries --------------------------------------------------------------
