@@ -398,6 +398,19 @@ class GatewayClient:
         _, answer = await self._json("GET", f"/v1/documents/{quote(key, safe='')}")
         return dict(answer)
 
+    async def entries(self, **filters: str) -> dict[str, Any]:
+        """GET /v1/ledger/entries: one page ``{"entries": [...], "next": cursor|None}``;
+        filters: document, unit, event, since, until, limit, after."""
+        _, page = await self._json("GET", "/v1/ledger/entries", params=filters)
+        return dict(page)
+
+    async def redrive(self, unit: str, ids: list[str] | None = None) -> int:
+        """POST /v1/admin/redrive (operators): the unit's dead copies, all or these ids."""
+        body: dict[str, Any] = {"unit": unit}
+        body.update({"ids": ids} if ids else {"all": True})
+        _, answer = await self._json("POST", "/v1/admin/redrive", body=body)
+        return int(answer["redriven"])
+
     async def receipts(self, key: str, recipient: str | None = None) -> list[dict[str, Any]]:
         """GET /v1/ledger/receipts: the document's offline-verifiable receipts."""
         params = {"document": key} | ({"recipient": recipient} if recipient else {})
