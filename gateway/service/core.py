@@ -423,7 +423,7 @@ class Gateway:
         d, p = delivery_table.c, package_table.c
         row = (
             await conn.execute(
-                select(d.delivery_id, d.transport, d.sender, d.attempt)
+                select(delivery_table)
                 .join(package_table, p.package_id == d.package_id)
                 .where(
                     d.document_key == key,
@@ -437,10 +437,7 @@ class Gateway:
             return
         await self._move(
             conn,
-            row.delivery_id,
-            key,
-            row.sender,
-            recipient,
+            row,
             Transport.DELIVERED,
             EventType.DELIVERED,
             row.attempt,
@@ -507,10 +504,7 @@ class Gateway:
                 # consumer can report ``delivered`` first), so record the queueing now.
                 await self._move(
                     conn,
-                    row.delivery_id,
-                    row.document_key,
-                    row.sender,
-                    row.recipient,
+                    row,
                     Transport.QUEUED,
                     EventType.QUEUED,
                     t.attempt,
@@ -529,10 +523,7 @@ class Gateway:
                 # (sent after the move) may come after what happened next: record it now.
                 await self._move(
                     conn,
-                    row.delivery_id,
-                    row.document_key,
-                    row.sender,
-                    row.recipient,
+                    row,
                     Transport.QUEUED,
                     EventType.REDRIVEN,
                     1,
@@ -558,10 +549,7 @@ class Gateway:
                 details["retry_at"] = int(t.retry_at)
             await self._move(
                 conn,
-                row.delivery_id,
-                row.document_key,
-                row.sender,
-                row.recipient,
+                row,
                 transport,
                 event_type,
                 t.attempt,
@@ -573,10 +561,7 @@ class Gateway:
     async def _move(
         self,
         conn: AsyncConnection,
-        delivery_id: str,
-        key: str,
-        sender: str,
-        recipient: str,
+        row: Any,
         transport: Transport,
         event_type: EventType,
         attempt: int,
@@ -586,14 +571,16 @@ class Gateway:
         reason: str | None = None,
         published: bool | None = None,
     ) -> None:
+        """Ledger one transition of the delivery ``row`` and record its new transport state."""
+        delivery_id = row.delivery_id
         await self.ledger.append_in(
             conn,
             [
                 Event(
                     event_type,
-                    document=key,
-                    sender=sender,
-                    recipient=recipient,
+                    document=row.document_key,
+                    sender=row.sender,
+                    recipient=row.recipient,
                     details={"delivery_id": delivery_id, **details},
                 )
             ],
@@ -740,10 +727,7 @@ class Gateway:
             )
             await self._move(
                 conn,
-                delivery_id,
-                row.document_key,
-                row.sender,
-                row.recipient,
+                row,
                 transport,
                 event,
                 item.attempt,
@@ -778,10 +762,7 @@ class Gateway:
                 )
                 await self._move(
                     conn,
-                    item.delivery_id,
-                    row.document_key,
-                    row.sender,
-                    row.recipient,
+                    row,
                     Transport.EXPIRED,
                     EventType.EXPIRED,
                     item.attempt,
@@ -815,10 +796,7 @@ class Gateway:
                 )
                 await self._move(
                     conn,
-                    delivery_id,
-                    row.document_key,
-                    row.sender,
-                    row.recipient,
+                    row,
                     Transport.QUEUED,
                     EventType.REDRIVEN,
                     1,
