@@ -57,6 +57,12 @@ def _p(name: str, description: str) -> dict[str, Any]:
 
 _XML = {"application/xml": {"schema": {"type": "string", "format": "binary"}}}
 
+
+def _json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "required": required, "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 PATHS: dict[str, dict[str, Any]] = {
     "/v1/packages": {
         "post": _op(
@@ -88,21 +94,9 @@ PATHS: dict[str, dict[str, Any]] = {
         "post": _op(
             "Acknowledge a copy: done, or fail with a reason",
             params=[_p("delivery_id", "the copy")],
-            body={
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["result"],
-                            "properties": {
-                                "result": {"enum": ["done", "fail"]},
-                                "reason": {"type": "string"},
-                            },
-                        }
-                    }
-                },
-            },
+            body=_json_body(
+                ["result"], {"result": {"enum": ["done", "fail"]}, "reason": {"type": "string"}}
+            ),
         )
     },
     "/v1/documents/{document_key}": {
@@ -153,22 +147,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "/v1/admin/redrive": {
         "post": _op(
             "Put a unit's dead or expired copies back (operators)",
-            body={
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["unit"],
-                            "properties": {
-                                "unit": {"type": "string"},
-                                "all": {"type": "boolean"},
-                                "ids": {"type": "array", "items": {"type": "string"}},
-                            },
-                        }
-                    }
+            body=_json_body(
+                ["unit"],
+                {
+                    "unit": {"type": "string"},
+                    "all": {"type": "boolean"},
+                    "ids": {"type": "array", "items": {"type": "string"}},
                 },
-            },
+            ),
         )
     },
     "/v1/openapi.json": {"get": _op("This document", public=True)},

@@ -669,17 +669,23 @@ class Gateway:
         more = len(rows) > limit
         return {"items": items, "next": str(rows[limit - 1].position) if more else None}
 
+    async def _inbox_row(
+        self, conn: AsyncConnection, principal: Principal, delivery_id: str
+    ) -> Any:
+        """The inbox row of a copy; a unit may touch only its own."""
+        i = inbox_table.c
+        item = (await conn.execute(select(inbox_table).where(i.delivery_id == delivery_id))).first()
+        if item is None:
+            raise GatewayError("not_found", f"no inbox item {delivery_id}")
+        if principal.role is Role.UNIT and item.recipient != principal.unit:
+            raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
+        return item
+
     async def inbox_item(self, principal: Principal, delivery_id: str) -> tuple[Any, Any]:
         """The inbox row and the package row of a copy the principal may read."""
-        i, p = inbox_table.c, package_table.c
+        p = package_table.c
         async with self.engine.connect() as conn:
-            item = (
-                await conn.execute(select(inbox_table).where(i.delivery_id == delivery_id))
-            ).first()
-            if item is None:
-                raise GatewayError("not_found", f"no inbox item {delivery_id}")
-            if principal.role is Role.UNIT and item.recipient != principal.unit:
-                raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
+            item = await self._inbox_row(conn, principal, delivery_id)
             package = (
                 await conn.execute(select(package_table).where(p.package_id == item.package_id))
             ).first()
@@ -694,13 +700,7 @@ class Gateway:
             raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
         i, d = inbox_table.c, delivery_table.c
         async with self.ledger.transaction() as conn:
-            item = (
-                await conn.execute(select(inbox_table).where(i.delivery_id == delivery_id))
-            ).first()
-            if item is None:
-                raise GatewayError("not_found", f"no inbox item {delivery_id}")
-            if item.recipient != principal.unit:
-                raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
+            item = await self._inbox_row(conn, principal, delivery_id)
             row = (
                 await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
             ).first()
