@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import platform
 import random
@@ -43,7 +44,10 @@ from gateway.ledger.store import SqlLedger
 from gateway.ledger.testing import discard_database, prepare_database
 
 ORIGIN = "bench.local/ledger"
-SIGNER = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
+# A fixed key (benchmark only), so a log kept with --proof-db still verifies on the next run.
+SIGNER = NoteSigner(
+    ORIGIN, Ed25519PrivateKey.from_private_bytes(hashlib.sha256(ORIGIN.encode()).digest())
+)
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TYPES = list(EventType)
 

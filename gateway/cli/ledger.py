@@ -28,6 +28,7 @@ from gateway.ledger.entry import Entry, EventType, format_time
 from gateway.ledger.keys import (
     HOW_TO_CREATE,
     keys_dir,
+    load_certificate_chain,
     load_gateway_key,
     load_gateway_public_key,
 )
@@ -88,6 +89,7 @@ async def _ledger(cfg: Settings, keys: Path | None, *, signing: bool) -> AsyncIt
         if signing:
             raise
         public = _public_key_or_none(folder)
+        chain = load_certificate_chain(folder) if public else None
     ledger = open_ledger(cfg, key=key, public_key=public, certificate_chain=chain)
     try:
         current = await current_revision(ledger.engine)

@@ -42,7 +42,7 @@ def load_gateway_key(folder: Path) -> GatewayKey:
         raise ConfigError(f"{path} is not an unencrypted PKCS8 PEM private key: {e}") from e
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{path} is not an Ed25519 key; checkpoints are signed with Ed25519")
-    return GatewayKey(key, _chain(folder))
+    return GatewayKey(key, load_certificate_chain(folder))
 
 
 def load_gateway_public_key(folder: Path) -> Ed25519PublicKey:
@@ -56,7 +56,8 @@ def load_gateway_public_key(folder: Path) -> Ed25519PublicKey:
     return load_gateway_key(folder).private_key.public_key()
 
 
-def _chain(folder: Path) -> str | None:
+def load_certificate_chain(folder: Path) -> str | None:
+    """``cert.pem`` then ``chain.pem`` (PEM), or None when there is no certificate."""
     parts = []
     for name in ("cert.pem", "chain.pem"):
         path = folder / "gateway" / name

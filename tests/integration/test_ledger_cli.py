@@ -324,3 +324,18 @@ def test_receipt_from_postgresql_verifies_after_the_schema_is_dropped(
     result = site.run("audit", "verify-receipt", str(receipt), "--key", vkey)
     assert result.exit_code == 0, result.output
     assert "3 entries included" in result.output
+
+
+def test_a_receipt_made_without_the_private_key_carries_the_certificate_chain(ready: Site) -> None:
+    folder = ready.keys / "gateway"
+    cert = (folder / "cert.pem").read_text()
+    (folder / "chain.pem").write_text(cert)  # stands in for the issuing CA's certificate
+    (folder / "key.pem").unlink()
+    receipt = ready.root / "receipt.json"
+    result = ready.run("ledger", "receipt", "--seq", "1", "-o", str(receipt))  # size 3 covers it
+    assert result.exit_code == 0, result.output
+    assert json.loads(receipt.read_text())["certificate_chain"] == cert + cert
+    result = ready.run("audit", "verify-receipt", str(receipt), "--key", str(folder / "cert.pem"))
+    assert result.exit_code == 0, result.output
+    result = ready.run("ledger", "receipt", "--seq", "20")  # no checkpoint covers it, no key
+    assert result.exit_code == 1 and "gateway ledger checkpoint" in result.output
