@@ -33,17 +33,25 @@ from gateway.errors import GatewayError
 BODY = os.urandom(4096)
 
 
-async def bus_publish(bus: AmqpBus, units: list[str], count: int, tag: str) -> float:
+Measure = tuple[float, float]  # messages per second, client CPU seconds per message
+
+
+async def measured(count: int, work: Awaitable[object]) -> Measure:
+    """Rate and client CPU of ``work`` alone (no connection set-up or tear-down)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    await work
+    return count / (time.perf_counter() - wall), (time.process_time() - cpu) / count
+
+
+async def bus_publish(bus: AmqpBus, units: list[str], count: int, tag: str) -> Measure:
     deliveries = [
         Delivery(f"{tag}-{i}", f"doc-{i}", units[i % len(units)], BODY) for i in range(count)
     ]
-    start = time.perf_counter()
-    await bus.publish_many(deliveries)
-    return count / (time.perf_counter() - start)
+    return await measured(count, bus.publish_many(deliveries))
 
 
 async def bare_publish(url: str, bus: AmqpBus, units: list[str], count: int, window: int,
-                       tag: str) -> float:
+                       tag: str) -> Measure:
     conn = await aio_pika.connect(url)
     try:
         channel = await conn.channel(publisher_confirms=True)
@@ -65,9 +73,7 @@ async def bare_publish(url: str, bus: AmqpBus, units: list[str], count: int, win
                     mandatory=True,
                 )
 
-        start = time.perf_counter()
-        await asyncio.gather(*(sender() for _ in range(window)))
-        return count / (time.perf_counter() - start)
+        return await measured(count, asyncio.gather(*(sender() for _ in range(window))))
     finally:
         await conn.close()
 
@@ -84,15 +90,17 @@ class Tally:
             self.done.set()
 
 
-async def consume_rate(tally: Tally, attach: Callable[[], Awaitable[None]]) -> float:
-    """Messages per second from attaching the consumers (all at once) to the last ack."""
-    start = time.perf_counter()
-    await attach()
-    await asyncio.wait_for(tally.done.wait(), 600)
-    return tally.target / (time.perf_counter() - start)
+async def consume_rate(tally: Tally, attach: Callable[[], Awaitable[None]]) -> Measure:
+    """From attaching the consumers (all at once) to the last acknowledgement."""
+
+    async def work() -> None:
+        await attach()
+        await asyncio.wait_for(tally.done.wait(), 600)
+
+    return await measured(tally.target, work())
 
 
-async def bus_consume(bus: AmqpBus, units: list[str], count: int, prefetch: int) -> float:
+async def bus_consume(bus: AmqpBus, units: list[str], count: int, prefetch: int) -> Measure:
     tally = Tally(count)
     subs = []
 
@@ -103,14 +111,13 @@ async def bus_consume(bus: AmqpBus, units: list[str], count: int, prefetch: int)
         subs.extend(await asyncio.gather(
             *(bus.consume(unit, handler, prefetch=prefetch) for unit in units)))
 
-    rate = await consume_rate(tally, attach)
-    for sub in subs:
-        await sub.stop()
-    return rate
+    result = await consume_rate(tally, attach)
+    await asyncio.gather(*(sub.stop() for sub in subs))
+    return result
 
 
 async def bare_consume(url: str, bus: AmqpBus, units: list[str], count: int,
-                       prefetch: int) -> float:
+                       prefetch: int) -> Measure:
     tally = Tally(count)
     conn = await aio_pika.connect_robust(url)
 
@@ -175,23 +182,22 @@ async def main() -> None:
                 for who in ("bare", "bus") if r % 2 == 0 else ("bus", "bare"):
                     tag = f"r{r}{who}"
                     await asyncio.sleep(args.settle)
-                    c = time.process_time()
                     if who == "bare":
-                        rate = await bare_publish(
+                        rate, used = await bare_publish(
                             args.url, bus, units, args.messages, args.window, tag)
                     else:
-                        rate = await bus_publish(bus, units, args.messages, tag)
-                    cpu[f"{who} pub"].append((time.process_time() - c) / args.messages)
+                        rate, used = await bus_publish(bus, units, args.messages, tag)
                     results[f"{who} pub"].append(rate)
+                    cpu[f"{who} pub"].append(used)
                     await asyncio.sleep(args.settle)
-                    c = time.process_time()
                     if who == "bare":
-                        rate = await bare_consume(
+                        rate, used = await bare_consume(
                             args.url, bus, units, args.messages, args.prefetch)
                     else:
-                        rate = await bus_consume(bus, units, args.messages, args.prefetch)
-                    cpu[f"{who} con"].append((time.process_time() - c) / args.messages)
+                        rate, used = await bus_consume(
+                            bus, units, args.messages, args.prefetch)
                     results[f"{who} con"].append(rate)
+                    cpu[f"{who} con"].append(used)
                 print(f"round {r + 1}: " + ", ".join(
                     f"{k} {v[-1]:,.0f}/s" for k, v in results.items()))
             best = {k: max(v) for k, v in results.items()}
