@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS bus_messages (
     expired INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS bus_messages_unit ON bus_messages (unit, state, seq);
+CREATE INDEX IF NOT EXISTS bus_messages_due ON bus_messages (state, available_at);
 """
 
 _DUE = "((state = 'ready' AND available_at <= :now) OR (state = 'leased' AND lease_until < :now))"
