@@ -1,4 +1,4 @@
-"""``LocalBus``: the embedded bus, durable in one SQLite file (WAL, synchronous=FULL), with the
+"""``LocalBus``: the embedded bus, durable in one SQLite file (WAL, fsync on publish), with the
 same semantics as ``AmqpBus``. A publish returns after its transaction committed; a delivery
 handed to a consumer is leased, and the lease (renewed while the handler runs) runs out if the
 process dies, so an unacknowledged delivery comes back. Several processes may share the file.
@@ -56,6 +56,8 @@ CREATE INDEX IF NOT EXISTS bus_messages_unit ON bus_messages (unit, state, seq);
 CREATE INDEX IF NOT EXISTS bus_messages_due ON bus_messages (state, available_at);
 """
 
+IDLE_RECHECK = 30.0  # seconds an idle consumer waits before looking again unwoken
+
 _DUE = "((state = 'ready' AND available_at <= :now) OR (state = 'leased' AND lease_until < :now))"
 
 
@@ -84,6 +86,7 @@ class LocalBus:
         self.clock = clock
         self._owner = uuid.uuid4().hex
         self._db: aiosqlite.Connection | None = None
+        self._durable = True  # the connection's synchronous setting: FULL or NORMAL
         self._lock = asyncio.Lock()
         self._consumers: dict[int, _LocalConsumer] = {}
         self._wakeups: dict[str, set[asyncio.Event]] = {}
@@ -98,6 +101,7 @@ class LocalBus:
         db = await aiosqlite.connect(self.path, isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=FULL")
+        self._durable = True
         await db.execute("PRAGMA busy_timeout=10000")
         await db.executescript(_SCHEMA)
         self._db = db
@@ -133,11 +137,18 @@ class LocalBus:
         await self.close()
 
     @contextlib.asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _tx(self, *, durable: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction. ``durable`` ones (publish, redrive) are fsynced before they
+        return: that is the bus's confirm. The others (leases, acknowledgements, retry and
+        dead-letter moves) are atomic too and survive a process crash; a power cut may undo
+        the last of them, which only hands a delivery out once more."""
         if self._db is None:
             raise GatewayError("bus_unavailable", "the local bus is not started")
         db = self._db
         async with self._lock:
+            if durable != self._durable:
+                await db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                self._durable = durable
             try:
                 # Inside the try: a cancelled BEGIN still runs on aiosqlite's thread.
                 await db.execute("BEGIN IMMEDIATE")
@@ -159,7 +170,7 @@ class LocalBus:
 
     async def declare(self, units: Iterable[str]) -> None:
         codes = [(check_unit_code(u),) for u in units]
-        async with self._tx() as db:
+        async with self._tx(durable=True) as db:
             await db.executemany("INSERT OR IGNORE INTO bus_units (code) VALUES (?)", codes)
 
     async def _declared(self, units: Iterable[str]) -> set[str]:
@@ -196,7 +207,7 @@ class LocalBus:
             envelopes.append(env)
             rows.append(self._row(env, body, now))
         if rows:
-            async with self._tx() as db:
+            async with self._tx(durable=True) as db:
                 await db.executemany(_INSERT, rows)
         self._wake({d.recipient for d in batch})
         if self.observer is not None:
@@ -351,7 +362,7 @@ class LocalBus:
         now = self.clock()
         wanted = None if ids is None else set(ids)
         moved: list[codec.Envelope] = []
-        async with self._tx() as db:
+        async with self._tx(durable=True) as db:
             cur = await db.execute(
                 "SELECT seq, envelope, body FROM bus_messages "
                 "WHERE unit = ? AND state = 'dead' ORDER BY dead_at, seq",
@@ -413,8 +424,10 @@ class _LocalConsumer:
                 self._active.add(task)
                 task.add_done_callback(self._active.discard)
             if not rows:
+                # The poller (or a publish in this process) wakes us; the timeout is a
+                # safety net only, since every idle unit's lease query costs a transaction.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wakeup.wait(), self.bus.poll_interval * 5)
+                    await asyncio.wait_for(self.wakeup.wait(), IDLE_RECHECK)
 
     async def _handle(self, seq: int, headers: str, body: bytes, redelivered: bool) -> None:
         try:
