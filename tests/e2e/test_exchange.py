@@ -334,3 +334,27 @@ async def test_health_readiness_and_metrics(stack: Stack) -> None:
     assert health == {"status": "ok"}
     assert ready == {"ready": True, "database": "ok", "bus": "ok"}
     assert b"gateway_http_requests_total" in text
+
+
+async def test_a_revoked_token_is_refused_and_auditors_get_csv(stack: Stack) -> None:
+    from gateway.service.tokens import revoke_tokens
+
+    async with client(stack, SENDER) as gw:
+        key = (await gw.submit(letter(stack, PULL, number="95"))).document_key
+    token_id = stack.tokens[OUTSIDER].split("_")[1]
+    assert await revoke_tokens(stack.runtime.ledger.engine, token_id=token_id) == 1
+    stack.runtime.tokens._known.clear()  # as after the checker's one-minute memory
+    async with client(stack, OUTSIDER) as gw:
+        with pytest.raises(ApiError) as caught:
+            await gw.inbox()
+    assert (caught.value.status, caught.value.code) == (401, "unauthenticated")
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {stack.tokens['auditor']}"}
+        params = {"document": key, "format": "csv"}
+        async with session.get(
+            stack.url + "/v1/ledger/entries", params=params, headers=headers
+        ) as response:
+            assert response.status == 200 and response.content_type == "text/csv"
+            lines = (await response.text()).splitlines()
+    assert lines[0].startswith("seq,time,type,document,sender,recipient,code")
+    assert [line.split(",")[2] for line in lines[1:3]] == ["submitted", "queued"]
