@@ -176,6 +176,9 @@ def redrive(code: str, redrive_all: bool, ids: tuple[str, ...], as_json: bool) -
     """Put dead letters of unit CODE back on its queue, with attempt 1 and a fresh
     time-to-live. Exit 1 when some --id was not among the unit's dead letters.
 
+    This acts on the bus alone: the ledger hears of it only through a running gateway's
+    POST /v1/admin/redrive, which also redrives copies that expired in pull inboxes.
+
     \b
       redrove 2 dead letter(s) of 000.00.05.H07
     """
