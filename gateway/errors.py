@@ -7,6 +7,10 @@ Exception tree (add a class only when some code catches it)::
 
     GatewayError              every error the gateway raises on purpose; carries an ErrorCode
     ├── PackageRejected       the package (or status packet) is refused; the code says why
+    │   └── Rejected          ... with extra problem members (gateway.service.core)
+    ├── RetryableDeliveryError  a delivery attempt failed; the bus retries it
+    │                         (gateway.bus; any other handler error dead-letters at once)
+    ├── RateLimited           429 with Retry-After (gateway.api.limits)
     └── ConfigError           configuration or environment is unusable (exit 2, never a 4xx)
         └── DirectoryInvalid  the unit directory file has problems, each with its line
                               (gateway.directory; carries ``problems``)
