@@ -52,12 +52,12 @@ async def inbox(request: web.Request) -> web.Response:
         raise GatewayError("bad_request", "limit and after are integers") from e
     if not 1 <= limit <= 500:
         raise GatewayError("bad_request", "limit must be 1..500")
-    return _json(await runtime_of(request).gateway.inbox_list(unit, after=after, limit=limit))
+    return _json(await runtime_of(request).gateway.inboxes.page(unit, after=after, limit=limit))
 
 
 @routes.get("/v1/inbox/{delivery_id}")
 async def inbox_fetch(request: web.Request) -> web.Response:
-    item, package = await runtime_of(request).gateway.inbox_item(
+    item, package = await runtime_of(request).gateway.inboxes.item(
         principal_of(request), request.match_info["delivery_id"]
     )
     return web.Response(
@@ -85,7 +85,7 @@ async def inbox_ack(request: web.Request) -> web.Response:
     if reason is not None and not isinstance(reason, str):
         raise GatewayError("bad_request", "reason must be a string")
     delivery_id = request.match_info["delivery_id"]
-    state = await runtime_of(request).gateway.inbox_ack(
+    state = await runtime_of(request).gateway.inboxes.ack(
         principal_of(request), delivery_id, result == "done", reason
     )
     return _json({"delivery_id": delivery_id, "state": state})

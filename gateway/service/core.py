@@ -24,12 +24,13 @@ from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
 from gateway.errors import GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
+from gateway.service.inbox import Inboxes
 from gateway.service.models import (
     delivery_table,
-    inbox_table,
     package_table,
     recipient_state_table,
 )
+from gateway.service.moves import move
 from gateway.service.tokens import Principal, Role
 from gateway.trust import TrustStore, VerifiedPackage, verify_package
 from gateway.workflow import (
@@ -91,6 +92,7 @@ class Gateway:
         self.engine = ledger.engine
         self.clock = clock
         self.bus: Bus | None = None  # set once the bus exists (it needs record_transition)
+        self.inboxes = Inboxes(ledger, settings, clock)
         # Units whose copies wait in a pull inbox: pull units, and amqp units when the bus is
         # the embedded one (they cannot reach it over AMQP).
         self.inbox_modes = {"pull"}
@@ -558,248 +560,10 @@ class Gateway:
                 reason=t.reason,
             )
 
-    async def _move(
-        self,
-        conn: AsyncConnection,
-        row: Any,
-        transport: Transport,
-        event_type: EventType,
-        attempt: int,
-        details: dict[str, Any],
-        *,
-        outcome: str | None = None,
-        reason: str | None = None,
-        published: bool | None = None,
-    ) -> None:
-        """Ledger one transition of the delivery ``row`` and record its new transport state."""
-        delivery_id = row.delivery_id
-        await self.ledger.append_in(
-            conn,
-            [
-                Event(
-                    event_type,
-                    document=row.document_key,
-                    sender=row.sender,
-                    recipient=row.recipient,
-                    details={"delivery_id": delivery_id, **details},
-                )
-            ],
-        )
-        values: dict[str, Any] = {
-            "transport": transport.value,
-            "transport_at": self.clock(),
-            "attempt": attempt,
-            "reason": reason,
-        }
-        if outcome is not None:
-            values["last_outcome"] = outcome
-        if published is not None:
-            values["published"] = published
-        d = delivery_table.c
-        await conn.execute(
-            update(delivery_table).where(d.delivery_id == delivery_id).values(**values)
-        )
-
-    # -- pull inboxes ------------------------------------------------------------------------
-
-    async def inbox_put(
-        self, delivery_id: str, recipient: str, attempt: int, expires_at: float
-    ) -> None:
-        """Place a copy in a pull unit's inbox (idempotent on the delivery id)."""
-        d, i = delivery_table.c, inbox_table.c
-        async with self.ledger.transaction() as conn:
-            if await conn.scalar(select(i.position).where(i.delivery_id == delivery_id)):
-                return
-            package_id = await conn.scalar(select(d.package_id).where(d.delivery_id == delivery_id))
-            if package_id is None:
-                raise GatewayError("not_found", f"no delivery {delivery_id}")
-            await conn.execute(
-                insert(inbox_table).values(
-                    delivery_id=delivery_id,
-                    recipient=recipient,
-                    package_id=package_id,
-                    state="ready",
-                    attempt=max(attempt, 1),
-                    queued_at=self.clock(),
-                    expires_at=datetime.fromtimestamp(expires_at, UTC),
-                )
-            )
-
-    async def inbox_list(self, unit: str, *, after: int = 0, limit: int = 50) -> dict[str, Any]:
-        i, p = inbox_table.c, package_table.c
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        i.position,
-                        i.delivery_id,
-                        i.package_id,
-                        i.queued_at,
-                        i.attempt,
-                        p.kind,
-                        p.document_key,
-                        p.sender,
-                        p.status_code,
-                        p.subject,
-                        p.size,
-                        p.signature_state,
-                    )
-                    .join(package_table, p.package_id == i.package_id)
-                    .where(i.recipient == unit, i.state == "ready", i.position > after)
-                    .order_by(i.position)
-                    .limit(limit + 1)
-                )
-            ).all()
-        items = [
-            {
-                "delivery_id": r.delivery_id,
-                "package_id": r.package_id,
-                "kind": r.kind,
-                "document_key": r.document_key,
-                "sender": r.sender,
-                "status": r.status_code,
-                "subject": r.subject,
-                "size": r.size,
-                "signature_state": r.signature_state,
-                "queued_at": r.queued_at.isoformat(),
-                "attempt": r.attempt,
-            }
-            for r in rows[:limit]
-        ]
-        more = len(rows) > limit
-        return {"items": items, "next": str(rows[limit - 1].position) if more else None}
-
-    async def _inbox_row(
-        self, conn: AsyncConnection, principal: Principal, delivery_id: str
-    ) -> Any:
-        """The inbox row of a copy; a unit may touch only its own."""
-        i = inbox_table.c
-        item = (await conn.execute(select(inbox_table).where(i.delivery_id == delivery_id))).first()
-        if item is None:
-            raise GatewayError("not_found", f"no inbox item {delivery_id}")
-        if principal.role is Role.UNIT and item.recipient != principal.unit:
-            raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
-        return item
-
-    async def inbox_item(self, principal: Principal, delivery_id: str) -> tuple[Any, Any]:
-        """The inbox row and the package row of a copy the principal may read."""
-        p = package_table.c
-        async with self.engine.connect() as conn:
-            item = await self._inbox_row(conn, principal, delivery_id)
-            package = (
-                await conn.execute(select(package_table).where(p.package_id == item.package_id))
-            ).first()
-        return item, package
-
-    async def inbox_ack(
-        self, principal: Principal, delivery_id: str, done: bool, reason: str | None
-    ) -> str:
-        """The unit's answer for a copy: done delivers it; fail offers it again, up to the bus's
-        attempt limit, then leaves it dead for an operator. Returns the transport state."""
-        if principal.role is not Role.UNIT:
-            raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
-        i, d = inbox_table.c, delivery_table.c
-        async with self.ledger.transaction() as conn:
-            item = await self._inbox_row(conn, principal, delivery_id)
-            row = (
-                await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
-            ).first()
-            assert row is not None
-            if item.state != "ready":
-                return str(row.transport)  # answered before: the same answer again
-            details: dict[str, Any] = {"via": "inbox", "attempt": item.attempt}
-            if done:
-                state, transport, event = "done", Transport.DELIVERED, EventType.DELIVERED
-            else:
-                details["reason"] = (reason or "no reason given")[:1000]
-                if item.attempt >= self.settings.bus.max_attempts:
-                    state, transport, event = "dead", Transport.DEAD, EventType.DEAD_LETTERED
-                else:
-                    state, transport, event = "ready", Transport.RETRYING, EventType.RETRYING
-            await conn.execute(
-                update(inbox_table)
-                .where(i.delivery_id == delivery_id)
-                .values(
-                    state=state,
-                    attempt=item.attempt + (0 if done else 1),
-                    reason=None if done else details["reason"],
-                )
-            )
-            await self._move(
-                conn,
-                row,
-                transport,
-                event,
-                item.attempt,
-                details,
-                reason=None if done else details["reason"],
-            )
-            return transport.value
-
-    async def expire_inboxes(self) -> int:
-        """Copies that waited in an inbox past their time-to-live expire (the sender sees it)."""
-        i, d = inbox_table.c, delivery_table.c
-        now = self.clock()
-        async with self.ledger.transaction() as conn:
-            items = (
-                await conn.execute(
-                    select(inbox_table.c.delivery_id, i.attempt).where(
-                        i.state == "ready", i.expires_at < now
-                    )
-                )
-            ).all()
-            for item in items:
-                row = (
-                    await conn.execute(
-                        select(delivery_table).where(d.delivery_id == item.delivery_id)
-                    )
-                ).first()
-                assert row is not None
-                await conn.execute(
-                    update(inbox_table)
-                    .where(i.delivery_id == item.delivery_id)
-                    .values(state="expired")
-                )
-                await self._move(
-                    conn,
-                    row,
-                    Transport.EXPIRED,
-                    EventType.EXPIRED,
-                    item.attempt,
-                    {"via": "inbox", "reason": "not fetched before its time-to-live"},
-                    reason="not fetched before its time-to-live",
-                )
-        return len(items)
+    async def _move(self, conn: AsyncConnection, row: Any, *args: Any, **kwargs: Any) -> None:
+        await move(self.ledger, conn, row, *args, at=self.clock(), **kwargs)
 
     async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
         """Put a unit's dead or expired copies back: the bus's, and its inbox's."""
-        count = 0
-        if self.bus is not None:
-            count += await self.bus.redrive(unit, ids)
-        i, d = inbox_table.c, delivery_table.c
-        condition = [i.recipient == unit, i.state.in_(("dead", "expired"))]
-        if ids is not None:
-            condition.append(i.delivery_id.in_(list(ids)))
-        ttl = timedelta(seconds=self.settings.bus.ttl)
-        now = self.clock()
-        async with self.ledger.transaction() as conn:
-            items = (await conn.execute(select(i.delivery_id).where(*condition))).scalars().all()
-            for delivery_id in items:
-                row = (
-                    await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
-                ).first()
-                assert row is not None
-                await conn.execute(
-                    update(inbox_table)
-                    .where(i.delivery_id == delivery_id)
-                    .values(state="ready", attempt=1, expires_at=now + ttl, queued_at=now)
-                )
-                await self._move(
-                    conn,
-                    row,
-                    Transport.QUEUED,
-                    EventType.REDRIVEN,
-                    1,
-                    {"via": "inbox"},
-                )
-        return count + len(items)
+        count = await self.bus.redrive(unit, ids) if self.bus is not None else 0
+        return count + await self.inboxes.redrive(unit, ids)

@@ -55,7 +55,7 @@ class Deliverer:
 
     async def to_inbox(self, message: Message) -> None:
         try:
-            await self.gateway.inbox_put(
+            await self.gateway.inboxes.put(
                 message.delivery_id, message.recipient, message.attempt, message.expires_at
             )
         except GatewayError:

@@ -119,7 +119,7 @@ async def start_runtime(
     relay, sweep = intervals
     runtime.tasks = [
         asyncio.create_task(_every(relay, gateway.publish_pending, "relay")),
-        asyncio.create_task(_every(sweep, gateway.expire_inboxes, "inbox expiry")),
+        asyncio.create_task(_every(sweep, gateway.inboxes.expire, "inbox expiry")),
         asyncio.create_task(ledger.run_checkpointer()),
     ]
     await gateway.publish_pending(older_than=0)

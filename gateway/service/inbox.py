@@ -1,0 +1,231 @@
+"""Pull inboxes: where the copies of pull units wait until the unit's system fetches and
+acknowledges them (the receive/acknowledge cycle of the national axis)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.config import Settings
+from gateway.errors import GatewayError
+from gateway.ledger import EventType, SqlLedger
+from gateway.service.models import delivery_table, inbox_table, package_table
+from gateway.service.moves import move
+from gateway.service.tokens import Principal, Role
+from gateway.workflow import Transport
+
+
+class Inboxes:
+    """The inboxes of every pull unit, in the gateway's database."""
+
+    def __init__(
+        self, ledger: SqlLedger, settings: Settings, clock: Callable[[], datetime]
+    ) -> None:
+        self.ledger = ledger
+        self.engine = ledger.engine
+        self.settings = settings
+        self.clock = clock
+
+    async def _move(self, conn: AsyncConnection, row: Any, *args: Any, **kwargs: Any) -> None:
+        await move(self.ledger, conn, row, *args, at=self.clock(), **kwargs)
+
+    async def put(self, delivery_id: str, recipient: str, attempt: int, expires_at: float) -> None:
+        """Place a copy in a pull unit's inbox (idempotent on the delivery id)."""
+        d, i = delivery_table.c, inbox_table.c
+        async with self.ledger.transaction() as conn:
+            if await conn.scalar(select(i.position).where(i.delivery_id == delivery_id)):
+                return
+            package_id = await conn.scalar(select(d.package_id).where(d.delivery_id == delivery_id))
+            if package_id is None:
+                raise GatewayError("not_found", f"no delivery {delivery_id}")
+            await conn.execute(
+                insert(inbox_table).values(
+                    delivery_id=delivery_id,
+                    recipient=recipient,
+                    package_id=package_id,
+                    state="ready",
+                    attempt=max(attempt, 1),
+                    queued_at=self.clock(),
+                    expires_at=datetime.fromtimestamp(expires_at, UTC),
+                )
+            )
+
+    async def page(self, unit: str, *, after: int = 0, limit: int = 50) -> dict[str, Any]:
+        i, p = inbox_table.c, package_table.c
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        i.position,
+                        i.delivery_id,
+                        i.package_id,
+                        i.queued_at,
+                        i.attempt,
+                        p.kind,
+                        p.document_key,
+                        p.sender,
+                        p.status_code,
+                        p.subject,
+                        p.size,
+                        p.signature_state,
+                    )
+                    .join(package_table, p.package_id == i.package_id)
+                    .where(i.recipient == unit, i.state == "ready", i.position > after)
+                    .order_by(i.position)
+                    .limit(limit + 1)
+                )
+            ).all()
+        items = [
+            {
+                "delivery_id": r.delivery_id,
+                "package_id": r.package_id,
+                "kind": r.kind,
+                "document_key": r.document_key,
+                "sender": r.sender,
+                "status": r.status_code,
+                "subject": r.subject,
+                "size": r.size,
+                "signature_state": r.signature_state,
+                "queued_at": r.queued_at.isoformat(),
+                "attempt": r.attempt,
+            }
+            for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return {"items": items, "next": str(rows[limit - 1].position) if more else None}
+
+    async def _inbox_row(
+        self, conn: AsyncConnection, principal: Principal, delivery_id: str
+    ) -> Any:
+        """The inbox row of a copy; a unit may touch only its own."""
+        i = inbox_table.c
+        item = (await conn.execute(select(inbox_table).where(i.delivery_id == delivery_id))).first()
+        if item is None:
+            raise GatewayError("not_found", f"no inbox item {delivery_id}")
+        if principal.role is Role.UNIT and item.recipient != principal.unit:
+            raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
+        return item
+
+    async def item(self, principal: Principal, delivery_id: str) -> tuple[Any, Any]:
+        """The inbox row and the package row of a copy the principal may read."""
+        p = package_table.c
+        async with self.engine.connect() as conn:
+            item = await self._inbox_row(conn, principal, delivery_id)
+            package = (
+                await conn.execute(select(package_table).where(p.package_id == item.package_id))
+            ).first()
+        return item, package
+
+    async def ack(
+        self, principal: Principal, delivery_id: str, done: bool, reason: str | None
+    ) -> str:
+        """The unit's answer for a copy: done delivers it; fail offers it again, up to the bus's
+        attempt limit, then leaves it dead for an operator. Returns the transport state."""
+        if principal.role is not Role.UNIT:
+            raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
+        i, d = inbox_table.c, delivery_table.c
+        async with self.ledger.transaction() as conn:
+            item = await self._inbox_row(conn, principal, delivery_id)
+            row = (
+                await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
+            ).first()
+            assert row is not None
+            if item.state != "ready":
+                return str(row.transport)  # answered before: the same answer again
+            details: dict[str, Any] = {"via": "inbox", "attempt": item.attempt}
+            if done:
+                state, transport, event = "done", Transport.DELIVERED, EventType.DELIVERED
+            else:
+                details["reason"] = (reason or "no reason given")[:1000]
+                if item.attempt >= self.settings.bus.max_attempts:
+                    state, transport, event = "dead", Transport.DEAD, EventType.DEAD_LETTERED
+                else:
+                    state, transport, event = "ready", Transport.RETRYING, EventType.RETRYING
+            await conn.execute(
+                update(inbox_table)
+                .where(i.delivery_id == delivery_id)
+                .values(
+                    state=state,
+                    attempt=item.attempt + (0 if done else 1),
+                    reason=None if done else details["reason"],
+                )
+            )
+            await self._move(
+                conn,
+                row,
+                transport,
+                event,
+                item.attempt,
+                details,
+                reason=None if done else details["reason"],
+            )
+            return transport.value
+
+    async def expire(self) -> int:
+        """Copies that waited in an inbox past their time-to-live expire (the sender sees it)."""
+        i, d = inbox_table.c, delivery_table.c
+        now = self.clock()
+        async with self.ledger.transaction() as conn:
+            items = (
+                await conn.execute(
+                    select(inbox_table.c.delivery_id, i.attempt).where(
+                        i.state == "ready", i.expires_at < now
+                    )
+                )
+            ).all()
+            for item in items:
+                row = (
+                    await conn.execute(
+                        select(delivery_table).where(d.delivery_id == item.delivery_id)
+                    )
+                ).first()
+                assert row is not None
+                await conn.execute(
+                    update(inbox_table)
+                    .where(i.delivery_id == item.delivery_id)
+                    .values(state="expired")
+                )
+                await self._move(
+                    conn,
+                    row,
+                    Transport.EXPIRED,
+                    EventType.EXPIRED,
+                    item.attempt,
+                    {"via": "inbox", "reason": "not fetched before its time-to-live"},
+                    reason="not fetched before its time-to-live",
+                )
+        return len(items)
+
+    async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
+        """Put the unit's dead or expired inbox copies back with a fresh time-to-live."""
+        i, d = inbox_table.c, delivery_table.c
+        condition = [i.recipient == unit, i.state.in_(("dead", "expired"))]
+        if ids is not None:
+            condition.append(i.delivery_id.in_(list(ids)))
+        ttl = timedelta(seconds=self.settings.bus.ttl)
+        now = self.clock()
+        async with self.ledger.transaction() as conn:
+            items = (await conn.execute(select(i.delivery_id).where(*condition))).scalars().all()
+            for delivery_id in items:
+                row = (
+                    await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
+                ).first()
+                assert row is not None
+                await conn.execute(
+                    update(inbox_table)
+                    .where(i.delivery_id == delivery_id)
+                    .values(state="ready", attempt=1, expires_at=now + ttl, queued_at=now)
+                )
+                await self._move(
+                    conn,
+                    row,
+                    Transport.QUEUED,
+                    EventType.REDRIVEN,
+                    1,
+                    {"via": "inbox"},
+                )
+        return len(items)
