@@ -15,10 +15,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from gateway.api.context import OUTCOME, runtime_of
 from gateway.api.problems import Handler
+from gateway.service.models import delivery_table
 
 routes = web.RouteTableDef()
 
@@ -104,10 +105,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    from sqlalchemy import func, select
-
-    from gateway.service.models import delivery_table
-
     runtime = runtime_of(request)
     m: Metrics = request.app[METRICS]
     d = delivery_table.c

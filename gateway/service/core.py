@@ -6,6 +6,7 @@ inboxes. The HTTP layer (gateway.api) and the delivery workers call into this on
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import secrets
@@ -361,8 +362,6 @@ class Gateway:
     async def _record_rejection(
         self, data: bytes, sender: str, package: Package | None, error: PackageRejected
     ) -> None:
-        import hashlib
-
         details: dict[str, Any] = {"message": error.message[:500]}
         if error.where:
             details["where"] = error.where[:300]
