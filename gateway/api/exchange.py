@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -93,5 +92,5 @@ async def inbox_ack(request: web.Request) -> web.Response:
 
 @routes.get("/v1/documents/{document_key:.+}")
 async def document(request: web.Request) -> web.Response:
-    key = unquote(request.match_info["document_key"])
+    key = request.match_info["document_key"]
     return _json(await document_view(runtime_of(request).ledger, principal_of(request), key))
