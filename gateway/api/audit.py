@@ -12,7 +12,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway.api.context import principal_of, require_role, runtime_of
-from gateway.directory import Unit
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query
 from gateway.service.tokens import Role
@@ -137,23 +136,12 @@ async def entries(request: web.Request) -> web.Response:
     return _json({"entries": rows, "next": nxt})
 
 
-def _unit(unit: Unit) -> dict[str, Any]:
-    return {
-        "code": unit.code,
-        "name": unit.name,
-        "parent_code": unit.parent_code,
-        "level": unit.level,
-        "delivery": str(unit.delivery),
-        "status": str(unit.status),
-    }
-
-
 @routes.get("/v1/units")
 async def units(request: web.Request) -> web.Response:
     directory = runtime_of(request).gateway.directory
     parent = request.query.get("parent")
     chosen = directory.children(parent) if parent else directory
-    return _json({"units": [_unit(u) for u in chosen]})
+    return _json({"units": [u.as_dict() for u in chosen]})
 
 
 @routes.get("/v1/units/{code}")
@@ -161,7 +149,7 @@ async def unit(request: web.Request) -> web.Response:
     found = runtime_of(request).gateway.directory.get(request.match_info["code"])
     if found is None:
         raise GatewayError("not_found", f"no unit {request.match_info['code']}")
-    return _json(_unit(found))
+    return _json(found.as_dict())
 
 
 @routes.post("/v1/admin/redrive")

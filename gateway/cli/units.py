@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -29,19 +28,6 @@ def open_directory(path: Path | None) -> Directory:
         return load_directory(path)
     except ConfigError as e:
         fail_environment(e.message)
-
-
-def unit_summary(unit: Unit) -> dict[str, Any]:
-    return {
-        "code": unit.code,
-        "name": unit.name,
-        "parent_code": unit.parent_code,
-        "level": unit.level,
-        "delivery": unit.delivery.value,
-        "endpoint": unit.endpoint,
-        "status": unit.status.value,
-        "cert_sha256": list(unit.cert_sha256),
-    }
 
 
 def _line(unit: Unit) -> str:
@@ -76,7 +62,7 @@ def list_units(
         selected = directory.descendants(parent) if recursive else directory.children(parent)
     chosen = [u for u in selected if level is None or u.level == level]
     if as_json:
-        echo_json([unit_summary(u) for u in chosen])
+        echo_json([u.as_dict() for u in chosen])
         return
     for unit in chosen:
         click.echo(_line(unit))
@@ -93,7 +79,7 @@ def show_unit(directory_file: Path | None, as_json: bool, code: str) -> None:
     if unit is None:
         click.echo(f"{code} is not in the directory", err=True)
         sys.exit(EXIT_REJECTED)
-    summary = unit_summary(unit)
+    summary = unit.as_dict()
     summary["parents"] = [{"code": p.code, "name": p.name} for p in directory.ancestors(code)]
     summary["children"] = len(directory.children(code))
     summary["descendants"] = len(directory.descendants(code))

@@ -36,6 +36,19 @@ class Unit:
     def active(self) -> bool:
         return self.status is UnitStatus.ACTIVE
 
+    def as_dict(self) -> dict[str, object]:
+        """The unit as JSON-ready values (CLI --json and the HTTP API)."""
+        return {
+            "code": self.code,
+            "name": self.name,
+            "parent_code": self.parent_code,
+            "level": self.level,
+            "delivery": self.delivery.value,
+            "endpoint": self.endpoint,
+            "status": self.status.value,
+            "cert_sha256": list(self.cert_sha256),
+        }
+
 
 class Directory:
     """The units of one directory file, in file order; immutable once built.
