@@ -3,11 +3,12 @@ written by ``build_package``."""
 
 from __future__ import annotations
 
-import binascii
 import enum
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 
 class Kind(enum.StrEnum):
@@ -118,88 +119,28 @@ class Business:
     receivers: tuple[Receiver, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
 class Attachment:
-    """An attachment: its manifest facts, and its content decoded lazily, at most once.
+    """An attachment: its manifest facts and its content (decoded from base64 once, when the
+    package is read, which also proves the base64 valid); its SHA-256 is worked out on first use."""
 
-    Parsed attachments keep their base64 text (checked valid, size known) until ``data`` or
-    ``sha256`` is first read; built ones start from the bytes."""
-
-    __slots__ = (
-        "_data",
-        "_encoded",
-        "_sha256",
-        "_size",
-        "content_id",
-        "content_type",
-        "description",
-        "name",
-    )
-
-    def __init__(
-        self,
-        content_id: str,
-        name: str,
-        content_type: str,
-        data: bytes,
-        description: str | None = None,
-    ) -> None:
-        self.content_id = content_id
-        self.name = name
-        self.content_type = content_type
-        self.description = description
-        self._data: bytes | None = data
-        self._encoded: bytes | None = None
-        self._size = len(data)
-        self._sha256: str | None = None
-
-    @classmethod
-    def from_base64(
-        cls,
-        content_id: str,
-        name: str,
-        content_type: str,
-        encoded: bytes,
-        size: int,
-        description: str | None = None,
-    ) -> Attachment:
-        """An attachment over base64 text already checked by ``names.base64_size``."""
-        attachment = cls(content_id, name, content_type, b"", description)
-        attachment._data, attachment._encoded, attachment._size = None, encoded, size
-        return attachment
-
-    @property
-    def data(self) -> bytes:
-        if self._data is None:
-            assert self._encoded is not None
-            self._data, self._encoded = binascii.a2b_base64(self._encoded), None
-        return self._data
+    content_id: str
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)
+    description: str | None = None
+    _sha256: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def size(self) -> int:
-        return self._size
+        return len(self.data)
 
     @property
     def sha256(self) -> str:
         if self._sha256 is None:
-            self._sha256 = hashlib.sha256(self.data).hexdigest()
+            object.__setattr__(self, "_sha256", hashlib.sha256(self.data).hexdigest())
+        assert self._sha256 is not None
         return self._sha256
-
-    def _key(self) -> tuple[str, str, str, str | None, bytes]:
-        return (self.content_id, self.name, self.content_type, self.description, self.data)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Attachment):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (
-            f"Attachment(content_id={self.content_id!r}, name={self.name!r}, "
-            f"content_type={self.content_type!r}, size={self.size})"
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +193,37 @@ class Package:
     raw: bytes = field(default=b"", repr=False, compare=False)
     sha256: str = field(default="", compare=False)
     warnings: tuple[Warning, ...] = field(default=(), compare=False)
+    _read: Callable[[], Package] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def deferred(cls, read: Callable[[], Package], **known: Any) -> Package:
+        """A package of which only ``known`` fields are set; ``read()`` gives the others the
+        first time one of them is used.
+
+        For a package that has passed every check: reading its descriptive fields (names,
+        subject, traces...) out of the XML then cannot fail, and is not paid for by callers
+        that only route or reject it."""
+        package = object.__new__(cls)
+        for name, value in known.items():
+            object.__setattr__(package, name, value)
+        object.__setattr__(package, "_read", read)
+        return package
+
+    if not TYPE_CHECKING:  # type checkers would otherwise accept any attribute name
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for a slot not yet set: a field of a deferred package.
+            read = object.__getattribute__(self, "_read")
+            if read is None or name.startswith("__"):
+                raise AttributeError(name)
+            full = read()
+            for f in fields(self):
+                try:
+                    object.__getattribute__(self, f.name)
+                except AttributeError:
+                    object.__setattr__(self, f.name, getattr(full, f.name))
+            object.__setattr__(self, "_read", None)
+            return object.__getattribute__(self, name)
 
     @property
     def document_key(self) -> str:

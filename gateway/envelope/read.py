@@ -116,7 +116,7 @@ _CARDINALITY = [
     (tag(local), local, low, high) for local, (low, high) in MESSAGE_HEADER_CARDINALITY.items()
 ]
 
-_WEAK_ALGORITHMS = ("sha1", "md5", "ripemd160")
+_WEAK_ALGORITHMS = ("sha1", "sha224", "md5", "ripemd160")
 
 
 class Findings:
@@ -150,14 +150,25 @@ def _int(value: str | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _real(parse: Callable[[str], _T], value: str | None, el: etree._Element) -> _T:
-    text = (value or "").strip()
+def _real(parse: Callable[[str], _T], el: etree._Element) -> _T:
+    """The date or timestamp ``el`` holds: schema_invalid when it is not even in the format,
+    date_invalid when it names no real date."""
+    text = (el.text or "").strip()
     try:
         return parse(text)
+    except names.FormatError as e:
+        raise PackageRejected("schema_invalid", str(e), where=where(el)) from e
     except ValueError as e:
         raise PackageRejected(
             "date_invalid", f"{text!r} is not a real date", where=where(el)
         ) from e
+
+
+def _child(el: etree._Element, clark: str) -> etree._Element:
+    """A child the schema requires."""
+    child = el.find(clark)
+    assert child is not None, clark
+    return child
 
 
 def _group(parent: etree._Element) -> dict[Any, list[etree._Element]]:
@@ -219,13 +230,14 @@ def _recipients(elements: Iterable[etree._Element], findings: Findings) -> tuple
     recipients = []
     for el in elements:
         org = _organization(el, findings, "To")
-        if org.organ_id in seen:
+        key = names.collapse(org.organ_id)  # as the schema's RecipientOnce compares them
+        if key in seen:
             raise PackageRejected(
                 "recipient_duplicate",
                 f"{org.organ_id} is named twice as a recipient",
                 where=where(el),
             )
-        seen.add(org.organ_id)
+        seen.add(key)
         recipients.append(org)
     return tuple(recipients)
 
@@ -238,7 +250,11 @@ def _check_document_id(
     at: etree._Element,
     findings: Findings,
 ) -> None:
-    """DocumentId must read <OrganId>,<yyyy/MM/dd>,<number>/<notation> and agree with the rest."""
+    """DocumentId must read <OrganId>,<yyyy/MM/dd>,<number>/<notation> and agree with the rest.
+
+    Compared with whitespace collapsed, as the schema compares tokens (and as the check of
+    ``parse.FAST_CHECKS`` does)."""
+    document_id, code = names.collapse(document_id), names.collapse(code)
     m = names.DOCUMENT_ID.fullmatch(document_id)
     if m is None:
         problem = f"DocumentId {document_id!r} is not <OrganId>,<yyyy/MM/dd>,<number>/<notation>"
@@ -258,7 +274,7 @@ def _response_for(el: etree._Element, findings: Findings) -> ResponseFor:
     return ResponseFor(
         organ_id=_organ_id(texts.get(ORGAN_ID), el, findings, "ResponseFor"),
         code=_clean(texts.get(CODE)) or "",
-        promulgation_date=_real(names.parse_date, texts.get(PROMULGATION_DATE), el),
+        promulgation_date=_real(names.parse_date, _child(el, PROMULGATION_DATE)),
         document_id=_clean(texts.get(DOCUMENT_ID)) or "",
     )
 
@@ -278,7 +294,7 @@ def _traces(trace_list: etree._Element | None, findings: Findings) -> tuple[Trac
             organ_id = None
         else:
             _organ_id(organ_id, el, findings, "TraceHeader")
-        timestamp = _real(names.parse_timestamp, texts.get(TIMESTAMP), el)
+        timestamp = _real(names.parse_timestamp, _child(el, TIMESTAMP))
         traces.append(TraceHeader(organ_id=organ_id, timestamp=timestamp))
     return tuple(traces)
 
@@ -319,13 +335,13 @@ def _business(trace_list: etree._Element | None) -> Business | None:
     )
 
 
-def _attachment(att: etree._Element, content_id: str) -> Attachment:
-    """Check the base64 text without decoding it; the content is decoded on first use."""
+def _attachment(att: etree._Element) -> Attachment:
+    texts = _texts(att)
+    content_id = _clean(texts.get(CONTENT_ID)) or ""
     body = att.find(CONTENT_TRANSFER_ENCODED)
     assert body is not None  # required by the schema
     try:
-        encoded = (body.text or "").encode("ascii")
-        size = names.base64_size(encoded)
+        data = names.decode_base64((body.text or "").encode("ascii"))
     except (UnicodeEncodeError, ValueError) as e:
         reason = (
             "a character outside the base64 alphabet" if isinstance(e, UnicodeEncodeError) else e
@@ -335,42 +351,45 @@ def _attachment(att: etree._Element, content_id: str) -> Attachment:
             f"ContentTransferEncoded of {content_id} is not valid base64: {reason}",
             where=where(body),
         ) from e
-    texts = _texts(att)
-    return Attachment.from_base64(
+    return Attachment(
         content_id,
         _clean(texts.get(ATTACHMENT_NAME)) or "",
         _clean(texts.get(CONTENT_TYPE)) or "",
-        encoded,
-        size,
+        data,
         _clean(texts.get(DESCRIPTION)),
     )
 
 
-def _attachments(root: etree._Element, manifest: etree._Element | None) -> tuple[Attachment, ...]:
-    """Pair manifest References with Attachments one to one (the schema keeps ids unique)."""
+def read_attachments(root: etree._Element) -> tuple[Attachment, ...]:
+    """The attachments, decoded (attachment_bad_encoding when one is not base64)."""
+    encoded = root.find(names.ATTACHMENTS)
+    if encoded is None:
+        return ()
+    return tuple(_attachment(att) for att in encoded.iterchildren(ATTACHMENT))
+
+
+def _check_manifest(root: etree._Element, manifest: etree._Element | None) -> None:
+    """Manifest References and Attachments pair one to one by ContentId (compared collapsed, as
+    the schema's keys compare them)."""
     referenced: dict[str, etree._Element] = {}
     if manifest is not None:
         for ref in manifest.iterchildren(REFERENCE):
-            referenced[_clean(ref.findtext(CONTENT_ID)) or ""] = ref
-    attachments = []
+            referenced[names.collapse(ref.findtext(CONTENT_ID) or "")] = ref
     encoded = root.find(names.ATTACHMENTS)
-    if encoded is not None:
-        for att in encoded.iterchildren(ATTACHMENT):
-            content_id = _clean(att.findtext(CONTENT_ID)) or ""
-            if referenced.pop(content_id, None) is None:
-                raise PackageRejected(
-                    "attachment_unreferenced",
-                    f"attachment {content_id} is not listed in the manifest",
-                    where=where(att),
-                )
-            attachments.append(_attachment(att, content_id))
+    for att in () if encoded is None else encoded.iterchildren(ATTACHMENT):
+        content_id = names.collapse(att.findtext(CONTENT_ID) or "")
+        if referenced.pop(content_id, None) is None:
+            raise PackageRejected(
+                "attachment_unreferenced",
+                f"attachment {content_id} is not listed in the manifest",
+                where=where(att),
+            )
     for content_id, ref in referenced.items():
         raise PackageRejected(
             "attachment_missing",
             f"manifest reference {content_id} has no attachment",
             where=where(ref),
         )
-    return tuple(attachments)
 
 
 def signature_warnings(header: etree._Element, findings: Findings) -> None:
@@ -414,9 +433,14 @@ def _one(groups: dict[Any, list[etree._Element]], clark: str) -> etree._Element 
 
 
 def read_document(
-    root: etree._Element, header: etree._Element, findings: Findings, **reading: Any
+    root: etree._Element,
+    header: etree._Element,
+    findings: Findings,
+    attachments: tuple[Attachment, ...] | None = None,
+    **reading: Any,
 ) -> Package:
-    """The model of a document package; ``reading`` are Package's raw/sha256 fields."""
+    """The model of a document package; ``attachments`` when already read; ``reading`` are
+    Package's raw/sha256 fields."""
     message = header.find(names.MESSAGE_HEADER)
     assert message is not None  # the caller decided the kind from it
     groups = _group(message)
@@ -430,7 +454,7 @@ def read_document(
     )
     info = groups[PROMULGATION_INFO][0]
     info_texts = _texts(info)
-    promulgation_date = _real(names.parse_date, info_texts.get(PROMULGATION_DATE), info)
+    promulgation_date = _real(names.parse_date, _child(info, PROMULGATION_DATE))
     document_id_el = groups[DOCUMENT_ID][0]
     document_id = _clean(document_id_el.text) or ""
     _check_document_id(
@@ -448,7 +472,9 @@ def read_document(
     trace_list = header.find(names.TRACE_LIST)
     traces = _traces(trace_list, findings)
     response_for = tuple(_response_for(el, findings) for el in groups.get(RESPONSE_FOR, ()))
-    manifest = root.find(f"{names.ENVELOPE}/{names.BODY}/{names.MANIFEST}")
+    if attachments is None:
+        _check_manifest(root, root.find(f"{names.ENVELOPE}/{names.BODY}/{names.MANIFEST}"))
+        attachments = read_attachments(root)
     return Package(
         kind=Kind.DOCUMENT,
         sender=sender,
@@ -471,7 +497,7 @@ def read_document(
             position=_clean(signer.get(POSITION)),
             full_name=_clean(signer.get(FULL_NAME)),
         ),
-        due_date=None if due is None else _real(names.parse_date, due.text, due),
+        due_date=None if due is None else _real(names.parse_date, due),
         priority=(None if other is None else _int(other.findtext(PRIORITY))) or 0,
         steering_type=None if steering is None else _int(steering.text),
         to_places=()
@@ -480,7 +506,7 @@ def read_document(
         response_for=response_for,
         business=_business(trace_list),
         traces=traces,
-        attachments=_attachments(root, manifest),
+        attachments=attachments,
         warnings=tuple(findings.warnings),
         **reading,
     )
@@ -521,7 +547,7 @@ def read_status(header: etree._Element, findings: Findings, **reading: Any) -> P
         traces=traces,
         status=StatusInfo(
             code=status_code,
-            timestamp=_real(names.parse_timestamp, stamp_el.text, stamp_el),
+            timestamp=_real(names.parse_timestamp, stamp_el),
             response_for=response_for,
             description=None if description is None else _clean(description.text),
             staff=_staff(_one(groups, STAFF_INFO)),

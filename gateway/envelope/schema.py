@@ -4,6 +4,7 @@ reports the first error with its line and path. The XSDs travel inside the packa
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -69,13 +70,40 @@ def where(el: etree._Element) -> str:
     return f"line {el.sourceline}, {element_path(el)}"
 
 
-def validate_schema(root: etree._Element, kind: Kind, profile: Profile) -> None:
-    """Raise schema_invalid naming the first problem, its line and its path."""
+def schema_errors(root: etree._Element, kind: Kind, profile: Profile) -> list[Any]:
+    """The schema's errors on a tree, in document order; empty when it is valid."""
     schema = load_schema(kind, profile)
     if schema.validate(root):
-        return
+        return []
     log: Any = schema.error_log  # the stubs miss that the log is a sequence
-    error = log[0]
+    return list(log)
+
+
+# The schema's value checks (formats, known codes, counts, pairings) that the validator reports
+# under their own error codes: facet failures of these elements and identity constraints.
+_VALUE_FAILURES = frozenset(
+    {
+        "SCHEMAV_CVC_PATTERN_VALID",
+        "SCHEMAV_CVC_ENUMERATION_VALID",
+        "SCHEMAV_CVC_DATATYPE_VALID_1_2_1",
+    }
+)
+_VALUE_ELEMENTS = frozenset(
+    {"OrganId", "DocumentId", "PromulgationDate", "DueDate", "Timestamp", "StatusCode"}
+)
+_ERROR_ELEMENT = re.compile(r"Element '(?:\{[^}]*\})?([^']+)'")
+
+
+def is_value_error(error: Any) -> bool:
+    """Whether a schema error is one of its value checks rather than a structural error."""
+    if error.type_name == "SCHEMAV_CVC_IDC":
+        return True
+    m = _ERROR_ELEMENT.match(error.message)
+    return error.type_name in _VALUE_FAILURES and m is not None and m[1] in _VALUE_ELEMENTS
+
+
+def schema_rejection(root: etree._Element, error: Any) -> PackageRejected:
+    """schema_invalid naming one schema error, its line and its path."""
     location = f"line {error.line}"
     if error.path:
         location = f"line {error.line}, {error.path}"
@@ -83,7 +111,7 @@ def validate_schema(root: etree._Element, kind: Kind, profile: Profile) -> None:
         if found is not None:
             location = where(found)
     message = error.message.replace(f"{{{_ns(root)}}}", "")
-    raise PackageRejected("schema_invalid", message, where=location)
+    return PackageRejected("schema_invalid", message, where=location)
 
 
 def _element_at(root: etree._Element, path: str) -> etree._Element | None:

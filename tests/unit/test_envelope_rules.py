@@ -402,27 +402,24 @@ def test_sha1_signature_is_weak_in_strict_and_a_warning_in_compat() -> None:
     assert warnings == ["signature_weak_algorithm"]
 
 
-def test_attachment_is_decoded_lazily_and_only_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import binascii
-
-    from gateway.envelope import model
+def test_attachment_is_decoded_once_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoding proves the base64 valid; the bytes are kept, never decoded again."""
+    from gateway.envelope import names
 
     calls: list[int] = []
-    real = binascii.a2b_base64
+    real = names.pybase64.b64decode
 
     def counting(data: bytes, /, **kwargs: bool) -> bytes:
         calls.append(len(data))
         return real(data, **kwargs)
 
-    monkeypatch.setattr(model.binascii, "a2b_base64", counting)
-    (attachment,) = parse_package(
-        with_dummy_signature(build_package(sample_document()))
-    ).attachments
-    assert calls == []  # validated and sized without decoding
+    monkeypatch.setattr(names.pybase64, "b64decode", counting)
+    package = parse_package(with_dummy_signature(build_package(sample_document())))
+    (attachment,) = package.attachments
+    assert len(calls) == 1
     assert attachment.size == len(b"%PDF-1.4 sample")
-    assert calls == []
     assert attachment.data == b"%PDF-1.4 sample"
-    assert attachment.sha256 and attachment.data
+    assert attachment.sha256 and package.subject  # reading the rest decodes nothing
     assert len(calls) == 1
 
 

@@ -21,7 +21,7 @@ def test_wheel_contains_schemas_sample_directory_and_migrations(tmp_path: Path) 
     (wheel,) = tmp_path.glob("gateway-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     schemas = {p.name for p in (ROOT / "gateway" / "envelope" / "schemas").glob("*.xsd")}
-    assert len(schemas) == 8
+    assert len(schemas) == 10
     assert {f"gateway/envelope/schemas/{name}" for name in schemas} <= names
     assert "gateway/directory/data/sample-province.csv" in names
     migrations = {p.name for p in (ROOT / "gateway/ledger/migrations/versions").glob("0*.py")}
