@@ -50,8 +50,9 @@ async def bus_publish(bus: AmqpBus, units: list[str], count: int, tag: str) -> M
     return await measured(count, bus.publish_many(deliveries))
 
 
-async def bare_publish(url: str, bus: AmqpBus, units: list[str], count: int, window: int,
-                       tag: str) -> Measure:
+async def bare_publish(
+    url: str, bus: AmqpBus, units: list[str], count: int, window: int, tag: str
+) -> Measure:
     conn = await aio_pika.connect(url)
     try:
         channel = await conn.channel(publisher_confirms=True)
@@ -64,8 +65,13 @@ async def bare_publish(url: str, bus: AmqpBus, units: list[str], count: int, win
                 await exchange.publish(
                     aio_pika.Message(
                         BODY,
-                        headers={"delivery-id": f"{tag}-{i}", "document-key": f"doc-{i}",
-                                 "recipient": unit, "attempt": 1, "priority": 0},
+                        headers={
+                            "delivery-id": f"{tag}-{i}",
+                            "document-key": f"doc-{i}",
+                            "recipient": unit,
+                            "attempt": 1,
+                            "priority": 0,
+                        },
                         message_id=f"{tag}-{i}",
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     ),
@@ -108,16 +114,18 @@ async def bus_consume(bus: AmqpBus, units: list[str], count: int, prefetch: int)
         tally.one()
 
     async def attach() -> None:
-        subs.extend(await asyncio.gather(
-            *(bus.consume(unit, handler, prefetch=prefetch) for unit in units)))
+        subs.extend(
+            await asyncio.gather(*(bus.consume(unit, handler, prefetch=prefetch) for unit in units))
+        )
 
     result = await consume_rate(tally, attach)
     await asyncio.gather(*(sub.stop() for sub in subs))
     return result
 
 
-async def bare_consume(url: str, bus: AmqpBus, units: list[str], count: int,
-                       prefetch: int) -> Measure:
+async def bare_consume(
+    url: str, bus: AmqpBus, units: list[str], count: int, prefetch: int
+) -> Measure:
     tally = Tally(count)
     conn = await aio_pika.connect_robust(url)
 
@@ -147,16 +155,21 @@ async def main() -> None:
     parser.add_argument("--prefetch", type=int, default=64, help="per unit queue")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--settle", type=float, default=3.0, help="seconds between phases")
-    parser.add_argument("--url", default=os.environ.get(
-        "GATEWAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("GATEWAY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
     args = parser.parse_args()
 
     units = [u.code for u in load_directory(None)]
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory() as tmp:
         bus = AmqpBus(
-            args.url, namespace=namespace, claims=ClaimStore(Path(tmp)),
-            policy=RetryPolicy.of_seconds([30], ttl=3600), publish_window=args.window,
+            args.url,
+            namespace=namespace,
+            claims=ClaimStore(Path(tmp)),
+            policy=RetryPolicy.of_seconds([30], ttl=3600),
+            publish_window=args.window,
         )
         await bus.start()
         try:
@@ -166,14 +179,19 @@ async def main() -> None:
             t = time.perf_counter()
             await bus.declare(units)
             redeclared = time.perf_counter() - t
-            print(f"python {platform.python_version()}, {os.cpu_count()} cores, aio-pika "
-                  f"{aio_pika.__version__}; {len(units)} unit queues (quorum), "
-                  f"{args.messages} messages of {len(BODY)} bytes, window {args.window}, "
-                  f"prefetch {args.prefetch}")
-            print(f"declare {len(units)} units: {declared:.1f} s first, "
-                  f"{redeclared:.1f} s again (idempotent)")
-            results: dict[str, list[float]] = {k: [] for k in
-                                               ("bare pub", "bus pub", "bare con", "bus con")}
+            print(
+                f"python {platform.python_version()}, {os.cpu_count()} cores, aio-pika "
+                f"{aio_pika.__version__}; {len(units)} unit queues (quorum), "
+                f"{args.messages} messages of {len(BODY)} bytes, window {args.window}, "
+                f"prefetch {args.prefetch}"
+            )
+            print(
+                f"declare {len(units)} units: {declared:.1f} s first, "
+                f"{redeclared:.1f} s again (idempotent)"
+            )
+            results: dict[str, list[float]] = {
+                k: [] for k in ("bare pub", "bus pub", "bare con", "bus con")
+            }
             # Client CPU per message: unlike rates, it does not depend on what else runs.
             cpu: dict[str, list[float]] = {k: [] for k in results}
             for r in range(args.rounds):
@@ -184,7 +202,8 @@ async def main() -> None:
                     await asyncio.sleep(args.settle)
                     if who == "bare":
                         rate, used = await bare_publish(
-                            args.url, bus, units, args.messages, args.window, tag)
+                            args.url, bus, units, args.messages, args.window, tag
+                        )
                     else:
                         rate, used = await bus_publish(bus, units, args.messages, tag)
                     results[f"{who} pub"].append(rate)
@@ -192,25 +211,31 @@ async def main() -> None:
                     await asyncio.sleep(args.settle)
                     if who == "bare":
                         rate, used = await bare_consume(
-                            args.url, bus, units, args.messages, args.prefetch)
+                            args.url, bus, units, args.messages, args.prefetch
+                        )
                     else:
-                        rate, used = await bus_consume(
-                            bus, units, args.messages, args.prefetch)
+                        rate, used = await bus_consume(bus, units, args.messages, args.prefetch)
                     results[f"{who} con"].append(rate)
                     cpu[f"{who} con"].append(used)
-                print(f"round {r + 1}: " + ", ".join(
-                    f"{k} {v[-1]:,.0f}/s" for k, v in results.items()))
+                print(
+                    f"round {r + 1}: "
+                    + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in results.items())
+                )
             best = {k: max(v) for k, v in results.items()}
             for what in ("pub", "con"):
                 label = {"pub": "confirmed publishes", "con": "consumed+acked"}[what]
                 bare, ours = best[f"bare {what}"], best[f"bus {what}"]
-                print(f"{label}: AmqpBus {ours:,.0f}/s, bare aio-pika {bare:,.0f}/s "
-                      f"-> {100 * ours / bare:.0f} % (best of {args.rounds}); medians "
-                      f"{statistics.median(results[f'bus {what}']):,.0f}/s and "
-                      f"{statistics.median(results[f'bare {what}']):,.0f}/s")
+                print(
+                    f"{label}: AmqpBus {ours:,.0f}/s, bare aio-pika {bare:,.0f}/s "
+                    f"-> {100 * ours / bare:.0f} % (best of {args.rounds}); medians "
+                    f"{statistics.median(results[f'bus {what}']):,.0f}/s and "
+                    f"{statistics.median(results[f'bare {what}']):,.0f}/s"
+                )
                 us = {k: 1e6 * statistics.median(v) for k, v in cpu.items()}
-                print(f"  client CPU per message: AmqpBus {us[f'bus {what}']:.0f} us, "
-                      f"bare {us[f'bare {what}']:.0f} us (median)")
+                print(
+                    f"  client CPU per message: AmqpBus {us[f'bus {what}']:.0f} us, "
+                    f"bare {us[f'bare {what}']:.0f} us (median)"
+                )
         finally:
             await bus.close()
             for _ in range(30):  # the broker may be restarting (a fault test elsewhere)

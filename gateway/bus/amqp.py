@@ -289,9 +289,7 @@ class AmqpBus:
         if step.outcome is Outcome.RETRYING:
             assert step.delay_ms is not None
             retry_at = now + step.delay_ms / 1000
-            copy = self._amqp_message(
-                env.next_attempt(), body, **{n.H_DELAY: str(step.delay_ms)}
-            )
+            copy = self._amqp_message(env.next_attempt(), body, **{n.H_DELAY: str(step.delay_ms)})
             await self._send(self._delay, copy, env.recipient)
         elif step.outcome in (Outcome.EXPIRED, Outcome.DEAD_LETTERED):
             dead = self._amqp_message(
@@ -353,8 +351,9 @@ class AmqpBus:
             return env.redriven(now, self.policy.expires_at(env.priority, now))
 
         async with self._admin() as admin:
-            moved = await admin.redrive(unit, None if ids is None else set(ids), renew,
-                                        self._amqp_message)
+            moved = await admin.redrive(
+                unit, None if ids is None else set(ids), renew, self._amqp_message
+            )
         if self.observer is not None:
             for env in moved:
                 await self.observer(codec.transition(env, Outcome.REDRIVEN, now))
@@ -410,16 +409,24 @@ class _AmqpConsumer:
                 return body if env.claim is None else await bus.claims.get(env.claim)
 
             step = await flow.attempt(
-                self.handler, env, fetch, redelivered=bool(incoming.redelivered),
-                policy=bus.policy, clock=bus.clock,
+                self.handler,
+                env,
+                fetch,
+                redelivered=bool(incoming.redelivered),
+                policy=bus.policy,
+                clock=bus.clock,
             )
         try:
             await bus._settle(env, incoming.body, step, incoming)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.warning("delivery %s on %s not settled; it will come back", env.delivery_id,
-                        self.unit, exc_info=True)
+            log.warning(
+                "delivery %s on %s not settled; it will come back",
+                env.delivery_id,
+                self.unit,
+                exc_info=True,
+            )
             await asyncio.sleep(1)
             with contextlib.suppress(Exception):
                 await incoming.nack(requeue=True)

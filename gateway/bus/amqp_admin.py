@@ -241,9 +241,7 @@ class Admin:
                         )
                     )
                 except aiormq.exceptions.PublishError as e:
-                    raise GatewayError(
-                        "unknown_recipient", f"no bus queue for unit {unit}"
-                    ) from e
+                    raise GatewayError("unknown_recipient", f"no bus queue for unit {unit}") from e
                 for m, _ in window:
                     await browse.ack(m)
         return [env for _, env in chosen]

@@ -30,8 +30,10 @@ class ClaimStore:
     @staticmethod
     def _digest(ref: str) -> str:
         digest = ref.removeprefix(PREFIX)
-        if not ref.startswith(PREFIX) or len(digest) != 64 or not all(
-            c in "0123456789abcdef" for c in digest
+        if (
+            not ref.startswith(PREFIX)
+            or len(digest) != 64
+            or not all(c in "0123456789abcdef" for c in digest)
         ):
             raise GatewayError("not_found", f"{ref!r} is not a claim-check reference")
         return digest

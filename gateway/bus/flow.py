@@ -48,8 +48,9 @@ async def attempt(
             retryable, reason = True, describe_error(e)
         except Exception as e:
             # Not retryable by the handler's own word: dead-lettered, never looped.
-            log.warning("delivery %s to %s failed for good", env.delivery_id, env.recipient,
-                        exc_info=True)
+            log.warning(
+                "delivery %s to %s failed for good", env.delivery_id, env.recipient, exc_info=True
+            )
             reason = describe_error(e)
         else:
             return Step(Outcome.DELIVERED)

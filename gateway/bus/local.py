@@ -247,14 +247,22 @@ class LocalBus:
 
     async def _lease(self, unit: str, limit: int) -> list[tuple[int, str, bytes, int]]:
         now = self.clock()
-        async with self._tx() as db, db.execute(
-            "UPDATE bus_messages SET state = 'leased', lease_owner = :owner, "
-            "lease_until = :until, handouts = handouts + 1 WHERE seq IN ("
-            f"SELECT seq FROM bus_messages WHERE unit = :unit AND {_DUE} "
-            "ORDER BY seq LIMIT :limit) RETURNING seq, envelope, body, handouts",
-            {"owner": self._owner, "until": now + self.lease, "unit": unit, "now": now,
-             "limit": limit},
-        ) as cur:
+        async with (
+            self._tx() as db,
+            db.execute(
+                "UPDATE bus_messages SET state = 'leased', lease_owner = :owner, "
+                "lease_until = :until, handouts = handouts + 1 WHERE seq IN ("
+                f"SELECT seq FROM bus_messages WHERE unit = :unit AND {_DUE} "
+                "ORDER BY seq LIMIT :limit) RETURNING seq, envelope, body, handouts",
+                {
+                    "owner": self._owner,
+                    "until": now + self.lease,
+                    "unit": unit,
+                    "now": now,
+                    "limit": limit,
+                },
+            ) as cur,
+        ):
             rows = list(await cur.fetchall())
         return sorted((r[0], r[1], r[2], r[3]) for r in rows)
 
@@ -269,9 +277,7 @@ class LocalBus:
         mine = (seq, self._owner)
         async with self._tx() as db:
             if step.outcome is Outcome.DELIVERED:
-                await db.execute(
-                    "DELETE FROM bus_messages WHERE seq = ? AND lease_owner = ?", mine
-                )
+                await db.execute("DELETE FROM bus_messages WHERE seq = ? AND lease_owner = ?", mine)
             elif step.outcome is Outcome.RETRYING:
                 cur = await db.execute(
                     "DELETE FROM bus_messages WHERE seq = ? AND lease_owner = ? RETURNING body",
@@ -353,8 +359,16 @@ class LocalBus:
         for headers, reason, dead_at, expired in rows:
             env = codec.parse_headers(json.loads(headers))
             out.append(
-                DeadLetter(env.delivery_id, env.document_key, env.recipient, env.attempt,
-                           env.priority, reason or "", dead_at, bool(expired))
+                DeadLetter(
+                    env.delivery_id,
+                    env.document_key,
+                    env.recipient,
+                    env.attempt,
+                    env.priority,
+                    reason or "",
+                    dead_at,
+                    bool(expired),
+                )
             )
         return out
 
@@ -437,8 +451,12 @@ class _LocalConsumer:
                 return body if env.claim is None else await self.bus.claims.get(env.claim)
 
             step = await flow.attempt(
-                self.handler, env, fetch, redelivered=redelivered,
-                policy=self.bus.policy, clock=self.bus.clock,
+                self.handler,
+                env,
+                fetch,
+                redelivered=redelivered,
+                policy=self.bus.policy,
+                clock=self.bus.clock,
             )
             await self.bus._settle(seq, env, step)
         except asyncio.CancelledError:
@@ -448,8 +466,12 @@ class _LocalConsumer:
             raise
         except Exception:
             # The observer or the store failed: hand the delivery out again a little later.
-            log.warning("delivery seq %s on %s not settled; it will come back", seq, self.unit,
-                        exc_info=True)
+            log.warning(
+                "delivery seq %s on %s not settled; it will come back",
+                seq,
+                self.unit,
+                exc_info=True,
+            )
             await asyncio.sleep(1)
             with contextlib.suppress(Exception):
                 await self.bus._release(seq)

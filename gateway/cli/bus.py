@@ -95,8 +95,13 @@ def _cell(value: int | None) -> str:
 
 
 @bus.command()
-@click.option("--unit", "units", multiple=True, metavar="CODE",
-              help="Only this unit (repeatable). Default: every unit of the directory.")
+@click.option(
+    "--unit",
+    "units",
+    multiple=True,
+    metavar="CODE",
+    help="Only this unit (repeatable). Default: every unit of the directory.",
+)
 @DIRECTORY_OPTION
 @click.option("--all", "show_all", is_flag=True, help="Also list units with nothing queued.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object keyed by unit code.")
@@ -120,11 +125,13 @@ def status(units: tuple[str, ...], directory: Path | None, show_all: bool, as_js
         click.echo(f"{'UNIT':<22} {'DEPTH':>7} {'IN-FLIGHT':>10} {'RETRYING':>9} {'DEAD':>6}")
         for code in codes:
             c = counters.get(code)
-            if c is None or (not show_all and not units and not (c.depth or c.in_flight
-                                                                 or c.retrying or c.dead)):
+            if c is None or (
+                not show_all and not units and not (c.depth or c.in_flight or c.retrying or c.dead)
+            ):
                 continue
-            click.echo(f"{code:<22} {c.depth:>7} {_cell(c.in_flight):>10} {c.retrying:>9} "
-                       f"{c.dead:>6}")
+            click.echo(
+                f"{code:<22} {c.depth:>7} {_cell(c.in_flight):>10} {c.retrying:>9} {c.dead:>6}"
+            )
         values = list(counters.values())
         flights = [c.in_flight for c in values if c.in_flight is not None]
         total = f"total ({len(values)} units)"

@@ -255,12 +255,16 @@ async def test_retries_a_failed_delivery_on_the_schedule(make_bus: MakeBus) -> N
     assert gaps[0] >= 0.18 and gaps[1] >= 0.38, gaps
     await eventually(lambda: _settled(recorder, "d-A-0"))
     assert recorder.outcomes("d-A-0") == [
-        Outcome.QUEUED, Outcome.RETRYING, Outcome.RETRYING, Outcome.DELIVERED,
+        Outcome.QUEUED,
+        Outcome.RETRYING,
+        Outcome.RETRYING,
+        Outcome.DELIVERED,
     ]
     retrying = [t for t in recorder.transitions if t.outcome is Outcome.RETRYING]
     assert [t.attempt for t in retrying] == [1, 2]
-    assert all(t.retry_at is not None and t.reason and "endpoint down" in t.reason
-               for t in retrying)
+    assert all(
+        t.retry_at is not None and t.reason and "endpoint down" in t.reason for t in retrying
+    )
 
 
 async def test_permanent_failure_is_dead_lettered_at_once(make_bus: MakeBus) -> None:
@@ -350,16 +354,14 @@ async def test_redrive_puts_chosen_dead_letters_back_on_their_unit(make_bus: Mak
     bus = await make_bus(observer=recorder)
     await bus.declare(["A", "B"])
     broken = {"on": True}
-    inboxes = {
-        u: Inbox(lambda m: ValueError("broken") if broken["on"] else None) for u in "AB"
-    }
+    inboxes = {u: Inbox(lambda m: ValueError("broken") if broken["on"] else None) for u in "AB"}
     subs = [await bus.consume(u, inboxes[u]) for u in "AB"]
     await bus.publish_many([delivery("A", i) for i in range(3)] + [delivery("B", 9)])
-    await eventually(
-        lambda: _count(recorder, Outcome.DEAD_LETTERED, 4), timeout=15
-    )
+    await eventually(lambda: _count(recorder, Outcome.DEAD_LETTERED, 4), timeout=15)
     assert sorted(d.delivery_id for d in await bus.dead_letters("A")) == [
-        "d-A-0", "d-A-1", "d-A-2",
+        "d-A-0",
+        "d-A-1",
+        "d-A-2",
     ]
     broken["on"] = False
     assert await bus.redrive("A", ["d-A-1", "unknown-id"]) == 1

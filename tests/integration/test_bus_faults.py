@@ -219,7 +219,10 @@ async def test_a_consumer_killed_before_its_ack_gets_the_delivery_back(
     args, bus = crash_target
     await bus.publish(delivery(0))
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CRASHING_CONSUMER, *args,
+        sys.executable,
+        "-c",
+        CRASHING_CONSUMER,
+        *args,
         stdout=asyncio.subprocess.PIPE,
         cwd=Path(__file__).parents[2],
     )

@@ -17,9 +17,7 @@ async def test_a_body_is_stored_once_and_read_back(tmp_path: Path) -> None:
     ref = await store.put(body)
     assert ref == await store.put(body)
     assert ref.startswith("sha256:")
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [
-        tmp_path / ref[7:9] / ref[7:]
-    ]
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [tmp_path / ref[7:9] / ref[7:]]
     assert await store.get(ref) == body
 
 

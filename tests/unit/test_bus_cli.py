@@ -41,9 +41,7 @@ def make_dead_letters(var: Path, count: int) -> None:
         claims = ClaimStore(var / "claims")
         bus = LocalBus(var / "bus.db", claims=claims, policy=policy, poll_interval=0.05)
         async with bus:
-            await bus.publish_many(
-                Delivery(f"d{i}", f"doc{i}", UNIT, b"x") for i in range(count)
-            )
+            await bus.publish_many(Delivery(f"d{i}", f"doc{i}", UNIT, b"x") for i in range(count))
 
             async def refuse(message: Message) -> None:
                 raise ValueError("no such inbox")

@@ -48,13 +48,20 @@ def test_next_attempt_and_redrive() -> None:
     assert env.attempt == 3 and env.delivery_id == "id-1"
     again = env.redriven(5000.0, 6000.0)
     assert (again.attempt, again.redrives, again.queued_at, again.expires_at) == (
-        1, 1, 5000.0, 6000.0,
+        1,
+        1,
+        5000.0,
+        6000.0,
     )
 
 
 def test_transition_carries_the_delivery_ids() -> None:
     t = codec.transition(envelope(), Outcome.RETRYING, 1001.0, reason="down", retry_at=1031.0)
     assert (t.delivery_id, t.document_key, t.recipient, t.attempt, t.priority) == (
-        "id-1", "doc-1", "000.00.05.H07", 1, 2,
+        "id-1",
+        "doc-1",
+        "000.00.05.H07",
+        1,
+        2,
     )
     assert t.at_datetime.year == 1970 and t.retry_at == 1031.0

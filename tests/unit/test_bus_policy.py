@@ -16,7 +16,13 @@ DEFAULT = RetryPolicy.from_settings(BusSettings())
 def test_default_schedule_is_30s_2min_10min_1h_then_hourly() -> None:
     delays = DEFAULT.normal.delays_ms
     assert [retry_delay_ms(a, delays) for a in range(1, 8)] == [
-        30_000, 120_000, 600_000, 3_600_000, 3_600_000, 3_600_000, 3_600_000,
+        30_000,
+        120_000,
+        600_000,
+        3_600_000,
+        3_600_000,
+        3_600_000,
+        3_600_000,
     ]
     assert DEFAULT.normal.ttl_ms == 24 * 3600 * 1000
 
@@ -41,8 +47,12 @@ def test_attempts_count_from_one() -> None:
 
 def decide(**kw: object) -> object:
     args: dict[str, object] = {
-        "priority": 0, "attempt": 1, "now": 0.0, "expires_at": 86_400.0,
-        "retryable": True, "reason": "down",
+        "priority": 0,
+        "attempt": 1,
+        "now": 0.0,
+        "expires_at": 86_400.0,
+        "retryable": True,
+        "reason": "down",
     }
     args.update(kw)
     return decide_failure(DEFAULT, **args)  # type: ignore[arg-type]
@@ -87,8 +97,13 @@ def test_a_retry_delay_is_always_a_step_of_its_schedule(
     attempt: int, now: float, priority: int
 ) -> None:
     d = decide_failure(
-        DEFAULT, priority=priority, attempt=attempt, now=now,
-        expires_at=DEFAULT.expires_at(priority, 0.0), retryable=True, reason="x",
+        DEFAULT,
+        priority=priority,
+        attempt=attempt,
+        now=now,
+        expires_at=DEFAULT.expires_at(priority, 0.0),
+        retryable=True,
+        reason="x",
     )
     if d.outcome is Outcome.RETRYING:
         assert d.delay_ms in DEFAULT.schedule_for(priority).delays_ms
