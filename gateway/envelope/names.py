@@ -3,7 +3,6 @@ formats (OrganId, DocumentId, dates) that the schema leaves to code."""
 
 from __future__ import annotations
 
-import binascii
 import re
 import string
 from datetime import date, datetime
@@ -88,17 +87,21 @@ _B64_ALPHABET = (string.ascii_letters + string.digits + "+/").encode("ascii")
 _B64_SPACE = b" \t\r\n"
 
 
-def decode_base64(encoded: bytes) -> bytes:
+def decode_base64(text: str) -> bytes:
     """The bytes of base64 text (XML whitespace allowed anywhere).
 
     ValueError when the text is not valid base64: a character outside the alphabet, padding
     that is not at the end, or a length that is not a whole number of 4-character groups.
     Text without whitespace, the common case, is checked and decoded in one SIMD pass."""
     try:
-        return pybase64.b64decode(encoded, validate=True)
-    except binascii.Error:
+        return pybase64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error, or a character outside ASCII
         pass
     # Whitespace (MIME line breaks) or an error: find which, then decode ignoring whitespace.
+    try:
+        encoded = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError("a character outside the base64 alphabet") from None
     rest = encoded.translate(None, _B64_ALPHABET)  # whitespace and padding, if valid
     padding = rest.count(b"=")
     if rest.translate(None, _B64_SPACE + b"="):

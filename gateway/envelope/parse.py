@@ -30,25 +30,48 @@ from gateway.envelope.read import (
     weak_algorithms,
 )
 from gateway.envelope.schema import is_value_error, schema_errors, schema_rejection, where
-from gateway.envelope.xmlsafe import parse_xml
+from gateway.envelope.xmlsafe import check_tree_depth, parse_xml
 from gateway.errors import PackageRejected
 
 DEFAULT_LIMITS = EnvelopeSettings()
 
 
-def package_kind(root: etree._Element) -> Kind:
-    """Document or status packet, from the root and the first child of edXMLHeader."""
+def header_first(root: etree._Element) -> etree._Element | None:
+    """The first element of an edXML package's edXMLHeader (MessageHeader or Status)."""
     if root.tag != names.ROOT:
-        raise PackageRejected(
-            "not_edxml",
-            f"the root element is {root.tag}, not edXML in the namespace {names.NS}",
-            where=f"line {root.sourceline}",
-        )
+        return None
+    try:  # the common case: no comment or processing instruction before them
+        envelope = root[0]
+        header = envelope[0]
+        first = header[0]
+        if (
+            envelope.tag == names.ENVELOPE
+            and header.tag == names.HEADER
+            and isinstance(first.tag, str)
+        ):
+            return first
+    except IndexError:
+        pass
     for envelope in root.iterchildren(names.ENVELOPE):
         for header in envelope.iterchildren(names.HEADER):
-            for _ in header.iterchildren(names.STATUS):
-                return Kind.STATUS
-    return Kind.DOCUMENT
+            return next(header.iterchildren(tag=etree.Element), None)
+    return None
+
+
+def package_kind(root: etree._Element) -> Kind | None:
+    """Document or status packet, from the first element of edXMLHeader; None if not edXML."""
+    if root.tag != names.ROOT:
+        return None
+    first = header_first(root)
+    return Kind.STATUS if first is not None and first.tag == names.STATUS else Kind.DOCUMENT
+
+
+def not_edxml(root: etree._Element) -> PackageRejected:
+    return PackageRejected(
+        "not_edxml",
+        f"the root element is {root.tag}, not edXML in the namespace {names.NS}",
+        where=f"line {root.sourceline}",
+    )
 
 
 def signature_element(root: etree._Element) -> etree._Element:
@@ -105,14 +128,18 @@ def check_signature_policy(root: etree._Element) -> etree._Element:
 # What the schema cannot say of a document's MessageHeader (it admits its children in any
 # order): one To at least, SignerInfo, OtherInfo and ToPlaces at most once, and a DocumentId
 # made of From/OrganId, PromulgationDate and Code (compared collapsed, as read.py compares).
-_MESSAGE_HEADER = "/e:edXML/e:edXMLEnvelope/e:edXMLHeader/e:MessageHeader"
+# Evaluated on the MessageHeader.
 FAST_CHECKS = (
-    f"boolean({_MESSAGE_HEADER}["
     "e:To and not(e:SignerInfo[2]) and not(e:OtherInfo[2]) and not(e:ToPlaces[2]) and "
     "normalize-space(e:DocumentId) = concat(normalize-space(e:From/e:OrganId), ',', "
     "normalize-space(e:PromulgationInfo/e:PromulgationDate), ',', "
-    "normalize-space(e:Code/e:CodeNumber), '/', normalize-space(e:Code/e:CodeNotation))])"
+    "normalize-space(e:Code/e:CodeNumber), '/', normalize-space(e:Code/e:CodeNotation))"
 )
+
+
+# The deepest element a package valid under a strict schema can hold (edXML/.../Receiver/
+# OrganId): the strict schemas admit no wildcard, and a test walks them to prove the bound.
+STRICT_DEPTH = 9
 
 
 class _PerThread(threading.local):
@@ -124,27 +151,44 @@ _local = _PerThread()
 
 
 def read_tree(
-    root: etree._Element, data: bytes, profile: Profile, *, signature_checked: bool = False
+    root: etree._Element,
+    data: bytes,
+    profile: Profile,
+    *,
+    signature_checked: bool = False,
+    unchecked_depth: int | None = None,
 ) -> Package:
     """Schema-validate and read an already parsed tree; ``data`` are the bytes it came from.
 
-    ``signature_checked``: the signature's place and algorithms are known good (verified)."""
-    kind = package_kind(root)
-    errors = schema_errors(root, kind, profile)
+    ``signature_checked``: the signature's place and algorithms are known good (verified).
+    ``unchecked_depth``: the depth limit, when the parse left it to be checked here."""
+    first = header_first(root)
+    if root.tag != names.ROOT:
+        kind = None
+    else:
+        kind = Kind.STATUS if first is not None and first.tag == names.STATUS else Kind.DOCUMENT
+    errors = [] if kind is None else schema_errors(root, kind, profile)
     if not errors and kind is Kind.DOCUMENT and profile is Profile.STRICT:
-        package = _read_fast(root, data)
+        assert first is not None  # the MessageHeader, as the schema requires
+        package = _read_fast(root, first, data)
         if package is not None:
+            if unchecked_depth is not None and unchecked_depth < STRICT_DEPTH:
+                check_tree_depth(root, unchecked_depth)
             return package
+    if unchecked_depth is not None:
+        check_tree_depth(root, unchecked_depth)
+    if kind is None:
+        raise not_edxml(root)
     return read_checked(root, data, kind, profile, errors, signature_checked=signature_checked)
 
 
-def _read_fast(root: etree._Element, data: bytes) -> Package | None:
+def _read_fast(root: etree._Element, message: etree._Element, data: bytes) -> Package | None:
     """A schema-valid strict document, or None when a check fails (read_checked says which).
 
     The strict schema has placed the one signature and checked its algorithms, the OrganId and
     DocumentId formats, dates, counts and the manifest; FAST_CHECKS does the rest, and decoding
     the attachments proves their base64."""
-    if not _local.fast_checks(root):
+    if not _local.fast_checks(message):
         return None
     try:
         attachments = read_attachments(root)
@@ -203,5 +247,5 @@ def parse_package(
     Raises PackageRejected with a catalogue code; under ``compat`` tolerated deviations are in
     ``Package.warnings``. Signatures are placed and their algorithms checked here, not verified:
     that is ``gateway.trust``'s job."""
-    root = parse_xml(data, limits)
-    return read_tree(root, data, Profile(profile))
+    root = parse_xml(data, limits, check_depth=False, content_only=True)
+    return read_tree(root, data, Profile(profile), unchecked_depth=limits.max_depth)

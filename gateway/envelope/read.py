@@ -336,19 +336,21 @@ def _business(trace_list: etree._Element | None) -> Business | None:
 
 
 def _attachment(att: etree._Element) -> Attachment:
-    texts = _texts(att)
-    content_id = _clean(texts.get(CONTENT_ID)) or ""
-    body = att.find(CONTENT_TRANSFER_ENCODED)
+    texts: Texts = {}
+    body: etree._Element | None = None
+    for child in att:  # one pass, and the (large) base64 text made a string only once
+        if child.tag == CONTENT_TRANSFER_ENCODED:
+            body = child
+        else:
+            texts[child.tag] = child.text
     assert body is not None  # required by the schema
+    content_id = _clean(texts.get(CONTENT_ID)) or ""
     try:
-        data = names.decode_base64((body.text or "").encode("ascii"))
-    except (UnicodeEncodeError, ValueError) as e:
-        reason = (
-            "a character outside the base64 alphabet" if isinstance(e, UnicodeEncodeError) else e
-        )
+        data = names.decode_base64(body.text or "")
+    except ValueError as e:
         raise PackageRejected(
             "attachment_bad_encoding",
-            f"ContentTransferEncoded of {content_id} is not valid base64: {reason}",
+            f"ContentTransferEncoded of {content_id} is not valid base64: {e}",
             where=where(body),
         ) from e
     return Attachment(
@@ -362,10 +364,9 @@ def _attachment(att: etree._Element) -> Attachment:
 
 def read_attachments(root: etree._Element) -> tuple[Attachment, ...]:
     """The attachments, decoded (attachment_bad_encoding when one is not base64)."""
-    encoded = root.find(names.ATTACHMENTS)
-    if encoded is None:
-        return ()
-    return tuple(_attachment(att) for att in encoded.iterchildren(ATTACHMENT))
+    for encoded in root.iterchildren(names.ATTACHMENTS):
+        return tuple([_attachment(att) for att in encoded.iterchildren(ATTACHMENT)])
+    return ()
 
 
 def _check_manifest(root: etree._Element, manifest: etree._Element | None) -> None:

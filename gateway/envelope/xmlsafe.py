@@ -21,22 +21,30 @@ from gateway.errors import PackageRejected
 # rest keeps the prolog scan below honest (a UTF-16 "<!DOCTYPE" would not match bytes).
 _FOREIGN_BOMS = (b"\xfe\xff", b"\xff\xfe", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")
 _XML_DECL = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
-# Prolog items that may precede the root element: whitespace, the declaration, comments, PIs.
-_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+# What may precede the root element: whitespace, the declaration, comments, PIs.
+_PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
+
+
+def _hardened_parser(*, remove_blank_text: bool) -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False,
+        load_dtd=False,
+        dtd_validation=False,
+        no_network=True,
+        huge_tree=False,
+        collect_ids=False,
+        remove_blank_text=remove_blank_text,
+    )
 
 
 class _PerThread(threading.local):
     """lxml parsers and compiled XPath objects must not be shared between threads."""
 
     def __init__(self) -> None:
-        self.parser = etree.XMLParser(
-            resolve_entities=False,
-            load_dtd=False,
-            dtd_validation=False,
-            no_network=True,
-            huge_tree=False,
-            collect_ids=False,
-        )
+        self.parser = _hardened_parser(remove_blank_text=False)
+        # For readers of the content only: whitespace between elements is not kept (a leaf's
+        # whitespace-only text is), which spares the tree a node per indentation.
+        self.content_parser = _hardened_parser(remove_blank_text=True)
         self.count_nodes = etree.XPath("count(//node()) + count(//@*)")
         self.too_deep: dict[int, etree.XPath] = {}
 
@@ -66,14 +74,10 @@ def _check_encoding(data: bytes) -> None:
 
 def _check_prolog(data: bytes) -> None:
     """Refuse a DOCTYPE before the root element, without parsing anything else."""
-    pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    end = len(data)
-    while pos < end:
-        m = _PROLOG_ITEM.match(data, pos)
-        if m is None:
-            break
-        pos = m.end()
-    if data.startswith(b"<!DOCTYPE", pos) or data.startswith(b"<!ENTITY", pos):
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    prolog = _PROLOG.match(data, start)
+    pos = prolog.end() if prolog else start
+    if data.startswith((b"<!DOCTYPE", b"<!ENTITY"), pos):
         line = data.count(b"\n", 0, pos) + 1
         raise PackageRejected(
             "xml_forbidden_construct",
@@ -82,18 +86,29 @@ def _check_prolog(data: bytes) -> None:
         )
 
 
-def parse_xml(data: bytes, limits: EnvelopeSettings) -> etree._Element:
-    """Parse untrusted bytes into an element tree, or raise PackageRejected with an xml_* code."""
+def parse_xml(
+    data: bytes,
+    limits: EnvelopeSettings,
+    *,
+    check_depth: bool = True,
+    content_only: bool = False,
+) -> etree._Element:
+    """Parse untrusted bytes into an element tree, or raise PackageRejected with an xml_* code.
+
+    ``check_depth=False`` leaves the depth limit to the caller (``check_tree_depth``), for a
+    caller that knows a cheaper proof (a tree valid under the strict schemas is shallow).
+    ``content_only`` drops whitespace between elements: for reading, never for signing or
+    verifying (the canonical form keeps it)."""
     if len(data) > limits.max_bytes:
         raise PackageRejected(
             "xml_too_large", f"{len(data)} bytes is over the limit of {limits.max_bytes} bytes"
         )
-    if not data.strip():
+    if not data or data.isspace():
         raise PackageRejected("xml_malformed", "the document is empty")
     _check_encoding(data)
     _check_prolog(data)
     try:
-        root = etree.fromstring(data, _local.parser)
+        root = etree.fromstring(data, _local.content_parser if content_only else _local.parser)
     except etree.XMLSyntaxError as e:
         message = str(e.msg or e)
         code = "xml_too_deep" if "depth" in message.lower() else "xml_malformed"
@@ -105,21 +120,22 @@ def parse_xml(data: bytes, limits: EnvelopeSettings) -> etree._Element:
     docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise PackageRejected("xml_forbidden_construct", "DOCTYPE declarations are not allowed")
-    _check_size(root, len(data), limits)
+    if check_depth:
+        check_tree_depth(root, limits.max_depth)
+    _check_nodes(root, len(data), limits.max_nodes)
     return root
 
 
-def _check_size(root: etree._Element, size: int, limits: EnvelopeSettings) -> None:
-    if _local.too_deep_check(limits.max_depth)(root):
-        raise PackageRejected(
-            "xml_too_deep", f"elements are nested deeper than {limits.max_depth} levels"
-        )
+def check_tree_depth(root: etree._Element, max_depth: int) -> None:
+    if _local.too_deep_check(max_depth)(root):
+        raise PackageRejected("xml_too_deep", f"elements are nested deeper than {max_depth} levels")
+
+
+def _check_nodes(root: etree._Element, size: int, max_nodes: int) -> None:
     # Every element or attribute takes at least 4 bytes ("<a/>", ' a=""') and there is at most
     # one text node per element, so a document this small cannot hold too many nodes.
-    if size < 2 * limits.max_nodes:
+    if size < 2 * max_nodes:
         return
     nodes = int(_local.count_nodes(root))  # type: ignore[arg-type]
-    if nodes > limits.max_nodes:
-        raise PackageRejected(
-            "xml_too_deep", f"{nodes} nodes is over the limit of {limits.max_nodes}"
-        )
+    if nodes > max_nodes:
+        raise PackageRejected("xml_too_deep", f"{nodes} nodes is over the limit of {max_nodes}")

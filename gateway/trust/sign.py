@@ -22,7 +22,7 @@ from signxml.signer import XMLSigner
 
 from gateway.config import EnvelopeSettings
 from gateway.envelope import names
-from gateway.envelope.parse import package_kind
+from gateway.envelope.parse import not_edxml, package_kind
 from gateway.envelope.xmlsafe import parse_xml
 from gateway.errors import PackageRejected
 from gateway.trust.pki import PrivateKey, SigningKey
@@ -51,7 +51,8 @@ def sign_package(
     declaration). Raises PackageRejected if the bytes are not edXML or are already signed."""
     method = signature_method(key)
     root = parse_xml(data, limits)
-    package_kind(root)
+    if package_kind(root) is None:
+        raise not_edxml(root)
     header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
     if header is None:
         raise PackageRejected("not_edxml", "the package has no edXMLEnvelope/edXMLHeader")

@@ -33,7 +33,7 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 from gateway.config import EnvelopeSettings
 from gateway.directory import Directory
 from gateway.envelope import Package, Profile, Warning, names, read_tree
-from gateway.envelope.parse import check_signature_policy, package_kind
+from gateway.envelope.parse import check_signature_policy, not_edxml
 from gateway.envelope.xmlsafe import parse_xml
 from gateway.errors import PackageRejected
 from gateway.trust.pki import organ_ids
@@ -331,7 +331,7 @@ def verify_signature(
     now = dt.datetime.now(dt.UTC) if now is None else now
     root = parse_xml(data, limits)
     if root.tag != names.ROOT:
-        package_kind(root)  # raises not_edxml with the details
+        raise not_edxml(root)
     found = _signature(root, profile)
     if isinstance(found, SignatureState):
         message = (
