@@ -97,21 +97,19 @@ def decode_base64(text: str) -> bytes:
         return pybase64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error, or a character outside ASCII
         pass
-    # Whitespace (MIME line breaks) or an error: find which, then decode ignoring whitespace.
+    # Whitespace (MIME line breaks) or an error: find which, then decode without whitespace.
     try:
-        encoded = text.encode("ascii")
+        compact = text.encode("ascii").translate(None, _B64_SPACE)
     except UnicodeEncodeError:
         raise ValueError("a character outside the base64 alphabet") from None
-    rest = encoded.translate(None, _B64_ALPHABET)  # whitespace and padding, if valid
-    padding = rest.count(b"=")
-    if rest.translate(None, _B64_SPACE + b"="):
+    padding = compact.translate(None, _B64_ALPHABET)  # only the padding, if valid
+    if padding.strip(b"="):
         raise ValueError("a character outside the base64 alphabet")
-    if padding > 2 or (padding and not encoded.rstrip(_B64_SPACE).endswith(b"=" * padding)):
+    if len(padding) > 2 or not compact.endswith(padding):
         raise ValueError("padding ('=') that is not at the end")
-    significant = len(encoded) - len(rest) + padding
-    if significant % 4:
-        raise ValueError(f"{significant} base64 characters, not a multiple of 4")
-    return pybase64.b64decode(encoded.translate(None, _B64_SPACE), validate=True)
+    if len(compact) % 4:
+        raise ValueError(f"{len(compact)} base64 characters, not a multiple of 4")
+    return pybase64.b64decode(compact, validate=True)
 
 
 _XML_SPACE = re.compile(r"[ \t\r\n]+")

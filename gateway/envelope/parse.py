@@ -170,7 +170,7 @@ def read_tree(
     errors = [] if kind is None else schema_errors(root, kind, profile)
     if not errors and kind is Kind.DOCUMENT and profile is Profile.STRICT:
         assert first is not None  # the MessageHeader, as the schema requires
-        package = _read_fast(root, first, data)
+        package = read_valid_document(root, first, data)
         if package is not None:
             if unchecked_depth is not None and unchecked_depth < STRICT_DEPTH:
                 check_tree_depth(root, unchecked_depth)
@@ -182,8 +182,11 @@ def read_tree(
     return read_checked(root, data, kind, profile, errors, signature_checked=signature_checked)
 
 
-def _read_fast(root: etree._Element, message: etree._Element, data: bytes) -> Package | None:
-    """A schema-valid strict document, or None when a check fails (read_checked says which).
+def read_valid_document(
+    root: etree._Element, message: etree._Element, data: bytes
+) -> Package | None:
+    """A strict document whose tree the strict schema has found valid, ``message`` its
+    MessageHeader; None when a check fails (read_checked says which).
 
     The strict schema has placed the one signature and checked its algorithms, the OrganId and
     DocumentId formats, dates, counts and the manifest; FAST_CHECKS does the rest, and decoding

@@ -116,6 +116,7 @@ _CARDINALITY = [
     (tag(local), local, low, high) for local, (low, high) in MESSAGE_HEADER_CARDINALITY.items()
 ]
 
+_XML_SPACE = " \t\r\n"
 _WEAK_ALGORITHMS = ("sha1", "sha224", "md5", "ripemd160")
 
 
@@ -135,9 +136,11 @@ class Findings:
 
 
 def _clean(value: str | None) -> str | None:
+    """A text without the XML whitespace around it (as normalize-space and the schema's tokens
+    trim; a no-break space is content), None when nothing is left."""
     if value is None:
         return None
-    value = value.strip()
+    value = value.strip(_XML_SPACE)
     return value or None
 
 

@@ -25,7 +25,7 @@ _XML_DECL = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']
 _PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
 
 
-def _hardened_parser(*, remove_blank_text: bool) -> etree.XMLParser:
+def _hardened_parser(*, content_only: bool) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         load_dtd=False,
@@ -33,7 +33,9 @@ def _hardened_parser(*, remove_blank_text: bool) -> etree.XMLParser:
         no_network=True,
         huge_tree=False,
         collect_ids=False,
-        remove_blank_text=remove_blank_text,
+        remove_blank_text=content_only,
+        remove_comments=content_only,
+        remove_pis=content_only,
     )
 
 
@@ -41,10 +43,11 @@ class _PerThread(threading.local):
     """lxml parsers and compiled XPath objects must not be shared between threads."""
 
     def __init__(self) -> None:
-        self.parser = _hardened_parser(remove_blank_text=False)
-        # For readers of the content only: whitespace between elements is not kept (a leaf's
-        # whitespace-only text is), which spares the tree a node per indentation.
-        self.content_parser = _hardened_parser(remove_blank_text=True)
+        self.parser = _hardened_parser(content_only=False)
+        # For readers of the content only: no comments or processing instructions (the text
+        # around one is one text node, the element's whole value, as the schema and XPath see
+        # it), and no whitespace between elements (a leaf's whitespace-only text is kept).
+        self.content_parser = _hardened_parser(content_only=True)
         self.count_nodes = etree.XPath("count(//node()) + count(//@*)")
         self.too_deep: dict[int, etree.XPath] = {}
 
@@ -97,8 +100,8 @@ def parse_xml(
 
     ``check_depth=False`` leaves the depth limit to the caller (``check_tree_depth``), for a
     caller that knows a cheaper proof (a tree valid under the strict schemas is shallow).
-    ``content_only`` drops whitespace between elements: for reading, never for signing or
-    verifying (the canonical form keeps it)."""
+    ``content_only`` drops comments, processing instructions and whitespace between elements:
+    for reading, never for signing or verifying (the canonical form keeps them)."""
     if len(data) > limits.max_bytes:
         raise PackageRejected(
             "xml_too_large", f"{len(data)} bytes is over the limit of {limits.max_bytes} bytes"
