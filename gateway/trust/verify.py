@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import threading
 from base64 import b64decode
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -32,8 +33,15 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from gateway.config import EnvelopeSettings
 from gateway.directory import Directory
-from gateway.envelope import Package, Profile, Warning, names, read_tree
-from gateway.envelope.parse import check_signature_policy, not_edxml
+from gateway.envelope import Kind, Package, Profile, Warning, names, read_tree
+from gateway.envelope.parse import (
+    STRICT_DEPTH,
+    check_signature_policy,
+    header_first,
+    not_edxml,
+    read_valid_document,
+)
+from gateway.envelope.schema import schema_errors
 from gateway.envelope.xmlsafe import parse_xml
 from gateway.errors import PackageRejected
 from gateway.trust.pki import organ_ids
@@ -258,10 +266,16 @@ class _TreeVerifier(XMLVerifier):
 
 
 def _check_signature(
-    root: etree._Element, leaf: x509.Certificate, now: dt.datetime, profile: Profile
+    root: etree._Element,
+    leaf: x509.Certificate,
+    now: dt.datetime,
+    profile: Profile,
+    *,
+    schema_checked: bool = False,
 ) -> tuple[etree._Element, etree._Element]:
     """Cryptographic check by signxml: the signed XML (without the signature) and a copy of the
-    signature element."""
+    signature element. ``schema_checked``: the strict schema has validated the signature (a
+    stricter XMLDSig schema than signxml's own, which is then not run again)."""
     # Certificate validity is the trust store's job (with precise codes); signxml checks the
     # certificate's dates too, so it is given a time inside them.
     inside = min(max(now, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
@@ -275,7 +289,9 @@ def _check_signature(
         verification_time=inside,
     )
     try:
-        result = _TreeVerifier().verify(root, x509_cert=leaf, expect_config=config)
+        result = _TreeVerifier().verify(
+            root, x509_cert=leaf, expect_config=config, validate_schema=not schema_checked
+        )
     except InvalidDigest as e:
         raise PackageRejected(
             "signature_invalid", "the content does not match the signature (changed after signing)"
@@ -381,10 +397,10 @@ def verify_signature(
 
 
 def _check_sender(
-    package: Package, content: SignedContent, directory: Directory, profile: Profile
+    sender: str, content: SignedContent, directory: Directory, profile: Profile
 ) -> tuple[bool, PackageRejected | None]:
-    """Whether the signer is bound to From/OrganId; sender_* problems (raised in strict)."""
-    sender = package.sender.organ_id
+    """Whether the signer is bound to ``sender`` (From/OrganId); sender_* problems (raised in
+    strict)."""
     unit = directory.get(sender)
     if unit is None and profile is Profile.STRICT:
         raise PackageRejected("sender_unknown", f"the sender {sender} is not in the unit directory")
@@ -419,10 +435,15 @@ def verify_package(
     Raises PackageRejected with a catalogue code (everything ``parse_package`` raises, and
     signature_*, cert_*, sender_*). ``now`` defaults to the current time (UTC)."""
     profile = Profile(profile)
+    now = dt.datetime.now(dt.UTC) if now is None else now
+    if profile is Profile.STRICT:
+        verified = _verify_valid_document(data, trust, directory, now, limits)
+        if verified is not None:
+            return verified
     content = verify_signature(data, trust, profile, now, limits=limits)
     signed = content.certificate is not None
     package = read_tree(content.tree, data, profile, signature_checked=signed)
-    bound, mismatch = _check_sender(package, content, directory, profile)
+    bound, mismatch = _check_sender(package.sender.organ_id, content, directory, profile)
     problem = content.problem or mismatch
     state = content.state
     if state is SignatureState.VALID and mismatch is not None:
@@ -439,6 +460,56 @@ def verify_package(
         problem.message if problem else None,
         content.certificate,
     )
+
+
+class _PerThread(threading.local):
+    def __init__(self) -> None:
+        self.sender = etree.XPath("normalize-space(e:From/e:OrganId)", namespaces={"e": names.NS})
+
+
+_local = _PerThread()
+
+
+def _verify_valid_document(
+    data: bytes, trust: TrustStore, directory: Directory, now: dt.datetime, limits: EnvelopeSettings
+) -> VerifiedPackage | None:
+    """``verify_package`` of a strict document that passes: its result, or None at the first
+    fault, which the checked path (verify_signature, read_tree) then names.
+
+    The strict schema, validated first on the parsed bytes, stands for the signature policy
+    (one signature, its place, one Reference URI="", transforms, algorithms) and for signxml's
+    own XMLDSig schema; signxml's signed XML is the same content without the signature, so it
+    is read without validating it again."""
+    try:
+        root = parse_xml(data, limits, check_depth=limits.max_depth < STRICT_DEPTH)
+        first = header_first(root)
+        if first is None or first.tag != names.MESSAGE_HEADER:
+            return None
+        if schema_errors(root, Kind.DOCUMENT, Profile.STRICT):
+            return None
+        _check_no_unsigned_nodes(root)
+        header = first.getparent()
+        assert header is not None
+        certs = _signer_certificates(header[-1])  # the schema placed the signature last
+        if not certs:
+            return None
+        leaf = _leaf(certs)
+        signed, _ = _check_signature(root, leaf, now, Profile.STRICT, schema_checked=True)
+        signer = trust.check_signer(leaf, now, [c for c in certs if c is not leaf])
+        message = header_first(signed)
+        if message is None:
+            return None
+        package = read_valid_document(signed, message, data)
+        if package is None:
+            return None
+        content = SignedContent(
+            signed, SignatureState.VALID, leaf, signer.sha256, signer.organ_ids, None
+        )
+        sender = str(_local.sender(message))
+        _check_sender(sender, content, directory, Profile.STRICT)  # raises unless bound
+    except PackageRejected:
+        return None
+    return VerifiedPackage(package, SignatureState.VALID, sender, signer.sha256, certificate=leaf)
 
 
 def _compat_warnings(
