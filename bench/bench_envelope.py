@@ -85,8 +85,8 @@ def main() -> None:
             if not schema.validate(root):
                 raise AssertionError(schema.error_log)
 
-        def read_all(data: bytes = data) -> None:
-            repr(parse_package(data))  # repr reads every field of the deferred model
+        def read_all(data: bytes = data) -> object:
+            return parse_package(data).subject  # the first deferred field read fills them all
 
         rates = best_rates(
             {"raw": raw, "ours": lambda data=data: parse_package(data), "all": read_all},

@@ -1,11 +1,14 @@
 """verify_package against signxml's own verify() with a pinned certificate on the same bytes,
 for an 8 KiB and a 64 KiB signed package; and `gateway keys init` for the sample directory.
 
-verify_package = verify_signature (hardened parse, signature policy, signxml with the
-certificate and location pinned, cached chain and CRL checks) + the envelope's XSD and model
-read from the signed XML + the sender binding. Both rates are shown, with their ratio to
-signxml's. The three are measured in alternating rounds and each keeps its best round, so
-that load from other processes on the machine hurts all of them alike.
+verify_package of a valid strict document: hardened parse, the strict edXML schema (which
+also stands for the signature policy and for signxml's own XMLDSig schema), signxml with the
+certificate and location pinned, cached chain and CRL checks, the checks the schema cannot
+express, the sender binding; the model is read from the signed XML when first used. Also
+shown: verify_package with every field of the model read, and verify_signature (the
+signature layer alone, the path any package that fails a check takes). All are measured in
+alternating rounds and each keeps its best round, so that load from other processes on the
+machine hurts all of them alike.
 
     .venv/bin/python bench/bench_verify.py [--seconds 3] [--rounds 5] [--rsa]
 
@@ -104,6 +107,9 @@ def main() -> None:
                 {
                     "signxml": lambda d=data: XMLVerifier().verify(d, x509_cert=cert),
                     "package": lambda d=data: verify_package(d, trust, directory, "strict", now),
+                    "read": lambda d=data: (
+                        verify_package(d, trust, directory, "strict", now).package.subject
+                    ),
                     "signature": lambda d=data: verify_signature(d, trust, "strict", now),
                 },
                 args.seconds * 3,
@@ -113,7 +119,8 @@ def main() -> None:
             print(
                 f"{len(data) / 1024:5.1f} KiB: signxml verify() {base:6.0f}/s | "
                 f"verify_package {rates['package']:6.0f}/s = {rates['package'] / base:4.0%} "
-                f"(goal >= 85 %) | verify_signature {rates['signature']:6.0f}/s = "
+                f"(goal >= 85 %) | + every field read {rates['read']:6.0f}/s = "
+                f"{rates['read'] / base:4.0%} | verify_signature {rates['signature']:6.0f}/s = "
                 f"{rates['signature'] / base:4.0%}"
             )
 

@@ -216,12 +216,9 @@ class Package:
             read = object.__getattribute__(self, "_read")
             if read is None or name.startswith("__"):
                 raise AttributeError(name)
-            full = read()
-            for f in fields(self):
-                try:
-                    object.__getattribute__(self, f.name)
-                except AttributeError:
-                    object.__setattr__(self, f.name, getattr(full, f.name))
+            full = read()  # it reads the known fields as they are
+            for field_name in _PACKAGE_FIELDS:
+                object.__setattr__(self, field_name, getattr(full, field_name))
             object.__setattr__(self, "_read", None)
             return object.__getattribute__(self, name)
 
@@ -232,3 +229,6 @@ class Package:
         A status packet names the document it answers (whose sender is its recipient)."""
         issuer = self.recipients[0] if self.kind is Kind.STATUS else self.sender
         return f"{issuer.organ_id}|{self.document_id}"
+
+
+_PACKAGE_FIELDS = tuple(f.name for f in fields(Package) if f.name != "_read")

@@ -199,7 +199,7 @@ def read_valid_document(
         return None
 
     def read() -> Package:
-        header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
+        header = message.getparent()
         assert header is not None
         findings = Findings(Profile.STRICT)
         sha256 = hashlib.sha256(data).hexdigest()

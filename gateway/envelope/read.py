@@ -167,9 +167,19 @@ def _real(parse: Callable[[str], _T], el: etree._Element) -> _T:
         ) from e
 
 
+def _first(el: etree._Element, clark: str) -> etree._Element | None:
+    """The first child with that tag (faster than find(), which parses a path)."""
+    return next(el.iterchildren(clark), None)
+
+
+def _first_text(el: etree._Element, clark: str) -> str | None:
+    child = next(el.iterchildren(clark), None)
+    return None if child is None else child.text
+
+
 def _child(el: etree._Element, clark: str) -> etree._Element:
     """A child the schema requires."""
-    child = el.find(clark)
+    child = _first(el, clark)
     assert child is not None, clark
     return child
 
@@ -315,14 +325,14 @@ def _staff(el: etree._Element | None) -> StaffInfo | None:
 
 
 def _business(trace_list: etree._Element | None) -> Business | None:
-    el = None if trace_list is None else trace_list.find(BUSSINESS)
+    el = None if trace_list is None else _first(trace_list, BUSSINESS)
     if el is None:
         return None
     texts = _texts(el)
     receivers = tuple(
         Receiver(
-            organ_id=_clean(r.findtext(ORGAN_ID)) or "",
-            added=_clean(r.findtext(RECEIVER_TYPE)) == "1",
+            organ_id=_clean(_first_text(r, ORGAN_ID)) or "",
+            added=_clean(_first_text(r, RECEIVER_TYPE)) == "1",
         )
         for r in el.iterfind(
             f"{tag('BussinessDocumentInfo')}/{tag('ReceiverList')}/{tag('Receiver')}"
@@ -333,7 +343,7 @@ def _business(trace_list: etree._Element | None) -> Business | None:
         reason=_clean(texts.get(BUSSINESS_DOC_REASON)),
         document_id=_clean(texts.get(DOCUMENT_ID)),
         paper=_int(texts.get(PAPER)),
-        staff=_staff(el.find(STAFF_INFO)),
+        staff=_staff(_first(el, STAFF_INFO)),
         receivers=receivers,
     )
 
@@ -378,10 +388,10 @@ def _check_manifest(root: etree._Element, manifest: etree._Element | None) -> No
     referenced: dict[str, etree._Element] = {}
     if manifest is not None:
         for ref in manifest.iterchildren(REFERENCE):
-            referenced[names.collapse(ref.findtext(CONTENT_ID) or "")] = ref
-    encoded = root.find(names.ATTACHMENTS)
+            referenced[names.collapse(_first_text(ref, CONTENT_ID) or "")] = ref
+    encoded = _first(root, names.ATTACHMENTS)
     for att in () if encoded is None else encoded.iterchildren(ATTACHMENT):
-        content_id = names.collapse(att.findtext(CONTENT_ID) or "")
+        content_id = names.collapse(_first_text(att, CONTENT_ID) or "")
         if referenced.pop(content_id, None) is None:
             raise PackageRejected(
                 "attachment_unreferenced",
@@ -445,7 +455,7 @@ def read_document(
 ) -> Package:
     """The model of a document package; ``attachments`` when already read; ``reading`` are
     Package's raw/sha256 fields."""
-    message = header.find(names.MESSAGE_HEADER)
+    message = _first(header, names.MESSAGE_HEADER)
     assert message is not None  # the caller decided the kind from it
     groups = _group(message)
     _check_cardinality(message, groups)
@@ -473,7 +483,7 @@ def read_document(
     due = _one(groups, DUE_DATE)
     steering = _one(groups, STEERING_TYPE)
     content = _one(groups, CONTENT)
-    trace_list = header.find(names.TRACE_LIST)
+    trace_list = _first(header, names.TRACE_LIST)
     traces = _traces(trace_list, findings)
     response_for = tuple(_response_for(el, findings) for el in groups.get(RESPONSE_FOR, ()))
     if attachments is None:
@@ -502,7 +512,7 @@ def read_document(
             full_name=_clean(signer.get(FULL_NAME)),
         ),
         due_date=None if due is None else _real(names.parse_date, due),
-        priority=(None if other is None else _int(other.findtext(PRIORITY))) or 0,
+        priority=(None if other is None else _int(_first_text(other, PRIORITY))) or 0,
         steering_type=None if steering is None else _int(steering.text),
         to_places=()
         if places is None
@@ -518,7 +528,7 @@ def read_document(
 
 def read_status(header: etree._Element, findings: Findings, **reading: Any) -> Package:
     """The model of a status packet; ``reading`` are Package's raw/sha256 fields."""
-    status = header.find(names.STATUS)
+    status = _first(header, names.STATUS)
     assert status is not None  # the caller decided the kind from it
     groups = _group(status)
     status_code_el = groups[STATUS_CODE][0]
@@ -542,7 +552,7 @@ def read_status(header: etree._Element, findings: Findings, **reading: Any) -> P
     )
     stamp_el = groups[TIMESTAMP][0]
     description = _one(groups, DESCRIPTION)
-    traces = _traces(header.find(names.TRACE_LIST), findings)
+    traces = _traces(_first(header, names.TRACE_LIST), findings)
     return Package(
         kind=Kind.STATUS,
         sender=responder,

@@ -364,3 +364,58 @@ def test_verify_signature_returns_the_signed_tree_and_signer(kit: Pki) -> None:
     assert content.state is SignatureState.VALID
     assert content.organ_ids == (SENDER,)
     assert content.tree.find(f"{names.ENVELOPE}/{names.HEADER}/{names.DS_SIGNATURE}") is not None
+
+
+def test_a_valid_strict_document_takes_the_fast_path_with_the_checked_paths_result(
+    kit: Pki,
+) -> None:
+    """The fast path (schema first, model deferred) and the checked path (signature policy,
+    signxml, schema on the signed XML, eager reading) give the same verified package."""
+    from gateway.envelope import read_tree
+    from gateway.envelope.model import Package
+
+    data = kit.signed(SENDER, document_from(SENDER))
+    fast = verify_package(data, kit.trust(), kit.directory(), STRICT, NOW)
+    assert object.__getattribute__(fast.package, "_read") is not None  # deferred: fast path
+    content = verify_signature(data, kit.trust(), STRICT, NOW)
+    checked = read_tree(content.tree, data, STRICT, signature_checked=True)
+    for f in dataclasses.fields(Package):
+        if f.name != "_read":
+            assert getattr(fast.package, f.name) == getattr(checked, f.name), f.name
+    assert (fast.signature_state, fast.signer, fast.cert_sha256) == (
+        content.state,
+        SENDER,
+        content.sha256,
+    )
+    assert (fast.problem, fast.message, fast.certificate) == (None, None, content.certificate)
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        pytest.param(
+            lambda root: (
+                root.find(f".//{names.ENVELOPE}/{names.HEADER}/{names.MESSAGE_HEADER}")
+                .find(f"{{{names.NS}}}Subject")
+                .__setattr__("text", "changed after signing")
+            ),
+            "signature_invalid",
+            id="content-changed",
+        ),
+        pytest.param(
+            lambda root: root.find(
+                f"{names.ENVELOPE}/{names.HEADER}/{names.MESSAGE_HEADER}"
+            ).append(etree.Comment("unsigned")),
+            "signature_ambiguous",
+            id="comment-added",
+        ),
+    ],
+)
+def test_a_fault_after_the_schema_is_named_by_the_checked_path(
+    kit: Pki, change: object, code: str
+) -> None:
+    """Schema-valid packages that fail later (the signature, the unsigned-nodes rule) leave
+    the fast path and get the checked path's precise code."""
+    root = etree.fromstring(kit.signed(SENDER, document_from(SENDER)))
+    change(root)  # type: ignore[operator]
+    assert rejected(etree.tostring(root, xml_declaration=True, encoding="UTF-8"), kit).code == code
