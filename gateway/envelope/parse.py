@@ -58,11 +58,12 @@ def header_first(root: etree._Element) -> etree._Element | None:
     return None
 
 
-def package_kind(root: etree._Element) -> Kind | None:
-    """Document or status packet, from the first element of edXMLHeader; None if not edXML."""
+def package_kind(root: etree._Element, first: etree._Element | None = None) -> Kind | None:
+    """Document or status packet, from the first element of edXMLHeader (``first`` when
+    already found); None if not edXML."""
     if root.tag != names.ROOT:
         return None
-    first = header_first(root)
+    first = header_first(root) if first is None else first
     return Kind.STATUS if first is not None and first.tag == names.STATUS else Kind.DOCUMENT
 
 
@@ -163,20 +164,17 @@ def read_tree(
     ``signature_checked``: the signature's place and algorithms are known good (verified).
     ``unchecked_depth``: the depth limit, when the parse left it to be checked here."""
     first = header_first(root)
-    if root.tag != names.ROOT:
-        kind = None
-    else:
-        kind = Kind.STATUS if first is not None and first.tag == names.STATUS else Kind.DOCUMENT
+    kind = package_kind(root, first)
     errors = [] if kind is None else schema_errors(root, kind, profile)
+    package = None
     if not errors and kind is Kind.DOCUMENT and profile is Profile.STRICT:
         assert first is not None  # the MessageHeader, as the schema requires
         package = read_valid_document(root, first, data)
-        if package is not None:
-            if unchecked_depth is not None and unchecked_depth < STRICT_DEPTH:
-                check_tree_depth(root, unchecked_depth)
-            return package
-    if unchecked_depth is not None:
+    # A tree valid under a strict schema is no deeper than STRICT_DEPTH.
+    if unchecked_depth is not None and (package is None or unchecked_depth < STRICT_DEPTH):
         check_tree_depth(root, unchecked_depth)
+    if package is not None:
+        return package
     if kind is None:
         raise not_edxml(root)
     return read_checked(root, data, kind, profile, errors, signature_checked=signature_checked)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.bus import Bus, Delivery, Outcome, Transition
-from gateway.config import Settings
+from gateway.config import EnvelopeSettings, Settings
 from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
 from gateway.errors import GatewayError, PackageRejected
@@ -58,6 +58,21 @@ _OUTCOMES: dict[Outcome, tuple[Transport, EventType]] = {
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _verify_and_read(
+    data: bytes,
+    trust: TrustStore,
+    directory: Directory,
+    profile: Profile,
+    now: datetime,
+    limits: EnvelopeSettings,
+) -> VerifiedPackage:
+    """verify_package with the model read in full, so that the reading is done in the worker
+    thread rather than on the event loop when submit first uses a field."""
+    verified = verify_package(data, trust, directory, profile, now, limits=limits)
+    verified.package.subject  # noqa: B018  # the first deferred field read fills them all
+    return verified
 
 
 class Rejected(PackageRejected):
@@ -108,13 +123,13 @@ class Gateway:
             raise GatewayError("forbidden", "only operators relay packets in the compat profile")
         try:
             verified = await asyncio.to_thread(
-                verify_package,
+                _verify_and_read,
                 data,
                 self.trust,
                 self.directory,
                 profile,
                 self.clock(),
-                limits=self.settings.envelope,
+                self.settings.envelope,
             )
         except PackageRejected as e:
             await self._record_rejection(data, principal.unit, None, e)
