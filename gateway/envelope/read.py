@@ -352,10 +352,11 @@ def _attachment(att: etree._Element) -> Attachment:
     texts: Texts = {}
     body: etree._Element | None = None
     for child in att:  # one pass, and the (large) base64 text made a string only once
-        if child.tag == CONTENT_TRANSFER_ENCODED:
+        tag = child.tag
+        if tag == CONTENT_TRANSFER_ENCODED:
             body = child
         else:
-            texts[child.tag] = child.text
+            texts[tag] = child.text
     assert body is not None  # required by the schema
     content_id = _clean(texts.get(CONTENT_ID)) or ""
     try:

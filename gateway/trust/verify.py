@@ -15,6 +15,7 @@ In ``compat`` the failures that legacy and relayed packets show become a recorde
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import enum
@@ -253,16 +254,36 @@ def _leaf(certs: list[x509.Certificate]) -> x509.Certificate:
     return leaves[0]
 
 
+@dataclass(frozen=True, slots=True)
+class _WholeTree:
+    """What ``_TreeVerifier._tostring`` gives for a whole document: the tree, to be copied."""
+
+    root: etree._Element
+
+
 class _TreeVerifier(XMLVerifier):
     """signxml's verifier, given the tree our hardened parser made of the same bytes.
 
     signxml copies the tree before it changes anything (the enveloped transform works on a
-    copy), so parsing the bytes a second time would only repeat our parse."""
+    copy), so parsing the bytes a second time would only repeat our parse. It copies a tree by
+    serializing and parsing it again (``_fromstring(_tostring(node))``), which keeps the
+    namespaces a sub-element inherits; a whole document has none to inherit, so for it a deep
+    copy gives the same tree (and the same canonical form) at a third of the cost."""
 
     def get_root(self, data: Any) -> Any:
         if isinstance(data, etree._Element):
             return data
         return super().get_root(data)  # type: ignore[no-untyped-call]
+
+    def _tostring(self, xml_node: Any, **kwargs: Any) -> Any:
+        if not kwargs and isinstance(xml_node, etree._Element) and xml_node.getparent() is None:
+            return _WholeTree(xml_node)
+        return super()._tostring(xml_node, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _fromstring(self, xml_string: Any, **kwargs: Any) -> Any:
+        if isinstance(xml_string, _WholeTree):
+            return copy.deepcopy(xml_string.root)
+        return super()._fromstring(xml_string, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def _check_signature(
