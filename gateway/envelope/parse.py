@@ -5,7 +5,7 @@ The steps, each refusing as early and as cheaply as it can: size cap, hardened p
 
 Most packages are valid, so validity is decided on the fast path: the schemas say nearly
 everything (formats, real dates, counts, pairings, and in strict the whole signature policy),
-one compiled XPath checks the rest, and a strict document's fields other than its attachments
+one compiled XPath checks the rest, and a strict document's fields other than its kind
 are read from the tree only when first used (``Package.deferred``). Whenever the fast path
 finds a fault, the checked path (``read_checked``) takes over: every check in its documented
 order, the first failure raised with its own error code, the same verdict either way.
@@ -23,7 +23,7 @@ from gateway.envelope import names
 from gateway.envelope.model import Kind, Package, Profile
 from gateway.envelope.read import (
     Findings,
-    read_attachments,
+    decode_attachments,
     read_document,
     read_status,
     signature_warnings,
@@ -192,20 +192,18 @@ def read_valid_document(
     if not _local.fast_checks(message):
         return None
     try:
-        attachments = read_attachments(root)
+        contents = decode_attachments(root)
     except PackageRejected:
         return None
 
     def read() -> Package:
         header = message.getparent()
         assert header is not None
-        findings = Findings(Profile.STRICT)
+        findings = Findings(Profile.STRICT, checked=True)
         sha256 = hashlib.sha256(data).hexdigest()
-        return read_document(root, header, findings, attachments, raw=data, sha256=sha256)
+        return read_document(root, header, findings, contents, raw=data, sha256=sha256)
 
-    return Package.deferred(
-        read, kind=Kind.DOCUMENT, raw=data, attachments=attachments, warnings=()
-    )
+    return Package.deferred(read, kind=Kind.DOCUMENT, raw=data, warnings=())
 
 
 def read_checked(

@@ -8,7 +8,7 @@ an error's location only when there is an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any, TypeVar
 
@@ -121,10 +121,14 @@ _WEAK_ALGORITHMS = ("sha1", "sha224", "md5", "ripemd160")
 
 
 class Findings:
-    """Deviations of one package: raised at once in strict, kept as warnings in compat."""
+    """Deviations of one package: raised at once in strict, kept as warnings in compat.
 
-    def __init__(self, profile: Profile) -> None:
+    ``checked``: the package has passed every check already (the fast path), so the reading
+    skips the checks that only look for deviations."""
+
+    def __init__(self, profile: Profile, *, checked: bool = False) -> None:
         self.profile = profile
+        self.checked = checked
         self.warnings: list[Warning] = []
 
     def deviation(
@@ -208,7 +212,7 @@ def _check_cardinality(header: etree._Element, groups: dict[Any, list[etree._Ele
 
 def _organ_id(value: str | None, el: etree._Element, findings: Findings, what: str) -> str:
     organ_id = _clean(value) or ""
-    if names.ORGAN_ID.fullmatch(organ_id) is None:
+    if not findings.checked and names.ORGAN_ID.fullmatch(organ_id) is None:
         findings.deviation(
             "organ_id_invalid",
             "organ_id_nonstandard",
@@ -244,7 +248,7 @@ def _recipients(elements: Iterable[etree._Element], findings: Findings) -> tuple
     for el in elements:
         org = _organization(el, findings, "To")
         key = names.collapse(org.organ_id)  # as the schema's RecipientOnce compares them
-        if key in seen:
+        if key in seen and not findings.checked:
             raise PackageRejected(
                 "recipient_duplicate",
                 f"{org.organ_id} is named twice as a recipient",
@@ -348,7 +352,18 @@ def _business(trace_list: etree._Element | None) -> Business | None:
     )
 
 
-def _attachment(att: etree._Element) -> Attachment:
+def _decode(body: etree._Element, content_id: str) -> bytes:
+    try:
+        return names.decode_base64(body.text or "")
+    except ValueError as e:
+        raise PackageRejected(
+            "attachment_bad_encoding",
+            f"ContentTransferEncoded of {content_id} is not valid base64: {e}",
+            where=where(body),
+        ) from e
+
+
+def _attachment(att: etree._Element, content: bytes | None) -> Attachment:
     texts: Texts = {}
     body: etree._Element | None = None
     for child in att:  # one pass, and the (large) base64 text made a string only once
@@ -359,28 +374,39 @@ def _attachment(att: etree._Element) -> Attachment:
             texts[tag] = child.text
     assert body is not None  # required by the schema
     content_id = _clean(texts.get(CONTENT_ID)) or ""
-    try:
-        data = names.decode_base64(body.text or "")
-    except ValueError as e:
-        raise PackageRejected(
-            "attachment_bad_encoding",
-            f"ContentTransferEncoded of {content_id} is not valid base64: {e}",
-            where=where(body),
-        ) from e
     return Attachment(
         content_id,
         _clean(texts.get(ATTACHMENT_NAME)) or "",
         _clean(texts.get(CONTENT_TYPE)) or "",
-        data,
+        _decode(body, content_id) if content is None else content,
         _clean(texts.get(DESCRIPTION)),
     )
 
 
-def read_attachments(root: etree._Element) -> tuple[Attachment, ...]:
-    """The attachments, decoded (attachment_bad_encoding when one is not base64)."""
+def _attachment_elements(root: etree._Element) -> list[etree._Element]:
     for encoded in root.iterchildren(names.ATTACHMENTS):
-        return tuple([_attachment(att) for att in encoded.iterchildren(ATTACHMENT)])
-    return ()
+        return list(encoded.iterchildren(ATTACHMENT))
+    return []
+
+
+def decode_attachments(root: etree._Element) -> list[bytes]:
+    """The content of each attachment, in order (attachment_bad_encoding when one is not
+    base64): decoding is the check, and the model keeps what it decoded."""
+    return [
+        _decode(body, "an attachment")
+        for att in _attachment_elements(root)
+        for body in att.iterchildren(CONTENT_TRANSFER_ENCODED)
+    ]
+
+
+def read_attachments(
+    root: etree._Element, contents: Sequence[bytes] | None = None
+) -> tuple[Attachment, ...]:
+    """The attachments, decoded unless ``contents`` holds their content already (in order)."""
+    elements = _attachment_elements(root)
+    if contents is None:
+        return tuple([_attachment(att, None) for att in elements])
+    return tuple([_attachment(att, c) for att, c in zip(elements, contents, strict=True)])
 
 
 def _check_manifest(root: etree._Element, manifest: etree._Element | None) -> None:
@@ -451,15 +477,16 @@ def read_document(
     root: etree._Element,
     header: etree._Element,
     findings: Findings,
-    attachments: tuple[Attachment, ...] | None = None,
+    contents: Sequence[bytes] | None = None,
     **reading: Any,
 ) -> Package:
-    """The model of a document package; ``attachments`` when already read; ``reading`` are
-    Package's raw/sha256 fields."""
+    """The model of a document package; ``contents``: the attachments' content, when already
+    decoded (and the manifest checked); ``reading`` are Package's raw/sha256 fields."""
     message = _first(header, names.MESSAGE_HEADER)
     assert message is not None  # the caller decided the kind from it
     groups = _group(message)
-    _check_cardinality(message, groups)
+    if not findings.checked:
+        _check_cardinality(message, groups)
     sender = _organization(groups[FROM][0], findings, "From")
     recipients = _recipients(groups[TO], findings)
 
@@ -472,9 +499,10 @@ def read_document(
     promulgation_date = _real(names.parse_date, _child(info, PROMULGATION_DATE))
     document_id_el = groups[DOCUMENT_ID][0]
     document_id = _clean(document_id_el.text) or ""
-    _check_document_id(
-        document_id, sender.organ_id, promulgation_date, str(code), document_id_el, findings
-    )
+    if not findings.checked:
+        _check_document_id(
+            document_id, sender.organ_id, promulgation_date, str(code), document_id_el, findings
+        )
 
     doc_type = _texts(groups[DOCUMENT_TYPE][0])
     signer_el = _one(groups, SIGNER_INFO)
@@ -487,9 +515,8 @@ def read_document(
     trace_list = _first(header, names.TRACE_LIST)
     traces = _traces(trace_list, findings)
     response_for = tuple(_response_for(el, findings) for el in groups.get(RESPONSE_FOR, ()))
-    if attachments is None:
+    if contents is None:
         _check_manifest(root, root.find(f"{names.ENVELOPE}/{names.BODY}/{names.MANIFEST}"))
-        attachments = read_attachments(root)
     return Package(
         kind=Kind.DOCUMENT,
         sender=sender,
@@ -521,7 +548,7 @@ def read_document(
         response_for=response_for,
         business=_business(trace_list),
         traces=traces,
-        attachments=attachments,
+        attachments=read_attachments(root, contents),
         warnings=tuple(findings.warnings),
         **reading,
     )
