@@ -15,13 +15,12 @@ import argparse
 import os
 import platform
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from lxml import etree
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from rates import best_rates
 from samples import sample_document, with_dummy_signature
 
 from gateway.envelope import Attachment, Kind, Profile, build_package, parse_package
@@ -35,30 +34,6 @@ def package_of_size(target: int) -> bytes:
     data = os.urandom(room * 3 // 4)
     attachment = Attachment("cid:att-1", "cong-van.pdf", "application/pdf", data)
     return with_dummy_signature(build_package(sample_document(attachments=(attachment,))))
-
-
-def best_rates(
-    work: dict[str, Callable[[], object]], seconds: float, rounds: int
-) -> dict[str, float]:
-    """Calls per second of each function: the best of ``rounds`` alternating rounds, so that
-    both sides of a ratio see the same machine (other load, frequency changes)."""
-    best = dict.fromkeys(work, 0.0)
-    for f in work.values():
-        f()  # warm caches (schema load, parser)
-    for _ in range(rounds):
-        for name, f in work.items():
-            count = 0
-            started = time.perf_counter()
-            deadline = started + seconds / rounds
-            while True:
-                for _ in range(50):
-                    f()
-                count += 50
-                now = time.perf_counter()
-                if now >= deadline:
-                    break
-            best[name] = max(best[name], count / (now - started))
-    return best
 
 
 def main() -> None:

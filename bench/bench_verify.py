@@ -24,7 +24,6 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from cryptography import x509
 from signxml.verifier import XMLVerifier
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from rates import best_rates
 from samples import sample_document
 
 from gateway.directory import load_directory
@@ -50,29 +50,6 @@ def package_of_size(target: int, key: SigningKey, cert: x509.Certificate) -> byt
     data = os.urandom(room * 3 // 4)
     attachment = Attachment("cid:att-1", "cong-van.pdf", "application/pdf", data)
     return sign_package(build_package(sample_document(attachments=(attachment,))), key, cert)
-
-
-def best_rates(
-    work: dict[str, Callable[[], object]], seconds: float, rounds: int
-) -> dict[str, float]:
-    """Operations per second of each function: the best of ``rounds`` alternating rounds."""
-    best = dict.fromkeys(work, 0.0)
-    for f in work.values():
-        f()  # warm caches (schemas, chain cache, certificate parse)
-    for _ in range(rounds):
-        for name, f in work.items():
-            count = 0
-            started = time.perf_counter()
-            deadline = started + seconds / rounds
-            while True:
-                for _ in range(10):
-                    f()
-                count += 10
-                now = time.perf_counter()
-                if now >= deadline:
-                    break
-            best[name] = max(best[name], count / (now - started))
-    return best
 
 
 def main() -> None:
