@@ -160,7 +160,7 @@ def _int(value: str | None) -> int | None:
 def _real(parse: Callable[[str], _T], el: etree._Element) -> _T:
     """The date or timestamp ``el`` holds: schema_invalid when it is not even in the format,
     date_invalid when it names no real date."""
-    text = (el.text or "").strip()
+    text = (el.text or "").strip(_XML_SPACE)
     try:
         return parse(text)
     except names.FormatError as e:
@@ -177,7 +177,7 @@ def _first(el: etree._Element, clark: str) -> etree._Element | None:
 
 
 def _first_text(el: etree._Element, clark: str) -> str | None:
-    child = next(el.iterchildren(clark), None)
+    child = _first(el, clark)
     return None if child is None else child.text
 
 
