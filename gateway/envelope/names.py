@@ -83,8 +83,10 @@ def parse_timestamp(value: str) -> datetime:
     )
 
 
+# XML's whitespace (what xs:token collapses and normalize-space trims; a no-break space is not).
+XML_SPACE = " \t\r\n"
+
 _B64_ALPHABET = (string.ascii_letters + string.digits + "+/").encode("ascii")
-_B64_SPACE = b" \t\r\n"
 
 
 def decode_base64(text: str) -> bytes:
@@ -99,7 +101,7 @@ def decode_base64(text: str) -> bytes:
         pass
     # Whitespace (MIME line breaks) or an error: find which, then decode without whitespace.
     try:
-        compact = text.encode("ascii").translate(None, _B64_SPACE)
+        compact = text.encode("ascii").translate(None, XML_SPACE.encode("ascii"))
     except UnicodeEncodeError:
         raise ValueError("a character outside the base64 alphabet") from None
     padding = compact.translate(None, _B64_ALPHABET)  # only the padding, if valid
@@ -112,13 +114,13 @@ def decode_base64(text: str) -> bytes:
     return pybase64.b64decode(compact, validate=True)
 
 
-_XML_SPACE = re.compile(r"[ \t\r\n]+")
+_XML_SPACE_RUN = re.compile(f"[{XML_SPACE}]+")
 
 
 def collapse(value: str) -> str:
     """XSD whitespace collapse (what xs:token values compare as): runs of XML whitespace become
     one space, none at the ends."""
-    return _XML_SPACE.sub(" ", value).strip(" ")
+    return _XML_SPACE_RUN.sub(" ", value).strip(" ")
 
 
 def make_document_id(organ_id: str, promulgation_date: date, number: str, notation: str) -> str:

@@ -116,7 +116,6 @@ _CARDINALITY = [
     (tag(local), local, low, high) for local, (low, high) in MESSAGE_HEADER_CARDINALITY.items()
 ]
 
-_XML_SPACE = " \t\r\n"
 _WEAK_ALGORITHMS = ("sha1", "sha224", "md5", "ripemd160")
 
 
@@ -144,7 +143,7 @@ def _clean(value: str | None) -> str | None:
     trim; a no-break space is content), None when nothing is left."""
     if value is None:
         return None
-    value = value.strip(_XML_SPACE)
+    value = value.strip(names.XML_SPACE)
     return value or None
 
 
@@ -160,7 +159,7 @@ def _int(value: str | None) -> int | None:
 def _real(parse: Callable[[str], _T], el: etree._Element) -> _T:
     """The date or timestamp ``el`` holds: schema_invalid when it is not even in the format,
     date_invalid when it names no real date."""
-    text = (el.text or "").strip(_XML_SPACE)
+    text = (el.text or "").strip(names.XML_SPACE)
     try:
         return parse(text)
     except names.FormatError as e:
