@@ -15,7 +15,6 @@ In ``compat`` the failures that legacy and relayed packets show become a recorde
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import enum
@@ -256,19 +255,24 @@ def _leaf(certs: list[x509.Certificate]) -> x509.Certificate:
 
 @dataclass(frozen=True, slots=True)
 class _WholeTree:
-    """What ``_TreeVerifier._tostring`` gives for a whole document: the tree, to be copied."""
+    """What ``_TreeVerifier._tostring`` gives for a whole document: the tree itself."""
 
     root: etree._Element
 
 
 class _TreeVerifier(XMLVerifier):
-    """signxml's verifier, given the tree our hardened parser made of the same bytes.
+    """signxml's verifier, given the tree our hardened parser made of the same bytes, which it
+    consumes: the enveloped transform removes the signature from it.
 
-    signxml copies the tree before it changes anything (the enveloped transform works on a
-    copy), so parsing the bytes a second time would only repeat our parse. It copies a tree by
-    serializing and parsing it again (``_fromstring(_tostring(node))``), which keeps the
-    namespaces a sub-element inherits; a whole document has none to inherit, so for it a deep
-    copy gives the same tree (and the same canonical form) at a third of the cost."""
+    signxml copies the tree before it changes anything, by serializing and parsing it again
+    (``_fromstring(_tostring(node))``, which keeps the namespaces a sub-element inherits), and
+    copies the copy again before canonicalizing it. Parsing the bytes a second time would only
+    repeat our parse, and the caller does not use the tree after verification, so a copy of
+    the whole document (which has no namespaces to inherit) is the document itself; the
+    signature and SignedInfo are still copied as signxml does.
+
+    The certificate's dates are the trust store's to check, at the verification time and with
+    precise codes (cert_expired, cert_not_yet_valid); signxml's own check is skipped."""
 
     def get_root(self, data: Any) -> Any:
         if isinstance(data, etree._Element):
@@ -282,24 +286,25 @@ class _TreeVerifier(XMLVerifier):
 
     def _fromstring(self, xml_string: Any, **kwargs: Any) -> Any:
         if isinstance(xml_string, _WholeTree):
-            return copy.deepcopy(xml_string.root)
+            return xml_string.root
         return super()._fromstring(xml_string, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _check_cert_validity(self, cert: Any, cert_source: Any) -> None:
+        pass
 
 
 def _check_signature(
     root: etree._Element,
     leaf: x509.Certificate,
-    now: dt.datetime,
     profile: Profile,
     *,
     schema_checked: bool = False,
 ) -> tuple[etree._Element, etree._Element]:
     """Cryptographic check by signxml: the signed XML (without the signature) and a copy of the
-    signature element. ``schema_checked``: the strict schema has validated the signature (a
-    stricter XMLDSig schema than signxml's own, which is then not run again)."""
-    # Certificate validity is the trust store's job (with precise codes); signxml checks the
-    # certificate's dates too, so it is given a time inside them.
-    inside = min(max(now, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
+    signature element. ``root`` is consumed (the signature is removed from it); the caller
+    checks the certificate with the trust store. ``schema_checked``: the strict schema has
+    validated the signature (a stricter XMLDSig schema than signxml's own, which is then not
+    run again)."""
     strict = profile is Profile.STRICT
     config = SignatureConfiguration(
         require_x509=True,
@@ -307,7 +312,6 @@ def _check_signature(
         expect_references=1,
         signature_methods=STRICT_SIGNATURE_METHODS if strict else COMPAT_SIGNATURE_METHODS,
         digest_algorithms=STRICT_DIGESTS if strict else COMPAT_DIGESTS,
-        verification_time=inside,
     )
     try:
         result = _TreeVerifier().verify(
@@ -393,7 +397,7 @@ def verify_signature(
         return SignedContent(root, SignatureState.UNTRUSTED, None, None, (), missing)
     leaf = _leaf(certs)
     index = list(cast(etree._Element, sig.getparent()).iterchildren(tag=etree.Element)).index(sig)
-    signed, signature = _check_signature(root, leaf, now, profile)
+    signed, signature = _check_signature(root, leaf, profile)
     _restore_signature(signed, signature, index)
     try:
         signer = trust.check_signer(leaf, now, [c for c in certs if c is not leaf])
@@ -515,7 +519,7 @@ def _verify_valid_document(
         if not certs:
             return None
         leaf = _leaf(certs)
-        signed, _ = _check_signature(root, leaf, now, Profile.STRICT, schema_checked=True)
+        signed, _ = _check_signature(root, leaf, Profile.STRICT, schema_checked=True)
         signer = trust.check_signer(leaf, now, [c for c in certs if c is not leaf])
         message = header_first(signed)
         if message is None:

@@ -48,7 +48,11 @@ def test_revoked_certificate_is_cert_revoked(kit: Pki) -> None:
 def test_expired_certificate_is_cert_expired(kit: Pki) -> None:
     key = kit.unit(SENDER)[0]
     cert = kit.certificate(key, not_before=NOW - 800 * DAY, not_after=NOW - DAY)
-    assert code_of(signed_with(kit, cert), kit) == "cert_expired"
+    data = signed_with(kit, cert)
+    assert code_of(data, kit) == "cert_expired"
+    # compat records it: the content matches the signature, the certificate is out of date
+    result = verify_package(data, kit.trust(), kit.directory(), "compat", NOW)
+    assert result.signature_state is SignatureState.UNTRUSTED and result.problem == "cert_expired"
 
 
 def test_not_yet_valid_certificate_is_cert_not_yet_valid(kit: Pki) -> None:
