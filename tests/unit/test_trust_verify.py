@@ -40,7 +40,7 @@ from gateway.trust import (
     sign_package,
     verify_package,
 )
-from gateway.trust.verify import verify_signature
+from gateway.trust.verify import _TreeVerifier, verify_signature
 
 STRICT = Profile.STRICT
 COMPAT = Profile.COMPAT
@@ -156,6 +156,16 @@ def test_our_signed_package_verifies_with_signxml_directly(kit: Pki, tmp_path: P
     config = SignatureConfiguration(verification_time=NOW)
     result = XMLVerifier().verify(data, ca_pem_file=str(bundle), expect_config=config)
     assert result.signed_xml is not None  # type: ignore[union-attr]
+
+
+def test_the_verifier_hooks_are_methods_signxml_still_has() -> None:
+    # The verifier overrides signxml's tree copies and certificate-date check; a release that
+    # renamed them would silently undo that (slower, and expired certificates would read as
+    # signature_invalid), so the hooks must still be signxml's own methods.
+    hooks = [name for name, value in vars(_TreeVerifier).items() if callable(value)]
+    assert {"_tostring", "_fromstring", "_check_cert_validity"} <= set(hooks)
+    for name in hooks:
+        assert callable(getattr(XMLVerifier, name, None)), name
 
 
 def test_sign_refuses_an_already_signed_package(kit: Pki) -> None:
