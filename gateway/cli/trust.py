@@ -12,17 +12,15 @@ import click
 from cryptography import x509
 
 from gateway.cli.common import (
-    EXIT_OK,
     EXIT_REJECTED,
     FILES_ARGUMENT,
     PROFILE_OPTION,
-    echo_json,
     fail_environment,
     read_input,
     settings,
 )
 from gateway.cli.units import DIRECTORY_OPTION, open_directory
-from gateway.cli.validate import package_summary, rejection_summary
+from gateway.cli.validate import check_files, package_summary
 from gateway.errors import ConfigError, PackageRejected
 from gateway.trust import (
     TrustStore,
@@ -279,29 +277,12 @@ def verify(
     directory = open_directory(directory_file)
     limits = settings().envelope
     now = dt.datetime.now(dt.UTC)
-    results: list[dict[str, Any]] = []
-    invalid = 0
-    for name in files:
-        data = read_input(name)
-        try:
-            result = verify_package(data, trust, directory, profile, now, limits=limits)
-        except PackageRejected as e:
-            invalid += 1
-            summary = {"file": name, **rejection_summary(e)}
-            if not as_json:
-                click.echo(f"INVALID {name} {summary['code']}: {summary['message']}")
-        else:
-            summary = {"file": name, "valid": True, "code": None, "message": None}
-            summary.update(package_summary(result.package))
-            summary.update(verified_summary(result))
-            if not as_json:
-                line = (
-                    f"VALID {name} signer={result.signer or '-'} cert={result.cert_sha256 or '-'}"
-                )
-                if not result.valid:
-                    line += f" state={result.signature_state.value} problem={result.problem}"
-                click.echo(line)
-        results.append(summary)
-    if as_json:
-        echo_json(results)
-    sys.exit(EXIT_REJECTED if invalid else EXIT_OK)
+
+    def check(name: str, data: bytes) -> tuple[dict[str, Any], list[str]]:
+        result = verify_package(data, trust, directory, profile, now, limits=limits)
+        line = f"VALID {name} signer={result.signer or '-'} cert={result.cert_sha256 or '-'}"
+        if not result.valid:
+            line += f" state={result.signature_state.value} problem={result.problem}"
+        return {**package_summary(result.package), **verified_summary(result)}, [line]
+
+    check_files(files, check, as_json)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import click
 
@@ -44,6 +45,35 @@ def ok_line(name: str, package: Package) -> str:
     )
 
 
+def check_files(
+    files: tuple[str, ...],
+    check: Callable[[str, bytes], tuple[dict[str, Any], list[str]]],
+    as_json: bool,
+) -> NoReturn:
+    """Check each file and print one line per file (with ``as_json``, one JSON array), then
+    exit 0 when every file is valid and 1 otherwise. ``check(name, data)`` gives a valid
+    file's summary and the lines to print; it raises PackageRejected for an invalid one."""
+    results: list[dict[str, Any]] = []
+    invalid = 0
+    for name in files:
+        data = read_input(name)
+        try:
+            summary, lines = check(name, data)
+        except PackageRejected as e:
+            invalid += 1
+            summary = rejection_summary(e)
+            lines = [f"INVALID {name} {summary['code']}: {summary['message']}"]
+        else:
+            summary = {"valid": True, "code": None, "message": None, **summary}
+        results.append({"file": name, **summary})
+        if not as_json:
+            for line in lines:
+                click.echo(line)
+    if as_json:
+        echo_json(results)
+    sys.exit(EXIT_REJECTED if invalid else EXIT_OK)
+
+
 @click.command()
 @PROFILE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
@@ -65,26 +95,12 @@ def validate(profile: str, as_json: bool, verbose: bool, files: tuple[str, ...])
     Exit 0 when every file is valid, 1 when any is invalid, 2 on usage errors.
     """
     limits = settings().envelope
-    results: list[dict[str, Any]] = []
-    invalid = 0
-    for name in files:
-        data = read_input(name)
-        try:
-            package = parse_package(data, Profile(profile), limits)
-        except PackageRejected as e:
-            invalid += 1
-            result = {"file": name, **rejection_summary(e)}
-            if not as_json:
-                click.echo(f"INVALID {name} {result['code']}: {result['message']}")
-        else:
-            result = {"file": name, "valid": True, "code": None, "message": None}
-            result.update(package_summary(package))
-            if not as_json:
-                click.echo(ok_line(name, package))
-                if verbose:
-                    for w in package.warnings:
-                        click.echo(f"  warning {w.code}: {w.message}")
-        results.append(result)
-    if as_json:
-        echo_json(results)
-    sys.exit(EXIT_REJECTED if invalid else EXIT_OK)
+
+    def check(name: str, data: bytes) -> tuple[dict[str, Any], list[str]]:
+        package = parse_package(data, Profile(profile), limits)
+        lines = [ok_line(name, package)]
+        if verbose:
+            lines += [f"  warning {w.code}: {w.message}" for w in package.warnings]
+        return package_summary(package), lines
+
+    check_files(files, check, as_json)
