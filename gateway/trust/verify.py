@@ -253,13 +253,6 @@ def _leaf(certs: list[x509.Certificate]) -> x509.Certificate:
     return leaves[0]
 
 
-@dataclass(frozen=True, slots=True)
-class _WholeTree:
-    """What ``_TreeVerifier._tostring`` gives for a whole document: the tree itself."""
-
-    root: etree._Element
-
-
 class _TreeVerifier(XMLVerifier):
     """signxml's verifier, given the tree our hardened parser made of the same bytes, which it
     consumes: the enveloped transform removes the signature from it.
@@ -281,12 +274,12 @@ class _TreeVerifier(XMLVerifier):
 
     def _tostring(self, xml_node: Any, **kwargs: Any) -> Any:
         if not kwargs and isinstance(xml_node, etree._Element) and xml_node.getparent() is None:
-            return _WholeTree(xml_node)
+            return xml_node  # a whole document: _fromstring gives it back as it is
         return super()._tostring(xml_node, **kwargs)  # type: ignore[no-untyped-call]
 
     def _fromstring(self, xml_string: Any, **kwargs: Any) -> Any:
-        if isinstance(xml_string, _WholeTree):
-            return xml_string.root
+        if isinstance(xml_string, etree._Element):
+            return xml_string
         return super()._fromstring(xml_string, **kwargs)  # type: ignore[no-untyped-call]
 
     def _check_cert_validity(self, cert: Any, cert_source: Any) -> None:
