@@ -20,6 +20,7 @@ def main() -> None:
 
 def _register() -> None:
     # One line per domain; each module owns its subcommands.
+    from gateway.cli.bench import bench
     from gateway.cli.bus import bus
     from gateway.cli.client import inbox, receipts, send, status
     from gateway.cli.ledger import audit, db, ledger
@@ -44,6 +45,7 @@ def _register() -> None:
     main.add_command(serve)
     main.add_command(tokens)
     main.add_command(demo)
+    main.add_command(bench)
 
 
 _register()

@@ -1,0 +1,429 @@
+"""``gateway bench``: start a gateway in its own process, submit signed letters to it over HTTP
+(flat out from C connections, or at a fixed open-loop rate), let the recipient units pull,
+fetch and acknowledge them, and report throughput, latency, CPU and memory beside the raw
+stages measured on the same bytes in the same run. See docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gateway.bench import stages
+from gateway.bench.procstat import CpuMeter, memory_kib, pids_named
+from gateway.client import build_letter, make_attachment, unit
+from gateway.directory import Directory, load_directory
+from gateway.envelope import Package, build_package
+from gateway.trust import init_keys, load_unit_signer, sign_package
+
+SIZES = {"8k": 8 * 1024, "64k": 64 * 1024, "1m": 1024 * 1024}
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    amqp_url: str | None = None  # None: the embedded bus
+    database_url: str | None = None  # None: SQLite (a PostgreSQL URL gets its own schema)
+    packages: int = 2000
+    connections: int = 32
+    rate: float | None = None  # packages per second offered; None: flat out
+    size: str = "8k"
+    units: int = 16  # sender units, and as many recipient units (pull)
+    stage_seconds: float = 1.0
+    timeout: float = 600.0  # the whole load phase
+
+
+@dataclass
+class _Tally:
+    started: float = 0.0
+    submit_latency: list[float] = field(default_factory=list)
+    cycle_latency: list[float] = field(default_factory=list)
+    accepted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    last_accepted: float = 0.0
+    acked: int = 0
+    last_acked: float = 0.0
+    sent_at: dict[str, float] = field(default_factory=dict)  # document key -> submit start
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pull_units(directory: Directory, count: int) -> tuple[list[str], list[str]]:
+    codes = [u.code for u in directory if u.active and str(u.delivery) == "pull"]
+    if len(codes) < 2 * count:
+        raise ValueError(f"the directory has {len(codes)} active pull units; {2 * count} needed")
+    return codes[:count], codes[count : 2 * count]
+
+
+def make_packages(
+    keys: Path, directory: Directory, senders: list[str], recipients: list[str], n: int, size: int
+) -> list[tuple[str, bytes]]:
+    """``n`` signed letters of about ``size`` bytes, sender i -> recipient i, round robin."""
+    signers = {code: load_unit_signer(keys, code) for code in senders}
+    run = uuid.uuid4().hex[:6]
+
+    def letter(i: int, scan: bytes) -> Package:
+        return build_letter(
+            unit(senders[i % len(senders)], directory),
+            [unit(recipients[i % len(recipients)], directory)],
+            f"Công văn thử tải số {i + 1}",
+            number=f"{run}{i + 1}",
+            attachments=[make_attachment("scan.pdf", scan)],
+        )
+
+    # What the letter costs without its scan, the signature and base64's growth aside.
+    room = max(0, size - len(build_package(letter(0, b""))) - 2600) * 3 // 4
+    out = []
+    for i in range(n):
+        package = letter(i, os.urandom(room))
+        key, cert = signers[package.sender.organ_id]
+        out.append((package.sender.organ_id, sign_package(build_package(package), key, cert)))
+    return out
+
+
+@contextlib.asynccontextmanager
+async def started_gateway(
+    folder: Path, options: BenchOptions, say: Say
+) -> AsyncIterator[tuple[str, int, str]]:
+    """A ``gateway serve`` process on a free port: (base URL, pid, database URL)."""
+    from gateway.ledger.testing import create_scratch_schema, drop_scratch_schema
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env |= {
+        "GATEWAY_VAR_DIR": str(folder / "var"),
+        "GATEWAY_KEYS": str(folder / "keys"),
+        "GATEWAY_API_RATE": "1000000",  # the per-token rate limit would be the benchmark
+        "GATEWAY_API_BURST": "1000000",
+    }
+    database_url = f"sqlite+aiosqlite:///{folder / 'var' / 'ledger.db'}"
+    if options.database_url:
+        database_url = await create_scratch_schema(options.database_url)
+        env["GATEWAY_DATABASE_URL"] = database_url
+    if options.amqp_url:
+        env["GATEWAY_AMQP_URL"] = options.amqp_url
+        env["GATEWAY_BUS_NAMESPACE"] = "gwbench"  # reused: declaring 800 queues is slow
+    port = _free_port()
+    log = (folder / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--grace", "5"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        say(f"starting the gateway (pid {process.pid}, log {folder / 'gateway.log'})")
+        await _wait_ready(url, process, folder / "gateway.log")
+        yield url, process.pid, database_url
+    finally:
+        process.terminate()
+        try:
+            await asyncio.to_thread(process.wait, 30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        if options.database_url:
+            await drop_scratch_schema(database_url)
+
+
+async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 300
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                tail = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the gateway exited with {process.returncode}:\n{tail}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{url}/readyz") as r:
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.3)
+    raise RuntimeError("the gateway was not ready within 300 s")
+
+
+async def _issue_tokens(database_url: str, codes: list[str]) -> dict[str, str]:
+    from gateway.ledger.db import create_engine
+    from gateway.service.tokens import Role, issue_token
+
+    engine = create_engine(database_url)
+    try:
+        return {c: (await issue_token(engine, c, Role.UNIT)).token for c in codes}
+    finally:
+        await engine.dispose()
+
+
+async def _submit_all(
+    url: str,
+    packages: list[tuple[str, bytes]],
+    tokens: dict[str, str],
+    options: BenchOptions,
+    tally: _Tally,
+) -> None:
+    connector = aiohttp.TCPConnector(limit=options.connections)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(packages)):
+        queue.put_nowait(i)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            start = time.perf_counter()
+            if options.rate:  # open loop: latency counts from the scheduled time
+                start = tally.started + i / options.rate
+                await asyncio.sleep(max(0.0, start - time.perf_counter()))
+            sender, data = packages[i]
+            headers = {
+                "Authorization": f"Bearer {tokens[sender]}",
+                "Content-Type": "application/xml",
+            }
+            try:
+                async with session.post(f"{url}/v1/packages", data=data, headers=headers) as r:
+                    answer = await r.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                tally.refused[type(e).__name__] += 1
+                continue
+            done = time.perf_counter()
+            if r.status == 202:
+                tally.accepted += 1
+                tally.last_accepted = done
+                tally.submit_latency.append(done - start)
+                tally.sent_at[answer["document_key"]] = start
+            else:
+                tally.refused[str(answer.get("code", r.status))] += 1
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(options.connections)))
+
+
+async def _receive_all(
+    url: str, recipients: list[str], tokens: dict[str, str], expected: int, tally: _Tally
+) -> None:
+    """Each recipient's system: list its inbox, fetch and acknowledge every copy."""
+    connector = aiohttp.TCPConnector(limit=len(recipients) * 2)
+
+    async def one_unit(session: aiohttp.ClientSession, code: str) -> None:
+        headers = {"Authorization": f"Bearer {tokens[code]}"}
+        while tally.acked < expected:
+            async with session.get(f"{url}/v1/inbox?limit=100", headers=headers) as r:
+                page = await r.json()
+            if not page["items"]:
+                await asyncio.sleep(0.05)
+                continue
+            for item in page["items"]:
+                delivery = item["delivery_id"]
+                async with session.get(f"{url}/v1/inbox/{delivery}", headers=headers) as r:
+                    await r.read()
+                async with session.post(
+                    f"{url}/v1/inbox/{delivery}/ack", json={"result": "done"}, headers=headers
+                ) as r:
+                    await r.read()
+                now = time.perf_counter()
+                tally.acked += 1
+                tally.last_acked = now
+                sent = tally.sent_at.get(item["document_key"])
+                if sent is not None:
+                    tally.cycle_latency.append(now - sent)
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(one_unit(session, code) for code in recipients))
+
+
+async def _progress(tally: _Tally, total: int, say_progress: Callable[[str], None]) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        elapsed = time.perf_counter() - tally.started
+        say_progress(
+            f"{elapsed:6.1f} s  accepted {tally.accepted}/{total} "
+            f"({tally.accepted / elapsed:,.0f}/s)  acknowledged {tally.acked} "
+            f"({tally.acked / elapsed:,.0f}/s)  refused {sum(tally.refused.values())}"
+        )
+
+
+async def run_bench(
+    options: BenchOptions, say: Say, say_progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run one benchmark and return its report (see :func:`format_report`)."""
+    if options.size not in SIZES:
+        raise ValueError(f"--size must be one of {', '.join(SIZES)}")
+    directory = load_directory()
+    senders, recipients = _pull_units(directory, options.units)
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        folder = Path(tmp)
+        say(f"development PKI for {len(directory)} units")
+        init_keys(folder / "keys", directory)
+        say(f"signing {options.packages} letters of about {options.size}")
+        packages = await asyncio.to_thread(
+            make_packages,
+            folder / "keys",
+            directory,
+            senders,
+            recipients,
+            options.packages,
+            SIZES[options.size],
+        )
+        sample = packages[0][1]
+        _, cert = load_unit_signer(folder / "keys", senders[0])
+        say("measuring the raw stages on the same bytes")
+        raw = [
+            stages.parse_and_schema(sample, options.stage_seconds),
+            stages.signature(sample, cert, options.stage_seconds),
+        ]
+        if options.amqp_url:
+            raw.append(await stages.amqp_publish(options.amqp_url, sample, options.stage_seconds))
+        else:
+            raw.append(
+                stages.sqlite_commit("publish (SQLite commit)", sample, options.stage_seconds)
+            )
+        if options.database_url:
+            raw.append(await stages.postgres_commit(options.database_url, options.stage_seconds))
+        else:
+            raw.append(
+                stages.sqlite_commit(
+                    "ledger row (SQLite commit)", stages.ROW, options.stage_seconds
+                )
+            )
+        async with started_gateway(folder, options, say) as (url, pid, database_url):
+            tokens = await _issue_tokens(database_url, senders + recipients)
+            rss_before = memory_kib(pid).get("VmRSS", 0)
+            meter = CpuMeter(
+                {
+                    "gateway": lambda: [pid],
+                    "broker": lambda: pids_named("beam.smp") if options.amqp_url else [],
+                    "database": lambda: pids_named("postgres") if options.database_url else [],
+                }
+            )
+            tally = _Tally(started=time.perf_counter())
+            meter.start()
+            progress = asyncio.create_task(_progress(tally, len(packages), say_progress))
+            try:
+                async with asyncio.timeout(options.timeout):
+                    submitting = asyncio.create_task(
+                        _submit_all(url, packages, tokens, options, tally)
+                    )
+                    receiving = asyncio.create_task(
+                        _receive_all(url, recipients, tokens, len(packages), tally)
+                    )
+                    await submitting
+                    expected = tally.accepted
+                    while tally.acked < expected:
+                        await asyncio.sleep(0.05)
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await receiving
+            finally:
+                progress.cancel()
+                cpu = meter.stop()
+            memory = memory_kib(pid)
+    return _report(options, tally, raw, cpu, rss_before, memory)
+
+
+def _report(
+    options: BenchOptions,
+    tally: _Tally,
+    raw: list[stages.Stage],
+    cpu: dict[str, float],
+    rss_before: int,
+    memory: dict[str, int],
+) -> dict[str, Any]:
+    cores = os.cpu_count() or 1
+    accept_seconds = max(1e-9, tally.last_accepted - tally.started)
+    cycle_seconds = max(1e-9, tally.last_acked - tally.started)
+    accepted_rate = tally.accepted / accept_seconds
+    limit = stages.stage_sum_limit(raw, cores)
+    per = max(1, tally.accepted)
+    return {
+        "machine": f"{platform.machine()}, {cores} cores, Python {platform.python_version()}",
+        "setup": {
+            "bus": "rabbitmq" if options.amqp_url else "embedded",
+            "database": "postgresql" if options.database_url else "sqlite",
+            "packages": options.packages,
+            "size": options.size,
+            "connections": options.connections,
+            "rate": options.rate,
+            "units": options.units,
+        },
+        "accepted": tally.accepted,
+        "refused": dict(tally.refused),
+        "accepted_per_s": accepted_rate,
+        "cycles": tally.acked,
+        "cycles_per_s": tally.acked / cycle_seconds,
+        "submit_latency_ms": {
+            f"p{q}": _ms(percentile(tally.submit_latency, q)) for q in (50, 95, 99)
+        },
+        "cycle_latency_ms": {
+            f"p{q}": _ms(percentile(tally.cycle_latency, q)) for q in (50, 95, 99)
+        },
+        "cpu_ms_per_package": {name: used * 1000 / per for name, used in cpu.items()},
+        "gateway_rss_mib": {
+            "before": rss_before / 1024,
+            "after": memory.get("VmRSS", 0) / 1024,
+            "peak": memory.get("VmHWM", 0) / 1024,
+        },
+        "stages_us": {s.name: s.micros for s in raw},
+        "stage_sum_limit_per_s": limit,
+        "ratio_to_limit": accepted_rate / limit,
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
+def format_report(report: dict[str, Any]) -> str:
+    s = report["setup"]
+    lat, cyc = report["submit_latency_ms"], report["cycle_latency_ms"]
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:,.1f}"
+
+    lines = [
+        f"machine: {report['machine']}",
+        f"setup: bus {s['bus']}, database {s['database']}, {s['packages']} letters of "
+        f"{s['size']}, {s['connections']} connections, "
+        + (f"offered {s['rate']:,.0f}/s" if s["rate"] else "flat out")
+        + f", {s['units']} senders -> {s['units']} pull recipients",
+        f"accepted: {report['accepted']} ({report['accepted_per_s']:,.0f}/s)"
+        + (f", refused {report['refused']}" if report["refused"] else ""),
+        f"full cycles (submit, list, fetch, ack): {report['cycles']} "
+        f"({report['cycles_per_s']:,.0f}/s)",
+        f"submit latency ms: p50 {ms(lat['p50'])}  p95 {ms(lat['p95'])}  p99 {ms(lat['p99'])}",
+        f"cycle latency ms:  p50 {ms(cyc['p50'])}  p95 {ms(cyc['p95'])}  p99 {ms(cyc['p99'])}",
+        "CPU ms per accepted package: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in report["cpu_ms_per_package"].items()),
+        "gateway RSS MiB: "
+        + ", ".join(f"{k} {v:,.0f}" for k, v in report["gateway_rss_mib"].items()),
+        "raw stages (CPU µs per package, client + server): "
+        + ", ".join(f"{k} {v:,.0f}" for k, v in report["stages_us"].items()),
+        f"stage-sum limit: {report['stage_sum_limit_per_s']:,.0f}/s; "
+        f"accepted/s is {report['ratio_to_limit']:.0%} of it",
+    ]
+    return "\n".join(lines)

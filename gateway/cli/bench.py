@@ -1,0 +1,128 @@
+"""``gateway bench``: the end-to-end benchmark over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from gateway.cli.common import fail_environment
+
+
+@click.command()
+@click.option(
+    "--embedded",
+    "mode",
+    flag_value="embedded",
+    default=True,
+    help="SQLite and the local bus (default).",
+)
+@click.option(
+    "--amqp",
+    "amqp_url",
+    metavar="URL",
+    help="RabbitMQ for the bus, e.g. amqp://guest:guest@127.0.0.1:5672/.",
+)
+@click.option(
+    "--db",
+    "database_url",
+    metavar="URL",
+    help="PostgreSQL, e.g. postgresql+asyncpg://postgres@127.0.0.1/test (the run gets a "
+    "scratch schema, dropped after it).",
+)
+@click.option(
+    "--packages",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Letters to submit.",
+)
+@click.option(
+    "--connections",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="HTTP connections submitting at once.",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Offer this many letters per second (open loop) instead of flat out.",
+)
+@click.option(
+    "--size",
+    type=click.Choice(["8k", "64k", "1m"]),
+    default="8k",
+    show_default=True,
+    help="Size of each signed letter.",
+)
+@click.option(
+    "--units",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1, max=200),
+    help="Sender units, and as many pull recipients.",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report to this file as JSON.",
+)
+def bench(
+    mode: str,
+    amqp_url: str | None,
+    database_url: str | None,
+    packages: int,
+    connections: int,
+    rate: float | None,
+    size: str,
+    units: int,
+    json_file: Path | None,
+) -> None:
+    """Measure the whole gateway over HTTP, beside its raw stages.
+
+    Starts a gateway in its own process (embedded by default; --amqp and --db select RabbitMQ
+    and PostgreSQL), signs PACKAGES letters from --units sender units to as many pull units,
+    submits them over HTTP (flat out, or at --rate), lets the recipients list, fetch and
+    acknowledge every copy, and reports accepted/s, full cycles/s, latency percentiles, CPU
+    of the gateway, broker and database per package and the gateway's memory. In the same run
+    it measures the raw stages on the same bytes (lxml + XSD, signxml, a confirmed publish, a
+    committed row) and prints the stage-sum limit and the gateway's ratio to it.
+    """
+    from gateway.bench.run import BenchOptions, format_report, run_bench
+
+    options = BenchOptions(
+        amqp_url=amqp_url,
+        database_url=database_url,
+        packages=packages,
+        connections=connections,
+        rate=rate,
+        size=size,
+        units=units,
+    )
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(line: str) -> None:
+        if tty:
+            click.echo(f"\r{line}", nl=False, err=True)
+        else:
+            import time
+
+            if time.monotonic() - last[0] >= 5:
+                last[0] = time.monotonic()
+                click.echo(line, err=True)
+
+    try:
+        report = asyncio.run(run_bench(options, lambda s: click.echo(s, err=True), progress))
+    except (OSError, RuntimeError, ValueError) as e:
+        fail_environment(str(e))
+    if tty:
+        click.echo(err=True)
+    click.echo(format_report(report))
+    if json_file is not None:
+        json_file.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
