@@ -253,9 +253,11 @@ class AmqpBus:
             )
 
     async def _report_queued(self, envelopes: list[codec.Envelope], now: float) -> None:
-        if self.observer is not None:
-            for env in envelopes:
-                await self.observer(codec.transition(env, Outcome.QUEUED, now))
+        if self.observer is not None:  # together: the observer commits them in one batch
+            observer = self.observer
+            await asyncio.gather(
+                *(observer(codec.transition(env, Outcome.QUEUED, now)) for env in envelopes)
+            )
 
     # -- consuming ---------------------------------------------------------------------------
 

@@ -210,9 +210,11 @@ class LocalBus:
             async with self._tx(durable=True) as db:
                 await db.executemany(_INSERT, rows)
         self._wake({d.recipient for d in batch})
-        if self.observer is not None:
-            for env in envelopes:
-                await self.observer(codec.transition(env, Outcome.QUEUED, now))
+        if self.observer is not None:  # together: the observer commits them in one batch
+            observer = self.observer
+            await asyncio.gather(
+                *(observer(codec.transition(env, Outcome.QUEUED, now)) for env in envelopes)
+            )
         if missing:
             raise GatewayError(
                 "unknown_recipient", f"no bus queue for unit(s) {', '.join(sorted(missing))}"

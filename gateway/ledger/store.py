@@ -71,6 +71,16 @@ class _Head:
     checkpoint: StoredCheckpoint | None
 
 
+@dataclass(frozen=True)
+class _Mark:
+    rows: int
+    heads: int
+    size: int
+    hashes: tuple[bytes, ...]
+    last_leaf: bytes | None
+    last_size: int
+
+
 @dataclass
 class _Transaction:
     head: _Head | None = None  # becomes the ledger's head if the transaction commits
@@ -86,6 +96,92 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return self.finding is None
+
+
+class Appender:
+    """Events appended in one write transaction, under the ledger lock: :meth:`add` numbers
+    them and computes their leaves and tree nodes in memory, :meth:`flush` writes every row in
+    one statement and signs the checkpoints that fell due. Nothing is written if the
+    transaction rolls back."""
+
+    def __init__(
+        self,
+        ledger: SqlLedger,
+        tree: CompactRange,
+        last_leaf: bytes | None,
+        last: StoredCheckpoint | None,
+        state: _Transaction | None,
+    ) -> None:
+        self._ledger = ledger
+        self._tree = tree
+        self._last_leaf = last_leaf
+        self._last = last
+        self._state = state
+        self._last_size = last.tree_size if last else 0
+        self._rows: list[dict[str, Any]] = []
+        self._heads: list[Checkpoint] = []
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    def add(self, events: Iterable[Event]) -> list[int]:
+        ledger = self._ledger
+        now = ledger.clock()
+        tree = self._tree
+        seqs = []
+        for event in events:
+            entry = Entry(tree.size, now, event)
+            data = entry.data
+            self._last_leaf = leaf_hash(data)
+            completed = tree.append(self._last_leaf)
+            self._rows.append(
+                _entry_row(entry, data, self._last_leaf, b"".join(h for _, h in completed))
+            )
+            seqs.append(entry.seq)
+            if tree.size - self._last_size >= ledger.checkpoint_entries:
+                self._heads.append(Checkpoint(ledger.origin, tree.size, tree.root()))
+                self._last_size = tree.size
+        return seqs
+
+    def mark(self) -> _Mark:
+        """Where the appender stands, to :meth:`reset` to if a caller gives up its events."""
+        tree = self._tree
+        return _Mark(
+            len(self._rows),
+            len(self._heads),
+            tree.size,
+            tuple(tree.hashes),
+            self._last_leaf,
+            self._last_size,
+        )
+
+    def reset(self, mark: _Mark) -> None:
+        del self._rows[mark.rows :]
+        del self._heads[mark.heads :]
+        self._tree = CompactRange(mark.size, list(mark.hashes))
+        self._last_leaf = mark.last_leaf
+        self._last_size = mark.last_size
+
+    async def flush(self, conn: AsyncConnection) -> None:
+        ledger = self._ledger
+        now = ledger.clock()
+        tree = self._tree
+        if self._rows:
+            await conn.execute(insert(entry_table), self._rows)
+            self._rows = []
+        last = self._last
+        stale = last is None or now - last.created_at >= ledger.checkpoint_interval
+        if stale and tree.size > self._last_size and not self._heads:
+            self._heads.append(Checkpoint(ledger.origin, tree.size, tree.root()))
+        if ledger.signer is not None:
+            for head in self._heads:
+                last = await ledger._insert_checkpoint(conn, head, now)
+        self._heads = []
+        self._last = last
+        self._last_size = last.tree_size if last else 0
+        if self._state is not None:
+            self._state.head = _Head(tree.size, tuple(tree.hashes), self._last_leaf, last)
 
 
 class SqlLedger:
@@ -198,34 +294,19 @@ class SqlLedger:
     async def append_in(self, conn: AsyncConnection, events: Sequence[Event]) -> list[int]:
         """Append events inside the caller's transaction (opened with :meth:`transaction`);
         they commit or roll back with it."""
+        appender = await self.appender(conn)
+        seqs = appender.add(events)
+        await appender.flush(conn)
+        return seqs
+
+    async def appender(self, conn: AsyncConnection) -> Appender:
+        """An :class:`Appender` for the caller's write transaction: events get their sequence
+        numbers at once and are written together by ``flush``."""
         state = self._open.get(conn)
         if state is None:
             await self._lock(conn)
         tree, last_leaf, last = await self._load(conn)
-        now = self.clock()
-        last_size = last.tree_size if last else 0
-        rows: list[dict[str, Any]] = []
-        heads: list[Checkpoint] = []
-        for event in events:
-            entry = Entry(tree.size, now, event)
-            data = entry.data
-            last_leaf = leaf_hash(data)
-            completed = tree.append(last_leaf)
-            rows.append(_entry_row(entry, data, last_leaf, b"".join(h for _, h in completed)))
-            if tree.size - last_size >= self.checkpoint_entries:
-                heads.append(Checkpoint(self.origin, tree.size, tree.root()))
-                last_size = tree.size
-        if rows:
-            await conn.execute(insert(entry_table), rows)
-        stale = last is None or now - last.created_at >= self.checkpoint_interval
-        if stale and tree.size > last_size and not heads:
-            heads.append(Checkpoint(self.origin, tree.size, tree.root()))
-        if self.signer is not None:
-            for head in heads:
-                last = await self._insert_checkpoint(conn, head, now)
-        if state is not None:
-            state.head = _Head(tree.size, tuple(tree.hashes), last_leaf, last)
-        return [r["seq"] for r in rows]
+        return Appender(self, tree, last_leaf, last, state)
 
     async def _lock(self, conn: AsyncConnection) -> None:
         if conn.dialect.name == "postgresql":

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.bus import Bus, Delivery, Outcome, Transition
+from gateway.bus import Bus, Delivery, Outcome, RetryPolicy, Transition
 from gateway.config import EnvelopeSettings, Settings
 from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
@@ -28,11 +27,13 @@ from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service.inbox import Inboxes
 from gateway.service.models import (
     delivery_table,
+    inbox_table,
     package_table,
     recipient_state_table,
 )
 from gateway.service.moves import move
 from gateway.service.tokens import Principal, Role
+from gateway.service.writer import Batch, Writer
 from gateway.trust import TrustStore, VerifiedPackage, verify_package
 from gateway.workflow import (
     DocumentState,
@@ -99,6 +100,7 @@ class Gateway:
         directory: Directory,
         trust: TrustStore,
         ledger: SqlLedger,
+        policy: RetryPolicy | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.settings = settings
@@ -107,8 +109,12 @@ class Gateway:
         self.ledger = ledger
         self.engine = ledger.engine
         self.clock = clock
+        self.policy = policy or RetryPolicy.from_settings(settings.bus)
+        self.writer = Writer(ledger)
         self.bus: Bus | None = None  # set once the bus exists (it needs record_transition)
-        self.inboxes = Inboxes(ledger, settings, clock)
+        self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, clock)
+        self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
+        self._publisher: asyncio.Task[None] | None = None
         # Units whose copies wait in a pull inbox: pull units, and amqp units when the bus is
         # the embedded one (they cannot reach it over AMQP).
         self.inbox_modes = {"pull"}
@@ -149,9 +155,6 @@ class Gateway:
         except PackageRejected as e:
             await self._record_rejection(data, package.sender.organ_id, package, e)
             raise
-        if submission.status == 202:
-            await self.publish_package(submission.answer["package_id"])
-            submission = Submission(202, await self._fresh_answer(submission.answer))
         return submission
 
     def _route(self, codes: Sequence[str]) -> dict[str, str]:
@@ -174,160 +177,174 @@ class Gateway:
         return {c: str(u.delivery) for c, u in units.items() if u is not None}
 
     async def _accept_document(self, verified: VerifiedPackage) -> Submission:
-        package = verified.package
-        modes = self._route([r.organ_id for r in package.recipients])
-        sender = package.sender.organ_id
-        for _ in range(2):  # a concurrent twin wins the insert; then answer as a replay
-            try:
-                async with self.ledger.transaction() as conn:
-                    replay = await self._replay(conn, sender, package.sha256)
-                    if replay is not None:
-                        return replay
-                    await self._check_document_identity(conn, package)
-                    return await self._insert(conn, verified, modes, EventType.SUBMITTED)
-            except IntegrityError:
-                continue
-        raise GatewayError("internal_error", "the package could not be stored; try again")
+        modes = self._route([r.organ_id for r in verified.package.recipients])
+        return await self.writer.run(lambda batch: self._store_document(batch, verified, modes))
 
-    async def _check_document_identity(self, conn: AsyncConnection, package: Package) -> None:
+    async def _store_document(
+        self, batch: Batch, verified: VerifiedPackage, modes: dict[str, str]
+    ) -> Submission:
+        """The same package again answers as before; else its DocumentId must be new for the
+        sender, and a revoke, update or replace must name one the sender sent. One query."""
+        package = verified.package
         p = package_table.c
         sender = package.sender.organ_id
-        clash = await conn.scalar(
-            select(p.package_id).where(
-                p.sender == sender, p.document_identity == package.document_id
-            )
-        )
-        if clash is not None:
-            raise Rejected(
-                "duplicate_conflict",
-                f"{sender} sent DocumentId {package.document_id} before with other content",
-                package_id=clash,
-            )
         business = package.business
-        if business is not None and business.doc_type is not BusinessType.NEW:
-            target = business.document_id
-            found = target and await conn.scalar(
-                select(p.package_id).where(p.sender == sender, p.document_identity == target)
-            )
-            if not found:
-                raise Rejected(
-                    "business_target_unknown",
-                    f"a {business.doc_type.name.lower()} must name a DocumentId that {sender} "
-                    f"sent before; {target!r} is not one",
+        changes = business is not None and business.doc_type is not BusinessType.NEW
+        target = business.document_id if business is not None and changes else None
+        identities = [package.document_id] + ([target] if target else [])
+        known = (
+            await batch.conn.execute(
+                select(p.package_id, p.sha256, p.document_identity, p.answer).where(
+                    p.sender == sender,
+                    or_(p.sha256 == package.sha256, p.document_identity.in_(identities)),
                 )
+            )
+        ).all()
+        for row in known:
+            if row.sha256 == package.sha256:
+                return await self._replayed(batch.conn, row.answer)
+        for row in known:
+            if row.document_identity == package.document_id:
+                raise Rejected(
+                    "duplicate_conflict",
+                    f"{sender} sent DocumentId {package.document_id} before with other content",
+                    package_id=row.package_id,
+                )
+        if changes and not any(row.document_identity == target for row in known):
+            assert business is not None
+            raise Rejected(
+                "business_target_unknown",
+                f"a {business.doc_type.name.lower()} must name a DocumentId that {sender} "
+                f"sent before; {target!r} is not one",
+            )
+        return await self._insert(batch, verified, modes, EventType.SUBMITTED)
 
     async def _accept_status(self, verified: VerifiedPackage) -> Submission:
+        return await self.writer.run(lambda batch: self._store_status(batch, verified))
+
+    async def _store_status(self, batch: Batch, verified: VerifiedPackage) -> Submission:
         package = verified.package
         assert package.status is not None
+        conn = batch.conn
         responder = package.sender.organ_id
         code = package.status.code
-        for _ in range(2):
-            try:
-                async with self.ledger.transaction() as conn:
-                    replay = await self._replay(conn, responder, package.sha256)
-                    if replay is not None:
-                        return replay
-                    document = await self._document_state(conn, package.document_key)
-                    if document is None:
-                        raise PackageRejected(
-                            "status_not_recipient",
-                            f"no document {package.document_key} was sent through this gateway",
-                        )
-                    move = check_status(document, responder, code)
-                    modes = self._route(move.route_to)
-                    submission = await self._insert(conn, verified, modes, EventType.STATUS)
-                    apply_status(document, move)
-                    await self._save_states(conn, package.document_key, document, move.recipients)
-                    if code not in ("13",):
-                        await self._implicit_delivery(conn, package.document_key, responder)
-                    return submission
-            except IntegrityError:
-                continue
-        raise GatewayError("internal_error", "the status could not be stored; try again")
+        replay = await self._replay(conn, responder, package.sha256)
+        if replay is not None:
+            return replay
+        document = await self._document_state(conn, package.document_key)
+        if document is None:
+            raise PackageRejected(
+                "status_not_recipient",
+                f"no document {package.document_key} was sent through this gateway",
+            )
+        step = check_status(document, responder, code)
+        modes = self._route(step.route_to)
+        submission = await self._insert(batch, verified, modes, EventType.STATUS)
+        apply_status(document, step)
+        await self._save_states(conn, package.document_key, document, step.recipients)
+        if code not in ("13",):
+            await self._implicit_delivery(batch, package.document_key, responder)
+        return submission
 
     async def _replay(self, conn: AsyncConnection, sender: str, sha256: str) -> Submission | None:
         p = package_table.c
         answer = await conn.scalar(select(p.answer).where(p.sender == sender, p.sha256 == sha256))
-        if answer is None:
-            return None
+        return None if answer is None else await self._replayed(conn, answer)
+
+    async def _replayed(self, conn: AsyncConnection, answer: str) -> Submission:
         return Submission(200, await self._fresh_answer(json.loads(answer), conn))
 
     async def _insert(
         self,
-        conn: AsyncConnection,
+        batch: Batch,
         verified: VerifiedPackage,
         modes: dict[str, str],
         event_type: EventType,
     ) -> Submission:
-        """Ledger the package, store it and its copies (the outbox) in ``conn``."""
+        """Ledger the package and store it with its copies. Copies for an inbox are placed in
+        it now (queued, in the same transaction); the others are the outbox, published to the
+        bus once the batch has committed."""
         package = verified.package
-        now = self.clock()
+        now = batch.now
         package_id = "p-" + secrets.token_hex(12)
         sender = package.sender.organ_id
         status = package.status.code if package.status else None
         deliveries = {code: f"d-{package_id[2:]}-{i}" for i, code in enumerate(modes)}
+        inboxed = [code for code, mode in modes.items() if mode in self.inbox_modes]
+        codes = list(modes)
         details = {
             "package_id": package_id,
             "kind": package.kind.value,
             "signature_state": str(verified.signature_state),
-            "recipients": list(modes),
+            # The list itself is in each copy's own events; here only its size and digest,
+            # so that a letter to every unit fits in one entry.
+            "recipient_count": len(codes),
+            "recipients_sha256": hashlib.sha256("\n".join(codes).encode()).hexdigest(),
+        }
+        about = {
+            "document": package.document_key,
+            "sender": sender,
+            "package_sha256": package.sha256,
         }
         if event_type is EventType.STATUS:
             events = [
-                Event(
-                    EventType.STATUS,
-                    document=package.document_key,
-                    sender=sender,
-                    recipient=code,
-                    package_sha256=package.sha256,
-                    code=status,
-                    details=details,
-                )
-                for code in modes
+                Event(EventType.STATUS, recipient=code, code=status, details=details, **about)
+                for code in codes
             ]
         else:
-            events = [
-                Event(
-                    EventType.SUBMITTED,
-                    document=package.document_key,
-                    sender=sender,
-                    package_sha256=package.sha256,
-                    details=details,
-                )
-            ]
-        seqs = await self.ledger.append_in(conn, events)
+            events = [Event(EventType.SUBMITTED, details=details, **about)]
+        events += [
+            Event(
+                EventType.QUEUED,
+                document=package.document_key,
+                sender=sender,
+                recipient=code,
+                details={"delivery_id": deliveries[code], "attempt": 1, "via": "inbox"},
+            )
+            for code in inboxed
+        ]
+        seqs = batch.append(events)
+        state = {code: Transport.ACCEPTED for code in codes} | {
+            code: Transport.QUEUED for code in inboxed
+        }
         answer: dict[str, Any] = {
             "package_id": package_id,
             "kind": package.kind.value,
             "document_key": package.document_key,
             "recipients": [
-                {"code": code, "state": Transport.ACCEPTED.value, "delivery_id": deliveries[code]}
-                for code in modes
+                {"code": code, "state": state[code].value, "delivery_id": deliveries[code]}
+                for code in codes
             ],
             "ledger_seq": seqs[0],
             "signature_state": str(verified.signature_state),
         }
         if status:
             answer["status"] = status
+        conn = batch.conn
         await conn.execute(
-            insert(package_table).values(
-                package_id=package_id,
-                kind=package.kind.value,
-                sender=sender,
-                document_id=package.document_id,
-                document_identity=package.document_id if package.kind is Kind.DOCUMENT else None,
-                document_key=package.document_key,
-                sha256=package.sha256,
-                status_code=status,
-                subject=package.subject,
-                priority=package.priority,
-                signature_state=str(verified.signature_state),
-                size=len(package.raw),
-                raw=package.raw,
-                answer=json.dumps(answer),
-                submitted_at=now,
-                ledger_seq=seqs[0],
-            )
+            insert(package_table),
+            [
+                {
+                    "package_id": package_id,
+                    "kind": package.kind.value,
+                    "sender": sender,
+                    "document_id": package.document_id,
+                    "document_identity": (
+                        package.document_id if package.kind is Kind.DOCUMENT else None
+                    ),
+                    "document_key": package.document_key,
+                    "sha256": package.sha256,
+                    "status_code": status,
+                    "subject": package.subject,
+                    "priority": package.priority,
+                    "signature_state": str(verified.signature_state),
+                    "size": len(package.raw),
+                    "raw": package.raw,
+                    "answer": json.dumps(answer),
+                    "submitted_at": now,
+                    "ledger_seq": seqs[0],
+                }
+            ],
         )
         await conn.execute(
             insert(delivery_table),
@@ -339,22 +356,37 @@ class Gateway:
                     "sender": sender,
                     "recipient": code,
                     "mode": mode,
-                    "transport": Transport.ACCEPTED.value,
+                    "transport": state[code].value,
                     "transport_at": now,
-                    "attempt": 0,
-                    "published": False,
+                    "attempt": 1 if code in inboxed else 0,
+                    "published": code in inboxed,
                 }
                 for code, mode in modes.items()
             ],
         )
+        if inboxed:
+            await conn.execute(
+                insert(inbox_table),
+                [
+                    self.inboxes.row(deliveries[c], c, package_id, package.priority, now)
+                    for c in inboxed
+                ],
+            )
         if package.kind is Kind.DOCUMENT:
             await conn.execute(
                 insert(recipient_state_table),
                 [
                     {"document_key": package.document_key, "recipient": code, "updated_at": now}
-                    for code in modes
+                    for code in codes
                 ],
             )
+        outbox = [
+            Delivery(deliveries[c], package.document_key, c, package.raw, package.priority)
+            for c in codes
+            if c not in inboxed
+        ]
+        if outbox:
+            batch.after_commit.append(lambda: self._publish_later(outbox))
         return Submission(202, answer)
 
     async def _fresh_answer(
@@ -380,19 +412,20 @@ class Gateway:
         details: dict[str, Any] = {"message": error.message[:500]}
         if error.where:
             details["where"] = error.where[:300]
+        event = Event(
+            EventType.REJECTED,
+            document=package.document_key[:300] if package else None,
+            sender=sender,
+            package_sha256=hashlib.sha256(data).hexdigest(),
+            code=error.code,
+            details=details,
+        )
+
+        async def record(batch: Batch) -> None:
+            batch.append([event])
+
         try:
-            await self.ledger.append(
-                [
-                    Event(
-                        EventType.REJECTED,
-                        document=package.document_key[:300] if package else None,
-                        sender=sender,
-                        package_sha256=hashlib.sha256(data).hexdigest(),
-                        code=error.code,
-                        details=details,
-                    )
-                ]
-            )
+            await self.writer.run(record)
         except Exception:  # the refusal stands even if it cannot be ledgered
             log.exception("could not ledger the rejection of a package from %s", sender)
 
@@ -433,12 +466,12 @@ class Gateway:
                 )
             )
 
-    async def _implicit_delivery(self, conn: AsyncConnection, key: str, recipient: str) -> None:
+    async def _implicit_delivery(self, batch: Batch, key: str, recipient: str) -> None:
         """A unit served over its own AMQP consumer is heard from only by its statuses: the
         first one proves the copy arrived."""
         d, p = delivery_table.c, package_table.c
         row = (
-            await conn.execute(
+            await batch.conn.execute(
                 select(delivery_table)
                 .join(package_table, p.package_id == d.package_id)
                 .where(
@@ -451,8 +484,8 @@ class Gateway:
         ).first()
         if row is None or not transport_allows(Transport(row.transport), Transport.DELIVERED):
             return
-        await self._move(
-            conn,
+        await move(
+            batch,
             row,
             Transport.DELIVERED,
             EventType.DELIVERED,
@@ -462,28 +495,43 @@ class Gateway:
 
     # -- the bus -----------------------------------------------------------------------------
 
-    async def publish_package(self, package_id: str) -> None:
-        """Publish the unpublished copies of one package; on failure the relay retries."""
-        d = delivery_table.c
-        await self._publish(d.package_id == package_id)
+    def _publish_later(self, deliveries: list[Delivery]) -> None:
+        """Hand committed copies to the publisher task (started when there is work)."""
+        self._outbox.extend(deliveries)
+        if self._publisher is None or self._publisher.done():
+            self._publisher = asyncio.create_task(self._publish_outbox(), name="gateway-outbox")
+
+    async def _publish_outbox(self) -> None:
+        while self._outbox and self.bus is not None:
+            taken, self._outbox = self._outbox, []
+            try:
+                await self.bus.publish_many(taken)
+            except Exception:
+                log.warning(
+                    "publishing %d copies failed; the relay will retry", len(taken), exc_info=True
+                )
+
+    async def drain(self) -> None:
+        """Wait for the writer and the publisher to finish what they hold (shutdown)."""
+        await self.writer.drain()
+        if self._publisher is not None:
+            await asyncio.gather(self._publisher, return_exceptions=True)
 
     async def publish_pending(self, older_than: float = 30.0) -> int:
         """The relay: publish copies left unpublished (the bus was down, the process died)."""
-        d = delivery_table.c
-        cutoff = self.clock() - timedelta(seconds=older_than)
-        return await self._publish(d.transport_at < cutoff)
-
-    async def _publish(self, condition: Any) -> int:
         if self.bus is None:
             return 0
         d, p = delivery_table.c, package_table.c
+        cutoff = self.clock() - timedelta(seconds=older_than)
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     select(d.delivery_id, d.document_key, d.recipient, p.raw, p.priority)
                     .join(package_table, p.package_id == d.package_id)
                     .where(
-                        condition, d.published.is_(False), d.transport == Transport.ACCEPTED.value
+                        d.transport_at < cutoff,
+                        d.published.is_(False),
+                        d.transport == Transport.ACCEPTED.value,
                     )
                 )
             ).all()
@@ -503,79 +551,79 @@ class Gateway:
 
     async def record_transition(self, t: Transition) -> None:
         """The bus observer: every transition of a copy becomes a ledger event (once)."""
-        d = delivery_table.c
-        async with self.ledger.transaction() as conn:
-            row = (
-                await conn.execute(select(delivery_table).where(d.delivery_id == t.delivery_id))
-            ).first()
-            if row is None:
-                log.warning("transition %s of unknown delivery %s", t.outcome, t.delivery_id)
-                return
-            if row.last_outcome == t.outcome.value and row.attempt == t.attempt:
-                return  # reported again after a crash or redelivery
-            transport, event_type = _OUTCOMES[t.outcome]
-            current = Transport(row.transport)
-            if current is Transport.ACCEPTED:
-                # The bus holds the copy; its ``queued`` report may still be on its way (a fast
-                # consumer can report ``delivered`` first), so record the queueing now.
-                await self._move(
-                    conn,
-                    row,
-                    Transport.QUEUED,
-                    EventType.QUEUED,
-                    t.attempt,
-                    {"attempt": t.attempt},
-                    published=True,
-                )
-                current = Transport.QUEUED
-                if t.outcome is Outcome.QUEUED:
-                    return
-            elif (
-                current in (Transport.DEAD, Transport.EXPIRED)
-                and t.outcome not in (Outcome.REDRIVEN, Outcome.QUEUED)
-                and t.attempt == 1
-            ):
-                # A dead copy at attempt 1 again was redriven, and its ``redriven`` report
-                # (sent after the move) may come after what happened next: record it now.
-                await self._move(
-                    conn,
-                    row,
-                    Transport.QUEUED,
-                    EventType.REDRIVEN,
-                    1,
-                    {"attempt": 1},
-                )
-                current = Transport.QUEUED
-            nothing_new = (
-                t.outcome is Outcome.QUEUED  # published again by the relay
-                or (t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes)  # in the inbox
-                or not transport_allows(current, transport)
-            )
-            if nothing_new:
-                await conn.execute(
-                    update(delivery_table)
-                    .where(d.delivery_id == t.delivery_id)
-                    .values(last_outcome=t.outcome.value, attempt=t.attempt, published=True)
-                )
-                return
-            details: dict[str, Any] = {"attempt": t.attempt}
-            if t.reason:
-                details["reason"] = t.reason[:1000]
-            if t.retry_at:
-                details["retry_at"] = int(t.retry_at)
-            await self._move(
-                conn,
-                row,
-                transport,
-                event_type,
-                t.attempt,
-                details,
-                outcome=t.outcome.value,
-                reason=t.reason,
-            )
+        await self.writer.run(lambda batch: self._record_transition(batch, t))
 
-    async def _move(self, conn: AsyncConnection, row: Any, *args: Any, **kwargs: Any) -> None:
-        await move(self.ledger, conn, row, *args, at=self.clock(), **kwargs)
+    async def _record_transition(self, batch: Batch, t: Transition) -> None:
+        d = delivery_table.c
+        conn = batch.conn
+        row = (
+            await conn.execute(select(delivery_table).where(d.delivery_id == t.delivery_id))
+        ).first()
+        if row is None:
+            log.warning("transition %s of unknown delivery %s", t.outcome, t.delivery_id)
+            return
+        if row.last_outcome == t.outcome.value and row.attempt == t.attempt:
+            return  # reported again after a crash or redelivery
+        transport, event_type = _OUTCOMES[t.outcome]
+        current = Transport(row.transport)
+        if current is Transport.ACCEPTED:
+            # The bus holds the copy; its ``queued`` report may still be on its way (a fast
+            # consumer can report ``delivered`` first), so record the queueing now.
+            await move(
+                batch,
+                row,
+                Transport.QUEUED,
+                EventType.QUEUED,
+                t.attempt,
+                {"attempt": t.attempt},
+                published=True,
+            )
+            current = Transport.QUEUED
+            if t.outcome is Outcome.QUEUED:
+                return
+        elif (
+            current in (Transport.DEAD, Transport.EXPIRED)
+            and t.outcome not in (Outcome.REDRIVEN, Outcome.QUEUED)
+            and t.attempt == 1
+        ):
+            # A dead copy at attempt 1 again was redriven, and its ``redriven`` report
+            # (sent after the move) may come after what happened next: record it now.
+            await move(
+                batch,
+                row,
+                Transport.QUEUED,
+                EventType.REDRIVEN,
+                1,
+                {"attempt": 1},
+            )
+            current = Transport.QUEUED
+        nothing_new = (
+            t.outcome is Outcome.QUEUED  # published again by the relay
+            or (t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes)  # in the inbox
+            or not transport_allows(current, transport)
+        )
+        if nothing_new:
+            await conn.execute(
+                update(delivery_table)
+                .where(d.delivery_id == t.delivery_id)
+                .values(last_outcome=t.outcome.value, attempt=t.attempt, published=True)
+            )
+            return
+        details: dict[str, Any] = {"attempt": t.attempt}
+        if t.reason:
+            details["reason"] = t.reason[:1000]
+        if t.retry_at:
+            details["retry_at"] = int(t.retry_at)
+        await move(
+            batch,
+            row,
+            transport,
+            event_type,
+            t.attempt,
+            details,
+            outcome=t.outcome.value,
+            reason=t.reason,
+        )
 
     async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
         """Put a unit's dead or expired copies back: the bus's, and its inbox's."""

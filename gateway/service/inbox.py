@@ -8,51 +8,79 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.config import Settings
+from gateway.bus import RetryPolicy
 from gateway.errors import GatewayError
-from gateway.ledger import EventType, SqlLedger
+from gateway.ledger import EventType
 from gateway.service.models import delivery_table, inbox_table, package_table
 from gateway.service.moves import move
 from gateway.service.tokens import Principal, Role
+from gateway.service.writer import Batch, Writer
 from gateway.workflow import Transport
 
 
 class Inboxes:
-    """The inboxes of every pull unit, in the gateway's database."""
+    """The inboxes of every pull unit, in the gateway's database. Copies are placed in them
+    when their package is accepted (in the same transaction); every change goes through the
+    writer. The attempt limit and the time-to-live are the bus's retry policy."""
 
     def __init__(
-        self, ledger: SqlLedger, settings: Settings, clock: Callable[[], datetime]
+        self,
+        writer: Writer,
+        engine: AsyncEngine,
+        policy: RetryPolicy,
+        clock: Callable[[], datetime],
     ) -> None:
-        self.ledger = ledger
-        self.engine = ledger.engine
-        self.settings = settings
+        self.writer = writer
+        self.engine = engine
+        self.policy = policy
         self.clock = clock
 
-    async def _move(self, conn: AsyncConnection, row: Any, *args: Any, **kwargs: Any) -> None:
-        await move(self.ledger, conn, row, *args, at=self.clock(), **kwargs)
+    def row(
+        self, delivery_id: str, recipient: str, package_id: str, priority: int, now: datetime
+    ) -> dict[str, Any]:
+        """The inbox row of a new copy, first attempt, expiring by the retry policy."""
+        return {
+            "delivery_id": delivery_id,
+            "recipient": recipient,
+            "package_id": package_id,
+            "state": "ready",
+            "attempt": 1,
+            "queued_at": now,
+            "expires_at": datetime.fromtimestamp(
+                self.policy.expires_at(priority, now.timestamp()), UTC
+            ),
+        }
 
     async def put(self, delivery_id: str, recipient: str, attempt: int, expires_at: float) -> None:
-        """Place a copy in a pull unit's inbox (idempotent on the delivery id)."""
+        """Place a copy that came over the bus in a pull unit's inbox (idempotent on the
+        delivery id): copies accepted before inboxes were filled at acceptance."""
+        await self.writer.run(
+            lambda batch: self._put(batch, delivery_id, recipient, attempt, expires_at)
+        )
+
+    async def _put(
+        self, batch: Batch, delivery_id: str, recipient: str, attempt: int, expires_at: float
+    ) -> None:
         d, i = delivery_table.c, inbox_table.c
-        async with self.ledger.transaction() as conn:
-            if await conn.scalar(select(i.position).where(i.delivery_id == delivery_id)):
-                return
-            package_id = await conn.scalar(select(d.package_id).where(d.delivery_id == delivery_id))
-            if package_id is None:
-                raise GatewayError("not_found", f"no delivery {delivery_id}")
-            await conn.execute(
-                insert(inbox_table).values(
-                    delivery_id=delivery_id,
-                    recipient=recipient,
-                    package_id=package_id,
-                    state="ready",
-                    attempt=max(attempt, 1),
-                    queued_at=self.clock(),
-                    expires_at=datetime.fromtimestamp(expires_at, UTC),
-                )
+        conn = batch.conn
+        if await conn.scalar(select(i.position).where(i.delivery_id == delivery_id)):
+            return
+        package_id = await conn.scalar(select(d.package_id).where(d.delivery_id == delivery_id))
+        if package_id is None:
+            raise GatewayError("not_found", f"no delivery {delivery_id}")
+        await conn.execute(
+            insert(inbox_table).values(
+                delivery_id=delivery_id,
+                recipient=recipient,
+                package_id=package_id,
+                state="ready",
+                attempt=max(attempt, 1),
+                queued_at=batch.now,
+                expires_at=datetime.fromtimestamp(expires_at, UTC),
             )
+        )
 
     async def page(self, unit: str, *, after: int = 0, limit: int = 50) -> dict[str, Any]:
         i, p = inbox_table.c, package_table.c
@@ -127,105 +155,112 @@ class Inboxes:
         attempt limit, then leaves it dead for an operator. Returns the transport state."""
         if principal.role is not Role.UNIT:
             raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
+        return await self.writer.run(
+            lambda batch: self._ack(batch, principal, delivery_id, done, reason)
+        )
+
+    async def _ack(
+        self, batch: Batch, principal: Principal, delivery_id: str, done: bool, reason: str | None
+    ) -> str:
         i, d = inbox_table.c, delivery_table.c
-        async with self.ledger.transaction() as conn:
-            item = await self._inbox_row(conn, principal, delivery_id)
-            row = (
-                await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
-            ).first()
-            assert row is not None
-            if item.state != "ready":
-                return str(row.transport)  # answered before: the same answer again
-            details: dict[str, Any] = {"via": "inbox", "attempt": item.attempt}
-            if done:
-                state, transport, event = "done", Transport.DELIVERED, EventType.DELIVERED
+        conn = batch.conn
+        item = await self._inbox_row(conn, principal, delivery_id)
+        row = (
+            await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
+        ).first()
+        assert row is not None
+        if item.state != "ready":
+            return str(row.transport)  # answered before: the same answer again
+        details: dict[str, Any] = {"via": "inbox", "attempt": item.attempt}
+        if done:
+            state, transport, event = "done", Transport.DELIVERED, EventType.DELIVERED
+        else:
+            details["reason"] = (reason or "no reason given")[:1000]
+            if item.attempt >= self.policy.max_attempts:
+                state, transport, event = "dead", Transport.DEAD, EventType.DEAD_LETTERED
             else:
-                details["reason"] = (reason or "no reason given")[:1000]
-                if item.attempt >= self.settings.bus.max_attempts:
-                    state, transport, event = "dead", Transport.DEAD, EventType.DEAD_LETTERED
-                else:
-                    state, transport, event = "ready", Transport.RETRYING, EventType.RETRYING
-            await conn.execute(
-                update(inbox_table)
-                .where(i.delivery_id == delivery_id)
-                .values(
-                    state=state,
-                    attempt=item.attempt + (0 if done else 1),
-                    reason=None if done else details["reason"],
-                )
-            )
-            await self._move(
-                conn,
-                row,
-                transport,
-                event,
-                item.attempt,
-                details,
+                state, transport, event = "ready", Transport.RETRYING, EventType.RETRYING
+        await conn.execute(
+            update(inbox_table)
+            .where(i.delivery_id == delivery_id)
+            .values(
+                state=state,
+                attempt=item.attempt + (0 if done else 1),
                 reason=None if done else details["reason"],
             )
-            return transport.value
+        )
+        await move(
+            batch,
+            row,
+            transport,
+            event,
+            item.attempt,
+            details,
+            reason=None if done else details["reason"],
+        )
+        return transport.value
 
     async def expire(self) -> int:
         """Copies that waited in an inbox past their time-to-live expire (the sender sees it)."""
+        return await self.writer.run(self._expire)
+
+    async def _expire(self, batch: Batch) -> int:
         i, d = inbox_table.c, delivery_table.c
-        now = self.clock()
-        async with self.ledger.transaction() as conn:
-            items = (
-                await conn.execute(
-                    select(inbox_table.c.delivery_id, i.attempt).where(
-                        i.state == "ready", i.expires_at < now
-                    )
+        now, conn = batch.now, batch.conn
+        items = (
+            await conn.execute(
+                select(inbox_table.c.delivery_id, i.attempt).where(
+                    i.state == "ready", i.expires_at < now
                 )
-            ).all()
-            for item in items:
-                row = (
-                    await conn.execute(
-                        select(delivery_table).where(d.delivery_id == item.delivery_id)
-                    )
-                ).first()
-                assert row is not None
-                await conn.execute(
-                    update(inbox_table)
-                    .where(i.delivery_id == item.delivery_id)
-                    .values(state="expired")
-                )
-                await self._move(
-                    conn,
-                    row,
-                    Transport.EXPIRED,
-                    EventType.EXPIRED,
-                    item.attempt,
-                    {"via": "inbox", "reason": "not fetched before its time-to-live"},
-                    reason="not fetched before its time-to-live",
-                )
+            )
+        ).all()
+        for item in items:
+            row = (
+                await conn.execute(select(delivery_table).where(d.delivery_id == item.delivery_id))
+            ).first()
+            assert row is not None
+            await conn.execute(
+                update(inbox_table).where(i.delivery_id == item.delivery_id).values(state="expired")
+            )
+            await move(
+                batch,
+                row,
+                Transport.EXPIRED,
+                EventType.EXPIRED,
+                item.attempt,
+                {"via": "inbox", "reason": "not fetched before its time-to-live"},
+                reason="not fetched before its time-to-live",
+            )
         return len(items)
 
     async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
         """Put the unit's dead or expired inbox copies back with a fresh time-to-live."""
+        return await self.writer.run(lambda batch: self._redrive(batch, unit, ids))
+
+    async def _redrive(self, batch: Batch, unit: str, ids: Sequence[str] | None) -> int:
         i, d = inbox_table.c, delivery_table.c
         condition = [i.recipient == unit, i.state.in_(("dead", "expired"))]
         if ids is not None:
             condition.append(i.delivery_id.in_(list(ids)))
-        ttl = timedelta(seconds=self.settings.bus.ttl)
-        now = self.clock()
-        async with self.ledger.transaction() as conn:
-            items = (await conn.execute(select(i.delivery_id).where(*condition))).scalars().all()
-            for delivery_id in items:
-                row = (
-                    await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
-                ).first()
-                assert row is not None
-                await conn.execute(
-                    update(inbox_table)
-                    .where(i.delivery_id == delivery_id)
-                    .values(state="ready", attempt=1, expires_at=now + ttl, queued_at=now)
-                )
-                await self._move(
-                    conn,
-                    row,
-                    Transport.QUEUED,
-                    EventType.REDRIVEN,
-                    1,
-                    {"via": "inbox"},
-                )
+        ttl = timedelta(milliseconds=self.policy.normal.ttl_ms)
+        now, conn = batch.now, batch.conn
+        items = (await conn.execute(select(i.delivery_id).where(*condition))).scalars().all()
+        for delivery_id in items:
+            row = (
+                await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
+            ).first()
+            assert row is not None
+            await conn.execute(
+                update(inbox_table)
+                .where(i.delivery_id == delivery_id)
+                .values(state="ready", attempt=1, expires_at=now + ttl, queued_at=now)
+            )
+            await move(
+                batch,
+                row,
+                Transport.QUEUED,
+                EventType.REDRIVEN,
+                1,
+                {"via": "inbox"},
+            )
         return len(items)

@@ -1,37 +1,33 @@
 """One transition of one delivery: a ledger event and the delivery row's new transport state,
-in the caller's transaction."""
+in the writer's batch."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.ledger import Event, EventType, SqlLedger
+from gateway.ledger import Event, EventType
 from gateway.service.models import delivery_table
+from gateway.service.writer import Batch
 from gateway.workflow import Transport
 
 
 async def move(
-    ledger: SqlLedger,
-    conn: AsyncConnection,
+    batch: Batch,
     row: Any,
     transport: Transport,
     event_type: EventType,
     attempt: int,
     details: dict[str, Any],
     *,
-    at: datetime,
     outcome: str | None = None,
     reason: str | None = None,
     published: bool | None = None,
 ) -> None:
     """Ledger one transition of the delivery ``row`` and record its new transport state."""
     delivery_id = row.delivery_id
-    await ledger.append_in(
-        conn,
+    batch.append(
         [
             Event(
                 event_type,
@@ -40,11 +36,11 @@ async def move(
                 recipient=row.recipient,
                 details={"delivery_id": delivery_id, **details},
             )
-        ],
+        ]
     )
     values: dict[str, Any] = {
         "transport": transport.value,
-        "transport_at": at,
+        "transport_at": batch.now,
         "attempt": attempt,
         "reason": reason,
     }
@@ -53,4 +49,6 @@ async def move(
     if published is not None:
         values["published"] = published
     d = delivery_table.c
-    await conn.execute(update(delivery_table).where(d.delivery_id == delivery_id).values(**values))
+    await batch.conn.execute(
+        update(delivery_table).where(d.delivery_id == delivery_id).values(**values)
+    )

@@ -68,6 +68,11 @@ class Runtime:
     async def stop(self, grace: float = 10.0) -> None:
         """Consumers finish their current message, background loops stop, all is closed."""
         await self.deliverer.stop(grace)
+        try:
+            async with asyncio.timeout(grace):
+                await self.gateway.drain()
+        except TimeoutError:
+            log.warning("copies still unpublished at shutdown; the relay publishes them at start")
         for task in self.tasks:
             task.cancel()
         for task in self.tasks:
@@ -105,7 +110,10 @@ async def start_runtime(
     key = load_gateway_key(keys)
     ledger = open_ledger(settings, key=key.private_key, certificate_chain=key.certificate_chain)
     await upgrade(ledger.engine)
-    gateway = Gateway(settings=settings, directory=directory, trust=trust, ledger=ledger)
+    policy = policy or RetryPolicy.from_settings(settings.bus)
+    gateway = Gateway(
+        settings=settings, directory=directory, trust=trust, ledger=ledger, policy=policy
+    )
     bus = open_bus(settings, observer=gateway.record_transition, policy=policy)
     native_amqp = settings.amqp_url is not None
     if not native_amqp:

@@ -91,7 +91,7 @@ async def test_a_letter_sent_fetched_acknowledged_answered_and_proven(
     assert key == f"{SENDER}|{parse_package(sent_file.read_bytes()).document_id}"
     assert sent.stderr.startswith("accepted: ledger seq ")
     # The push unit's webhook may have taken its copy before the answer was written.
-    assert re.search(rf"recipients {PULL} queued, {PUSH} (queued|delivered)$", sent.stderr)
+    assert re.search(rf"recipients {PULL} queued, {PUSH} (accepted|queued|delivered)$", sent.stderr)
 
     # The pull unit lists, fetches the exact bytes, acknowledges.
     (item,) = await waiting(stack, PULL, key, "document")

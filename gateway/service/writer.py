@@ -1,0 +1,135 @@
+"""Group commit: one writer per process runs the database work of every request (ledger
+events and the rows that go with them) in shared transactions, one per batch, and answers each
+request once its batch is durable.
+
+A job is an async function of a :class:`Batch`. It reads and checks first and writes last: a
+:class:`~gateway.errors.GatewayError` it raises is its own refusal (its ledger events are taken
+back, the batch goes on), so it must raise before its first write. Any other error fails the
+whole batch, which is then run again one job per transaction, so that only the job at fault
+fails. Nothing is answered before the commit: what a caller was told is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.errors import GatewayError
+from gateway.ledger import Event, SqlLedger
+from gateway.ledger.store import Appender
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_JOBS = 256  # jobs in one transaction
+MAX_EVENTS = 4000  # ledger events in one transaction (a job with more runs alone)
+
+
+@dataclass
+class Batch:
+    """What a job works with: the batch's connection, its ledger appender and clock reading,
+    and the work to do once it has committed."""
+
+    conn: AsyncConnection
+    log: Appender
+    now: datetime
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def append(self, events: list[Event]) -> list[int]:
+        return self.log.add(events)
+
+
+Job = Callable[[Batch], Awaitable[T]]
+_Item = tuple[Job[Any], "asyncio.Future[Any]"]
+
+
+class Writer:
+    """The process's one writer. ``run`` may be called from any task; the first caller to
+    find it idle becomes the leader and flushes batches until no job waits."""
+
+    def __init__(self, ledger: SqlLedger, *, max_jobs: int = MAX_JOBS) -> None:
+        self.ledger = ledger
+        self.max_jobs = max_jobs
+        self._waiting: collections.deque[_Item] = collections.deque()
+        self._leader: asyncio.Task[None] | None = None
+        self.batches = 0  # committed transactions, for the metrics and tests
+        self.jobs = 0
+
+    async def run(self, job: Job[T]) -> T:
+        """Run ``job`` in the next batch; return its result once the batch has committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((job, future))
+        if self._leader is None or self._leader.done():
+            self._leader = asyncio.create_task(self._lead(), name="gateway-writer")
+        # The job runs even if the caller goes away: it may already be written.
+        return await asyncio.shield(future)
+
+    async def drain(self) -> None:
+        """Wait until every job handed in so far has been answered."""
+        while self._leader is not None and not self._leader.done():
+            await asyncio.shield(self._leader)
+
+    async def _lead(self) -> None:
+        while self._waiting:
+            taken = [self._waiting.popleft()]
+            while self._waiting and len(taken) < self.max_jobs:
+                taken.append(self._waiting.popleft())
+            try:
+                await self._flush(taken)
+            except Exception as e:
+                if len(taken) == 1:
+                    _settle(taken[0][1], error=e)
+                    continue
+                log.warning("a batch of %d jobs failed (%r); one by one now", len(taken), e)
+                for item in taken:
+                    try:
+                        await self._flush([item])
+                    except Exception as e1:
+                        _settle(item[1], error=e1)
+
+    async def _flush(self, items: list[_Item]) -> None:
+        answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        async with self.ledger.transaction() as conn:
+            appender = await self.ledger.appender(conn)
+            batch = Batch(conn, appender, self.ledger.clock())
+            start = appender.size
+            for job, future in items:
+                mark = appender.mark()
+                try:
+                    answers.append((future, await job(batch), None))
+                except GatewayError as e:
+                    appender.reset(mark)
+                    answers.append((future, None, e))
+                if appender.size - start >= MAX_EVENTS:
+                    break
+            await appender.flush(conn)
+        self.batches += 1
+        self.jobs += len(answers)
+        for future, value, error in answers:
+            _settle(future, value, error)
+        for hook in batch.after_commit:
+            try:
+                hook()
+            except Exception:
+                log.exception("after-commit work failed")
+        if len(answers) < len(items):  # the rest go first in the next batch
+            self._waiting.extendleft(reversed(items[len(answers) :]))
+
+
+def _settle(
+    future: asyncio.Future[Any], value: Any = None, error: BaseException | None = None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)
