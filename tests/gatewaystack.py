@@ -4,6 +4,8 @@ with a webhook server standing in for a push unit's system."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -94,8 +96,34 @@ async def stack(
     request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
 ) -> AsyncIterator[Stack]:
     hook, hook_url = webhook
+    async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
+        yield opened
+
+
+def province_csv(webhook_url: str) -> str:
+    """The bundled sample province (809 units), every push unit posting to the test webhook."""
+    from gateway.directory.load import SAMPLE_PATH
+
+    text = SAMPLE_PATH.read_text(encoding="utf-8")
+    return re.sub(r"https://[^,]+", webhook_url, text)
+
+
+@pytest.fixture(params=["embedded", "rabbitmq+postgresql"])
+async def province(
+    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
+) -> AsyncIterator[Stack]:
+    """A gateway over the whole sample province."""
+    hook, hook_url = webhook
+    async with open_stack(request, tmp_path, hook, province_csv(hook_url)) as opened:
+        yield opened
+
+
+@contextlib.asynccontextmanager
+async def open_stack(
+    request: pytest.FixtureRequest, tmp_path: Path, hook: Webhook, directory_text: str
+) -> AsyncIterator[Stack]:
     directory_file = tmp_path / "units.csv"
-    directory_file.write_text(directory_csv(hook_url), encoding="utf-8")
+    directory_file.write_text(directory_text, encoding="utf-8")
     keys = tmp_path / "keys"
     init_keys(keys, load_directory(directory_file))
     namespace = f"e2e{uuid.uuid4().hex[:10]}"
