@@ -34,6 +34,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+POOL_SIZE = 32  # connections kept open per engine
+
 # Execution option that makes a SQLite transaction take the write lock at BEGIN.
 WRITE_OPTION = "gateway_write"
 # Execution option for SQLite connections that only read rows that never change: no BEGIN
@@ -89,7 +91,14 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     ``search_path`` query parameter (``...?search_path=gateway``) selects the schema.
     """
     url = make_url(url)
-    if url.get_backend_name() == "sqlite":
+    # Enough pooled connections for every request in flight: a checkout beyond the pool opens
+    # a new connection (a server process on PostgreSQL) and closes it after one use.
+    sqlite = url.get_backend_name() == "sqlite"
+    in_memory = sqlite and (not url.database or url.database == ":memory:")
+    if not in_memory and "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", POOL_SIZE)
+        kwargs.setdefault("max_overflow", POOL_SIZE)
+    if sqlite:
         return _sqlite_engine(url, **kwargs)
     if "search_path" in url.query:
         connect_args = dict(kwargs.pop("connect_args", {}))
