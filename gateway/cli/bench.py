@@ -67,6 +67,13 @@ from gateway.cli.common import fail_environment
     help="Sender units, and as many pull recipients.",
 )
 @click.option(
+    "--stage-seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Time spent measuring each raw stage.",
+)
+@click.option(
     "--json",
     "json_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -81,6 +88,7 @@ def bench(
     rate: float | None,
     size: str,
     units: int,
+    stage_seconds: float,
     json_file: Path | None,
 ) -> None:
     """Measure the whole gateway over HTTP, beside its raw stages.
@@ -103,6 +111,7 @@ def bench(
         rate=rate,
         size=size,
         units=units,
+        stage_seconds=stage_seconds,
     )
     tty = sys.stderr.isatty()
     last = [0.0]

@@ -1,0 +1,55 @@
+"""``gateway bench`` run for real on a small load: a gateway process of its own, letters over
+HTTP, every copy fetched and acknowledged, and a report with the raw stages beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.bench.procstat import cpu_seconds, memory_kib
+from gateway.bench.run import percentile
+
+
+def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
+    report_file = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", "--packages", "24", "--units", "3",
+         "--connections", "4", "--stage-seconds", "0.1", "--json", str(report_file)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(report_file.read_text())
+    assert report["accepted"] == 24 and report["refused"] == {}
+    assert report["cycles"] == 24
+    assert report["accepted_per_s"] > 0 and report["cycles_per_s"] > 0
+    assert report["submit_latency_ms"]["p50"] <= report["submit_latency_ms"]["p99"]
+    assert report["cpu_ms_per_package"]["gateway"] > 0
+    assert report["gateway_rss_mib"]["peak"] >= report["gateway_rss_mib"]["before"] > 0
+    assert set(report["stages_us"]) == {
+        "parse + XSD (lxml)",
+        "verify (signxml)",
+        "publish (SQLite commit)",
+        "ledger row (SQLite commit)",
+    }
+    assert 0 < report["ratio_to_limit"] < 1
+    assert "stage-sum limit" in run.stdout and "accepted: 24" in run.stdout
+
+
+def test_percentiles_pick_the_ranked_value() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 51.0  # rank round(0.5 * 99) = 50, counted from 0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([], 50) is None
+
+
+def test_procstat_reads_this_process() -> None:
+    sum(i * i for i in range(200_000))  # some CPU to see
+    assert cpu_seconds(os.getpid()) > 0
+    memory = memory_kib(os.getpid())
+    assert memory["VmHWM"] >= memory["VmRSS"] > 0
+    assert cpu_seconds(2**22 + 12345) == 0.0  # no such process
