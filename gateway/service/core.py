@@ -75,8 +75,8 @@ def _verify_and_read(
     now: datetime,
     limits: EnvelopeSettings,
 ) -> VerifiedPackage:
-    """verify_package with the model read in full, so that the reading is done in the worker
-    thread rather than on the event loop when submit first uses a field."""
+    """verify_package with the model read in full, so that a large package's reading is done
+    in the worker thread rather than on the event loop when submit first uses a field."""
     verified = verify_package(data, trust, directory, profile, now, limits=limits)
     verified.package.subject  # noqa: B018  # the first deferred field read fills them all
     return verified
@@ -118,7 +118,7 @@ class Gateway:
         self.policy = policy or RetryPolicy.from_settings(settings.bus)
         self.writer = Writer(ledger)
         self.bus: Bus | None = None  # set once the bus exists (it needs record_transition)
-        self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, clock)
+        self.inboxes = Inboxes(self.writer, ledger.engine, self.policy)
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
         self._publisher: asyncio.Task[None] | None = None
         # Units whose copies wait in a pull inbox: pull units, and amqp units when the bus is

@@ -3,7 +3,7 @@ acknowledges them (the receive/acknowledge cycle of the national axis)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,12 +30,10 @@ class Inboxes:
         writer: Writer,
         engine: AsyncEngine,
         policy: RetryPolicy,
-        clock: Callable[[], datetime],
     ) -> None:
         self.writer = writer
         self.engine = engine
         self.policy = policy
-        self.clock = clock
 
     def row(
         self, delivery_id: str, recipient: str, package_id: str, priority: int, now: datetime
