@@ -24,7 +24,7 @@ SAMPLE_PATH = Path(__file__).parent / "data" / "sample-province.csv"
 REQUIRED_COLUMNS = ("code", "name", "parent_code", "level", "delivery", "endpoint", "status")
 OPTIONAL_COLUMNS = ("cert_sha256",)
 
-# The national OrganId format NNN.NN.NN.Lnn (DESIGN.md §2).
+# The national OrganId format NNN.NN.NN.Lnn: groups of levels 4, 3 and 2, then level 1.
 _CODE = re.compile(r"[0-9]{3}\.[0-9]{2}\.[0-9]{2}\.[A-Z][0-9]{2}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _URL = re.compile(r"https?://[^\s/?#]+[^\s]*")

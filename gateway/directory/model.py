@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 
 class Delivery(enum.StrEnum):
-    """How a unit receives its packages (DESIGN.md §3)."""
+    """How a unit receives its packages."""
 
     PULL = "pull"  # the unit's system fetches its inbox over HTTP
     PUSH = "push"  # the gateway posts to the unit's webhook (``endpoint``)

@@ -17,7 +17,7 @@ class Kind(enum.StrEnum):
 
 
 class Profile(enum.StrEnum):
-    """How strictly a package is judged (DESIGN.md §2)."""
+    """How strictly a package is judged."""
 
     STRICT = "strict"  # units of this gateway: everything checked, every deviation rejected
     COMPAT = "compat"  # relayed or legacy packets: deviations become named warnings

@@ -2,7 +2,7 @@
 unit signing certificates, the gateway certificate and the CRL. Pure: keys and a clock in,
 ``cryptography`` objects out; ``gateway.trust.keyfiles`` writes them to disk.
 
-A unit's OrganId is bound into its certificate as the subject ``serialNumber`` (DESIGN.md §5).
+A unit's OrganId is bound into its certificate as the subject ``serialNumber`` (docs/trust.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``verify_package``: the strict XMLDSig check of DESIGN.md §5 over signxml, and the model
+"""``verify_package``: the strict XMLDSig check (docs/trust.md) over signxml, and the model
 built from the signed XML only.
 
 Order: hardened parse; one W3C signature, a direct child of edXMLHeader (the last in
