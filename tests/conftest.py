@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,3 +59,17 @@ def database_url() -> str:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated scratch database, once on SQLite and once on PostgreSQL."""
+    from gateway.ledger.testing import discard_database, prepare_database
+
+    if request.param == "sqlite":
+        base = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
+    else:
+        base = request.getfixturevalue("database_url")
+    scoped = await prepare_database(base)
+    yield scoped
+    await discard_database(scoped)

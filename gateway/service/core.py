@@ -243,7 +243,7 @@ class Gateway:
         modes = self._route(step.route_to)
         submission = await self._insert(batch, verified, modes, EventType.STATUS)
         apply_status(document, step)
-        await self._save_states(conn, package.document_key, document, step.recipients)
+        await self._save_states(batch, package.document_key, document, step.recipients)
         if code not in ("13",):
             await self._implicit_delivery(batch, package.document_key, responder)
         return submission
@@ -391,17 +391,11 @@ class Gateway:
             batch.after_commit.append(lambda: self._publish_later(outbox))
         return Submission(202, answer)
 
-    async def _fresh_answer(
-        self, answer: dict[str, Any], conn: AsyncConnection | None = None
-    ) -> dict[str, Any]:
+    async def _fresh_answer(self, answer: dict[str, Any], conn: AsyncConnection) -> dict[str, Any]:
         """The stored answer with each recipient's current transport state."""
         d = delivery_table.c
         query = select(d.recipient, d.transport).where(d.package_id == answer["package_id"])
-        if conn is None:
-            async with self.engine.connect() as reader:
-                states = {r.recipient: r.transport for r in (await reader.execute(query)).all()}
-        else:
-            states = {r.recipient: r.transport for r in (await conn.execute(query)).all()}
+        states = {r.recipient: r.transport for r in (await conn.execute(query)).all()}
         answer = dict(answer)
         answer["recipients"] = [
             {**r, "state": states.get(r["code"], r["state"])} for r in answer["recipients"]
@@ -452,19 +446,19 @@ class Gateway:
         )
 
     async def _save_states(
-        self, conn: AsyncConnection, key: str, document: DocumentState, recipients: Sequence[str]
+        self, batch: Batch, key: str, document: DocumentState, recipients: Sequence[str]
     ) -> None:
         r = recipient_state_table.c
         for code in recipients:
             state = document.recipients[code]
-            await conn.execute(
+            await batch.conn.execute(
                 update(recipient_state_table)
                 .where(r.document_key == key, r.recipient == code)
                 .values(
                     business=state.business,
                     recall_pending=state.recall_pending,
                     recall_answer=state.recall_answer,
-                    updated_at=self.clock(),
+                    updated_at=batch.now,
                 )
             )
 
@@ -504,14 +498,22 @@ class Gateway:
             self._publisher = asyncio.create_task(self._publish_outbox(), name="gateway-outbox")
 
     async def _publish_outbox(self) -> None:
-        while self._outbox and self.bus is not None:
+        while self._outbox:
             taken, self._outbox = self._outbox, []
-            try:
-                await self.bus.publish_many(taken)
-            except Exception:
-                log.warning(
-                    "publishing %d copies failed; the relay will retry", len(taken), exc_info=True
-                )
+            await self._hand_to_bus(taken)
+
+    async def _hand_to_bus(self, deliveries: list[Delivery]) -> int:
+        """Publish copies; on failure they stay unpublished and the relay tries again."""
+        if self.bus is None or not deliveries:
+            return 0
+        try:
+            await self.bus.publish_many(deliveries)
+        except Exception:
+            log.warning(
+                "publishing %d copies failed; the relay will retry", len(deliveries), exc_info=True
+            )
+            return 0
+        return len(deliveries)
 
     async def drain(self) -> None:
         """Wait for the writer and the publisher to finish what they hold (shutdown)."""
@@ -537,19 +539,9 @@ class Gateway:
                     )
                 )
             ).all()
-        if not rows:
-            return 0
-        try:
-            await self.bus.publish_many(
-                Delivery(r.delivery_id, r.document_key, r.recipient, r.raw, r.priority)
-                for r in rows
-            )
-        except Exception:
-            log.warning(
-                "publishing %d copies failed; the relay will retry", len(rows), exc_info=True
-            )
-            return 0
-        return len(rows)
+        return await self._hand_to_bus(
+            [Delivery(r.delivery_id, r.document_key, r.recipient, r.raw, r.priority) for r in rows]
+        )
 
     async def record_transition(self, t: Transition) -> None:
         """The bus observer: every transition of a copy becomes a ledger event (once)."""

@@ -24,7 +24,6 @@ from gateway.ledger.migrate import check_schema, draft_revision, head_revision
 from gateway.ledger.query import Query
 from gateway.ledger.receipt import verify_receipt
 from gateway.ledger.store import SqlLedger
-from gateway.ledger.testing import discard_database, prepare_database
 
 ORIGIN = "gateway.test/ledger"
 KEY = Ed25519PrivateKey.generate()
@@ -41,17 +40,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        base = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        base = request.getfixturevalue("database_url")
-    scoped = await prepare_database(base)
-    yield scoped
-    await discard_database(scoped)
 
 
 @pytest.fixture

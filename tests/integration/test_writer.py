@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,25 +14,18 @@ from sqlalchemy import text
 from gateway.errors import GatewayError
 from gateway.ledger import Event, EventType, NoteSigner, SqlLedger
 from gateway.ledger.db import create_engine
-from gateway.ledger.testing import discard_database, prepare_database
 from gateway.service.writer import Batch, Writer
 
 ORIGIN = "gateway.test/writer"
 A = "000.00.05.H07"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlLedger]:
-    if request.param == "sqlite":
-        base = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
-    else:
-        base = request.getfixturevalue("database_url")
-    scoped = await prepare_database(base)
-    engine = create_engine(scoped)
+@pytest.fixture
+async def ledger(db_url: str) -> AsyncIterator[SqlLedger]:
+    engine = create_engine(db_url)
     signer = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
     yield SqlLedger(engine, origin=ORIGIN, signer=signer, checkpoint_entries=50)
     await engine.dispose()
-    await discard_database(scoped)
 
 
 def submitted(n: int) -> Event:
