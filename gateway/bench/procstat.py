@@ -38,6 +38,20 @@ def pids_named(*names: str) -> list[int]:
     return found
 
 
+def with_children(pid: int) -> list[int]:
+    """``pid`` and its live child processes (the workers of ``gateway serve --workers``)."""
+    found = [pid]
+    for entry in PROC.iterdir() if PROC.exists() else ():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """Resident memory now (VmRSS) and at its peak (VmHWM), in KiB; empty if unknown."""
     out: dict[str, int] = {}

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from gateway.bench import stages
-from gateway.bench.procstat import CpuMeter, memory_kib, pids_named
+from gateway.bench.procstat import CpuMeter, memory_kib, pids_named, with_children
 from gateway.client import build_letter, make_attachment, unit
 from gateway.directory import Directory, load_directory
 from gateway.envelope import Package, build_package
@@ -44,6 +44,7 @@ class BenchOptions:
     rate: float | None = None  # packages per second offered; None: flat out
     size: str = "8k"
     units: int = 16  # sender units, and as many recipient units (pull)
+    workers: int = 1  # gateway processes (gateway serve --workers)
     stage_seconds: float = 1.0
     timeout: float = 600.0  # the whole load phase
 
@@ -131,7 +132,10 @@ async def started_gateway(
     port = _free_port()
     log = (folder / "gateway.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--grace", "5"],
+        [
+            *(sys.executable, "-m", "gateway", "serve", "--port", str(port), "--grace", "5"),
+            *("--workers", str(options.workers)),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -313,10 +317,10 @@ async def run_bench(
             )
         async with started_gateway(folder, options, say) as (url, pid, database_url):
             tokens = await _issue_tokens(database_url, senders + recipients)
-            rss_before = memory_kib(pid).get("VmRSS", 0)
+            rss_before = _memory(pid, "VmRSS")
             meter = CpuMeter(
                 {
-                    "gateway": lambda: [pid],
+                    "gateway": lambda: with_children(pid),
                     "broker": lambda: pids_named("beam.smp") if options.amqp_url else [],
                     "database": lambda: pids_named("postgres") if options.database_url else [],
                 }
@@ -342,8 +346,13 @@ async def run_bench(
             finally:
                 progress.cancel()
                 cpu = meter.stop()
-            memory = memory_kib(pid)
+            memory = {key: _memory(pid, key) for key in ("VmRSS", "VmHWM")}
     return _report(options, tally, raw, cpu, rss_before, memory)
+
+
+def _memory(pid: int, key: str) -> int:
+    """KiB of the gateway's processes together (every worker's peak, for VmHWM)."""
+    return sum(memory_kib(p).get(key, 0) for p in with_children(pid))
 
 
 def _report(
@@ -370,6 +379,7 @@ def _report(
             "connections": options.connections,
             "rate": options.rate,
             "units": options.units,
+            "workers": options.workers,
         },
         "accepted": tally.accepted,
         "refused": dict(tally.refused),
@@ -410,7 +420,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"setup: bus {s['bus']}, database {s['database']}, {s['packages']} letters of "
         f"{s['size']}, {s['connections']} connections, "
         + (f"offered {s['rate']:,.0f}/s" if s["rate"] else "flat out")
-        + f", {s['units']} senders -> {s['units']} pull recipients",
+        + f", {s['units']} senders -> {s['units']} pull recipients, "
+        f"{s['workers']} gateway process(es)",
         f"accepted: {report['accepted']} ({report['accepted_per_s']:,.0f}/s)"
         + (f", refused {report['refused']}" if report["refused"] else ""),
         f"full cycles (submit, list, fetch, ack): {report['cycles']} "

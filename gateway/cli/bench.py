@@ -67,6 +67,13 @@ from gateway.cli.common import fail_environment
     help="Sender units, and as many pull recipients.",
 )
 @click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Gateway processes (gateway serve --workers).",
+)
+@click.option(
     "--stage-seconds",
     default=1.0,
     show_default=True,
@@ -88,6 +95,7 @@ def bench(
     rate: float | None,
     size: str,
     units: int,
+    workers: int,
     stage_seconds: float,
     json_file: Path | None,
 ) -> None:
@@ -111,6 +119,7 @@ def bench(
         rate=rate,
         size=size,
         units=units,
+        workers=workers,
         stage_seconds=stage_seconds,
     )
     tty = sys.stderr.isatty()

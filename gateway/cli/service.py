@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -31,7 +32,13 @@ T = TypeVar("T")
     show_default=True,
     help="Seconds that in-flight requests and deliveries get to finish on shutdown.",
 )
-def serve(host: str, port: int, grace: float) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    help="Gateway processes behind the port. Default: one per core with PostgreSQL "
+    "(GATEWAY_DATABASE_URL), one with the embedded SQLite database.",
+)
+def serve(host: str, port: int, grace: float, workers: int | None) -> None:
     """Run the gateway: HTTP API, delivery to every unit, ledger.
 
     With no configuration it runs embedded: SQLite and the local bus under ./var/, the sample
@@ -41,6 +48,10 @@ def serve(host: str, port: int, grace: float) -> None:
     HTTPS, and GATEWAY_API_CLIENT_CERTS=optional|required asks for unit certificates (mutual
     TLS). Stop with Ctrl-C or SIGTERM: requests in
     flight finish, consumers stop after their current message, nothing accepted is lost.
+
+    With --workers N, N processes share the port and the database; the ledger stays one
+    ordered log. Embedded, several workers share the SQLite files and take turns at its one
+    write lock: it works, but one worker is as fast (see docs/performance.md).
     """
     from gateway.api.app import create_app
     from gateway.api.tls import server_ssl_context
@@ -51,14 +62,31 @@ def serve(host: str, port: int, grace: float) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = settings()
+    if workers is None:
+        workers = (os.cpu_count() or 1) if config.database_url is not None else 1
     try:
         keys = keys_folder(config, click.echo)
         bundle = config.trust or KeysLayout(keys).trust_pem
+        ssl_context = server_ssl_context(config, str(bundle))
+        if workers > 1:
+            from gateway.api.workers import run_workers
+
+            sys.exit(
+                run_workers(
+                    config,
+                    host=host,
+                    port=port,
+                    workers=workers,
+                    grace=grace,
+                    ssl_context=ssl_context,
+                    say=click.echo,
+                )
+            )
         web.run_app(
             create_app(config),
             host=host,
             port=port,
-            ssl_context=server_ssl_context(config, str(bundle)),
+            ssl_context=ssl_context,
             shutdown_timeout=grace,
             print=lambda text: click.echo(text),
         )

@@ -1,0 +1,136 @@
+"""Several gateway processes behind one port (``gateway serve --workers N``).
+
+The parent prepares what must happen once (the database migrated, the key folder made),
+listens on the port, and forks N workers that accept on that one socket; each worker is a
+whole gateway (HTTP, writer, consumers, relay). They agree through the database: the ledger's
+lock orders every append across processes, so sequence numbers and the Merkle tree stay one
+log. SIGINT or SIGTERM to the parent stops every worker gracefully; if a worker dies, the
+others are stopped too and the parent exits with an error, for the service manager to act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from gateway.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _migrate(settings: Settings) -> None:
+    from gateway.ledger.db import create_engine, database_url
+    from gateway.ledger.migrate import upgrade
+
+    engine = create_engine(database_url(settings))
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def run_workers(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    grace: float,
+    ssl_context: ssl.SSLContext | None,
+    say: Callable[[str], None],
+) -> int:
+    """Serve with ``workers`` processes until stopped; return the exit status."""
+    from gateway.api.app import create_app
+
+    asyncio.run(_migrate(settings))  # once, before the workers race to do it
+    sock = listening_socket(host, port)
+    scheme = "https" if ssl_context else "http"
+    say(f"gateway: {workers} worker processes on {scheme}://{host}:{port}")
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: one whole gateway on the shared socket
+            status = 0
+            try:
+                web.run_app(
+                    create_app(settings),
+                    sock=sock,
+                    ssl_context=ssl_context,
+                    shutdown_timeout=grace,
+                    print=None,
+                )
+            except BaseException:
+                log.exception("worker %d failed", os.getpid())
+                status = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(status)
+        children.append(pid)
+    sock.close()
+    return _supervise(children, grace)
+
+
+def _supervise(children: list[int], grace: float) -> int:
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            _signal(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    alive = set(children)
+    while alive:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            break
+        alive.discard(pid)
+        if not stopping and (code != 0 or alive):
+            log.error("worker %d ended (status %d); stopping the others", pid, code)
+            status = 1
+            stopping = True
+            for other in alive:
+                _signal(other, signal.SIGTERM)
+            _kill_after(alive, grace + 5)
+    return status
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _kill_after(pids: set[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while pids and time.monotonic() < deadline:
+        for pid in list(pids):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                pids.discard(pid)
+        time.sleep(0.1)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
