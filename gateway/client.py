@@ -7,6 +7,7 @@ The builders are pure (a model in, a model out); ``sign_as_unit`` signs with a k
 
 from __future__ import annotations
 
+import io
 import json
 import mimetypes
 from collections.abc import Sequence
@@ -332,9 +333,12 @@ class GatewayClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         url = self.url + path
+        # A large package (a scan) is sent from a file-like object, in pieces, rather than as
+        # one write that holds the event loop.
+        payload: Any = io.BytesIO(data) if data is not None and len(data) > 1024 * 1024 else data
         try:
             async with self._session.request(
-                method, url, params=params, data=data, json=body, headers=self._headers(headers)
+                method, url, params=params, data=payload, json=body, headers=self._headers(headers)
             ) as response:
                 content = await response.read()
                 found = {k.lower(): v for k, v in response.headers.items()}

@@ -33,7 +33,7 @@ class Secret(str):
 
 @dataclass(frozen=True)
 class EnvelopeSettings:
-    max_bytes: int = 50 * 1024 * 1024  # checked before parsing
+    max_bytes: int = 100 * 1024 * 1024  # checked before parsing (a 50 MiB scan is ~70 MB)
     max_depth: int = 64  # edXML needs < 12; anything deeper is hostile
     max_nodes: int = 200_000  # elements + attributes + text nodes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +14,29 @@ from gateway.errors import GatewayError
 from gateway.service.views import document_view
 
 routes = web.RouteTableDef()
+
+SPOOL_ABOVE = 1024 * 1024  # bodies larger than this are spooled to disk as they arrive
+
+
+async def read_package_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused with xml_too_large past ``limit`` bytes. A large body (a
+    scanned letter) is written to an unnamed temporary file as it arrives and read back once:
+    buffering it in memory would hold it twice at the end (the growing buffer and the bytes).
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise GatewayError("xml_too_large", f"{declared} bytes is over the limit of {limit} bytes")
+    if declared is not None and declared <= SPOOL_ABOVE:
+        return await request.read()
+    with tempfile.TemporaryFile() as spool:
+        size = 0
+        async for chunk in request.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError("xml_too_large", f"the body is over the limit of {limit} bytes")
+            spool.write(chunk)
+        spool.seek(0)
+        return spool.read()
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -25,7 +49,7 @@ async def submit_package(request: web.Request) -> web.Response:
     profile_name = request.query.get("profile", "strict")
     if profile_name not in ("strict", "compat"):
         raise GatewayError("bad_request", "profile must be strict or compat")
-    data = await request.read()
+    data = await read_package_body(request, runtime_of(request).settings.envelope.max_bytes)
     if not data:
         raise GatewayError("bad_request", "the body must be the edXML package")
     submission = await runtime_of(request).gateway.submit(data, principal, Profile(profile_name))

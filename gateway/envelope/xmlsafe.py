@@ -25,13 +25,20 @@ _XML_DECL = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']
 _PROLOG = re.compile(rb"(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.DOTALL)
 
 
-def _hardened_parser(*, content_only: bool) -> etree.XMLParser:
+# libxml2 refuses a text node over 10,000,000 bytes unless its "huge" mode is on; a scanned
+# attachment is one such node (50 MiB is 70 MB of base64). Documents that could hold one take
+# the huge-mode parser: it lifts libxml2's own size limits only; what makes XML hostile stays
+# refused here (a DOCTYPE, hence any DTD or entity; depth and node limits, counted below).
+HUGE_TEXT_BYTES = 10_000_000
+
+
+def _hardened_parser(*, content_only: bool, huge: bool = False) -> etree.XMLParser:
     return etree.XMLParser(
         resolve_entities=False,
         load_dtd=False,
         dtd_validation=False,
         no_network=True,
-        huge_tree=False,
+        huge_tree=huge,
         collect_ids=False,
         remove_blank_text=content_only,
         remove_comments=content_only,
@@ -48,6 +55,8 @@ class _PerThread(threading.local):
         # around one is one text node, the element's whole value, as the schema and XPath see
         # it), and no whitespace between elements (a leaf's whitespace-only text is kept).
         self.content_parser = _hardened_parser(content_only=True)
+        self.huge_parser = _hardened_parser(content_only=False, huge=True)
+        self.huge_content_parser = _hardened_parser(content_only=True, huge=True)
         self.count_nodes = etree.XPath("count(//node()) + count(//@*)")
         self.too_deep: dict[int, etree.XPath] = {}
 
@@ -110,8 +119,14 @@ def parse_xml(
         raise PackageRejected("xml_malformed", "the document is empty")
     _check_encoding(data)
     _check_prolog(data)
+    # Every element starts with "<": more of them than nodes allowed is refused before libxml2
+    # builds any (a flat flood of tiny elements costs it ~30 bytes of memory per input byte).
+    if data.count(b"<") > limits.max_nodes:
+        raise PackageRejected(
+            "xml_too_deep", f"more than {limits.max_nodes} elements (the limit of nodes)"
+        )
     try:
-        root = etree.fromstring(data, _local.content_parser if content_only else _local.parser)
+        root = etree.fromstring(data, parser_for(len(data), content_only=content_only))
     except etree.XMLSyntaxError as e:
         message = str(e.msg or e)
         code = "xml_too_deep" if "depth" in message.lower() else "xml_malformed"
@@ -127,6 +142,13 @@ def parse_xml(
         check_tree_depth(root, limits.max_depth)
     _check_nodes(root, len(data), limits.max_nodes)
     return root
+
+
+def parser_for(size: int, *, content_only: bool = False) -> etree.XMLParser:
+    """The hardened parser for a document of ``size`` bytes (this thread's own)."""
+    if size > HUGE_TEXT_BYTES:
+        return _local.huge_content_parser if content_only else _local.huge_parser
+    return _local.content_parser if content_only else _local.parser
 
 
 def check_tree_depth(root: etree._Element, max_depth: int) -> None:

@@ -23,7 +23,7 @@ from signxml.signer import XMLSigner
 from gateway.config import EnvelopeSettings
 from gateway.envelope import names
 from gateway.envelope.parse import not_edxml, package_kind
-from gateway.envelope.xmlsafe import parse_xml
+from gateway.envelope.xmlsafe import parse_xml, parser_for
 from gateway.errors import PackageRejected
 from gateway.trust.pki import PrivateKey, SigningKey
 
@@ -66,5 +66,8 @@ def sign_package(
         digest_algorithm=DigestAlgorithm.SHA256,
         c14n_algorithm=EXCLUSIVE_C14N,
     )
+    # signxml copies the tree by serializing and parsing it: with our parser, which takes the
+    # large text node of a scanned attachment (signxml's own refuses one over 10 MB).
+    signer._parser = parser_for(len(data))  # type: ignore[assignment]
     signed = signer.sign(root, key=key, cert=[cert, *chain])
     return etree.tostring(signed, xml_declaration=True, encoding="UTF-8")

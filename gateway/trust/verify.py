@@ -42,7 +42,7 @@ from gateway.envelope.parse import (
     read_valid_document,
 )
 from gateway.envelope.schema import schema_errors
-from gateway.envelope.xmlsafe import parse_xml
+from gateway.envelope.xmlsafe import HUGE_TEXT_BYTES, parse_xml, parser_for
 from gateway.errors import PackageRejected
 from gateway.trust.pki import organ_ids
 from gateway.trust.store import TrustStore
@@ -266,6 +266,12 @@ class _TreeVerifier(XMLVerifier):
 
     The certificate's dates are the trust store's to check, at the verification time and with
     precise codes (cert_expired, cert_not_yet_valid); signxml's own check is skipped."""
+
+    @property
+    def parser(self) -> etree.XMLParser:
+        # signxml parses only what our hardened parser accepted already (the canonical signed
+        # XML, copies of the signature): our parser, in the mode that takes large text nodes.
+        return parser_for(HUGE_TEXT_BYTES + 1)
 
     def get_root(self, data: Any) -> Any:
         if isinstance(data, etree._Element):
@@ -513,6 +519,7 @@ def _verify_valid_document(
             return None
         leaf = _leaf(certs)
         signed, _ = _check_signature(root, leaf, Profile.STRICT, schema_checked=True)
+        del root, first, header  # the parsed bytes: a scan's copy is no longer needed
         signer = trust.check_signer(leaf, now, [c for c in certs if c is not leaf])
         message = header_first(signed)
         if message is None:

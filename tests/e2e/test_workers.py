@@ -40,11 +40,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 120
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
-            assert process.poll() is None, "the gateway exited"
+            assert process.poll() is None, log.read_text(errors="replace")[-3000:]
             try:
                 async with session.get(f"{url}/readyz") as r:
                     if r.status == 200:
@@ -88,7 +88,7 @@ async def test_three_workers_write_one_ledger(
     url = f"http://127.0.0.1:{port}"
     engine = create_engine(scoped)
     try:
-        await wait_ready(url, process)
+        await wait_ready(url, process, tmp_path / "serve.log")
         assert len(with_children(process.pid)) == 4  # the parent and three workers
         token = (await issue_token(engine, SENDER, Role.UNIT)).token
         letters = [

@@ -14,7 +14,7 @@ def test_defaults_are_the_embedded_gateway() -> None:
     s = load_settings({})
     assert s.amqp_url is None and s.database_url is None
     assert s.var_dir == Path("var")
-    assert s.envelope.max_bytes == 50 * 1024 * 1024
+    assert s.envelope.max_bytes == 100 * 1024 * 1024
     assert s.bus.retry_schedule == (30, 120, 600, 3600)
     assert s.bus.ttl == 24 * 3600
 

@@ -1,0 +1,76 @@
+"""A scanned letter over HTTP: its body is spooled as it arrives, the copy fetched by the
+recipient is the same bytes, and a body over the cap is refused while it streams in."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from gatewaystack import PULL, SENDER, Stack
+
+from gateway.api.exchange import read_package_body
+from gateway.client import GatewayClient, build_letter, make_attachment, sign_as_unit, unit
+from gateway.envelope import Organization
+from gateway.errors import GatewayError
+
+
+async def test_a_scan_travels_whole(stack: Stack) -> None:
+    scan = os.urandom(9 * 1024 * 1024)  # over libxml2's 10 MB text limit once in base64
+    package = build_letter(
+        unit(SENDER, stack.runtime.gateway.directory),
+        [Organization(PULL, "Sở Tài chính")],
+        "Về việc gửi hồ sơ scan",
+        attachments=[make_attachment("ho-so.pdf", scan)],
+    )
+    data = sign_as_unit(package, stack.keys)
+    async with GatewayClient(stack.url, stack.tokens[SENDER], timeout=120) as gw:
+        assert (await gw.submit(data)).status == 202
+    async with GatewayClient(stack.url, stack.tokens[PULL], timeout=120) as gw:
+        (item,) = (await gw.inbox())["items"]
+        fetched = await gw.fetch(item["delivery_id"])
+        await gw.ack(item["delivery_id"])
+    assert hashlib.sha256(fetched.data).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+async def _echo_server(limit: int) -> AsyncIterator[str]:
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            body = await read_package_body(request, limit)
+        except GatewayError as e:
+            return web.Response(status=413, text=e.code)
+        return web.Response(text=hashlib.sha256(body).hexdigest())
+
+    app = web.Application(client_max_size=1024)  # the spooled path does not use read()
+    app.router.add_post("/", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/"))
+    finally:
+        await server.close()
+
+
+async def test_a_body_is_spooled_and_capped_as_it_streams() -> None:
+    body = os.urandom(3 * 1024 * 1024)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 100_000):
+            yield body[i : i + 100_000]
+
+    async for url in _echo_server(limit=4 * 1024 * 1024):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, data=io.BytesIO(body)) as r:  # a Content-Length
+                assert (r.status, await r.text()) == (200, hashlib.sha256(body).hexdigest())
+            async with session.post(url, data=chunks()) as r:  # chunked, no length
+                assert (r.status, await r.text()) == (200, hashlib.sha256(body).hexdigest())
+    async for url in _echo_server(limit=2 * 1024 * 1024):
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, data=io.BytesIO(body)) as r:  # its Content-Length
+                assert (r.status, await r.text()) == (413, "xml_too_large")
+            async with session.post(url, data=chunks()) as r:  # refused while it streams
+                assert (r.status, await r.text()) == (413, "xml_too_large")
