@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 
 from gateway.bench.procstat import memory_kib, with_children
-from gateway.bench.run import BenchOptions, _issue_tokens, started_gateway
+from gateway.bench.run import BenchOptions, issue_tokens, pull_units, started_gateway
 from gateway.client import GatewayClient, build_letter, make_attachment, sign_as_unit, unit
 from gateway.directory import load_directory
 from gateway.trust import init_keys
-
-SENDER, RECIPIENT = "000.00.05.H07", "000.00.06.H07"
 
 
 def peak_kib(pid: int) -> int:
@@ -36,14 +34,15 @@ async def main() -> None:
     parser.add_argument("--db", help="PostgreSQL URL (default: SQLite)")
     args = parser.parse_args()
     directory = load_directory()
+    (sender,), (recipient,) = pull_units(directory, 1)  # a pull unit has an inbox to fetch from
     with tempfile.TemporaryDirectory(prefix="gateway-large-") as tmp:
         folder = Path(tmp)
         init_keys(folder / "keys", directory)
         started = time.perf_counter()
         scan = os.urandom(args.mib * 1024 * 1024)
         letter = build_letter(
-            unit(SENDER, directory),
-            [unit(RECIPIENT, directory)],
+            unit(sender, directory),
+            [unit(recipient, directory)],
             "Về việc gửi bản scan hồ sơ",
             attachments=[make_attachment("ho-so.pdf", scan)],
         )
@@ -51,14 +50,14 @@ async def main() -> None:
         print(f"built and signed {len(data) / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
         options = BenchOptions(amqp_url=args.amqp, database_url=args.db)
         async with started_gateway(folder, options, print) as (url, pid, database_url):
-            tokens = await _issue_tokens(database_url, [SENDER, RECIPIENT])
+            tokens = await issue_tokens(database_url, [sender, recipient])
             before = sum(memory_kib(p).get("VmRSS", 0) for p in with_children(pid))
-            async with GatewayClient(url, tokens[SENDER], timeout=300) as gw:
+            async with GatewayClient(url, tokens[sender], timeout=300) as gw:
                 t = time.perf_counter()
                 submitted = await gw.submit(data)
                 print(f"submitted: {submitted.status} in {time.perf_counter() - t:.1f} s")
             after_submit = (peak_kib(pid) - before) * 1024
-            async with GatewayClient(url, tokens[RECIPIENT], timeout=300) as gw:
+            async with GatewayClient(url, tokens[recipient], timeout=300) as gw:
                 (item,) = (await gw.inbox())["items"]
                 t = time.perf_counter()
                 fetched = await gw.fetch(item["delivery_id"])

@@ -75,7 +75,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pull_units(directory: Directory, count: int) -> tuple[list[str], list[str]]:
+def pull_units(directory: Directory, count: int) -> tuple[list[str], list[str]]:
     codes = [u.code for u in directory if u.active and str(u.delivery) == "pull"]
     if len(codes) < 2 * count:
         raise ValueError(f"the directory has {len(codes)} active pull units; {2 * count} needed")
@@ -171,7 +171,7 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> 
     raise RuntimeError("the gateway was not ready within 300 s")
 
 
-async def _issue_tokens(database_url: str, codes: list[str]) -> dict[str, str]:
+async def issue_tokens(database_url: str, codes: list[str]) -> dict[str, str]:
     from gateway.ledger.db import create_engine
     from gateway.service.tokens import Role, issue_token
 
@@ -279,7 +279,7 @@ async def run_bench(
     if options.size not in SIZES:
         raise ValueError(f"--size must be one of {', '.join(SIZES)}")
     directory = load_directory()
-    senders, recipients = _pull_units(directory, options.units)
+    senders, recipients = pull_units(directory, options.units)
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         folder = Path(tmp)
         say(f"development PKI for {len(directory)} units")
@@ -316,7 +316,7 @@ async def run_bench(
                 )
             )
         async with started_gateway(folder, options, say) as (url, pid, database_url):
-            tokens = await _issue_tokens(database_url, senders + recipients)
+            tokens = await issue_tokens(database_url, senders + recipients)
             rss_before = _memory(pid, "VmRSS")
             meter = CpuMeter(
                 {
