@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -18,16 +20,18 @@ routes = web.RouteTableDef()
 SPOOL_ABOVE = 1024 * 1024  # bodies larger than this are spooled to disk as they arrive
 
 
-async def read_package_body(request: web.Request, limit: int) -> bytes:
+@contextlib.asynccontextmanager
+async def package_body(request: web.Request, limit: int) -> AsyncIterator[bytes | BinaryIO]:
     """The request body, refused with xml_too_large past ``limit`` bytes. A large body (a
-    scanned letter) is written to an unnamed temporary file as it arrives and read back once:
-    buffering it in memory would hold it twice at the end (the growing buffer and the bytes).
-    """
+    scanned letter) is written to an unnamed temporary file as it arrives and handed on as that
+    open file, so that the package is never held in memory while it is verified; the file is
+    gone when the request ends."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise GatewayError("xml_too_large", f"{declared} bytes is over the limit of {limit} bytes")
     if declared is not None and declared <= SPOOL_ABOVE:
-        return await request.read()
+        yield await request.read()
+        return
     with tempfile.TemporaryFile() as spool:
         size = 0
         async for chunk in request.content.iter_chunked(256 * 1024):
@@ -36,7 +40,7 @@ async def read_package_body(request: web.Request, limit: int) -> bytes:
                 raise GatewayError("xml_too_large", f"the body is over the limit of {limit} bytes")
             spool.write(chunk)
         spool.seek(0)
-        return spool.read()
+        yield spool
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -49,10 +53,11 @@ async def submit_package(request: web.Request) -> web.Response:
     profile_name = request.query.get("profile", "strict")
     if profile_name not in ("strict", "compat"):
         raise GatewayError("bad_request", "profile must be strict or compat")
-    data = await read_package_body(request, runtime_of(request).settings.envelope.max_bytes)
-    if not data:
-        raise GatewayError("bad_request", "the body must be the edXML package")
-    submission = await runtime_of(request).gateway.submit(data, principal, Profile(profile_name))
+    runtime = runtime_of(request)
+    async with package_body(request, runtime.settings.envelope.max_bytes) as data:
+        if not data:
+            raise GatewayError("bad_request", "the body must be the edXML package")
+        submission = await runtime.gateway.submit(data, principal, Profile(profile_name))
     request[OUTCOME] = "accepted" if submission.status == 202 else "replayed"
     return _json(submission.answer, submission.status)
 
@@ -80,11 +85,11 @@ async def inbox(request: web.Request) -> web.Response:
 
 @routes.get("/v1/inbox/{delivery_id}")
 async def inbox_fetch(request: web.Request) -> web.Response:
-    item, package = await runtime_of(request).gateway.inboxes.item(
+    item, package, body = await runtime_of(request).gateway.inboxes.item(
         principal_of(request), request.match_info["delivery_id"]
     )
     return web.Response(
-        body=package.raw,
+        body=body,
         content_type="application/xml",
         headers={
             "X-Gateway-Delivery-Id": item.delivery_id,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from typing import BinaryIO
 
 from lxml import etree
 
@@ -181,10 +182,12 @@ def read_tree(
 
 
 def read_valid_document(
-    root: etree._Element, message: etree._Element, data: bytes
+    root: etree._Element, message: etree._Element, source: bytes | BinaryIO
 ) -> Package | None:
     """A strict document whose tree the strict schema has found valid, ``message`` its
-    MessageHeader; None when a check fails (read_checked says which).
+    MessageHeader, ``source`` its bytes (or the open file that holds them, read once the
+    attachments are decoded, so that a scan is not in memory three times at once); None when
+    a check fails (read_checked says which).
 
     The strict schema has placed the one signature and checked its algorithms, the OrganId and
     DocumentId formats, dates, counts and the manifest; FAST_CHECKS does the rest, and decoding
@@ -195,6 +198,11 @@ def read_valid_document(
         contents = decode_attachments(root)
     except PackageRejected:
         return None
+    if isinstance(source, bytes):
+        data = source
+    else:
+        source.seek(0)
+        data = source.read()
 
     def read() -> Package:
         header = message.getparent()

@@ -3,14 +3,14 @@
 Order of the checks, cheapest first: size cap on the bytes; UTF-8 only (so that a byte scan of
 the prolog is sound); no DOCTYPE (hence no DTD and no entity declarations) in the prolog; then
 libxml2 with entities, DTD loading, network access and huge trees all off; then limits on depth
-and node count. Nothing here reads a file or opens a socket.
+and node count. Nothing here opens a file or a socket (a caller may hand in a file it opened).
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import Any, BinaryIO
 
 from lxml import etree
 
@@ -99,7 +99,7 @@ def _check_prolog(data: bytes) -> None:
 
 
 def parse_xml(
-    data: bytes,
+    data: bytes | BinaryIO,
     limits: EnvelopeSettings,
     *,
     check_depth: bool = True,
@@ -107,26 +107,37 @@ def parse_xml(
 ) -> etree._Element:
     """Parse untrusted bytes into an element tree, or raise PackageRejected with an xml_* code.
 
+    ``data`` may be an open binary file the caller made (a large body spooled to disk): it is
+    read in pieces from its start, and its prolog must then fit in the first 64 KiB.
     ``check_depth=False`` leaves the depth limit to the caller (``check_tree_depth``), for a
     caller that knows a cheaper proof (a tree valid under the strict schemas is shallow).
     ``content_only`` drops comments, processing instructions and whitespace between elements:
     for reading, never for signing or verifying (the canonical form keeps them)."""
-    if len(data) > limits.max_bytes:
+    if not isinstance(data, bytes):
+        size, head, elements = _scan_file(data)
+    else:
+        size, head, elements = len(data), data, data.count(b"<")
+    if size > limits.max_bytes:
         raise PackageRejected(
-            "xml_too_large", f"{len(data)} bytes is over the limit of {limits.max_bytes} bytes"
+            "xml_too_large", f"{size} bytes is over the limit of {limits.max_bytes} bytes"
         )
-    if not data or data.isspace():
+    if not head or head.isspace():
         raise PackageRejected("xml_malformed", "the document is empty")
-    _check_encoding(data)
-    _check_prolog(data)
+    _check_encoding(head)
+    _check_prolog(head)
     # Every element starts with "<": more of them than nodes allowed is refused before libxml2
     # builds any (a flat flood of tiny elements costs it ~30 bytes of memory per input byte).
-    if data.count(b"<") > limits.max_nodes:
+    if elements > limits.max_nodes:
         raise PackageRejected(
             "xml_too_deep", f"more than {limits.max_nodes} elements (the limit of nodes)"
         )
+    parser = parser_for(size, content_only=content_only)
     try:
-        root = etree.fromstring(data, parser_for(len(data), content_only=content_only))
+        if not isinstance(data, bytes):
+            data.seek(0)
+            root = etree.parse(data, parser).getroot()
+        else:
+            root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as e:
         message = str(e.msg or e)
         code = "xml_too_deep" if "depth" in message.lower() else "xml_malformed"
@@ -140,8 +151,27 @@ def parse_xml(
         raise PackageRejected("xml_forbidden_construct", "DOCTYPE declarations are not allowed")
     if check_depth:
         check_tree_depth(root, limits.max_depth)
-    _check_nodes(root, len(data), limits.max_nodes)
+    _check_nodes(root, size, limits.max_nodes)
     return root
+
+
+_HEAD = 64 * 1024
+
+
+def _scan_file(f: BinaryIO) -> tuple[int, bytes, int]:
+    """Size, first 64 KiB and number of "<" of a file, read in pieces. A prolog that does not
+    end within the head is refused: the DOCTYPE check must see all of it."""
+    f.seek(0)
+    head = f.read(_HEAD)
+    count = head.count(b"<")
+    while chunk := f.read(1024 * 1024):
+        count += chunk.count(b"<")
+    size = f.tell()
+    if size > len(head):
+        prolog = _PROLOG.match(head, 3 if head.startswith(b"\xef\xbb\xbf") else 0)
+        if prolog is not None and prolog.end() == len(head):
+            raise PackageRejected("xml_malformed", "the prolog is longer than 64 KiB")
+    return size, head, count
 
 
 def parser_for(size: int, *, content_only: bool = False) -> etree.XMLParser:

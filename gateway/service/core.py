@@ -13,12 +13,12 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.bus import Bus, Delivery, Outcome, RetryPolicy, Transition
+from gateway.bus import Bus, ClaimStore, Delivery, Outcome, RetryPolicy, Transition
 from gateway.config import EnvelopeSettings, Settings
 from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
@@ -63,12 +63,22 @@ _OUTCOMES: dict[Outcome, tuple[Transport, EventType]] = {
 INLINE_VERIFY_BYTES = 64 * 1024
 
 
+def _sha256(data: bytes | BinaryIO) -> str:
+    if isinstance(data, bytes):
+        return hashlib.sha256(data).hexdigest()
+    data.seek(0)
+    digest = hashlib.sha256()
+    while chunk := data.read(1024 * 1024):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 def _verify_and_read(
-    data: bytes,
+    data: bytes | BinaryIO,
     trust: TrustStore,
     directory: Directory,
     profile: Profile,
@@ -117,8 +127,11 @@ class Gateway:
         self.clock = clock
         self.policy = policy or RetryPolicy.from_settings(settings.bus)
         self.writer = Writer(ledger)
+        # Packages over the claim-check size live as files, not in the database row; their
+        # own store, which nothing prunes (the bus's claims may be pruned once delivered).
+        self.bodies = ClaimStore(settings.var_dir / "packages")
         self.bus: Bus | None = None  # set once the bus exists (it needs record_transition)
-        self.inboxes = Inboxes(self.writer, ledger.engine, self.policy)
+        self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, self.bodies)
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
         self._publisher: asyncio.Task[None] | None = None
         # Units whose copies wait in a pull inbox: pull units, and amqp units when the bus is
@@ -127,15 +140,18 @@ class Gateway:
 
     # -- submission ------------------------------------------------------------------------
 
-    async def submit(self, data: bytes, principal: Principal, profile: Profile) -> Submission:
-        """Accept a package or status packet from ``principal``, or raise with a code."""
+    async def submit(
+        self, data: bytes | BinaryIO, principal: Principal, profile: Profile
+    ) -> Submission:
+        """Accept a package or status packet from ``principal``, or raise with a code. ``data``
+        may be an open file holding it (a large body spooled to disk)."""
         if principal.role is Role.AUDITOR:
             raise GatewayError("forbidden", "auditors read; they do not submit")
         if profile is Profile.COMPAT and principal.role is not Role.OPERATOR:
             raise GatewayError("forbidden", "only operators relay packets in the compat profile")
         args = (data, self.trust, self.directory, profile, self.clock(), self.settings.envelope)
         try:
-            if len(data) <= INLINE_VERIFY_BYTES:
+            if isinstance(data, bytes) and len(data) <= INLINE_VERIFY_BYTES:
                 verified = _verify_and_read(*args)
             else:
                 verified = await asyncio.to_thread(_verify_and_read, *args)
@@ -178,12 +194,22 @@ class Gateway:
             )
         return {c: str(u.delivery) for c, u in units.items() if u is not None}
 
+    async def _claim(self, package: Package) -> str | None:
+        """Keep a large package's bytes as a file (before the transaction: a refused one
+        leaves a file nobody names, content-addressed, which a replay would reuse)."""
+        if len(package.raw) <= self.settings.bus.claim_check_bytes:
+            return None
+        return await self.bodies.put(package.raw)
+
     async def _accept_document(self, verified: VerifiedPackage) -> Submission:
         modes = self._route([r.organ_id for r in verified.package.recipients])
-        return await self.writer.run(lambda batch: self._store_document(batch, verified, modes))
+        claim = await self._claim(verified.package)
+        return await self.writer.run(
+            lambda batch: self._store_document(batch, verified, modes, claim)
+        )
 
     async def _store_document(
-        self, batch: Batch, verified: VerifiedPackage, modes: dict[str, str]
+        self, batch: Batch, verified: VerifiedPackage, modes: dict[str, str], claim: str | None
     ) -> Submission:
         """The same package again answers as before; else its DocumentId must be new for the
         sender, and a revoke, update or replace must name one the sender sent. One query."""
@@ -219,12 +245,15 @@ class Gateway:
                 f"a {business.doc_type.name.lower()} must name a DocumentId that {sender} "
                 f"sent before; {target!r} is not one",
             )
-        return await self._insert(batch, verified, modes, EventType.SUBMITTED)
+        return await self._insert(batch, verified, modes, EventType.SUBMITTED, claim)
 
     async def _accept_status(self, verified: VerifiedPackage) -> Submission:
-        return await self.writer.run(lambda batch: self._store_status(batch, verified))
+        claim = await self._claim(verified.package)
+        return await self.writer.run(lambda batch: self._store_status(batch, verified, claim))
 
-    async def _store_status(self, batch: Batch, verified: VerifiedPackage) -> Submission:
+    async def _store_status(
+        self, batch: Batch, verified: VerifiedPackage, claim: str | None
+    ) -> Submission:
         package = verified.package
         assert package.status is not None
         conn = batch.conn
@@ -241,7 +270,7 @@ class Gateway:
             )
         step = check_status(document, responder, code)
         modes = self._route(step.route_to)
-        submission = await self._insert(batch, verified, modes, EventType.STATUS)
+        submission = await self._insert(batch, verified, modes, EventType.STATUS, claim)
         apply_status(document, step)
         await self._save_states(batch, package.document_key, document, step.recipients)
         if code not in ("13",):
@@ -262,8 +291,10 @@ class Gateway:
         verified: VerifiedPackage,
         modes: dict[str, str],
         event_type: EventType,
+        claim: str | None,
     ) -> Submission:
-        """Ledger the package and store it with its copies. Copies for an inbox are placed in
+        """Ledger the package and store it with its copies (its bytes in the row, or named by
+        ``claim`` when they are in the package store). Copies for an inbox are placed in
         it now (queued, in the same transaction); the others are the outbox, published to the
         bus once the batch has committed."""
         package = verified.package
@@ -341,7 +372,8 @@ class Gateway:
                     "priority": package.priority,
                     "signature_state": str(verified.signature_state),
                     "size": len(package.raw),
-                    "raw": package.raw,
+                    "raw": b"" if claim else package.raw,
+                    "raw_claim": claim,
                     "answer": json.dumps(answer),
                     "submitted_at": now,
                     "ledger_seq": seqs[0],
@@ -403,7 +435,7 @@ class Gateway:
         return answer
 
     async def _record_rejection(
-        self, data: bytes, sender: str, package: Package | None, error: PackageRejected
+        self, data: bytes | BinaryIO, sender: str, package: Package | None, error: PackageRejected
     ) -> None:
         details: dict[str, Any] = {"message": error.message[:500]}
         if error.where:
@@ -412,7 +444,7 @@ class Gateway:
             EventType.REJECTED,
             document=package.document_key[:300] if package else None,
             sender=sender,
-            package_sha256=hashlib.sha256(data).hexdigest(),
+            package_sha256=_sha256(data),
             code=error.code,
             details=details,
         )
@@ -530,7 +562,9 @@ class Gateway:
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
-                    select(d.delivery_id, d.document_key, d.recipient, p.raw, p.priority)
+                    select(
+                        d.delivery_id, d.document_key, d.recipient, p.raw, p.raw_claim, p.priority
+                    )
                     .join(package_table, p.package_id == d.package_id)
                     .where(
                         d.transport_at < cutoff,
@@ -540,7 +574,16 @@ class Gateway:
                 )
             ).all()
         return await self._hand_to_bus(
-            [Delivery(r.delivery_id, r.document_key, r.recipient, r.raw, r.priority) for r in rows]
+            [
+                Delivery(
+                    r.delivery_id,
+                    r.document_key,
+                    r.recipient,
+                    await self.bodies.get(r.raw_claim) if r.raw_claim else r.raw,
+                    r.priority,
+                )
+                for r in rows
+            ]
         )
 
     async def record_transition(self, t: Transition) -> None:

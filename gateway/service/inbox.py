@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.bus import RetryPolicy
+from gateway.bus import ClaimStore, RetryPolicy
 from gateway.errors import GatewayError
 from gateway.ledger import EventType
 from gateway.service.models import delivery_table, inbox_table, package_table
@@ -30,10 +30,12 @@ class Inboxes:
         writer: Writer,
         engine: AsyncEngine,
         policy: RetryPolicy,
+        bodies: ClaimStore,
     ) -> None:
         self.writer = writer
         self.engine = engine
         self.policy = policy
+        self.bodies = bodies
 
     def row(
         self, delivery_id: str, recipient: str, package_id: str, priority: int, now: datetime
@@ -136,15 +138,18 @@ class Inboxes:
             raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
         return item
 
-    async def item(self, principal: Principal, delivery_id: str) -> tuple[Any, Any]:
-        """The inbox row and the package row of a copy the principal may read."""
+    async def item(self, principal: Principal, delivery_id: str) -> tuple[Any, Any, bytes]:
+        """The inbox row, the package row and the package's bytes of a copy the principal may
+        read."""
         p = package_table.c
         async with self.engine.connect() as conn:
             item = await self._inbox_row(conn, principal, delivery_id)
             package = (
                 await conn.execute(select(package_table).where(p.package_id == item.package_id))
             ).first()
-        return item, package
+        assert package is not None
+        body = await self.bodies.get(package.raw_claim) if package.raw_claim else package.raw
+        return item, package, body
 
     async def ack(
         self, principal: Principal, delivery_id: str, done: bool, reason: str | None

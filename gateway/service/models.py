@@ -33,7 +33,9 @@ class PackageRow(Base):
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     signature_state: Mapped[str] = mapped_column(String(16), nullable=False)
     size: Mapped[int] = mapped_column(Integer, nullable=False)
-    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # empty when claimed
+    # A large package (a scan) is kept as a file of the package store instead: its reference.
+    raw_claim: Mapped[str | None] = mapped_column(String(80))
     answer: Mapped[str] = mapped_column(Text, nullable=False)  # JSON of the 202 answer
     submitted_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     ledger_seq: Mapped[int] = mapped_column(Integer, nullable=False)

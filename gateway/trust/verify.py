@@ -22,7 +22,7 @@ import functools
 import threading
 from base64 import b64decode
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -446,7 +446,7 @@ def _check_sender(
 
 
 def verify_package(
-    data: bytes,
+    data: bytes | BinaryIO,
     trust: TrustStore,
     directory: Directory,
     profile: Profile | str = Profile.STRICT,
@@ -457,13 +457,19 @@ def verify_package(
     """Verify a signed package and read it from its signed content only.
 
     Raises PackageRejected with a catalogue code (everything ``parse_package`` raises, and
-    signature_*, cert_*, sender_*). ``now`` defaults to the current time (UTC)."""
+    signature_*, cert_*, sender_*). ``now`` defaults to the current time (UTC). ``data`` may be
+    an open binary file holding the package (a large body spooled to disk): a valid strict
+    document is then verified from the file, with the bytes read only once its trees are done
+    with; anything else is read into memory and takes the checked path."""
     profile = Profile(profile)
     now = dt.datetime.now(dt.UTC) if now is None else now
     if profile is Profile.STRICT:
         verified = _verify_valid_document(data, trust, directory, now, limits)
         if verified is not None:
             return verified
+    if not isinstance(data, bytes):
+        data.seek(0)
+        data = data.read()
     content = verify_signature(data, trust, profile, now, limits=limits)
     signed = content.certificate is not None
     package = read_tree(content.tree, data, profile, signature_checked=signed)
@@ -495,7 +501,11 @@ _local = _PerThread()
 
 
 def _verify_valid_document(
-    data: bytes, trust: TrustStore, directory: Directory, now: dt.datetime, limits: EnvelopeSettings
+    data: bytes | BinaryIO,
+    trust: TrustStore,
+    directory: Directory,
+    now: dt.datetime,
+    limits: EnvelopeSettings,
 ) -> VerifiedPackage | None:
     """``verify_package`` of a strict document that passes: its result, or None at the first
     fault, which the checked path (verify_signature, read_tree) then names.
