@@ -34,14 +34,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Column, Index, MetaData, Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.db.engine import create_engine
+from gateway.db.migrate import upgrade
+from gateway.db.testing import discard_database, prepare_database
 from gateway.ledger.checkpoint import NoteSigner
-from gateway.ledger.db import create_engine
 from gateway.ledger.entry import Event, EventType
 from gateway.ledger.merkle import verify_inclusion
-from gateway.ledger.migrate import upgrade
 from gateway.ledger.models import entry_table
 from gateway.ledger.store import SqlLedger
-from gateway.ledger.testing import discard_database, prepare_database
 
 ORIGIN = "bench.local/ledger"
 # A fixed key (benchmark only), so a log kept with --proof-db still verifies on the next run.

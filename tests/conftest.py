@@ -64,7 +64,7 @@ def data_dir() -> Path:
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A migrated scratch database, once on SQLite and once on PostgreSQL."""
-    from gateway.ledger.testing import discard_database, prepare_database
+    from gateway.db.testing import discard_database, prepare_database
 
     if request.param == "sqlite":
         base = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"

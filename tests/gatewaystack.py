@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestServer
 from gateway.api.app import build_app
 from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
 from gateway.config import BusSettings, LedgerSettings, Secret, Settings
+from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 from gateway.directory import load_directory
-from gateway.ledger.testing import create_scratch_schema, drop_scratch_schema
 from gateway.service.runtime import Runtime, start_runtime
 from gateway.service.tokens import Role, issue_token
 from gateway.trust import init_keys

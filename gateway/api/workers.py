@@ -39,8 +39,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 async def _migrate(settings: Settings) -> None:
-    from gateway.ledger.db import create_engine, database_url
-    from gateway.ledger.migrate import upgrade
+    from gateway.db.engine import create_engine, database_url
+    from gateway.db.migrate import upgrade
 
     engine = create_engine(database_url(settings))
     try:

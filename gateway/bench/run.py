@@ -113,7 +113,7 @@ async def started_gateway(
     folder: Path, options: BenchOptions, say: Say
 ) -> AsyncIterator[tuple[str, int, str]]:
     """A ``gateway serve`` process on a free port: (base URL, pid, database URL)."""
-    from gateway.ledger.testing import create_scratch_schema, drop_scratch_schema
+    from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env |= {
@@ -172,7 +172,7 @@ async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> 
 
 
 async def issue_tokens(database_url: str, codes: list[str]) -> dict[str, str]:
-    from gateway.ledger.db import create_engine
+    from gateway.db.engine import create_engine
     from gateway.service.tokens import Role, issue_token
 
     engine = create_engine(database_url)

@@ -21,9 +21,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
 from gateway.config import Settings
+from gateway.db.engine import create_engine, database_url
+from gateway.db.migrate import (
+    check_schema,
+    current_revision,
+    draft_revision,
+    head_revision,
+    upgrade,
+)
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger.checkpoint import NoteVerifier, open_checkpoint, parse_checkpoint, parse_note
-from gateway.ledger.db import create_engine, database_url
 from gateway.ledger.entry import Entry, EventType, format_time
 from gateway.ledger.keys import (
     HOW_TO_CREATE,
@@ -33,13 +40,6 @@ from gateway.ledger.keys import (
     load_gateway_public_key,
 )
 from gateway.ledger.merkle import verify_consistency
-from gateway.ledger.migrate import (
-    check_schema,
-    current_revision,
-    draft_revision,
-    head_revision,
-    upgrade,
-)
 from gateway.ledger.query import Query
 from gateway.ledger.receipt import load_verifier, verify_receipt
 from gateway.ledger.store import SqlLedger, open_ledger
@@ -204,7 +204,7 @@ def db_check(as_json: bool) -> None:
 def db_revision(message: str) -> None:
     """Draft a new migration from the models (for developers adding tables): compares
     the models with the newest revision's schema and writes the difference to
-    gateway/ledger/migrations/versions/. Review the file, then `gateway db upgrade`."""
+    gateway/db/migrations/versions/. Review the file, then `gateway db upgrade`."""
 
     async def run() -> list[str]:
         return await draft_revision(message)

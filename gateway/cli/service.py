@@ -15,9 +15,9 @@ import click
 from aiohttp import web
 
 from gateway.cli.common import EXIT_OK, EXIT_USAGE, fail_environment, settings
+from gateway.db.engine import create_engine, database_url
+from gateway.db.migrate import upgrade
 from gateway.errors import ConfigError, GatewayError
-from gateway.ledger.db import create_engine, database_url
-from gateway.ledger.migrate import upgrade
 from gateway.service.tokens import Role, issue_token, list_tokens, revoke_tokens
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from typing import cast
 from sqlalchemy import BigInteger, Index, Integer, LargeBinary, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.ledger.db import Base, UtcDateTime
+from gateway.db.engine import Base, UtcDateTime
 
 # SQLite's INTEGER PRIMARY KEY is the rowid itself: no second index to maintain.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")

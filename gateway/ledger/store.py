@@ -24,10 +24,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import Settings
+from gateway.db.engine import READ_ONLY_OPTION, create_engine, database_url, write_transaction
 from gateway.errors import GatewayError
 from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
 from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
-from gateway.ledger.db import READ_ONLY_OPTION, create_engine, database_url, write_transaction
 from gateway.ledger.entry import Entry, Event, parse_entry
 from gateway.ledger.merkle import (
     HASH_SIZE,

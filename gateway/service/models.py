@@ -14,7 +14,7 @@ from typing import cast
 from sqlalchemy import Boolean, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.ledger.db import Base, UtcDateTime
+from gateway.db.engine import Base, UtcDateTime
 
 
 class PackageRow(Base):

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from gateway.bus import Bus, RetryPolicy, open_bus
 from gateway.config import Settings
+from gateway.db.migrate import upgrade
 from gateway.directory import load_directory
 from gateway.errors import ConfigError
 from gateway.ledger import SqlLedger, open_ledger
 from gateway.ledger.keys import load_gateway_key
-from gateway.ledger.migrate import upgrade
 from gateway.service.core import Gateway
 from gateway.service.delivery import Deliverer
 from gateway.service.tokens import TokenChecker

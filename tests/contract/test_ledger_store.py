@@ -15,12 +15,12 @@ from sqlalchemy import Column, Integer, Table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.db.engine import Base, create_engine, write_transaction
+from gateway.db.migrate import check_schema, draft_revision, head_revision
 from gateway.errors import GatewayError
 from gateway.ledger.checkpoint import NoteSigner, open_checkpoint
-from gateway.ledger.db import Base, create_engine, write_transaction
 from gateway.ledger.entry import Event, EventType
 from gateway.ledger.merkle import root_from_leaves, verify_consistency, verify_inclusion
-from gateway.ledger.migrate import check_schema, draft_revision, head_revision
 from gateway.ledger.query import Query
 from gateway.ledger.receipt import verify_receipt
 from gateway.ledger.store import SqlLedger

@@ -20,13 +20,13 @@ from gatewaystack import POLICY, PULL, SENDER, directory_csv
 from gateway.bench.procstat import with_children
 from gateway.bus import AmqpBus, ClaimStore
 from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
+from gateway.db.engine import create_engine
+from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 from gateway.directory import load_directory
 from gateway.envelope import Organization
 from gateway.ledger import EventType, Query, SqlLedger
 from gateway.ledger.checkpoint import NoteVerifier
-from gateway.ledger.db import create_engine
 from gateway.ledger.keys import load_gateway_public_key
-from gateway.ledger.testing import create_scratch_schema, drop_scratch_schema
 from gateway.service.tokens import Role, issue_token
 from gateway.trust import init_keys
 

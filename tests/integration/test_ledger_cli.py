@@ -19,13 +19,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from gateway.cli import main
+from gateway.db.engine import create_engine
+from gateway.db.migrate import head_revision
+from gateway.db.testing import discard_database, prepare_database
 from gateway.ledger.checkpoint import NoteSigner
-from gateway.ledger.db import create_engine
 from gateway.ledger.entry import Event, EventType
 from gateway.ledger.merkle import consistency_plan
-from gateway.ledger.migrate import head_revision
 from gateway.ledger.store import SqlLedger
-from gateway.ledger.testing import discard_database, prepare_database
 
 ORIGIN = "gateway.local/ledger"
 A, B, C = "000.00.05.H07", "000.01.05.H07", "000.02.05.H07"

@@ -19,13 +19,13 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.cli import main
+from gateway.db.engine import create_engine
+from gateway.db.testing import discard_database, prepare_database
 from gateway.ledger.checkpoint import NoteSigner
-from gateway.ledger.db import create_engine
 from gateway.ledger.entry import Event, EventType, parse_entry
 from gateway.ledger.merkle import CompactRange, leaf_hash
 from gateway.ledger.models import checkpoint_table, entry_table
 from gateway.ledger.store import SqlLedger
-from gateway.ledger.testing import discard_database, prepare_database
 
 ORIGIN = "gateway.local/ledger"  # the default GATEWAY_LEDGER_ORIGIN
 A, B = "000.00.05.H07", "000.01.05.H07"

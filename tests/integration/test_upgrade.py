@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from gateway.bus import ClaimStore, RetryPolicy
+from gateway.db.engine import create_engine
+from gateway.db.migrate import current_revision, head_revision, upgrade
+from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 from gateway.ledger import Event, EventType, NoteSigner, SqlLedger
-from gateway.ledger.db import create_engine
-from gateway.ledger.migrate import current_revision, head_revision, upgrade
-from gateway.ledger.testing import create_scratch_schema, drop_scratch_schema
 from gateway.service.inbox import Inboxes
 from gateway.service.tokens import Principal, Role
 from gateway.service.writer import Writer

@@ -11,9 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
+from gateway.db.engine import create_engine
 from gateway.errors import GatewayError
 from gateway.ledger import Event, EventType, NoteSigner, SqlLedger
-from gateway.ledger.db import create_engine
 from gateway.service.writer import Batch, Writer
 
 ORIGIN = "gateway.test/writer"

@@ -12,8 +12,8 @@ LEDGER = Path(__file__).parents[2] / "gateway" / "ledger"
 PURE = ["merkle", "checkpoint", "entry", "receipt", "audit"]
 FORBIDDEN = {"aiohttp", "aio_pika", "sqlalchemy", "asyncpg", "aiosqlite", "alembic", "click",
              "socket", "asyncio"}  # fmt: skip
-STORAGE = {"gateway.ledger.db", "gateway.ledger.models", "gateway.ledger.store",
-           "gateway.ledger.migrate", "gateway.ledger.query", "gateway.ledger.keys"}  # fmt: skip
+STORAGE = {"gateway.db.engine", "gateway.ledger.models", "gateway.ledger.store",
+           "gateway.db.migrate", "gateway.ledger.query", "gateway.ledger.keys"}  # fmt: skip
 
 
 def imports(path: Path) -> set[str]:

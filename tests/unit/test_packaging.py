@@ -24,9 +24,9 @@ def test_wheel_contains_schemas_sample_directory_and_migrations(tmp_path: Path) 
     assert len(schemas) == 10
     assert {f"gateway/envelope/schemas/{name}" for name in schemas} <= names
     assert "gateway/directory/data/sample-province.csv" in names
-    migrations = {p.name for p in (ROOT / "gateway/ledger/migrations/versions").glob("0*.py")}
-    assert {f"gateway/ledger/migrations/versions/{m}" for m in migrations} <= names
-    assert "gateway/ledger/migrations/script.py.mako" in names
+    migrations = {p.name for p in (ROOT / "gateway/db/migrations/versions").glob("0*.py")}
+    assert {f"gateway/db/migrations/versions/{m}" for m in migrations} <= names
+    assert "gateway/db/migrations/script.py.mako" in names
 
 
 def test_top_level_schemas_folder_is_the_packaged_one() -> None:

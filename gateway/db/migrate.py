@@ -17,9 +17,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.ledger.db import create_engine, load_models
+from gateway.db.engine import create_engine, load_models
 
-SCRIPT_LOCATION = "gateway.ledger:migrations"
+SCRIPT_LOCATION = "gateway.db:migrations"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -12,8 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.ledger.db import create_engine
-from gateway.ledger.migrate import upgrade
+from gateway.db.engine import create_engine
+from gateway.db.migrate import upgrade
 
 
 async def create_scratch_schema(url: str) -> str:

@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection that gateway.ledger.migrate hands over, or, when
+"""Alembic environment: runs on the connection that gateway.db.migrate hands over, or, when
 Alembic is run directly, on an engine for ``sqlalchemy.url``."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from gateway.ledger.db import create_engine, load_models
+from gateway.db.engine import create_engine, load_models
 
 target_metadata = load_models()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from gateway.ledger.db import UtcDateTime
+from gateway.db.engine import UtcDateTime
 
 revision = "0002_service"
 down_revision = "0001_ledger"

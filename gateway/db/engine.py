@@ -1,9 +1,9 @@
-"""The gateway's database: one declarative ``Base`` (one ``MetaData``, one Alembic chain) and the
-async engine for SQLite (embedded default) or PostgreSQL (``GATEWAY_DATABASE_URL``).
+"""The database's engine and its one declarative ``Base`` (one ``MetaData``, one Alembic chain),
+for SQLite (embedded default) or PostgreSQL (``GATEWAY_DATABASE_URL``).
 
-Other parts keep their tables in the same database and the same migration chain: declare models
-on :class:`Base`, list the module in :data:`MODEL_MODULES`, and add a revision under
-``gateway/ledger/migrations/versions/`` (see docs/ledger.md, "Adding tables").
+Each owner declares its tables on :class:`Base` in a models module of its own and is listed in
+:data:`MODEL_MODULES`; the database package, not any owner, knows them all. A change of schema
+is a revision under ``gateway/db/migrations/versions/`` (docs/ledger.md, "Adding tables").
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from sqlalchemy.types import TypeDecorator
 
 from gateway.config import Settings
 
-# Modules that declare tables on Base; Alembic's env and `gateway db check` import them all.
+# The owners' modules that declare tables on Base; Alembic's env and `gateway db check` import
+# them all.
 MODEL_MODULES: tuple[str, ...] = ("gateway.ledger.models", "gateway.service.models")
 
 NAMING_CONVENTION = {

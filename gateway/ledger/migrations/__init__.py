@@ -1,1 +1,0 @@
-"""Alembic migrations of the gateway database (script location ``gateway.ledger:migrations``)."""
