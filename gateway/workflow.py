@@ -1,8 +1,7 @@
-"""The delivery and business state machines, pure: who may say what, in which order.
+"""The business state machine, pure: who may say what, in which order.
 
-Per (document, recipient) a delivery moves through transport states (``queued``,
-``delivered``, ``retrying``, ``expired``, ``dead``); on top of ``delivered`` the recipient
-reports business statuses (QCVN 102 status codes) that only move forward:
+Per (document, recipient), on top of the copy's transport state (gateway.service.transport)
+the recipient reports business statuses (QCVN 102 status codes) that only move forward:
 
     01 arrived ──▶ 02 rejected (final)
                └─▶ 03 accepted ──▶ 04 assigned ──▶ 05 in progress ──▶ 06 done (final)
@@ -14,41 +13,9 @@ update); each recipient answers it once with 15 (agreed) or 16 (refused).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 from gateway.errors import PackageRejected
-
-
-class Transport(enum.StrEnum):
-    ACCEPTED = "accepted"  # in the ledger and the outbox, not yet confirmed by the bus
-    QUEUED = "queued"
-    DELIVERED = "delivered"
-    RETRYING = "retrying"
-    EXPIRED = "expired"
-    DEAD = "dead"
-
-
-# Transport moves the bus may report, and what they lead to. A redrive puts a dead or expired
-# delivery back in the queue; a delivered one stays delivered (late duplicates change nothing).
-_TRANSPORT_MOVES: dict[Transport, frozenset[Transport]] = {
-    Transport.ACCEPTED: frozenset({Transport.QUEUED}),
-    Transport.QUEUED: frozenset(
-        {Transport.DELIVERED, Transport.RETRYING, Transport.EXPIRED, Transport.DEAD}
-    ),
-    Transport.RETRYING: frozenset(
-        {Transport.DELIVERED, Transport.RETRYING, Transport.EXPIRED, Transport.DEAD}
-    ),
-    Transport.DEAD: frozenset({Transport.QUEUED}),
-    Transport.EXPIRED: frozenset({Transport.QUEUED}),
-    Transport.DELIVERED: frozenset(),
-}
-
-
-def transport_allows(current: Transport, new: Transport) -> bool:
-    """Whether a delivery may move from ``current`` to ``new`` (late duplicates may not)."""
-    return new in _TRANSPORT_MOVES[current]
-
 
 ARRIVED, REJECTED, ACCEPTED, ASSIGNED, IN_PROGRESS, DONE = "01", "02", "03", "04", "05", "06"
 RECALL, RECALL_AGREED, RECALL_REFUSED = "13", "15", "16"

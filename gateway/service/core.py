@@ -33,28 +33,12 @@ from gateway.service.models import (
 )
 from gateway.service.moves import move
 from gateway.service.tokens import Principal, Role
+from gateway.service.transport import OUTCOMES, Transport, transport_allows
 from gateway.service.writer import Batch, Writer
 from gateway.trust import TrustStore, VerifiedPackage, verify_package
-from gateway.workflow import (
-    DocumentState,
-    RecipientState,
-    Transport,
-    apply_status,
-    check_status,
-    transport_allows,
-)
+from gateway.workflow import DocumentState, RecipientState, apply_status, check_status
 
 log = logging.getLogger(__name__)
-
-# What a bus transition means for the transport state and the ledger.
-_OUTCOMES: dict[Outcome, tuple[Transport, EventType]] = {
-    Outcome.QUEUED: (Transport.QUEUED, EventType.QUEUED),
-    Outcome.DELIVERED: (Transport.DELIVERED, EventType.DELIVERED),
-    Outcome.RETRYING: (Transport.RETRYING, EventType.RETRYING),
-    Outcome.EXPIRED: (Transport.EXPIRED, EventType.EXPIRED),
-    Outcome.DEAD_LETTERED: (Transport.DEAD, EventType.DEAD_LETTERED),
-    Outcome.REDRIVEN: (Transport.QUEUED, EventType.REDRIVEN),
-}
 
 
 # Packages up to this size are verified on the event loop (about a millisecond at 64 KiB):
@@ -601,7 +585,7 @@ class Gateway:
             return
         if row.last_outcome == t.outcome.value and row.attempt == t.attempt:
             return  # reported again after a crash or redelivery
-        transport, event_type = _OUTCOMES[t.outcome]
+        transport, event_type = OUTCOMES[t.outcome]
         current = Transport(row.transport)
         if current is Transport.ACCEPTED:
             # The bus holds the copy; its ``queued`` report may still be on its way (a fast

@@ -16,8 +16,8 @@ from gateway.ledger import EventType
 from gateway.service.models import delivery_table, inbox_table, package_table
 from gateway.service.moves import move
 from gateway.service.tokens import Principal, Role
+from gateway.service.transport import InboxState, Transport, inbox_answer
 from gateway.service.writer import Batch, Writer
-from gateway.workflow import Transport
 
 
 class Inboxes:
@@ -45,7 +45,7 @@ class Inboxes:
             "delivery_id": delivery_id,
             "recipient": recipient,
             "package_id": package_id,
-            "state": "ready",
+            "state": InboxState.READY,
             "attempt": 1,
             "queued_at": now,
             "expires_at": datetime.fromtimestamp(
@@ -75,7 +75,7 @@ class Inboxes:
                 delivery_id=delivery_id,
                 recipient=recipient,
                 package_id=package_id,
-                state="ready",
+                state=InboxState.READY,
                 attempt=max(attempt, 1),
                 queued_at=batch.now,
                 expires_at=datetime.fromtimestamp(expires_at, UTC),
@@ -102,7 +102,7 @@ class Inboxes:
                         p.signature_state,
                     )
                     .join(package_table, p.package_id == i.package_id)
-                    .where(i.recipient == unit, i.state == "ready", i.position > after)
+                    .where(i.recipient == unit, i.state == InboxState.READY, i.position > after)
                     .order_by(i.position)
                     .limit(limit + 1)
                 )
@@ -172,36 +172,31 @@ class Inboxes:
             await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
         ).first()
         assert row is not None
-        if item.state != "ready":
+        if item.state != InboxState.READY:
             return str(row.transport)  # answered before: the same answer again
         details: dict[str, Any] = {"via": "inbox", "attempt": item.attempt}
-        if done:
-            state, transport, event = "done", Transport.DELIVERED, EventType.DELIVERED
-        else:
+        if not done:
             details["reason"] = (reason or "no reason given")[:1000]
-            if item.attempt >= self.policy.max_attempts:
-                state, transport, event = "dead", Transport.DEAD, EventType.DEAD_LETTERED
-            else:
-                state, transport, event = "ready", Transport.RETRYING, EventType.RETRYING
+        answer = inbox_answer(done, item.attempt, self.policy)
         await conn.execute(
             update(inbox_table)
             .where(i.delivery_id == delivery_id)
             .values(
-                state=state,
-                attempt=item.attempt + (0 if done else 1),
+                state=answer.state,
+                attempt=answer.attempt,
                 reason=None if done else details["reason"],
             )
         )
         await move(
             batch,
             row,
-            transport,
-            event,
+            answer.transport,
+            answer.event,
             item.attempt,
             details,
             reason=None if done else details["reason"],
         )
-        return transport.value
+        return answer.transport.value
 
     async def expire(self) -> int:
         """Copies that waited in an inbox past their time-to-live expire (the sender sees it)."""
@@ -213,7 +208,7 @@ class Inboxes:
         items = (
             await conn.execute(
                 select(inbox_table.c.delivery_id, i.attempt).where(
-                    i.state == "ready", i.expires_at < now
+                    i.state == InboxState.READY, i.expires_at < now
                 )
             )
         ).all()
@@ -223,7 +218,9 @@ class Inboxes:
             ).first()
             assert row is not None
             await conn.execute(
-                update(inbox_table).where(i.delivery_id == item.delivery_id).values(state="expired")
+                update(inbox_table)
+                .where(i.delivery_id == item.delivery_id)
+                .values(state=InboxState.EXPIRED)
             )
             await move(
                 batch,
@@ -242,7 +239,7 @@ class Inboxes:
 
     async def _redrive(self, batch: Batch, unit: str, ids: Sequence[str] | None) -> int:
         i, d = inbox_table.c, delivery_table.c
-        condition = [i.recipient == unit, i.state.in_(("dead", "expired"))]
+        condition = [i.recipient == unit, i.state.in_((InboxState.DEAD, InboxState.EXPIRED))]
         if ids is not None:
             condition.append(i.delivery_id.in_(list(ids)))
         ttl = timedelta(milliseconds=self.policy.normal.ttl_ms)
@@ -256,7 +253,7 @@ class Inboxes:
             await conn.execute(
                 update(inbox_table)
                 .where(i.delivery_id == delivery_id)
-                .values(state="ready", attempt=1, expires_at=now + ttl, queued_at=now)
+                .values(state=InboxState.READY, attempt=1, expires_at=now + ttl, queued_at=now)
             )
             await move(
                 batch,

@@ -9,8 +9,8 @@ from sqlalchemy import update
 
 from gateway.ledger import Event, EventType
 from gateway.service.models import delivery_table
+from gateway.service.transport import Transport
 from gateway.service.writer import Batch
-from gateway.workflow import Transport
 
 
 async def move(

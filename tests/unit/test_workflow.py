@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import PackageRejected
-from gateway.workflow import (
-    DocumentState,
-    RecipientState,
-    Transport,
-    apply_status,
-    check_status,
-    transport_allows,
-)
+from gateway.workflow import DocumentState, RecipientState, apply_status, check_status
 
 SENDER, A, B = "000.00.05.H07", "000.00.06.H07", "000.01.20.H07"
 
@@ -116,25 +109,3 @@ def test_check_does_not_change_the_document() -> None:
     check_status(doc, A, "01")
     check_status(doc, SENDER, "13")
     assert doc.recipients[A] == RecipientState()
-
-
-@pytest.mark.parametrize(
-    ("current", "new", "allowed"),
-    [
-        (Transport.QUEUED, Transport.DELIVERED, True),
-        (Transport.QUEUED, Transport.RETRYING, True),
-        (Transport.RETRYING, Transport.RETRYING, True),
-        (Transport.RETRYING, Transport.EXPIRED, True),
-        (Transport.RETRYING, Transport.DEAD, True),
-        (Transport.DEAD, Transport.QUEUED, True),
-        (Transport.DELIVERED, Transport.RETRYING, False),
-        (Transport.DELIVERED, Transport.DELIVERED, False),
-        (Transport.EXPIRED, Transport.DELIVERED, False),
-        (Transport.EXPIRED, Transport.QUEUED, True),
-        (Transport.ACCEPTED, Transport.QUEUED, True),
-        (Transport.ACCEPTED, Transport.DELIVERED, False),
-        (Transport.DEAD, Transport.DELIVERED, False),
-    ],
-)
-def test_transport_moves(current: Transport, new: Transport, allowed: bool) -> None:
-    assert transport_allows(current, new) is allowed
