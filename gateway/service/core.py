@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.bus import Bus, ClaimStore, Delivery, Outcome, RetryPolicy, Transition
+from gateway.bus import Bus, ClaimStore, Delivery, RetryPolicy
 from gateway.config import EnvelopeSettings, Settings
 from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
@@ -33,7 +33,7 @@ from gateway.service.models import (
 )
 from gateway.service.moves import move
 from gateway.service.tokens import Principal, Role
-from gateway.service.transport import OUTCOMES, Transport, transport_allows
+from gateway.service.transport import Transport, transport_allows
 from gateway.service.writer import Batch, Writer
 from gateway.trust import TrustStore, VerifiedPackage, verify_package
 from gateway.workflow import DocumentState, RecipientState, apply_status, check_status
@@ -100,9 +100,14 @@ class Gateway:
         directory: Directory,
         trust: TrustStore,
         ledger: SqlLedger,
+        writer: Writer,
+        bus: Bus,
+        inbox_modes: frozenset[str],
         policy: RetryPolicy | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
+        """``inbox_modes``: the delivery modes whose copies wait in a pull inbox (pull units,
+        and amqp units when the bus is the embedded one, which they cannot reach)."""
         self.settings = settings
         self.directory = directory
         self.trust = trust
@@ -110,17 +115,15 @@ class Gateway:
         self.engine = ledger.engine
         self.clock = clock
         self.policy = policy or RetryPolicy.from_settings(settings.bus)
-        self.writer = Writer(ledger)
+        self.writer = writer
         # Packages over the claim-check size live as files, not in the database row; their
         # own store, which nothing prunes (the bus's claims may be pruned once delivered).
         self.bodies = ClaimStore(settings.var_dir / "packages")
-        self.bus: Bus | None = None  # set once the bus exists (it needs record_transition)
+        self.bus = bus
         self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, self.bodies)
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
         self._publisher: asyncio.Task[None] | None = None
-        # Units whose copies wait in a pull inbox: pull units, and amqp units when the bus is
-        # the embedded one (they cannot reach it over AMQP).
-        self.inbox_modes = {"pull"}
+        self.inbox_modes = inbox_modes
 
     # -- submission ------------------------------------------------------------------------
 
@@ -520,7 +523,7 @@ class Gateway:
 
     async def _hand_to_bus(self, deliveries: list[Delivery]) -> int:
         """Publish copies; on failure they stay unpublished and the relay tries again."""
-        if self.bus is None or not deliveries:
+        if not deliveries:
             return 0
         try:
             await self.bus.publish_many(deliveries)
@@ -539,8 +542,6 @@ class Gateway:
 
     async def publish_pending(self, older_than: float = 30.0) -> int:
         """The relay: publish copies left unpublished (the bus was down, the process died)."""
-        if self.bus is None:
-            return 0
         d, p = delivery_table.c, package_table.c
         cutoff = self.clock() - timedelta(seconds=older_than)
         async with self.engine.connect() as conn:
@@ -570,83 +571,7 @@ class Gateway:
             ]
         )
 
-    async def record_transition(self, t: Transition) -> None:
-        """The bus observer: every transition of a copy becomes a ledger event (once)."""
-        await self.writer.run(lambda batch: self._record_transition(batch, t))
-
-    async def _record_transition(self, batch: Batch, t: Transition) -> None:
-        d = delivery_table.c
-        conn = batch.conn
-        row = (
-            await conn.execute(select(delivery_table).where(d.delivery_id == t.delivery_id))
-        ).first()
-        if row is None:
-            log.warning("transition %s of unknown delivery %s", t.outcome, t.delivery_id)
-            return
-        if row.last_outcome == t.outcome.value and row.attempt == t.attempt:
-            return  # reported again after a crash or redelivery
-        transport, event_type = OUTCOMES[t.outcome]
-        current = Transport(row.transport)
-        if current is Transport.ACCEPTED:
-            # The bus holds the copy; its ``queued`` report may still be on its way (a fast
-            # consumer can report ``delivered`` first), so record the queueing now.
-            await move(
-                batch,
-                row,
-                Transport.QUEUED,
-                EventType.QUEUED,
-                t.attempt,
-                {"attempt": t.attempt},
-                published=True,
-            )
-            current = Transport.QUEUED
-            if t.outcome is Outcome.QUEUED:
-                return
-        elif (
-            current in (Transport.DEAD, Transport.EXPIRED)
-            and t.outcome not in (Outcome.REDRIVEN, Outcome.QUEUED)
-            and t.attempt == 1
-        ):
-            # A dead copy at attempt 1 again was redriven, and its ``redriven`` report
-            # (sent after the move) may come after what happened next: record it now.
-            await move(
-                batch,
-                row,
-                Transport.QUEUED,
-                EventType.REDRIVEN,
-                1,
-                {"attempt": 1},
-            )
-            current = Transport.QUEUED
-        nothing_new = (
-            t.outcome is Outcome.QUEUED  # published again by the relay
-            or (t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes)  # in the inbox
-            or not transport_allows(current, transport)
-        )
-        if nothing_new:
-            await conn.execute(
-                update(delivery_table)
-                .where(d.delivery_id == t.delivery_id)
-                .values(last_outcome=t.outcome.value, attempt=t.attempt, published=True)
-            )
-            return
-        details: dict[str, Any] = {"attempt": t.attempt}
-        if t.reason:
-            details["reason"] = t.reason[:1000]
-        if t.retry_at:
-            details["retry_at"] = int(t.retry_at)
-        await move(
-            batch,
-            row,
-            transport,
-            event_type,
-            t.attempt,
-            details,
-            outcome=t.outcome.value,
-            reason=t.reason,
-        )
-
     async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
         """Put a unit's dead or expired copies back: the bus's, and its inbox's."""
-        count = await self.bus.redrive(unit, ids) if self.bus is not None else 0
+        count = await self.bus.redrive(unit, ids)
         return count + await self.inboxes.redrive(unit, ids)

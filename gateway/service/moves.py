@@ -1,16 +1,20 @@
 """One transition of one delivery: a ledger event and the delivery row's new transport state,
-in the writer's batch."""
+in the writer's batch; and the bus's observer, which records each transition it reports."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from gateway.bus import Outcome, Transition
 from gateway.ledger import Event, EventType
 from gateway.service.models import delivery_table
-from gateway.service.transport import Transport
-from gateway.service.writer import Batch
+from gateway.service.transport import OUTCOMES, Transport, transport_allows
+from gateway.service.writer import Batch, Writer
+
+log = logging.getLogger(__name__)
 
 
 async def move(
@@ -52,3 +56,87 @@ async def move(
     await batch.conn.execute(
         update(delivery_table).where(d.delivery_id == delivery_id).values(**values)
     )
+
+
+class TransitionRecorder:
+    """The bus's observer: every transition of a copy becomes a ledger event (once), through
+    the writer. ``inbox_modes`` are the delivery modes whose copies wait in a pull inbox."""
+
+    def __init__(self, writer: Writer, inbox_modes: frozenset[str]) -> None:
+        self.writer = writer
+        self.inbox_modes = inbox_modes
+
+    async def __call__(self, t: Transition) -> None:
+        await self.writer.run(lambda batch: self._record(batch, t))
+
+    async def _record(self, batch: Batch, t: Transition) -> None:
+        d = delivery_table.c
+        conn = batch.conn
+        row = (
+            await conn.execute(select(delivery_table).where(d.delivery_id == t.delivery_id))
+        ).first()
+        if row is None:
+            log.warning("transition %s of unknown delivery %s", t.outcome, t.delivery_id)
+            return
+        if row.last_outcome == t.outcome.value and row.attempt == t.attempt:
+            return  # reported again after a crash or redelivery
+        transport, event_type = OUTCOMES[t.outcome]
+        current = Transport(row.transport)
+        if current is Transport.ACCEPTED:
+            # The bus holds the copy; its ``queued`` report may still be on its way (a fast
+            # consumer can report ``delivered`` first), so record the queueing now.
+            await move(
+                batch,
+                row,
+                Transport.QUEUED,
+                EventType.QUEUED,
+                t.attempt,
+                {"attempt": t.attempt},
+                published=True,
+            )
+            current = Transport.QUEUED
+            if t.outcome is Outcome.QUEUED:
+                return
+        elif (
+            current in (Transport.DEAD, Transport.EXPIRED)
+            and t.outcome not in (Outcome.REDRIVEN, Outcome.QUEUED)
+            and t.attempt == 1
+        ):
+            # A dead copy at attempt 1 again was redriven, and its ``redriven`` report
+            # (sent after the move) may come after what happened next: record it now.
+            await move(
+                batch,
+                row,
+                Transport.QUEUED,
+                EventType.REDRIVEN,
+                1,
+                {"attempt": 1},
+            )
+            current = Transport.QUEUED
+        nothing_new = (
+            t.outcome is Outcome.QUEUED  # published again by the relay
+            or (t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes)  # in the inbox
+            or not transport_allows(current, transport)
+        )
+        if nothing_new:
+            await conn.execute(
+                update(delivery_table)
+                .where(d.delivery_id == t.delivery_id)
+                .values(last_outcome=t.outcome.value, attempt=t.attempt, published=True)
+            )
+            return
+        details: dict[str, Any] = {"attempt": t.attempt}
+        if t.reason:
+            details["reason"] = t.reason[:1000]
+        if t.retry_at:
+            details["retry_at"] = int(t.retry_at)
+        await move(
+            batch,
+            row,
+            transport,
+            event_type,
+            t.attempt,
+            details,
+            outcome=t.outcome.value,
+            reason=t.reason,
+        )

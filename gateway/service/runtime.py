@@ -24,7 +24,9 @@ from gateway.ledger import SqlLedger, open_ledger
 from gateway.ledger.keys import load_gateway_key
 from gateway.service.core import Gateway
 from gateway.service.delivery import Deliverer
+from gateway.service.moves import TransitionRecorder
 from gateway.service.tokens import TokenChecker
+from gateway.service.writer import Writer
 from gateway.trust import KeysLayout, TrustStore, init_keys
 
 log = logging.getLogger(__name__)
@@ -111,16 +113,23 @@ async def start_runtime(
     ledger = open_ledger(settings, key=key.private_key, certificate_chain=key.certificate_chain)
     await upgrade(ledger.engine)
     policy = policy or RetryPolicy.from_settings(settings.bus)
-    gateway = Gateway(
-        settings=settings, directory=directory, trust=trust, ledger=ledger, policy=policy
-    )
-    bus = open_bus(settings, observer=gateway.record_transition, policy=policy)
     native_amqp = settings.amqp_url is not None
-    if not native_amqp:
-        gateway.inbox_modes = {"pull", "amqp"}
+    # Copies that wait in a pull inbox: pull units', and on the embedded bus amqp units' too.
+    inbox_modes = frozenset({"pull"} if native_amqp else {"pull", "amqp"})
+    writer = Writer(ledger)
+    bus = open_bus(settings, observer=TransitionRecorder(writer, inbox_modes), policy=policy)
     await bus.start()
     await bus.declare(unit.code for unit in directory)
-    gateway.bus = bus
+    gateway = Gateway(
+        settings=settings,
+        directory=directory,
+        trust=trust,
+        ledger=ledger,
+        writer=writer,
+        bus=bus,
+        inbox_modes=inbox_modes,
+        policy=policy,
+    )
     deliverer = Deliverer(gateway, native_amqp=native_amqp)
     runtime = Runtime(settings, gateway, ledger, bus, TokenChecker(ledger.engine), deliverer)
     await deliverer.start()
