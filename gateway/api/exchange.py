@@ -85,7 +85,7 @@ async def inbox(request: web.Request) -> web.Response:
 
 @routes.get("/v1/inbox/{delivery_id}")
 async def inbox_fetch(request: web.Request) -> web.Response:
-    item, package, body = await runtime_of(request).gateway.inboxes.item(
+    item, body = await runtime_of(request).gateway.inboxes.item(
         principal_of(request), request.match_info["delivery_id"]
     )
     return web.Response(
@@ -93,9 +93,9 @@ async def inbox_fetch(request: web.Request) -> web.Response:
         content_type="application/xml",
         headers={
             "X-Gateway-Delivery-Id": item.delivery_id,
-            "X-Gateway-Document-Key": package.document_key,
-            "X-Gateway-Signature-State": package.signature_state,
-            "X-Gateway-Package-Sha256": package.sha256,
+            "X-Gateway-Document-Key": item.document_key,
+            "X-Gateway-Signature-State": item.signature_state,
+            "X-Gateway-Package-Sha256": item.sha256,
         },
     )
 

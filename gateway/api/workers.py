@@ -1,8 +1,8 @@
 """Several gateway processes behind one port (``gateway serve --workers N``).
 
-The parent prepares what must happen once (the database migrated, the key folder made),
-listens on the port, and forks N workers that accept on that one socket; each worker is a
-whole gateway (HTTP, writer, consumers, relay). They agree through the database: the ledger's
+The parent prepares what must happen once (the key folder made, the database migrated, the
+bus's queues declared), listens on the port, and forks N workers that accept on that one
+socket; each worker is a whole gateway (HTTP, writer, consumers, relay). They agree through the database: the ledger's
 lock orders every append across processes, so sequence numbers and the Merkle tree stay one
 log. SIGINT or SIGTERM to the parent stops every worker gracefully; if a worker dies, the
 others are stopped too and the parent exits with an error, for the service manager to act.
@@ -38,15 +38,22 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _migrate(settings: Settings) -> None:
+async def _prepare(settings: Settings) -> None:
+    """What the workers would otherwise race to do at once: migrate the database, and declare
+    the bus's queues (creating 800 quorum queues from several connections at the same time is
+    asking for trouble; declaring existing ones again is not)."""
+    from gateway.bus import open_bus
     from gateway.db.engine import create_engine, database_url
     from gateway.db.migrate import upgrade
+    from gateway.directory import load_directory
 
     engine = create_engine(database_url(settings))
     try:
         await upgrade(engine)
     finally:
         await engine.dispose()
+    async with open_bus(settings) as bus:
+        await bus.declare(unit.code for unit in load_directory(settings.directory))
 
 
 def run_workers(
@@ -62,7 +69,7 @@ def run_workers(
     """Serve with ``workers`` processes until stopped; return the exit status."""
     from gateway.api.app import create_app
 
-    asyncio.run(_migrate(settings))  # once, before the workers race to do it
+    asyncio.run(_prepare(settings))  # once, before the workers race to do it
     sock = listening_socket(host, port)
     scheme = "https" if ssl_context else "http"
     say(f"gateway: {workers} worker processes on {scheme}://{host}:{port}")

@@ -136,6 +136,14 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The engine for single-statement reads: no BEGIN/ROLLBACK round trips (autocommit on
+    PostgreSQL, no BEGIN on SQLite); each statement sees a consistent snapshot of its own."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
+
+
 @asynccontextmanager
 async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """A transaction that will write: on SQLite it holds the database write lock from BEGIN."""

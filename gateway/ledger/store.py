@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import Settings
-from gateway.db.engine import READ_ONLY_OPTION, create_engine, database_url, write_transaction
+from gateway.db.engine import create_engine, database_url, reader, write_transaction
 from gateway.errors import GatewayError
 from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
 from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
@@ -220,10 +220,7 @@ class SqlLedger:
         self._head: _Head | None = None
         self._open: dict[AsyncConnection, _Transaction] = {}
         # Reads see only rows that never change, so they need no transaction around them.
-        postgres = engine.dialect.name == "postgresql"
-        self._reader = engine.execution_options(
-            **({"isolation_level": "AUTOCOMMIT"} if postgres else {READ_ONLY_OPTION: True})
-        )
+        self._reader = reader(engine)
 
     # -- appending -------------------------------------------------------------------------
 

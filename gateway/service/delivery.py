@@ -32,7 +32,6 @@ class Deliverer:
 
     async def start(self) -> None:
         bus = self.gateway.bus
-        assert bus is not None
         self.session = aiohttp.ClientSession(timeout=PUSH_TIMEOUT)
         for unit in self.gateway.directory:
             handler = self._handler(unit)

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.bus import ClaimStore, RetryPolicy
+from gateway.db.engine import reader
 from gateway.errors import GatewayError
 from gateway.ledger import EventType
 from gateway.service.models import delivery_table, inbox_table, package_table
@@ -34,6 +35,7 @@ class Inboxes:
     ) -> None:
         self.writer = writer
         self.engine = engine
+        self._reader = reader(engine)  # listing and fetching: one statement, no transaction
         self.policy = policy
         self.bodies = bodies
 
@@ -84,7 +86,7 @@ class Inboxes:
 
     async def page(self, unit: str, *, after: int = 0, limit: int = 50) -> dict[str, Any]:
         i, p = inbox_table.c, package_table.c
-        async with self.engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (
                 await conn.execute(
                     select(
@@ -126,30 +128,37 @@ class Inboxes:
         more = len(rows) > limit
         return {"items": items, "next": str(rows[limit - 1].position) if more else None}
 
-    async def _inbox_row(
-        self, conn: AsyncConnection, principal: Principal, delivery_id: str
-    ) -> Any:
-        """The inbox row of a copy; a unit may touch only its own."""
-        i = inbox_table.c
-        item = (await conn.execute(select(inbox_table).where(i.delivery_id == delivery_id))).first()
+    @staticmethod
+    def _accessible(principal: Principal, item: Any, delivery_id: str) -> Any:
+        """``item``, the row of a copy, if it exists and the principal may touch it (a unit
+        only its own)."""
         if item is None:
             raise GatewayError("not_found", f"no inbox item {delivery_id}")
         if principal.role is Role.UNIT and item.recipient != principal.unit:
             raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
         return item
 
-    async def item(self, principal: Principal, delivery_id: str) -> tuple[Any, Any, bytes]:
-        """The inbox row, the package row and the package's bytes of a copy the principal may
-        read."""
-        p = package_table.c
-        async with self.engine.connect() as conn:
-            item = await self._inbox_row(conn, principal, delivery_id)
-            package = (
-                await conn.execute(select(package_table).where(p.package_id == item.package_id))
-            ).first()
-        assert package is not None
-        body = await self.bodies.get(package.raw_claim) if package.raw_claim else package.raw
-        return item, package, body
+    async def item(self, principal: Principal, delivery_id: str) -> tuple[Any, bytes]:
+        """A copy the principal may read, with its package's columns, and the package's bytes:
+        one query."""
+        i, p = inbox_table.c, package_table.c
+        query = (
+            select(
+                i.delivery_id,
+                i.recipient,
+                p.document_key,
+                p.signature_state,
+                p.sha256,
+                p.raw,
+                p.raw_claim,
+            )
+            .join(package_table, p.package_id == i.package_id)
+            .where(i.delivery_id == delivery_id)
+        )
+        async with self._reader.connect() as conn:
+            item = self._accessible(principal, (await conn.execute(query)).first(), delivery_id)
+        body = await self.bodies.get(item.raw_claim) if item.raw_claim else item.raw
+        return item, body
 
     async def ack(
         self, principal: Principal, delivery_id: str, done: bool, reason: str | None
@@ -167,17 +176,18 @@ class Inboxes:
     ) -> str:
         i, d = inbox_table.c, delivery_table.c
         conn = batch.conn
-        item = await self._inbox_row(conn, principal, delivery_id)
-        row = (
-            await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
-        ).first()
-        assert row is not None
-        if item.state != InboxState.READY:
+        query = (  # the delivery and its inbox state, in one query
+            select(delivery_table, i.state.label("inbox_state"), i.attempt.label("tries"))
+            .join(inbox_table, i.delivery_id == d.delivery_id)
+            .where(d.delivery_id == delivery_id)
+        )
+        row = self._accessible(principal, (await conn.execute(query)).first(), delivery_id)
+        if row.inbox_state != InboxState.READY:
             return str(row.transport)  # answered before: the same answer again
-        details: dict[str, Any] = {"via": "inbox", "attempt": item.attempt}
+        details: dict[str, Any] = {"via": "inbox", "attempt": row.tries}
         if not done:
             details["reason"] = (reason or "no reason given")[:1000]
-        answer = inbox_answer(done, item.attempt, self.policy)
+        answer = inbox_answer(done, row.tries, self.policy)
         await conn.execute(
             update(inbox_table)
             .where(i.delivery_id == delivery_id)
@@ -192,7 +202,7 @@ class Inboxes:
             row,
             answer.transport,
             answer.event,
-            item.attempt,
+            row.tries,
             details,
             reason=None if done else details["reason"],
         )
