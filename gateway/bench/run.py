@@ -323,6 +323,7 @@ async def run_bench(
                     "gateway": lambda: with_children(pid),
                     "broker": lambda: pids_named("beam.smp") if options.amqp_url else [],
                     "database": lambda: pids_named("postgres") if options.database_url else [],
+                    "benchmark client": lambda: [os.getpid()],  # it shares the machine
                 }
             )
             tally = _Tally(started=time.perf_counter())
