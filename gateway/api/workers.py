@@ -2,10 +2,11 @@
 
 The parent prepares what must happen once (the key folder made, the database migrated, the
 bus's queues declared), listens on the port, and forks N workers that accept on that one
-socket; each worker is a whole gateway (HTTP, writer, consumers, relay). They agree through the database: the ledger's
-lock orders every append across processes, so sequence numbers and the Merkle tree stay one
-log. SIGINT or SIGTERM to the parent stops every worker gracefully; if a worker dies, the
-others are stopped too and the parent exits with an error, for the service manager to act.
+socket; each worker is a whole gateway (HTTP, writer, consumers, relay). They agree through
+the database: the ledger's lock orders every append across processes, so sequence numbers and
+the Merkle tree stay one log. SIGINT or SIGTERM to the parent stops every worker gracefully;
+if a worker dies, the others are stopped too and the parent exits with an error, for the
+service manager to act.
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ async def started_gateway(
     url = f"http://127.0.0.1:{port}"
     try:
         say(f"starting the gateway (pid {process.pid}, log {folder / 'gateway.log'})")
-        await _wait_ready(url, process, folder / "gateway.log")
+        await wait_ready(url, process, folder / "gateway.log")
         yield url, process.pid, database_url
     finally:
         process.terminate()
@@ -156,7 +156,9 @@ async def started_gateway(
             await drop_scratch_schema(database_url)
 
 
-async def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until ``url`` answers /readyz with 200; RuntimeError with the log's end if the process
+    exits first or it takes over 300 s."""
     deadline = time.monotonic() + 300
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:

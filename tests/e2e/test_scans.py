@@ -22,15 +22,19 @@ from gateway.errors import GatewayError
 from gateway.service.models import delivery_table, package_table
 
 
-async def test_a_scan_travels_whole(stack: Stack) -> None:
-    scan = os.urandom(9 * 1024 * 1024)  # over libxml2's 10 MB text limit once in base64
+def scanned_letter(stack: Stack, to: Organization, mib: int) -> bytes:
     package = build_letter(
         unit(SENDER, stack.runtime.gateway.directory),
-        [Organization(PULL, "Sở Tài chính")],
+        [to],
         "Về việc gửi hồ sơ scan",
-        attachments=[make_attachment("ho-so.pdf", scan)],
+        attachments=[make_attachment("ho-so.pdf", os.urandom(mib * 1024 * 1024))],
     )
-    data = sign_as_unit(package, stack.keys)
+    return sign_as_unit(package, stack.keys)
+
+
+async def test_a_scan_travels_whole(stack: Stack) -> None:
+    # 9 MiB: over libxml2's 10 MB text limit once in base64
+    data = scanned_letter(stack, Organization(PULL, "Sở Tài chính"), 9)
     async with GatewayClient(stack.url, stack.tokens[SENDER], timeout=120) as gw:
         assert (await gw.submit(data)).status == 202
     async with GatewayClient(stack.url, stack.tokens[PULL], timeout=120) as gw:
@@ -88,14 +92,7 @@ async def test_a_body_is_spooled_and_capped_as_it_streams() -> None:
 async def test_the_relay_publishes_a_claimed_scan_the_bus_missed(stack: Stack) -> None:
     """The bus is down when a scan for a push unit is accepted: the answer does not wait,
     and the relay publishes the copy, read from the package store, once the bus is back."""
-    scan = os.urandom(2 * 1024 * 1024)
-    package = build_letter(
-        unit(SENDER, stack.runtime.gateway.directory),
-        [Organization(PUSH, "Sở Tư pháp")],
-        "Về việc gửi hồ sơ scan",
-        attachments=[make_attachment("ho-so.pdf", scan)],
-    )
-    data = sign_as_unit(package, stack.keys)
+    data = scanned_letter(stack, Organization(PUSH, "Sở Tư pháp"), 2)
     gateway = stack.runtime.gateway
     await stack.runtime.deliverer.stop(grace=1)
     await stack.runtime.bus.close(grace=1)

@@ -9,15 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 import pytest
 from gatewaystack import POLICY, PULL, SENDER, directory_csv
 
 from gateway.bench.procstat import with_children
+from gateway.bench.run import wait_ready
 from gateway.bus import AmqpBus, ClaimStore
 from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
 from gateway.db.engine import create_engine
@@ -38,21 +37,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-            try:
-                async with session.get(f"{url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.3)
-    raise AssertionError("not ready within 120 s")
 
 
 @pytest.mark.postgres
