@@ -80,22 +80,39 @@ async def inbox(request: web.Request) -> web.Response:
         raise GatewayError("bad_request", "limit and after are integers") from e
     if not 1 <= limit <= 500:
         raise GatewayError("bad_request", "limit must be 1..500")
-    return _json(await runtime_of(request).gateway.inboxes.page(unit, after=after, limit=limit))
+    page = await runtime_of(request).gateway.inboxes.page(unit, after=after, limit=limit)
+    items = [
+        {
+            "delivery_id": e.delivery_id,
+            "package_id": e.package_id,
+            "kind": e.kind,
+            "document_key": e.document_key,
+            "sender": e.sender,
+            "status": e.status,
+            "subject": e.subject,
+            "size": e.size,
+            "signature_state": e.signature_state,
+            "queued_at": e.queued_at.isoformat(),
+            "attempt": e.attempt,
+        }
+        for e in page.entries
+    ]
+    return _json({"items": items, "next": None if page.next is None else str(page.next)})
 
 
 @routes.get("/v1/inbox/{delivery_id}")
 async def inbox_fetch(request: web.Request) -> web.Response:
-    item, body = await runtime_of(request).gateway.inboxes.item(
+    copy = await runtime_of(request).gateway.inboxes.item(
         principal_of(request), request.match_info["delivery_id"]
     )
     return web.Response(
-        body=body,
+        body=copy.body,
         content_type="application/xml",
         headers={
-            "X-Gateway-Delivery-Id": item.delivery_id,
-            "X-Gateway-Document-Key": item.document_key,
-            "X-Gateway-Signature-State": item.signature_state,
-            "X-Gateway-Package-Sha256": item.sha256,
+            "X-Gateway-Delivery-Id": copy.delivery_id,
+            "X-Gateway-Document-Key": copy.document_key,
+            "X-Gateway-Signature-State": copy.signature_state,
+            "X-Gateway-Package-Sha256": copy.sha256,
         },
     )
 

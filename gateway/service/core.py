@@ -32,6 +32,7 @@ from gateway.service.models import (
     recipient_state_table,
 )
 from gateway.service.moves import move
+from gateway.service.rows import Copy, select_copies
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import Transport, transport_allows
 from gateway.service.writer import Batch, Writer
@@ -485,26 +486,28 @@ class Gateway:
         """A unit served over its own AMQP consumer is heard from only by its statuses: the
         first one proves the copy arrived."""
         d, p = delivery_table.c, package_table.c
-        row = (
-            await batch.conn.execute(
-                select(delivery_table)
-                .join(package_table, p.package_id == d.package_id)
-                .where(
-                    d.document_key == key,
-                    d.recipient == recipient,
-                    d.mode == "amqp",
-                    p.kind == Kind.DOCUMENT.value,
-                )
+        query = (
+            select_copies()
+            .join(package_table, p.package_id == d.package_id)
+            .where(
+                d.document_key == key,
+                d.recipient == recipient,
+                d.mode == "amqp",
+                p.kind == Kind.DOCUMENT.value,
             )
-        ).first()
-        if row is None or not transport_allows(Transport(row.transport), Transport.DELIVERED):
+        )
+        row = (await batch.conn.execute(query)).first()
+        if row is None:
+            return
+        copy = Copy.of(row)
+        if not transport_allows(copy.transport, Transport.DELIVERED):
             return
         await move(
             batch,
-            row,
+            copy,
             Transport.DELIVERED,
             EventType.DELIVERED,
-            row.attempt,
+            copy.attempt,
             {"via": "status"},
         )
 

@@ -16,6 +16,7 @@ from gateway.errors import GatewayError
 from gateway.ledger import EventType
 from gateway.service.models import delivery_table, inbox_table, package_table
 from gateway.service.moves import move
+from gateway.service.rows import Copy, FetchedCopy, InboxEntry, InboxPage, select_copies
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import InboxState, Transport, inbox_answer
 from gateway.service.writer import Batch, Writer
@@ -84,67 +85,48 @@ class Inboxes:
             )
         )
 
-    async def page(self, unit: str, *, after: int = 0, limit: int = 50) -> dict[str, Any]:
-        i, p = inbox_table.c, package_table.c
-        async with self._reader.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        i.position,
-                        i.delivery_id,
-                        i.package_id,
-                        i.queued_at,
-                        i.attempt,
-                        p.kind,
-                        p.document_key,
-                        p.sender,
-                        p.status_code,
-                        p.subject,
-                        p.size,
-                        p.signature_state,
-                    )
-                    .join(package_table, p.package_id == i.package_id)
-                    .where(i.recipient == unit, i.state == InboxState.READY, i.position > after)
-                    .order_by(i.position)
-                    .limit(limit + 1)
-                )
-            ).all()
-        items = [
-            {
-                "delivery_id": r.delivery_id,
-                "package_id": r.package_id,
-                "kind": r.kind,
-                "document_key": r.document_key,
-                "sender": r.sender,
-                "status": r.status_code,
-                "subject": r.subject,
-                "size": r.size,
-                "signature_state": r.signature_state,
-                "queued_at": r.queued_at.isoformat(),
-                "attempt": r.attempt,
-            }
-            for r in rows[:limit]
-        ]
-        more = len(rows) > limit
-        return {"items": items, "next": str(rows[limit - 1].position) if more else None}
-
-    @staticmethod
-    def _accessible(principal: Principal, item: Any, delivery_id: str) -> Any:
-        """``item``, the row of a copy, if it exists and the principal may touch it (a unit
-        only its own)."""
-        if item is None:
-            raise GatewayError("not_found", f"no inbox item {delivery_id}")
-        if principal.role is Role.UNIT and item.recipient != principal.unit:
-            raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
-        return item
-
-    async def item(self, principal: Principal, delivery_id: str) -> tuple[Any, bytes]:
-        """A copy the principal may read, with its package's columns, and the package's bytes:
-        one query."""
+    async def page(self, unit: str, *, after: int = 0, limit: int = 50) -> InboxPage:
+        """The unit's waiting copies after position ``after``, oldest first."""
         i, p = inbox_table.c, package_table.c
         query = (
             select(
+                i.position,
                 i.delivery_id,
+                i.package_id,
+                p.kind,
+                p.document_key,
+                p.sender,
+                p.status_code.label("status"),
+                p.subject,
+                p.size,
+                p.signature_state,
+                i.queued_at,
+                i.attempt,
+            )
+            .join(package_table, p.package_id == i.package_id)
+            .where(i.recipient == unit, i.state == InboxState.READY, i.position > after)
+            .order_by(i.position)
+            .limit(limit + 1)
+        )
+        async with self._reader.connect() as conn:
+            entries = [InboxEntry(**row._mapping) for row in await conn.execute(query)]
+        more = len(entries) > limit
+        return InboxPage(entries[:limit], entries[limit - 1].position if more else None)
+
+    @staticmethod
+    def _check_access(principal: Principal, recipient: str | None, delivery_id: str) -> None:
+        """The copy exists (``recipient`` is its recipient) and the principal may touch it: a
+        unit only its own."""
+        if recipient is None:
+            raise GatewayError("not_found", f"no inbox item {delivery_id}")
+        if principal.role is Role.UNIT and recipient != principal.unit:
+            raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
+
+    async def item(self, principal: Principal, delivery_id: str) -> FetchedCopy:
+        """A copy the principal may read, with its package's bytes: one query."""
+        i, p = inbox_table.c, package_table.c
+        query = (
+            select(
                 i.recipient,
                 p.document_key,
                 p.signature_state,
@@ -156,9 +138,13 @@ class Inboxes:
             .where(i.delivery_id == delivery_id)
         )
         async with self._reader.connect() as conn:
-            item = self._accessible(principal, (await conn.execute(query)).first(), delivery_id)
-        body = await self.bodies.get(item.raw_claim) if item.raw_claim else item.raw
-        return item, body
+            row = (await conn.execute(query)).first()
+        self._check_access(principal, row.recipient if row else None, delivery_id)
+        assert row is not None
+        body = await self.bodies.get(row.raw_claim) if row.raw_claim else row.raw
+        return FetchedCopy(
+            delivery_id, row.recipient, row.document_key, row.signature_state, row.sha256, body
+        )
 
     async def ack(
         self, principal: Principal, delivery_id: str, done: bool, reason: str | None
@@ -176,14 +162,17 @@ class Inboxes:
     ) -> str:
         i, d = inbox_table.c, delivery_table.c
         conn = batch.conn
-        query = (  # the delivery and its inbox state, in one query
-            select(delivery_table, i.state.label("inbox_state"), i.attempt.label("tries"))
+        query = (  # the copy and its inbox state, in one query
+            select_copies(i.state, i.attempt.label("tries"))
             .join(inbox_table, i.delivery_id == d.delivery_id)
             .where(d.delivery_id == delivery_id)
         )
-        row = self._accessible(principal, (await conn.execute(query)).first(), delivery_id)
-        if row.inbox_state != InboxState.READY:
-            return str(row.transport)  # answered before: the same answer again
+        row = (await conn.execute(query)).first()
+        self._check_access(principal, row.recipient if row else None, delivery_id)
+        assert row is not None
+        copy = Copy.of(row)
+        if row.state != InboxState.READY:
+            return copy.transport.value  # answered before: the same answer again
         details: dict[str, Any] = {"via": "inbox", "attempt": row.tries}
         if not done:
             details["reason"] = (reason or "no reason given")[:1000]
@@ -199,7 +188,7 @@ class Inboxes:
         )
         await move(
             batch,
-            row,
+            copy,
             answer.transport,
             answer.event,
             row.tries,
@@ -214,30 +203,24 @@ class Inboxes:
 
     async def _expire(self, batch: Batch) -> int:
         i, d = inbox_table.c, delivery_table.c
-        now, conn = batch.now, batch.conn
-        items = (
-            await conn.execute(
-                select(inbox_table.c.delivery_id, i.attempt).where(
-                    i.state == InboxState.READY, i.expires_at < now
-                )
-            )
-        ).all()
-        for item in items:
-            row = (
-                await conn.execute(select(delivery_table).where(d.delivery_id == item.delivery_id))
-            ).first()
-            assert row is not None
-            await conn.execute(
+        query = (
+            select_copies(i.attempt.label("tries"))
+            .join(inbox_table, i.delivery_id == d.delivery_id)
+            .where(i.state == InboxState.READY, i.expires_at < batch.now)
+        )
+        items = (await batch.conn.execute(query)).all()
+        for row in items:
+            await batch.conn.execute(
                 update(inbox_table)
-                .where(i.delivery_id == item.delivery_id)
+                .where(i.delivery_id == row.delivery_id)
                 .values(state=InboxState.EXPIRED)
             )
             await move(
                 batch,
-                row,
+                Copy.of(row),
                 Transport.EXPIRED,
                 EventType.EXPIRED,
-                item.attempt,
+                row.tries,
                 {"via": "inbox", "reason": "not fetched before its time-to-live"},
                 reason="not fetched before its time-to-live",
             )
@@ -253,24 +236,14 @@ class Inboxes:
         if ids is not None:
             condition.append(i.delivery_id.in_(list(ids)))
         ttl = timedelta(milliseconds=self.policy.normal.ttl_ms)
-        now, conn = batch.now, batch.conn
-        items = (await conn.execute(select(i.delivery_id).where(*condition))).scalars().all()
-        for delivery_id in items:
-            row = (
-                await conn.execute(select(delivery_table).where(d.delivery_id == delivery_id))
-            ).first()
-            assert row is not None
-            await conn.execute(
+        now = batch.now
+        query = select_copies().join(inbox_table, i.delivery_id == d.delivery_id).where(*condition)
+        items = [Copy.of(row) for row in await batch.conn.execute(query)]
+        for copy in items:
+            await batch.conn.execute(
                 update(inbox_table)
-                .where(i.delivery_id == delivery_id)
+                .where(i.delivery_id == copy.delivery_id)
                 .values(state=InboxState.READY, attempt=1, expires_at=now + ttl, queued_at=now)
             )
-            await move(
-                batch,
-                row,
-                Transport.QUEUED,
-                EventType.REDRIVEN,
-                1,
-                {"via": "inbox"},
-            )
+            await move(batch, copy, Transport.QUEUED, EventType.REDRIVEN, 1, {"via": "inbox"})
         return len(items)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from gateway.bus import Outcome, Transition
 from gateway.ledger import Event, EventType
 from gateway.service.models import delivery_table
+from gateway.service.rows import Copy, load_copy
 from gateway.service.transport import OUTCOMES, Transport, transport_allows
 from gateway.service.writer import Batch, Writer
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 async def move(
     batch: Batch,
-    row: Any,
+    copy: Copy,
     transport: Transport,
     event_type: EventType,
     attempt: int,
@@ -29,15 +30,15 @@ async def move(
     reason: str | None = None,
     published: bool | None = None,
 ) -> None:
-    """Ledger one transition of the delivery ``row`` and record its new transport state."""
-    delivery_id = row.delivery_id
+    """Ledger one transition of ``copy`` and record its new transport state."""
+    delivery_id = copy.delivery_id
     batch.append(
         [
             Event(
                 event_type,
-                document=row.document_key,
-                sender=row.sender,
-                recipient=row.recipient,
+                document=copy.document_key,
+                sender=copy.sender,
+                recipient=copy.recipient,
                 details={"delivery_id": delivery_id, **details},
             )
         ]
@@ -71,23 +72,20 @@ class TransitionRecorder:
 
     async def _record(self, batch: Batch, t: Transition) -> None:
         d = delivery_table.c
-        conn = batch.conn
-        row = (
-            await conn.execute(select(delivery_table).where(d.delivery_id == t.delivery_id))
-        ).first()
-        if row is None:
+        copy = await load_copy(batch.conn, t.delivery_id)
+        if copy is None:
             log.warning("transition %s of unknown delivery %s", t.outcome, t.delivery_id)
             return
-        if row.last_outcome == t.outcome.value and row.attempt == t.attempt:
+        if copy.last_outcome == t.outcome.value and copy.attempt == t.attempt:
             return  # reported again after a crash or redelivery
         transport, event_type = OUTCOMES[t.outcome]
-        current = Transport(row.transport)
+        current = copy.transport
         if current is Transport.ACCEPTED:
             # The bus holds the copy; its ``queued`` report may still be on its way (a fast
             # consumer can report ``delivered`` first), so record the queueing now.
             await move(
                 batch,
-                row,
+                copy,
                 Transport.QUEUED,
                 EventType.QUEUED,
                 t.attempt,
@@ -106,7 +104,7 @@ class TransitionRecorder:
             # (sent after the move) may come after what happened next: record it now.
             await move(
                 batch,
-                row,
+                copy,
                 Transport.QUEUED,
                 EventType.REDRIVEN,
                 1,
@@ -115,11 +113,11 @@ class TransitionRecorder:
             current = Transport.QUEUED
         nothing_new = (
             t.outcome is Outcome.QUEUED  # published again by the relay
-            or (t.outcome is Outcome.DELIVERED and row.mode in self.inbox_modes)  # in the inbox
+            or (t.outcome is Outcome.DELIVERED and copy.mode in self.inbox_modes)  # in the inbox
             or not transport_allows(current, transport)
         )
         if nothing_new:
-            await conn.execute(
+            await batch.conn.execute(
                 update(delivery_table)
                 .where(d.delivery_id == t.delivery_id)
                 .values(last_outcome=t.outcome.value, attempt=t.attempt, published=True)
@@ -132,7 +130,7 @@ class TransitionRecorder:
             details["retry_at"] = int(t.retry_at)
         await move(
             batch,
-            row,
+            copy,
             transport,
             event_type,
             t.attempt,

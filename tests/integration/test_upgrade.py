@@ -77,9 +77,9 @@ async def test_a_revision_0002_database_upgrades_without_loss(old_url: str, tmp_
         inboxes = Inboxes(
             Writer(ledger), engine, RetryPolicy.of_seconds([1], 60), ClaimStore(tmp_path / "p")
         )
-        item, body = await inboxes.item(Principal("t", RECIPIENT, Role.UNIT), "d-1-0")
-        assert (item.recipient, item.raw_claim, body) == (RECIPIENT, None, RAW)
+        copy = await inboxes.item(Principal("t", RECIPIENT, Role.UNIT), "d-1-0")
+        assert (copy.recipient, copy.body) == (RECIPIENT, RAW)
         page = await inboxes.page(RECIPIENT)
-        assert [i["delivery_id"] for i in page["items"]] == ["d-1-0"]
+        assert [e.delivery_id for e in page.entries] == ["d-1-0"]
     finally:
         await engine.dispose()
