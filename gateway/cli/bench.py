@@ -9,16 +9,14 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import fail_environment
+from gateway.cli.common import EXIT_USAGE, fail_environment
 
 
 @click.command()
 @click.option(
     "--embedded",
-    "mode",
-    flag_value="embedded",
-    default=True,
-    help="SQLite and the local bus (default).",
+    is_flag=True,
+    help="SQLite and the local bus (the default without --amqp and --db).",
 )
 @click.option(
     "--amqp",
@@ -87,7 +85,7 @@ from gateway.cli.common import fail_environment
     help="Also write the report to this file as JSON.",
 )
 def bench(
-    mode: str,
+    embedded: bool,
     amqp_url: str | None,
     database_url: str | None,
     packages: int,
@@ -110,6 +108,10 @@ def bench(
     committed row) and prints the stage-sum limit and the gateway's ratio to it.
     """
     from gateway.bench.run import BenchOptions, format_report, run_bench
+
+    if embedded and (amqp_url or database_url):
+        click.echo("error: --embedded cannot go with --amqp or --db", err=True)
+        sys.exit(EXIT_USAGE)
 
     options = BenchOptions(
         amqp_url=amqp_url,

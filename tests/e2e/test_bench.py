@@ -53,3 +53,13 @@ def test_procstat_reads_this_process() -> None:
     memory = memory_kib(os.getpid())
     assert memory["VmHWM"] >= memory["VmRSS"] > 0
     assert cpu_seconds(2**22 + 12345) == 0.0  # no such process
+
+
+def test_embedded_and_a_broker_together_is_a_usage_error() -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "--embedded", "--amqp", "amqp://x/"])
+    assert result.exit_code == 2
+    assert "--embedded cannot go with --amqp or --db" in result.output
