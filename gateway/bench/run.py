@@ -240,6 +240,7 @@ async def _receive_all(
         headers = {"Authorization": f"Bearer {tokens[code]}"}
         while tally.acked < expected:
             async with session.get(f"{url}/v1/inbox?limit=100", headers=headers) as r:
+                _check(r, code, "list")
                 page = await r.json()
             if not page["items"]:
                 await asyncio.sleep(0.05)
@@ -247,11 +248,12 @@ async def _receive_all(
             for item in page["items"]:
                 delivery = item["delivery_id"]
                 async with session.get(f"{url}/v1/inbox/{delivery}", headers=headers) as r:
+                    _check(r, code, "fetch")
                     await r.read()
                 async with session.post(
                     f"{url}/v1/inbox/{delivery}/ack", json={"result": "done"}, headers=headers
                 ) as r:
-                    await r.read()
+                    _check(r, code, "acknowledge")
                 now = time.perf_counter()
                 tally.acked += 1
                 tally.last_acked = now
@@ -261,6 +263,12 @@ async def _receive_all(
 
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(one_unit(session, code) for code in recipients))
+
+
+def _check(response: aiohttp.ClientResponse, unit: str, what: str) -> None:
+    """A recipient's request that fails stops the benchmark: a cycle is counted only when done."""
+    if response.status != 200:
+        raise RuntimeError(f"{unit} could not {what}: the gateway answered {response.status}")
 
 
 async def _progress(tally: _Tally, total: int, say_progress: Callable[[str], None]) -> None:
