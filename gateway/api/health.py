@@ -15,11 +15,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from gateway.api.context import OUTCOME, runtime_of
 from gateway.api.problems import Handler
-from gateway.service.models import delivery_table
+from gateway.service import store
 
 routes = web.RouteTableDef()
 
@@ -107,11 +107,10 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     runtime = runtime_of(request)
     m: Metrics = request.app[METRICS]
-    d = delivery_table.c
     async with runtime.ledger.engine.connect() as conn:
-        rows = (await conn.execute(select(d.transport, func.count()).group_by(d.transport))).all()
+        counts = await store.count_by_transport(conn)
     m.deliveries.clear()
-    for state, count in rows:
+    for state, count in counts.items():
         m.deliveries.labels(state).set(count)
     try:
         async with asyncio.timeout(5):

@@ -178,10 +178,8 @@ def tokens_revoke(token_id: str | None, unit: str | None) -> None:
 def tokens_list() -> None:
     """List tokens (ids, units, roles, dates; never the secrets)."""
     for t in _run(list_tokens):
-        state = "revoked" if t["revoked_at"] else "active"
-        click.echo(
-            f"{t['token_id']}  {t['unit']:<16} {t['role']:<8} {state}  created {t['created_at']}"
-        )
+        state = "revoked" if t.revoked_at else "active"
+        click.echo(f"{t.token_id}  {t.unit:<16} {t.role:<8} {state}  created {t.created_at}")
 
 
 @click.command()

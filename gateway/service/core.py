@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
-from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.bus import Bus, ClaimStore, Delivery, RetryPolicy
@@ -24,20 +23,14 @@ from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
 from gateway.errors import GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
+from gateway.service import store
 from gateway.service.inbox import Inboxes
-from gateway.service.models import (
-    delivery_table,
-    inbox_table,
-    package_table,
-    recipient_state_table,
-)
 from gateway.service.moves import move
-from gateway.service.rows import Copy, select_copies
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import Transport, transport_allows
 from gateway.service.writer import Batch, Writer
 from gateway.trust import TrustStore, VerifiedPackage, verify_package
-from gateway.workflow import DocumentState, RecipientState, apply_status, check_status
+from gateway.workflow import DocumentState, apply_status, check_status
 
 log = logging.getLogger(__name__)
 
@@ -202,31 +195,23 @@ class Gateway:
         """The same package again answers as before; else its DocumentId must be new for the
         sender, and a revoke, update or replace must name one the sender sent. One query."""
         package = verified.package
-        p = package_table.c
         sender = package.sender.organ_id
         business = package.business
         changes = business is not None and business.doc_type is not BusinessType.NEW
         target = business.document_id if business is not None and changes else None
         identities = [package.document_id] + ([target] if target else [])
-        known = (
-            await batch.conn.execute(
-                select(p.package_id, p.sha256, p.document_identity, p.answer).where(
-                    p.sender == sender,
-                    or_(p.sha256 == package.sha256, p.document_identity.in_(identities)),
-                )
-            )
-        ).all()
-        for row in known:
-            if row.sha256 == package.sha256:
-                return await self._replayed(batch.conn, row.answer)
-        for row in known:
-            if row.document_identity == package.document_id:
+        known = await store.known_packages(batch.conn, sender, package.sha256, identities)
+        for earlier in known:
+            if earlier.sha256 == package.sha256:
+                return await self._replayed(batch.conn, earlier.answer)
+        for earlier in known:
+            if earlier.document_identity == package.document_id:
                 raise Rejected(
                     "duplicate_conflict",
                     f"{sender} sent DocumentId {package.document_id} before with other content",
-                    package_id=row.package_id,
+                    package_id=earlier.package_id,
                 )
-        if changes and not any(row.document_identity == target for row in known):
+        if changes and not any(earlier.document_identity == target for earlier in known):
             assert business is not None
             raise Rejected(
                 "business_target_unknown",
@@ -266,8 +251,7 @@ class Gateway:
         return submission
 
     async def _replay(self, conn: AsyncConnection, sender: str, sha256: str) -> Submission | None:
-        p = package_table.c
-        answer = await conn.scalar(select(p.answer).where(p.sender == sender, p.sha256 == sha256))
+        answer = await store.answer_for(conn, sender, sha256)
         return None if answer is None else await self._replayed(conn, answer)
 
     async def _replayed(self, conn: AsyncConnection, answer: str) -> Submission:
@@ -341,35 +325,29 @@ class Gateway:
         }
         if status:
             answer["status"] = status
-        conn = batch.conn
-        await conn.execute(
-            insert(package_table),
-            [
-                {
-                    "package_id": package_id,
-                    "kind": package.kind.value,
-                    "sender": sender,
-                    "document_id": package.document_id,
-                    "document_identity": (
-                        package.document_id if package.kind is Kind.DOCUMENT else None
-                    ),
-                    "document_key": package.document_key,
-                    "sha256": package.sha256,
-                    "status_code": status,
-                    "subject": package.subject,
-                    "priority": package.priority,
-                    "signature_state": str(verified.signature_state),
-                    "size": len(package.raw),
-                    "raw": b"" if claim else package.raw,
-                    "raw_claim": claim,
-                    "answer": json.dumps(answer),
-                    "submitted_at": now,
-                    "ledger_seq": seqs[0],
-                }
-            ],
-        )
-        await conn.execute(
-            insert(delivery_table),
+        await store.insert_submission(
+            batch.conn,
+            {
+                "package_id": package_id,
+                "kind": package.kind.value,
+                "sender": sender,
+                "document_id": package.document_id,
+                "document_identity": (
+                    package.document_id if package.kind is Kind.DOCUMENT else None
+                ),
+                "document_key": package.document_key,
+                "sha256": package.sha256,
+                "status_code": status,
+                "subject": package.subject,
+                "priority": package.priority,
+                "signature_state": str(verified.signature_state),
+                "size": len(package.raw),
+                "raw": b"" if claim else package.raw,
+                "raw_claim": claim,
+                "answer": json.dumps(answer),
+                "submitted_at": now,
+                "ledger_seq": seqs[0],
+            },
             [
                 {
                     "delivery_id": deliveries[code],
@@ -385,23 +363,17 @@ class Gateway:
                 }
                 for code, mode in modes.items()
             ],
+            [
+                self.inboxes.row(deliveries[c], c, package_id, package.priority, now)
+                for c in inboxed
+            ],
+            [
+                {"document_key": package.document_key, "recipient": code, "updated_at": now}
+                for code in codes
+            ]
+            if package.kind is Kind.DOCUMENT
+            else [],
         )
-        if inboxed:
-            await conn.execute(
-                insert(inbox_table),
-                [
-                    self.inboxes.row(deliveries[c], c, package_id, package.priority, now)
-                    for c in inboxed
-                ],
-            )
-        if package.kind is Kind.DOCUMENT:
-            await conn.execute(
-                insert(recipient_state_table),
-                [
-                    {"document_key": package.document_key, "recipient": code, "updated_at": now}
-                    for code in codes
-                ],
-            )
         outbox = [
             Delivery(deliveries[c], package.document_key, c, package.raw, package.priority)
             for c in codes
@@ -413,9 +385,7 @@ class Gateway:
 
     async def _fresh_answer(self, answer: dict[str, Any], conn: AsyncConnection) -> dict[str, Any]:
         """The stored answer with each recipient's current transport state."""
-        d = delivery_table.c
-        query = select(d.recipient, d.transport).where(d.package_id == answer["package_id"])
-        states = {r.recipient: r.transport for r in (await conn.execute(query)).all()}
+        states = await store.transport_states(conn, answer["package_id"])
         answer = dict(answer)
         answer["recipients"] = [
             {**r, "state": states.get(r["code"], r["state"])} for r in answer["recipients"]
@@ -448,59 +418,24 @@ class Gateway:
     # -- workflow state --------------------------------------------------------------------
 
     async def _document_state(self, conn: AsyncConnection, key: str) -> DocumentState | None:
-        p, r = package_table.c, recipient_state_table.c
-        sender = await conn.scalar(
-            select(p.sender).where(p.document_key == key, p.kind == Kind.DOCUMENT.value)
-        )
+        sender = await store.document_sender(conn, key)
         if sender is None:
             return None
-        rows = (
-            await conn.execute(select(recipient_state_table).where(r.document_key == key))
-        ).all()
-        return DocumentState(
-            sender,
-            {
-                row.recipient: RecipientState(row.business, row.recall_pending, row.recall_answer)
-                for row in rows
-            },
-        )
+        return DocumentState(sender, await store.recipient_states(conn, key))
 
     async def _save_states(
         self, batch: Batch, key: str, document: DocumentState, recipients: Sequence[str]
     ) -> None:
-        r = recipient_state_table.c
         for code in recipients:
-            state = document.recipients[code]
-            await batch.conn.execute(
-                update(recipient_state_table)
-                .where(r.document_key == key, r.recipient == code)
-                .values(
-                    business=state.business,
-                    recall_pending=state.recall_pending,
-                    recall_answer=state.recall_answer,
-                    updated_at=batch.now,
-                )
+            await store.save_recipient_state(
+                batch.conn, key, code, document.recipients[code], batch.now
             )
 
     async def _implicit_delivery(self, batch: Batch, key: str, recipient: str) -> None:
         """A unit served over its own AMQP consumer is heard from only by its statuses: the
         first one proves the copy arrived."""
-        d, p = delivery_table.c, package_table.c
-        query = (
-            select_copies()
-            .join(package_table, p.package_id == d.package_id)
-            .where(
-                d.document_key == key,
-                d.recipient == recipient,
-                d.mode == "amqp",
-                p.kind == Kind.DOCUMENT.value,
-            )
-        )
-        row = (await batch.conn.execute(query)).first()
-        if row is None:
-            return
-        copy = Copy.of(row)
-        if not transport_allows(copy.transport, Transport.DELIVERED):
+        copy = await store.amqp_copy(batch.conn, key, recipient)
+        if copy is None or not transport_allows(copy.transport, Transport.DELIVERED):
             return
         await move(
             batch,
@@ -545,32 +480,19 @@ class Gateway:
 
     async def publish_pending(self, older_than: float = 30.0) -> int:
         """The relay: publish copies left unpublished (the bus was down, the process died)."""
-        d, p = delivery_table.c, package_table.c
         cutoff = self.clock() - timedelta(seconds=older_than)
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        d.delivery_id, d.document_key, d.recipient, p.raw, p.raw_claim, p.priority
-                    )
-                    .join(package_table, p.package_id == d.package_id)
-                    .where(
-                        d.transport_at < cutoff,
-                        d.published.is_(False),
-                        d.transport == Transport.ACCEPTED.value,
-                    )
-                )
-            ).all()
+            copies = await store.unpublished(conn, cutoff)
         return await self._hand_to_bus(
             [
                 Delivery(
-                    r.delivery_id,
-                    r.document_key,
-                    r.recipient,
-                    await self.bodies.get(r.raw_claim) if r.raw_claim else r.raw,
-                    r.priority,
+                    c.delivery_id,
+                    c.document_key,
+                    c.recipient,
+                    await self.bodies.get(c.raw_claim) if c.raw_claim else c.raw,
+                    c.priority,
                 )
-                for r in rows
+                for c in copies
             ]
         )
 

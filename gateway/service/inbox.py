@@ -4,22 +4,34 @@ acknowledges them (the receive/acknowledge cycle of the national axis)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.bus import ClaimStore, RetryPolicy
 from gateway.db.engine import reader
 from gateway.errors import GatewayError
 from gateway.ledger import EventType
-from gateway.service.models import delivery_table, inbox_table, package_table
+from gateway.service import store
 from gateway.service.moves import move
-from gateway.service.rows import Copy, FetchedCopy, InboxEntry, InboxPage, select_copies
+from gateway.service.store import InboxPage
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import InboxState, Transport, inbox_answer
 from gateway.service.writer import Batch, Writer
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedCopy:
+    """A copy a unit fetches from its inbox: the package's bytes exactly as signed."""
+
+    delivery_id: str
+    recipient: str
+    document_key: str
+    signature_state: str
+    sha256: str
+    body: bytes
 
 
 class Inboxes:
@@ -66,52 +78,29 @@ class Inboxes:
     async def _put(
         self, batch: Batch, delivery_id: str, recipient: str, attempt: int, expires_at: float
     ) -> None:
-        d, i = delivery_table.c, inbox_table.c
         conn = batch.conn
-        if await conn.scalar(select(i.position).where(i.delivery_id == delivery_id)):
+        if await store.in_inbox(conn, delivery_id):
             return
-        package_id = await conn.scalar(select(d.package_id).where(d.delivery_id == delivery_id))
+        package_id = await store.package_of_copy(conn, delivery_id)
         if package_id is None:
             raise GatewayError("not_found", f"no delivery {delivery_id}")
-        await conn.execute(
-            insert(inbox_table).values(
-                delivery_id=delivery_id,
-                recipient=recipient,
-                package_id=package_id,
-                state=InboxState.READY,
-                attempt=max(attempt, 1),
-                queued_at=batch.now,
-                expires_at=datetime.fromtimestamp(expires_at, UTC),
-            )
+        await store.insert_inbox(
+            conn,
+            {
+                "delivery_id": delivery_id,
+                "recipient": recipient,
+                "package_id": package_id,
+                "state": InboxState.READY,
+                "attempt": max(attempt, 1),
+                "queued_at": batch.now,
+                "expires_at": datetime.fromtimestamp(expires_at, UTC),
+            },
         )
 
     async def page(self, unit: str, *, after: int = 0, limit: int = 50) -> InboxPage:
         """The unit's waiting copies after position ``after``, oldest first."""
-        i, p = inbox_table.c, package_table.c
-        query = (
-            select(
-                i.position,
-                i.delivery_id,
-                i.package_id,
-                p.kind,
-                p.document_key,
-                p.sender,
-                p.status_code.label("status"),
-                p.subject,
-                p.size,
-                p.signature_state,
-                i.queued_at,
-                i.attempt,
-            )
-            .join(package_table, p.package_id == i.package_id)
-            .where(i.recipient == unit, i.state == InboxState.READY, i.position > after)
-            .order_by(i.position)
-            .limit(limit + 1)
-        )
         async with self._reader.connect() as conn:
-            entries = [InboxEntry(**row._mapping) for row in await conn.execute(query)]
-        more = len(entries) > limit
-        return InboxPage(entries[:limit], entries[limit - 1].position if more else None)
+            return await store.inbox_page(conn, unit, after, limit)
 
     @staticmethod
     def _check_access(principal: Principal, recipient: str | None, delivery_id: str) -> None:
@@ -124,26 +113,13 @@ class Inboxes:
 
     async def item(self, principal: Principal, delivery_id: str) -> FetchedCopy:
         """A copy the principal may read, with its package's bytes: one query."""
-        i, p = inbox_table.c, package_table.c
-        query = (
-            select(
-                i.recipient,
-                p.document_key,
-                p.signature_state,
-                p.sha256,
-                p.raw,
-                p.raw_claim,
-            )
-            .join(package_table, p.package_id == i.package_id)
-            .where(i.delivery_id == delivery_id)
-        )
         async with self._reader.connect() as conn:
-            row = (await conn.execute(query)).first()
-        self._check_access(principal, row.recipient if row else None, delivery_id)
-        assert row is not None
-        body = await self.bodies.get(row.raw_claim) if row.raw_claim else row.raw
+            item = await store.inbox_item(conn, delivery_id)
+        self._check_access(principal, item.recipient if item else None, delivery_id)
+        assert item is not None
+        body = await self.bodies.get(item.raw_claim) if item.raw_claim else item.raw
         return FetchedCopy(
-            delivery_id, row.recipient, row.document_key, row.signature_state, row.sha256, body
+            delivery_id, item.recipient, item.document_key, item.signature_state, item.sha256, body
         )
 
     async def ack(
@@ -160,38 +136,31 @@ class Inboxes:
     async def _ack(
         self, batch: Batch, principal: Principal, delivery_id: str, done: bool, reason: str | None
     ) -> str:
-        i, d = inbox_table.c, delivery_table.c
-        conn = batch.conn
-        query = (  # the copy and its inbox state, in one query
-            select_copies(i.state, i.attempt.label("tries"))
-            .join(inbox_table, i.delivery_id == d.delivery_id)
-            .where(d.delivery_id == delivery_id)
-        )
-        row = (await conn.execute(query)).first()
-        self._check_access(principal, row.recipient if row else None, delivery_id)
-        assert row is not None
-        copy = Copy.of(row)
-        if row.state != InboxState.READY:
+        found = await store.inbox_copy(batch.conn, delivery_id)
+        self._check_access(principal, found.copy.recipient if found else None, delivery_id)
+        assert found is not None
+        copy = found.copy
+        if found.state is not InboxState.READY:
             return copy.transport.value  # answered before: the same answer again
-        details: dict[str, Any] = {"via": "inbox", "attempt": row.tries}
+        details: dict[str, Any] = {"via": "inbox", "attempt": found.tries}
         if not done:
             details["reason"] = (reason or "no reason given")[:1000]
-        answer = inbox_answer(done, row.tries, self.policy)
-        await conn.execute(
-            update(inbox_table)
-            .where(i.delivery_id == delivery_id)
-            .values(
-                state=answer.state,
-                attempt=answer.attempt,
-                reason=None if done else details["reason"],
-            )
+        answer = inbox_answer(done, found.tries, self.policy)
+        await store.update_inbox(
+            batch.conn,
+            delivery_id,
+            {
+                "state": answer.state,
+                "attempt": answer.attempt,
+                "reason": None if done else details["reason"],
+            },
         )
         await move(
             batch,
             copy,
             answer.transport,
             answer.event,
-            row.tries,
+            found.tries,
             details,
             reason=None if done else details["reason"],
         )
@@ -202,27 +171,20 @@ class Inboxes:
         return await self.writer.run(self._expire)
 
     async def _expire(self, batch: Batch) -> int:
-        i, d = inbox_table.c, delivery_table.c
-        query = (
-            select_copies(i.attempt.label("tries"))
-            .join(inbox_table, i.delivery_id == d.delivery_id)
-            .where(i.state == InboxState.READY, i.expires_at < batch.now)
-        )
-        items = (await batch.conn.execute(query)).all()
-        for row in items:
-            await batch.conn.execute(
-                update(inbox_table)
-                .where(i.delivery_id == row.delivery_id)
-                .values(state=InboxState.EXPIRED)
+        items = await store.overdue_inbox_copies(batch.conn, batch.now)
+        reason = "not fetched before its time-to-live"
+        for item in items:
+            await store.update_inbox(
+                batch.conn, item.copy.delivery_id, {"state": InboxState.EXPIRED}
             )
             await move(
                 batch,
-                Copy.of(row),
+                item.copy,
                 Transport.EXPIRED,
                 EventType.EXPIRED,
-                row.tries,
-                {"via": "inbox", "reason": "not fetched before its time-to-live"},
-                reason="not fetched before its time-to-live",
+                item.tries,
+                {"via": "inbox", "reason": reason},
+                reason=reason,
             )
         return len(items)
 
@@ -231,19 +193,19 @@ class Inboxes:
         return await self.writer.run(lambda batch: self._redrive(batch, unit, ids))
 
     async def _redrive(self, batch: Batch, unit: str, ids: Sequence[str] | None) -> int:
-        i, d = inbox_table.c, delivery_table.c
-        condition = [i.recipient == unit, i.state.in_((InboxState.DEAD, InboxState.EXPIRED))]
-        if ids is not None:
-            condition.append(i.delivery_id.in_(list(ids)))
         ttl = timedelta(milliseconds=self.policy.normal.ttl_ms)
         now = batch.now
-        query = select_copies().join(inbox_table, i.delivery_id == d.delivery_id).where(*condition)
-        items = [Copy.of(row) for row in await batch.conn.execute(query)]
-        for copy in items:
-            await batch.conn.execute(
-                update(inbox_table)
-                .where(i.delivery_id == copy.delivery_id)
-                .values(state=InboxState.READY, attempt=1, expires_at=now + ttl, queued_at=now)
+        items = await store.stopped_inbox_copies(batch.conn, unit, ids)
+        for item in items:
+            await store.update_inbox(
+                batch.conn,
+                item.copy.delivery_id,
+                {
+                    "state": InboxState.READY,
+                    "attempt": 1,
+                    "expires_at": now + ttl,
+                    "queued_at": now,
+                },
             )
-            await move(batch, copy, Transport.QUEUED, EventType.REDRIVEN, 1, {"via": "inbox"})
+            await move(batch, item.copy, Transport.QUEUED, EventType.REDRIVEN, 1, {"via": "inbox"})
         return len(items)

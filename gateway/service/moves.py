@@ -6,12 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import update
-
 from gateway.bus import Outcome, Transition
 from gateway.ledger import Event, EventType
-from gateway.service.models import delivery_table
-from gateway.service.rows import Copy, load_copy
+from gateway.service import store
+from gateway.service.store import Copy
 from gateway.service.transport import OUTCOMES, Transport, transport_allows
 from gateway.service.writer import Batch, Writer
 
@@ -53,10 +51,7 @@ async def move(
         values["last_outcome"] = outcome
     if published is not None:
         values["published"] = published
-    d = delivery_table.c
-    await batch.conn.execute(
-        update(delivery_table).where(d.delivery_id == delivery_id).values(**values)
-    )
+    await store.update_copy(batch.conn, delivery_id, values)
 
 
 class TransitionRecorder:
@@ -71,8 +66,7 @@ class TransitionRecorder:
         await self.writer.run(lambda batch: self._record(batch, t))
 
     async def _record(self, batch: Batch, t: Transition) -> None:
-        d = delivery_table.c
-        copy = await load_copy(batch.conn, t.delivery_id)
+        copy = await store.load_copy(batch.conn, t.delivery_id)
         if copy is None:
             log.warning("transition %s of unknown delivery %s", t.outcome, t.delivery_id)
             return
@@ -117,10 +111,10 @@ class TransitionRecorder:
             or not transport_allows(current, transport)
         )
         if nothing_new:
-            await batch.conn.execute(
-                update(delivery_table)
-                .where(d.delivery_id == t.delivery_id)
-                .values(last_outcome=t.outcome.value, attempt=t.attempt, published=True)
+            await store.update_copy(
+                batch.conn,
+                t.delivery_id,
+                {"last_outcome": t.outcome.value, "attempt": t.attempt, "published": True},
             )
             return
         details: dict[str, Any] = {"attempt": t.attempt}

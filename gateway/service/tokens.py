@@ -12,11 +12,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.errors import GatewayError
-from gateway.service.models import token_table
+from gateway.service import store
+from gateway.service.store import TokenRecord
 
 
 class Role(enum.StrEnum):
@@ -56,15 +56,16 @@ async def issue_token(
     now = datetime.now(UTC)
     expires = now + timedelta(days=days) if days else None
     async with engine.begin() as conn:
-        await conn.execute(
-            insert(token_table).values(
-                token_id=token_id,
-                secret_sha256=_digest(secret),
-                unit=unit,
-                role=role.value,
-                created_at=now,
-                expires_at=expires,
-            )
+        await store.insert_token(
+            conn,
+            {
+                "token_id": token_id,
+                "secret_sha256": _digest(secret),
+                "unit": unit,
+                "role": role.value,
+                "created_at": now,
+                "expires_at": expires,
+            },
         )
     return IssuedToken(token_id, f"gw_{token_id}_{secret}", unit, role, expires)
 
@@ -75,30 +76,13 @@ async def revoke_tokens(
     """Revoke one token by id, or every token of a unit; return how many were revoked."""
     if (token_id is None) == (unit is None):
         raise ValueError("revoke by token id or by unit")
-    condition = token_table.c.token_id == token_id if token_id else token_table.c.unit == unit
     async with engine.begin() as conn:
-        result = await conn.execute(
-            update(token_table)
-            .where(condition, token_table.c.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(UTC))
-        )
-    return int(result.rowcount or 0)
+        return await store.revoke_tokens(conn, datetime.now(UTC), token_id=token_id, unit=unit)
 
 
-async def list_tokens(engine: AsyncEngine) -> list[dict[str, object]]:
+async def list_tokens(engine: AsyncEngine) -> list[TokenRecord]:
     async with engine.connect() as conn:
-        rows = (await conn.execute(select(token_table).order_by(token_table.c.created_at))).all()
-    return [
-        {
-            "token_id": r.token_id,
-            "unit": r.unit,
-            "role": r.role,
-            "created_at": r.created_at,
-            "expires_at": r.expires_at,
-            "revoked_at": r.revoked_at,
-        }
-        for r in rows
-    ]
+        return await store.tokens(conn)
 
 
 @dataclass(frozen=True)
@@ -135,9 +119,7 @@ class TokenChecker:
 
     async def _load(self, token_id: str, now: datetime) -> _Known:
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(select(token_table).where(token_table.c.token_id == token_id))
-            ).first()
+            row = await store.token(conn, token_id)
         if row is None:
             raise GatewayError("unauthenticated", "the bearer token is not known")
         if row.revoked_at is not None:

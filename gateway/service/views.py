@@ -5,30 +5,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.envelope import Kind
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query, SqlLedger
-from gateway.service.models import delivery_table, package_table, recipient_state_table
+from gateway.service import store
 from gateway.service.tokens import Principal, Role
+from gateway.workflow import RecipientState
 
 
-async def document_parties(ledger: SqlLedger, key: str) -> tuple[Any, list[str]]:
-    """The document's package row and its recipients; not_found if there is none."""
-    p, r = package_table.c, recipient_state_table.c
+async def _document(
+    conn: AsyncConnection, key: str
+) -> tuple[store.Document, dict[str, RecipientState]]:
+    document = await store.document(conn, key)
+    if document is None:
+        raise GatewayError("not_found", f"no document {key}")
+    return document, await store.recipient_states(conn, key)
+
+
+async def document_parties(ledger: SqlLedger, key: str) -> tuple[store.Document, list[str]]:
+    """The document as accepted and its recipients; not_found if there is none."""
     async with ledger.engine.connect() as conn:
-        package = (
-            await conn.execute(
-                select(package_table).where(p.document_key == key, p.kind == Kind.DOCUMENT.value)
-            )
-        ).first()
-        if package is None:
-            raise GatewayError("not_found", f"no document {key}")
-        recipients = (
-            (await conn.execute(select(r.recipient).where(r.document_key == key))).scalars().all()
-        )
-    return package, list(recipients)
+        document, states = await _document(conn, key)
+    return document, list(states)
 
 
 def check_party(principal: Principal, sender: str, recipients: list[str]) -> None:
@@ -41,26 +40,11 @@ def check_party(principal: Principal, sender: str, recipients: list[str]) -> Non
 
 
 async def document_view(ledger: SqlLedger, principal: Principal, key: str) -> dict[str, Any]:
-    package, recipients = await document_parties(ledger, key)
-    check_party(principal, package.sender, recipients)
-    d, r = delivery_table.c, recipient_state_table.c
     async with ledger.engine.connect() as conn:
-        transports = {
-            row.recipient: row
-            for row in (
-                await conn.execute(
-                    select(d.recipient, d.transport, d.transport_at, d.reason, d.delivery_id).where(
-                        d.package_id == package.package_id
-                    )
-                )
-            ).all()
-        }
-        states = {
-            row.recipient: row
-            for row in (
-                await conn.execute(select(recipient_state_table).where(r.document_key == key))
-            ).all()
-        }
+        package, states = await _document(conn, key)
+        recipients = list(states)
+        check_party(principal, package.sender, recipients)
+        transports = await store.copy_progress(conn, package.package_id)
     timeline: dict[str, list[dict[str, Any]]] = {code: [] for code in recipients}
     after: int | None = None
     while True:
@@ -104,9 +88,9 @@ async def document_view(ledger: SqlLedger, principal: Principal, key: str) -> di
     }
 
 
-def _recall(state: Any) -> str | None:
+def _recall(state: RecipientState | None) -> str | None:
     if state is None:
         return None
     if state.recall_answer:
-        return str(state.recall_answer)
+        return state.recall_answer
     return "13" if state.recall_pending else None

@@ -1,0 +1,452 @@
+"""The service's SQL, in one place: every query and change of the service's own tables, each
+a function of a connection returning typed rows, so that no caller builds a statement or
+handles an untyped row. (The ledger keeps its own; the JSON shapes of answers are the API's.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.service.models import (
+    delivery_table,
+    inbox_table,
+    package_table,
+    recipient_state_table,
+    token_table,
+)
+from gateway.service.transport import InboxState, Transport
+from gateway.workflow import RecipientState
+
+_d = delivery_table.c
+_i = inbox_table.c
+_p = package_table.c
+_r = recipient_state_table.c
+_t = token_table.c
+
+Values = Mapping[str, object]  # one row to insert or the columns to change, by column name
+
+DOCUMENT = "document"  # gw_package.kind of a document (the others are status packets)
+
+
+# -- copies (deliveries) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One copy of a package for one recipient (a delivery) and where it is."""
+
+    delivery_id: str
+    package_id: str
+    document_key: str
+    sender: str  # of the package
+    recipient: str
+    mode: str  # pull | push | amqp
+    transport: Transport
+    attempt: int
+    last_outcome: str | None
+
+    COLUMNS = (
+        _d.delivery_id,
+        _d.package_id,
+        _d.document_key,
+        _d.sender,
+        _d.recipient,
+        _d.mode,
+        _d.transport,
+        _d.attempt,
+        _d.last_outcome,
+    )
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> Copy:
+        return cls(
+            row.delivery_id,
+            row.package_id,
+            row.document_key,
+            row.sender,
+            row.recipient,
+            row.mode,
+            Transport(row.transport),
+            row.attempt,
+            row.last_outcome,
+        )
+
+
+def _copies(*extra: Any) -> Select[Any]:
+    return select(*Copy.COLUMNS, *extra)
+
+
+async def load_copy(conn: AsyncConnection, delivery_id: str) -> Copy | None:
+    row = (await conn.execute(_copies().where(_d.delivery_id == delivery_id))).first()
+    return None if row is None else Copy.of(row)
+
+
+async def update_copy(conn: AsyncConnection, delivery_id: str, values: Values) -> None:
+    await conn.execute(update(delivery_table).where(_d.delivery_id == delivery_id).values(values))
+
+
+async def amqp_copy(conn: AsyncConnection, key: str, recipient: str) -> Copy | None:
+    """The copy of document ``key`` that ``recipient`` consumes over its own AMQP queue."""
+    query = (
+        _copies()
+        .join(package_table, _p.package_id == _d.package_id)
+        .where(
+            _d.document_key == key,
+            _d.recipient == recipient,
+            _d.mode == "amqp",
+            _p.kind == DOCUMENT,
+        )
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else Copy.of(row)
+
+
+async def transport_states(conn: AsyncConnection, package_id: str) -> dict[str, str]:
+    """Each recipient's transport state for one package."""
+    query = select(_d.recipient, _d.transport).where(_d.package_id == package_id)
+    return {r.recipient: r.transport for r in await conn.execute(query)}
+
+
+@dataclass(frozen=True, slots=True)
+class CopyProgress:
+    """Where a copy is, as a document's parties see it."""
+
+    recipient: str
+    delivery_id: str
+    transport: str
+    transport_at: datetime
+    reason: str | None
+
+
+async def copy_progress(conn: AsyncConnection, package_id: str) -> dict[str, CopyProgress]:
+    query = select(_d.recipient, _d.delivery_id, _d.transport, _d.transport_at, _d.reason).where(
+        _d.package_id == package_id
+    )
+    return {r.recipient: CopyProgress(*r) for r in await conn.execute(query)}
+
+
+@dataclass(frozen=True, slots=True)
+class Unpublished:
+    """A copy for the bus that was committed but not yet published, with its package."""
+
+    delivery_id: str
+    document_key: str
+    recipient: str
+    raw: bytes
+    raw_claim: str | None
+    priority: int
+
+
+async def unpublished(conn: AsyncConnection, before: datetime) -> list[Unpublished]:
+    query = (
+        select(_d.delivery_id, _d.document_key, _d.recipient, _p.raw, _p.raw_claim, _p.priority)
+        .join(package_table, _p.package_id == _d.package_id)
+        .where(
+            _d.transport_at < before,
+            _d.published.is_(False),
+            _d.transport == Transport.ACCEPTED.value,
+        )
+    )
+    return [Unpublished(*r) for r in await conn.execute(query)]
+
+
+async def count_by_transport(conn: AsyncConnection) -> dict[str, int]:
+    query = select(_d.transport, func.count()).group_by(_d.transport)
+    return {state: count for state, count in await conn.execute(query)}
+
+
+# -- packages -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A package the sender sent before with the same bytes or a named DocumentId."""
+
+    package_id: str
+    sha256: str
+    document_identity: str | None
+    answer: str  # JSON of the answer given for it
+
+
+async def known_packages(
+    conn: AsyncConnection, sender: str, sha256: str, identities: Sequence[str]
+) -> list[Known]:
+    query = select(_p.package_id, _p.sha256, _p.document_identity, _p.answer).where(
+        _p.sender == sender,
+        or_(_p.sha256 == sha256, _p.document_identity.in_(identities)),
+    )
+    return [Known(*r) for r in await conn.execute(query)]
+
+
+async def answer_for(conn: AsyncConnection, sender: str, sha256: str) -> str | None:
+    """The stored answer for the sender's package with these bytes, if it sent them before."""
+    query = select(_p.answer).where(_p.sender == sender, _p.sha256 == sha256)
+    answer: str | None = await conn.scalar(query)
+    return answer
+
+
+async def insert_submission(
+    conn: AsyncConnection,
+    package: Values,
+    copies: Sequence[Values],
+    inbox: Sequence[Values],
+    states: Sequence[Values],
+) -> None:
+    """A package, its copies, the copies placed in inboxes and the recipients' states."""
+    await conn.execute(insert(package_table), [package])
+    await conn.execute(insert(delivery_table), list(copies))
+    if inbox:
+        await conn.execute(insert(inbox_table), list(inbox))
+    if states:
+        await conn.execute(insert(recipient_state_table), list(states))
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A document as accepted, as its parties, operators and auditors read it."""
+
+    package_id: str
+    sender: str
+    document_id: str
+    document_key: str
+    subject: str | None
+    signature_state: str
+    submitted_at: datetime
+    ledger_seq: int
+
+
+async def document(conn: AsyncConnection, key: str) -> Document | None:
+    query = select(
+        _p.package_id,
+        _p.sender,
+        _p.document_id,
+        _p.document_key,
+        _p.subject,
+        _p.signature_state,
+        _p.submitted_at,
+        _p.ledger_seq,
+    ).where(_p.document_key == key, _p.kind == DOCUMENT)
+    row = (await conn.execute(query)).first()
+    return None if row is None else Document(*row)
+
+
+async def document_sender(conn: AsyncConnection, key: str) -> str | None:
+    sender: str | None = await conn.scalar(
+        select(_p.sender).where(_p.document_key == key, _p.kind == DOCUMENT)
+    )
+    return sender
+
+
+# -- recipients' business states ----------------------------------------------------------------
+
+
+async def recipient_states(conn: AsyncConnection, key: str) -> dict[str, RecipientState]:
+    """What each recipient of document ``key`` has said of it (every recipient has a row)."""
+    query = select(_r.recipient, _r.business, _r.recall_pending, _r.recall_answer).where(
+        _r.document_key == key
+    )
+    return {r.recipient: RecipientState(*r[1:]) for r in await conn.execute(query)}
+
+
+async def save_recipient_state(
+    conn: AsyncConnection, key: str, recipient: str, state: RecipientState, now: datetime
+) -> None:
+    await conn.execute(
+        update(recipient_state_table)
+        .where(_r.document_key == key, _r.recipient == recipient)
+        .values(
+            business=state.business,
+            recall_pending=state.recall_pending,
+            recall_answer=state.recall_answer,
+            updated_at=now,
+        )
+    )
+
+
+# -- pull inboxes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """A copy waiting in a pull unit's inbox, as the unit's list shows it."""
+
+    position: int
+    delivery_id: str
+    package_id: str
+    kind: str
+    document_key: str
+    sender: str
+    status: str | None
+    subject: str | None
+    size: int
+    signature_state: str
+    queued_at: datetime
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    entries: list[InboxEntry]
+    next: int | None  # the position to list after, when there is more
+
+
+async def inbox_page(conn: AsyncConnection, unit: str, after: int, limit: int) -> InboxPage:
+    """The unit's waiting copies after position ``after``, oldest first."""
+    query = (
+        select(
+            _i.position,
+            _i.delivery_id,
+            _i.package_id,
+            _p.kind,
+            _p.document_key,
+            _p.sender,
+            _p.status_code.label("status"),
+            _p.subject,
+            _p.size,
+            _p.signature_state,
+            _i.queued_at,
+            _i.attempt,
+        )
+        .join(package_table, _p.package_id == _i.package_id)
+        .where(_i.recipient == unit, _i.state == InboxState.READY, _i.position > after)
+        .order_by(_i.position)
+        .limit(limit + 1)
+    )
+    entries = [InboxEntry(**row._mapping) for row in await conn.execute(query)]
+    more = len(entries) > limit
+    return InboxPage(entries[:limit], entries[limit - 1].position if more else None)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """A copy in an inbox with its package's bytes (or the package store's name for them)."""
+
+    recipient: str
+    document_key: str
+    signature_state: str
+    sha256: str
+    raw: bytes
+    raw_claim: str | None
+
+
+async def inbox_item(conn: AsyncConnection, delivery_id: str) -> InboxItem | None:
+    query = (
+        select(_i.recipient, _p.document_key, _p.signature_state, _p.sha256, _p.raw, _p.raw_claim)
+        .join(package_table, _p.package_id == _i.package_id)
+        .where(_i.delivery_id == delivery_id)
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else InboxItem(*row)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxCopy:
+    """A copy in an inbox, with its inbox state and the attempt it is at."""
+
+    copy: Copy
+    state: InboxState
+    tries: int
+
+
+def _inbox_copies() -> Select[Any]:
+    return _copies(_i.state, _i.attempt).join(inbox_table, _i.delivery_id == _d.delivery_id)
+
+
+def _inbox_copy(row: Row[Any]) -> InboxCopy:
+    return InboxCopy(Copy.of(row), InboxState(row.state), row.attempt)
+
+
+async def inbox_copy(conn: AsyncConnection, delivery_id: str) -> InboxCopy | None:
+    row = (await conn.execute(_inbox_copies().where(_d.delivery_id == delivery_id))).first()
+    return None if row is None else _inbox_copy(row)
+
+
+async def overdue_inbox_copies(conn: AsyncConnection, now: datetime) -> list[InboxCopy]:
+    """Copies still waiting in an inbox past their time-to-live."""
+    query = _inbox_copies().where(_i.state == InboxState.READY, _i.expires_at < now)
+    return [_inbox_copy(row) for row in await conn.execute(query)]
+
+
+async def stopped_inbox_copies(
+    conn: AsyncConnection, unit: str, ids: Sequence[str] | None
+) -> list[InboxCopy]:
+    """The unit's dead or expired inbox copies (those of ``ids`` only, when given)."""
+    condition = [_i.recipient == unit, _i.state.in_((InboxState.DEAD, InboxState.EXPIRED))]
+    if ids is not None:
+        condition.append(_i.delivery_id.in_(list(ids)))
+    return [_inbox_copy(row) for row in await conn.execute(_inbox_copies().where(*condition))]
+
+
+async def in_inbox(conn: AsyncConnection, delivery_id: str) -> bool:
+    return bool(await conn.scalar(select(_i.position).where(_i.delivery_id == delivery_id)))
+
+
+async def package_of_copy(conn: AsyncConnection, delivery_id: str) -> str | None:
+    package_id: str | None = await conn.scalar(
+        select(_d.package_id).where(_d.delivery_id == delivery_id)
+    )
+    return package_id
+
+
+async def insert_inbox(conn: AsyncConnection, row: Values) -> None:
+    await conn.execute(insert(inbox_table), [row])
+
+
+async def update_inbox(conn: AsyncConnection, delivery_id: str, values: Values) -> None:
+    await conn.execute(update(inbox_table).where(_i.delivery_id == delivery_id).values(values))
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    token_id: str
+    secret_sha256: str
+    unit: str
+    role: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+_TOKEN_COLUMNS = (
+    _t.token_id,
+    _t.secret_sha256,
+    _t.unit,
+    _t.role,
+    _t.created_at,
+    _t.expires_at,
+    _t.revoked_at,
+)
+
+
+async def insert_token(conn: AsyncConnection, row: Values) -> None:
+    await conn.execute(insert(token_table), [row])
+
+
+async def revoke_tokens(
+    conn: AsyncConnection, now: datetime, *, token_id: str | None, unit: str | None
+) -> int:
+    """Revoke the token ``token_id``, or every token of ``unit``; how many were revoked."""
+    condition = _t.token_id == token_id if token_id else _t.unit == unit
+    result = await conn.execute(
+        update(token_table).where(condition, _t.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+async def tokens(conn: AsyncConnection) -> list[TokenRecord]:
+    query = select(*_TOKEN_COLUMNS).order_by(_t.created_at)
+    return [TokenRecord(*r) for r in await conn.execute(query)]
+
+
+async def token(conn: AsyncConnection, token_id: str) -> TokenRecord | None:
+    row = (await conn.execute(select(*_TOKEN_COLUMNS).where(_t.token_id == token_id))).first()
+    return None if row is None else TokenRecord(*row)
