@@ -71,6 +71,9 @@ class ApiSettings:
     # Client certificates (mutual TLS) checked against the trust bundle: off, optional or
     # required. A unit token used with a certificate must match the certificate's OrganId.
     client_certs: str = "off"
+    # Seconds a checked token is trusted without reading it again: the longest a token
+    # revoked by another process (the CLI, another worker) stays usable.
+    token_cache: int = 10
 
 
 @dataclass(frozen=True)

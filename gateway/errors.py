@@ -155,6 +155,14 @@ CODES: dict[str, ErrorCode] = _catalogue(
     ErrorCode(
         "directory_invalid", _C.CONFIG, 500, "The unit directory file is invalid", Origin.SERVER
     ),
+    ErrorCode("unit_invalid", _C.CONFIG, 422, "The unit change would make the directory invalid"),
+    ErrorCode("unit_exists", _C.CONFIG, 409, "The unit is already in the directory"),
+    ErrorCode(
+        "reload_refused",
+        _C.CONFIG,
+        422,
+        "The directory or trust files did not pass their checks; nothing changed",
+    ),
 )
 
 

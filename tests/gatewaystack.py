@@ -140,7 +140,7 @@ async def open_stack(
         bus=BusSettings(namespace=namespace, prefetch=4),
         ledger=LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
     )
-    runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5))
+    runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5, 0.5))
     server = TestServer(build_app(runtime), host="127.0.0.1")
     await server.start_server()
     stack = Stack(

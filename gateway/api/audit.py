@@ -1,4 +1,4 @@
-"""Routes for auditors and operators: the ledger's proofs and entries, the directory, redrive."""
+"""Routes for auditors and operators: the ledger's proofs and entries, the directory."""
 
 from __future__ import annotations
 
@@ -150,22 +150,3 @@ async def unit(request: web.Request) -> web.Response:
     if found is None:
         raise GatewayError("not_found", f"no unit {request.match_info['code']}")
     return _json(found.as_dict())
-
-
-@routes.post("/v1/admin/redrive")
-async def redrive(request: web.Request) -> web.Response:
-    require_role(request, Role.OPERATOR)
-    try:
-        body = await request.json()
-    except ValueError as e:
-        raise GatewayError("bad_request", "the body must be JSON") from e
-    unit = body.get("unit") if isinstance(body, dict) else None
-    if not isinstance(unit, str) or unit not in runtime_of(request).gateway.directory:
-        raise GatewayError("bad_request", "unit must be a unit code of the directory")
-    ids = body.get("ids")
-    if body.get("all") is True:
-        ids = None
-    elif not (isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids)):
-        raise GatewayError("bad_request", 'give "ids": [delivery ids] or "all": true')
-    count = await runtime_of(request).gateway.redrive(unit, ids)
-    return _json({"unit": unit, "redriven": count})

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from gateway.api.context import OUTCOME, runtime_of
 from gateway.api.problems import Handler
 from gateway.service import store
+from gateway.service.reload import ReloadResult
 
 routes = web.RouteTableDef()
 
@@ -53,6 +54,23 @@ class Metrics:
         self.queue = Gauge(
             "gateway_queue", "Bus counters summed over units", ["counter"], registry=self.registry
         )
+        self.reloads = Counter(
+            "gateway_reloads",
+            "Reloads of the directory and trust files, by result (ok or failed)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.reloaded_at = Gauge(
+            "gateway_reload_last_success_seconds",
+            "When the directory and trust files were last loaded (Unix time)",
+            registry=self.registry,
+        )
+        self.reloaded_at.set_to_current_time()
+
+    def observe_reload(self, result: ReloadResult) -> None:
+        self.reloads.labels("ok" if result.ok else "failed").inc()
+        if result.ok:
+            self.reloaded_at.set(result.at.timestamp())
 
 
 METRICS = web.AppKey("metrics", Metrics)

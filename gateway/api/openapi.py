@@ -56,6 +56,17 @@ def _p(name: str, description: str) -> dict[str, Any]:
 
 
 _XML = {"application/xml": {"schema": {"type": "string", "format": "binary"}}}
+_STRING = {"type": "string"}
+_UNIT_FIELDS = {
+    "code": _STRING,
+    "name": _STRING,
+    "parent_code": _STRING,
+    "level": {"type": "integer", "minimum": 1, "maximum": 4},
+    "delivery": {"enum": ["pull", "push", "amqp"]},
+    "endpoint": _STRING,
+    "status": {"enum": ["active", "suspended"]},
+    "cert_sha256": {"type": "array", "items": _STRING},
+}
 
 
 def _json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +166,45 @@ PATHS: dict[str, dict[str, Any]] = {
                     "ids": {"type": "array", "items": {"type": "string"}},
                 },
             ),
+        )
+    },
+    "/v1/admin/reload": {
+        "post": _op(
+            "Read the directory, trust bundle and CRL again (operators); 422 reload_refused "
+            "keeps the current state"
+        ),
+        "get": _op("The last reload and the count of reloads by result (operators)"),
+    },
+    "/v1/admin/units": {
+        "post": _op(
+            "Add a unit to the directory; it takes effect at once (operators)",
+            ok="201",
+            body=_json_body(["code", "name", "level", "delivery"], _UNIT_FIELDS),
+        )
+    },
+    "/v1/admin/units/{code}": {
+        "patch": _op(
+            "Change fields of a unit; it takes effect at once (operators)",
+            params=[_p("code", "OrganId")],
+            body=_json_body([], _UNIT_FIELDS),
+        )
+    },
+    "/v1/admin/units/{code}/suspend": {
+        "post": _op(
+            "Suspend a unit: it may neither send nor receive (operators)",
+            params=[_p("code", "OrganId")],
+        )
+    },
+    "/v1/admin/units/{code}/resume": {
+        "post": _op(
+            "Make a suspended unit active again (operators)", params=[_p("code", "OrganId")]
+        )
+    },
+    "/v1/admin/tokens/{token_id}/revoke": {
+        "post": _op(
+            "Revoke a token; refused at once here, by other processes within their token cache "
+            "(operators)",
+            params=[_p("token_id", "the id part of the token (gw_<id>_...)")],
         )
     },
     "/v1/openapi.json": {"get": _op("This document", public=True)},

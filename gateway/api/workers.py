@@ -47,6 +47,7 @@ async def _prepare(settings: Settings) -> None:
     from gateway.db.engine import create_engine, database_url
     from gateway.db.migrate import upgrade
     from gateway.directory import load_directory
+    from gateway.service.runtime import directory_file
 
     engine = create_engine(database_url(settings))
     try:
@@ -54,7 +55,9 @@ async def _prepare(settings: Settings) -> None:
     finally:
         await engine.dispose()
     async with open_bus(settings) as bus:
-        await bus.declare(unit.code for unit in load_directory(settings.directory))
+        await bus.declare(
+            unit.code for unit in load_directory(directory_file(settings, create=True))
+        )
 
 
 def run_workers(
@@ -107,8 +110,13 @@ def _supervise(children: list[int], grace: float) -> int:
         for pid in children:
             _signal(pid, signal.SIGTERM)
 
+    def hangup(signum: int, _frame: object) -> None:  # every worker reloads its files
+        for pid in children:
+            _signal(pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hangup)
     status = 0
     alive = set(children)
     while alive:

@@ -52,13 +52,9 @@ def _where(config: Settings, bus: AmqpBus | LocalBus) -> str:
 
 
 def _unit_codes(directory: Path | None) -> list[str]:
-    from gateway.directory import load_directory
+    from gateway.cli.units import open_directory
 
-    config = settings()
-    try:
-        return [u.code for u in load_directory(directory or config.directory)]
-    except GatewayError as e:
-        fail_environment(e.message)
+    return [u.code for u in open_directory(directory)]
 
 
 @click.group()

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
+from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment
+from gateway.cli.units import open_directory
 from gateway.client import (
     BUSINESS_TYPES,
     ApiError,
@@ -25,7 +26,6 @@ from gateway.client import (
     sign_as_unit,
     unit,
 )
-from gateway.directory import Directory, load_directory
 from gateway.envelope import STATUS_CODES, Package
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger.receipt import load_verifier, verify_receipt
@@ -88,13 +88,6 @@ def _call(
         sys.exit(EXIT_REJECTED)
     except GatewayUnreachable as e:
         fail_environment(str(e))
-
-
-def _directory(path: Path | None) -> Directory:
-    try:
-        return load_directory(path or settings().directory)
-    except ConfigError as e:
-        fail_environment(e.message)
 
 
 def _sign(package: Package, keys: Path) -> bytes:
@@ -204,7 +197,7 @@ def send(
         raise click.UsageError("--business and --target go together")
     if reason and not business:
         raise click.UsageError("--reason goes with --business")
-    units = _directory(directory)
+    units = open_directory(directory)
     try:
         change = business_change(business, target, reason) if business and target else None
         files = [make_attachment(p.name, p.read_bytes(), i) for i, p in enumerate(attachments, 1)]
@@ -393,7 +386,7 @@ def status_send(
     sender 13 to recall it. Signed with your unit's key; the gateway routes it back."""
     try:
         package = build_status(
-            unit(sender, _directory(directory)), document_key, code, description=description
+            unit(sender, open_directory(directory)), document_key, code, description=description
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from e

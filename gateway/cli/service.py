@@ -131,13 +131,9 @@ def tokens() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
 def tokens_issue(unit: str, role: str, expires: int | None, as_json: bool) -> None:
     """Issue a token and print it once; only its hash is kept."""
-    from gateway.directory import load_directory
+    from gateway.cli.units import open_directory
 
-    config = settings()
-    try:
-        directory = load_directory(config.directory)
-    except ConfigError as e:
-        fail_environment(e.message)
+    directory = open_directory(None)
     if role == "unit" and unit not in directory:
         fail_environment(f"{unit} is not in the unit directory")
     issued = _run(lambda engine: issue_token(engine, unit, Role(role), days=expires))

@@ -11,6 +11,7 @@ import click
 from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
 from gateway.directory import Directory, DirectoryInvalid, Unit, load_directory
 from gateway.errors import ConfigError
+from gateway.service.runtime import directory_file
 
 DIRECTORY_OPTION = click.option(
     "--directory",
@@ -23,7 +24,7 @@ DIRECTORY_OPTION = click.option(
 def open_directory(path: Path | None) -> Directory:
     """The directory a command works on; exit 2 when it cannot be loaded."""
     if path is None:
-        path = settings().directory
+        path = directory_file(settings())
     try:
         return load_directory(path)
     except ConfigError as e:

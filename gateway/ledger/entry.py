@@ -42,6 +42,7 @@ class EventType(enum.StrEnum):
     DEAD_LETTERED = "dead_lettered"  # given up; an operator must act
     REDRIVEN = "redriven"  # an operator sent it again
     STATUS = "status"  # a business status packet; ``code`` is 01..16
+    OPERATOR = "operator"  # an operator action; ``code`` names it, details the actor
 
 
 @dataclass(frozen=True)

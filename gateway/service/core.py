@@ -406,12 +406,8 @@ class Gateway:
             code=error.code,
             details=details,
         )
-
-        async def record(batch: Batch) -> None:
-            batch.append([event])
-
         try:
-            await self.writer.run(record)
+            await self.writer.record([event])
         except Exception:  # the refusal stands even if it cannot be ledgered
             log.exception("could not ledger the rejection of a package from %s", sender)
 

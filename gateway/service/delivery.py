@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 import aiohttp
 
@@ -28,15 +29,27 @@ class Deliverer:
         self.gateway = gateway
         self.native_amqp = native_amqp
         self.session: aiohttp.ClientSession | None = None
-        self.subscriptions: list[Subscription] = []
+        self.subscriptions: dict[str, Subscription] = {}  # unit code -> its consumer
 
     async def start(self) -> None:
-        bus = self.gateway.bus
         self.session = aiohttp.ClientSession(timeout=PUSH_TIMEOUT)
         for unit in self.gateway.directory:
-            handler = self._handler(unit)
-            if handler is not None:
-                self.subscriptions.append(await bus.consume(unit.code, handler))
+            await self._consume(unit)
+
+    async def _consume(self, unit: Unit) -> None:
+        handler = self._handler(unit)
+        if handler is not None:
+            self.subscriptions[unit.code] = await self.gateway.bus.consume(unit.code, handler)
+
+    async def refresh(self, units: list[Unit], removed: Sequence[str], grace: float = 10.0) -> None:
+        """After a reload: ``units`` (new ones, or with a new delivery mode) get the consumer
+        of their mode; the units ``removed`` from the directory lose theirs."""
+        for code in [*removed, *(u.code for u in units)]:
+            subscription = self.subscriptions.pop(code, None)
+            if subscription is not None:
+                await subscription.stop(grace)
+        for unit in units:
+            await self._consume(unit)
 
     def _handler(self, unit: Unit):  # type: ignore[no-untyped-def]
         mode = str(unit.delivery)
@@ -47,7 +60,9 @@ class Deliverer:
         return None  # amqp on RabbitMQ: the unit's own consumer reads gw.unit.<code>
 
     async def stop(self, grace: float = 10.0) -> None:
-        await asyncio.gather(*(s.stop(grace) for s in self.subscriptions), return_exceptions=True)
+        await asyncio.gather(
+            *(s.stop(grace) for s in self.subscriptions.values()), return_exceptions=True
+        )
         self.subscriptions.clear()
         if self.session is not None:
             await self.session.close()

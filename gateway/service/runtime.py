@@ -1,7 +1,8 @@
 """Putting a gateway together from the settings, and taking it apart again.
 
-Embedded default (nothing configured): SQLite and the LocalBus under ``./var/``, the sample
-directory, and a development PKI made under ``./var/keys/`` on first start. Production parts
+Embedded default (nothing configured): SQLite and the LocalBus under ``./var/``, a copy of the
+sample directory in ``./var/directory.csv`` and a development PKI under ``./var/keys/``, both
+made on first start. Production parts
 are chosen by GATEWAY_AMQP_URL, GATEWAY_DATABASE_URL, GATEWAY_DIRECTORY, GATEWAY_KEYS,
 GATEWAY_TRUST and GATEWAY_CRL.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,21 +20,42 @@ from pathlib import Path
 from gateway.bus import Bus, RetryPolicy, open_bus
 from gateway.config import Settings
 from gateway.db.migrate import upgrade
-from gateway.directory import load_directory
+from gateway.directory import SAMPLE_PATH, load_directory
 from gateway.errors import ConfigError
 from gateway.ledger import SqlLedger, open_ledger
 from gateway.ledger.keys import load_gateway_key
+from gateway.service.admin import Admin
 from gateway.service.core import Gateway
 from gateway.service.delivery import Deliverer
 from gateway.service.moves import TransitionRecorder
+from gateway.service.reload import WATCH_SECONDS, Reloader, Sources
 from gateway.service.tokens import TokenChecker
 from gateway.service.writer import Writer
-from gateway.trust import KeysLayout, TrustStore, init_keys
+from gateway.trust import KeysLayout, init_keys
 
 log = logging.getLogger(__name__)
 
 RELAY_SECONDS = 10.0  # how often unpublished copies are looked for
 SWEEP_SECONDS = 30.0  # how often inboxes are checked for expired copies
+
+
+def directory_file(
+    settings: Settings, *, create: bool = False, say: Callable[[str], None] = log.info
+) -> Path:
+    """GATEWAY_DIRECTORY, else ``<var_dir>/directory.csv``: the gateway's own copy of the
+    bundled sample province, made on first start (``create``) so that units can be added and
+    changed. Before that copy exists, readers get the bundled sample itself."""
+    if settings.directory is not None:
+        return settings.directory
+    path = settings.var_dir / "directory.csv"
+    if path.exists():
+        return path
+    if not create:
+        return SAMPLE_PATH
+    say(f"no GATEWAY_DIRECTORY: the sample province copied to {path}, the directory from now on")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SAMPLE_PATH, path)
+    return path
 
 
 def keys_folder(settings: Settings, say: Callable[[str], None] = log.info) -> Path:
@@ -42,17 +65,20 @@ def keys_folder(settings: Settings, say: Callable[[str], None] = log.info) -> Pa
     folder = settings.var_dir / "keys"
     if not KeysLayout(folder).trust_pem.exists():
         say(f"no GATEWAY_KEYS: creating a development PKI for every unit in {folder}")
-        init_keys(folder, load_directory(settings.directory))
+        init_keys(folder, load_directory(directory_file(settings)))
     return folder
 
 
-def trust_store(settings: Settings, keys: Path) -> TrustStore:
+def sources(settings: Settings, keys: Path, say: Callable[[str], None] = log.info) -> Sources:
+    """The files the gateway reads its directory and trust from (GATEWAY_DIRECTORY,
+    GATEWAY_TRUST and GATEWAY_CRL, else the defaults under var_dir and the key folder)."""
     layout = KeysLayout(keys)
     trust = settings.trust or layout.trust_pem
-    crl = settings.crl or (layout.crl_pem if layout.crl_pem.exists() else None)
     if not trust.exists():
         raise ConfigError(f"the trust bundle {trust} does not exist (GATEWAY_TRUST)")
-    return TrustStore.from_files(trust, crl)
+    return Sources(
+        directory_file(settings, create=True, say=say), trust, settings.crl or layout.crl_pem
+    )
 
 
 @dataclass
@@ -65,6 +91,8 @@ class Runtime:
     bus: Bus
     tokens: TokenChecker
     deliverer: Deliverer
+    reloader: Reloader
+    admin: Admin
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -100,15 +128,16 @@ async def start_runtime(
     *,
     say: Callable[[str], None] = log.info,
     policy: RetryPolicy | None = None,
-    intervals: tuple[float, float] = (RELAY_SECONDS, SWEEP_SECONDS),
+    intervals: tuple[float, float, float] = (RELAY_SECONDS, SWEEP_SECONDS, WATCH_SECONDS),
 ) -> Runtime:
     """Open the database (migrating it), the ledger, the bus and the consumers.
 
     ``policy`` overrides the retry schedule of the settings (tests use sub-second ones);
-    ``intervals`` are the relay's and the inbox sweeper's periods in seconds."""
-    directory = load_directory(settings.directory)
+    ``intervals`` are the relay's, the inbox sweeper's and the file watcher's periods in
+    seconds."""
     keys = keys_folder(settings, say)
-    trust = trust_store(settings, keys)
+    files = sources(settings, keys, say)
+    directory, trust, digests = files.load()
     key = load_gateway_key(keys)
     ledger = open_ledger(settings, key=key.private_key, certificate_chain=key.certificate_chain)
     await upgrade(ledger.engine)
@@ -131,13 +160,25 @@ async def start_runtime(
         policy=policy,
     )
     deliverer = Deliverer(gateway, native_amqp=native_amqp)
-    runtime = Runtime(settings, gateway, ledger, bus, TokenChecker(ledger.engine), deliverer)
+    reloader = Reloader(files, gateway, deliverer, digests)
+    tokens = TokenChecker(ledger.engine, settings.api.token_cache)
+    runtime = Runtime(
+        settings,
+        gateway,
+        ledger,
+        bus,
+        tokens,
+        deliverer,
+        reloader,
+        Admin(gateway, reloader, tokens),
+    )
     await deliverer.start()
-    relay, sweep = intervals
+    relay, sweep, watch = intervals
     runtime.tasks = [
         asyncio.create_task(_every(relay, gateway.publish_pending, "relay")),
         asyncio.create_task(_every(sweep, gateway.inboxes.expire, "inbox expiry")),
         asyncio.create_task(ledger.run_checkpointer()),
+        asyncio.create_task(reloader.watch(watch)),
     ]
     await gateway.publish_pending(older_than=0)
     say(

@@ -72,6 +72,14 @@ class Writer:
         # The job runs even if the caller goes away: it may already be written.
         return await asyncio.shield(future)
 
+    async def record(self, events: list[Event]) -> list[int]:
+        """Ledger events that come with no other change (refusals, operator actions)."""
+
+        async def append(batch: Batch) -> list[int]:
+            return batch.append(events)
+
+        return await self.run(append)
+
     async def drain(self) -> None:
         """Wait until every job handed in so far has been answered."""
         while self._leader is not None and not self._leader.done():

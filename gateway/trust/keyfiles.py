@@ -234,20 +234,7 @@ def init_keys(
 
     fingerprints: dict[str, str] = {}
     for unit in directory:
-        top = directory.ancestors(unit.code)
-        organization = top[-1].name if top else unit.name
-        key = pki.new_key(algorithm)
-        cert = pki.issue_unit_certificate(
-            key.public_key(),
-            unit.code,
-            unit.name,
-            issuer_key,
-            issuer,
-            now,
-            organization=organization,
-        )
-        _write(layout.unit_key(unit.code), _pem_key(key), secret=True)
-        _write(layout.unit_cert(unit.code), _pem(cert))
+        cert = _issue_unit(layout, directory, unit.code, algorithm, issuer_key, issuer, now)
         fingerprints[unit.code] = pki.fingerprint(cert)
         if progress is not None:
             progress(1)
@@ -257,6 +244,60 @@ def init_keys(
         pki.make_crl(issuer_key, issuer, [], now).public_bytes(serialization.Encoding.PEM),
     )
     return layout
+
+
+def _issue_unit(
+    layout: KeysLayout,
+    directory: Directory,
+    code: str,
+    algorithm: Algorithm,
+    issuer_key: IssuerKey,
+    issuer: x509.Certificate,
+    now: dt.datetime,
+) -> x509.Certificate:
+    """A new key and certificate for unit ``code`` of ``directory``, written to its folder;
+    the organisation in the subject is the unit's top ancestor."""
+    unit = directory.get(code)
+    if unit is None:
+        raise ConfigError(f"{code} is not in the unit directory")
+    top = directory.ancestors(code)
+    key = pki.new_key(algorithm)
+    cert = pki.issue_unit_certificate(
+        key.public_key(),
+        code,
+        unit.name,
+        issuer_key,
+        issuer,
+        now,
+        organization=top[-1].name if top else unit.name,
+    )
+    _write(layout.unit_key(code), _pem_key(key), secret=True)
+    _write(layout.unit_cert(code), _pem(cert))
+    return cert
+
+
+def issue_unit(
+    keys_dir: Path,
+    directory: Directory,
+    code: str,
+    *,
+    algorithm: Algorithm | None = None,
+    now: dt.datetime | None = None,
+) -> x509.Certificate:
+    """Give a unit that has none a key and certificate under the existing intermediate (a
+    unit added to the directory). ``algorithm`` defaults to the intermediate's key type.
+    Refuses a unit that has a key already (`rotate_unit` replaces one)."""
+    layout = KeysLayout(Path(keys_dir))
+    if layout.unit_key(code).exists():
+        raise ConfigError(
+            f"{code} has a key already ({layout.unit_key(code)}); use `gateway keys rotate`"
+        )
+    issuer_key, issuer = _issuer(layout)
+    if algorithm is None:
+        algorithm = "rsa" if isinstance(issuer_key, rsa.RSAPrivateKey) else "ec"
+    cert = _issue_unit(layout, directory, code, algorithm, issuer_key, issuer, _now(now))
+    _update_fingerprint(layout, code, pki.fingerprint(cert))
+    return cert
 
 
 def load_trust(keys_dir: Path) -> TrustStore:

@@ -1,0 +1,149 @@
+"""Routes for operators: reload the directory and trust files, change units, redrive copies,
+revoke tokens. Each action is a ledger event naming the operator's token."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.api.context import require_role, runtime_of
+from gateway.api.problems import problem
+from gateway.directory.edit import FIELDS
+from gateway.errors import GatewayError
+from gateway.service.actions import Actor
+from gateway.service.admin import UnitChanged
+from gateway.service.tokens import Role
+
+routes = web.RouteTableDef()
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+
+def _operator(request: web.Request) -> Actor:
+    return Actor.of(require_role(request, Role.OPERATOR))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as e:
+        raise GatewayError("bad_request", "the body must be a JSON object") from e
+    if not isinstance(body, dict):
+        raise GatewayError("bad_request", "the body must be a JSON object")
+    return body
+
+
+@routes.post("/v1/admin/reload")
+async def reload(request: web.Request) -> web.Response:
+    """Read the directory, trust bundle and CRL again; 422 ``reload_refused`` (nothing
+    changed) when one of them does not pass its checks."""
+    result = await runtime_of(request).admin.reload(_operator(request))
+    if not result.ok:
+        return problem("reload_refused", result.error or "", reload=result.to_json())
+    return _json(result.to_json())
+
+
+@routes.get("/v1/admin/reload")
+async def last_reload(request: web.Request) -> web.Response:
+    require_role(request, Role.OPERATOR)
+    reloader = runtime_of(request).reloader
+    last = reloader.last
+    return _json({"last": last.to_json() if last else None, "counts": reloader.counts})
+
+
+def _unit_values(body: dict[str, Any]) -> dict[str, str]:
+    """The unit fields of a JSON body as the directory file writes them."""
+    values: dict[str, str] = {}
+    for name in FIELDS:
+        if name not in body:
+            continue
+        value = body[name]
+        if name == "cert_sha256" and isinstance(value, list):
+            value = ";".join(str(v) for v in value)
+        if value is None:
+            value = ""
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise GatewayError("bad_request", f"{name} must be a string")
+        values[name] = str(value)
+    unknown = sorted(set(body) - set(FIELDS) - {"code"})
+    if unknown:
+        raise GatewayError("bad_request", f"unknown unit fields: {', '.join(unknown)}")
+    return values
+
+
+def _changed(done: UnitChanged, status: int = 200) -> web.Response:
+    return _json(
+        {
+            "unit": done.change.after.as_dict(),
+            "changed": done.change.fields,
+            "reload": done.reload.to_json() if done.reload else None,
+        },
+        status,
+    )
+
+
+@routes.post("/v1/admin/units")
+async def add_unit(request: web.Request) -> web.Response:
+    actor = _operator(request)
+    body = await _body(request)
+    code = body.get("code")
+    if not isinstance(code, str) or not code:
+        raise GatewayError("bad_request", "code (the unit's OrganId) is required")
+    values = {"status": "active"} | _unit_values(body)
+    admin = runtime_of(request).admin
+    return _changed(await admin.change_unit(actor, "unit_add", code, values, create=True), 201)
+
+
+@routes.patch("/v1/admin/units/{code}")
+async def update_unit(request: web.Request) -> web.Response:
+    actor = _operator(request)
+    values = _unit_values(await _body(request))
+    if not values:
+        raise GatewayError("bad_request", f"give at least one of {', '.join(FIELDS)}")
+    code = request.match_info["code"]
+    return _changed(await runtime_of(request).admin.change_unit(actor, "unit_update", code, values))
+
+
+async def _set_status(request: web.Request, action: str, status: str) -> web.Response:
+    actor = _operator(request)
+    code = request.match_info["code"]
+    admin = runtime_of(request).admin
+    return _changed(await admin.change_unit(actor, action, code, {"status": status}))
+
+
+@routes.post("/v1/admin/units/{code}/suspend")
+async def suspend_unit(request: web.Request) -> web.Response:
+    return await _set_status(request, "unit_suspend", "suspended")
+
+
+@routes.post("/v1/admin/units/{code}/resume")
+async def resume_unit(request: web.Request) -> web.Response:
+    return await _set_status(request, "unit_resume", "active")
+
+
+@routes.post("/v1/admin/redrive")
+async def redrive(request: web.Request) -> web.Response:
+    actor = _operator(request)
+    body = await _body(request)
+    unit = body.get("unit")
+    if not isinstance(unit, str) or unit not in runtime_of(request).gateway.directory:
+        raise GatewayError("bad_request", "unit must be a unit code of the directory")
+    ids = body.get("ids")
+    if body.get("all") is True:
+        ids = None
+    elif not (isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids)):
+        raise GatewayError("bad_request", 'give "ids": [delivery ids] or "all": true')
+    count = await runtime_of(request).admin.redrive(actor, unit, ids)
+    return _json({"unit": unit, "redriven": count})
+
+
+@routes.post("/v1/admin/tokens/{token_id}/revoke")
+async def revoke_token(request: web.Request) -> web.Response:
+    actor = _operator(request)
+    token_id = request.match_info["token_id"]
+    count = await runtime_of(request).admin.revoke_token(actor, token_id)
+    return _json({"token_id": token_id, "revoked": count})
