@@ -415,6 +415,35 @@ class GatewayClient:
         _, answer = await self._json("POST", "/v1/admin/redrive", body=body)
         return int(answer["redriven"])
 
+    async def reload(self) -> dict[str, Any]:
+        """POST /v1/admin/reload (operators): read the directory and trust files again."""
+        _, answer = await self._json("POST", "/v1/admin/reload")
+        return dict(answer)
+
+    async def add_unit(self, code: str, fields: dict[str, str]) -> dict[str, Any]:
+        """POST /v1/admin/units (operators): a new unit, in effect at once."""
+        _, answer = await self._json("POST", "/v1/admin/units", body={"code": code, **fields})
+        return dict(answer)
+
+    async def update_unit(self, code: str, fields: dict[str, str]) -> dict[str, Any]:
+        """PATCH /v1/admin/units/{code} (operators): change some of a unit's fields."""
+        _, answer = await self._json(
+            "PATCH", f"/v1/admin/units/{quote(code, safe='')}", body=fields
+        )
+        return dict(answer)
+
+    async def set_unit_active(self, code: str, active: bool) -> dict[str, Any]:
+        """POST /v1/admin/units/{code}/resume or /suspend (operators)."""
+        action = "resume" if active else "suspend"
+        _, answer = await self._json("POST", f"/v1/admin/units/{quote(code, safe='')}/{action}")
+        return dict(answer)
+
+    async def revoke_token(self, token_id: str) -> int:
+        """POST /v1/admin/tokens/{id}/revoke (operators); how many were revoked (0 or 1)."""
+        path = f"/v1/admin/tokens/{quote(token_id, safe='')}/revoke"
+        _, answer = await self._json("POST", path)
+        return int(answer["revoked"])
+
     async def receipts(self, key: str, recipient: str | None = None) -> list[dict[str, Any]]:
         """GET /v1/ledger/receipts: the document's offline-verifiable receipts."""
         params = {"document": key} | ({"recipient": recipient} if recipient else {})

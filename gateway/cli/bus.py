@@ -13,7 +13,14 @@ from urllib.parse import urlsplit
 import click
 
 from gateway.bus import AmqpBus, LocalBus, UnitCounters, open_bus
-from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
+from gateway.cli.common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    echo_json,
+    fail_environment,
+    record_action,
+    settings,
+)
 from gateway.config import Settings
 from gateway.errors import GatewayError
 
@@ -157,6 +164,33 @@ def dead(code: str, as_json: bool) -> None:
     click.echo(f"{len(letters)} dead letter(s) for {code}")
 
 
+def _refuse_behind_a_gateway(instead: str) -> None:
+    """Exit 2 while a gateway runs on the configured database (seen within 30 s)."""
+    from gateway.db.engine import create_engine, database_exists, database_url
+    from gateway.service.presence import running_gateways
+
+    config = settings()
+    if not database_exists(config):
+        return
+
+    async def look() -> list[Any]:
+        engine = create_engine(database_url(config))
+        try:
+            return await running_gateways(engine)
+        except Exception:  # no such table yet: no gateway of this version ran
+            return []
+        finally:
+            await engine.dispose()
+
+    running = asyncio.run(look())
+    if running:
+        where = ", ".join(f"{p.host} pid {p.pid}" for p in running[:3])
+        fail_environment(
+            f"a gateway is running on this database ({where}): changing its deliveries behind "
+            f"its back would leave the ledger without a word of it; instead: {instead}"
+        )
+
+
 def _letter(d: Any) -> dict[str, Any]:
     return {
         "delivery_id": d.delivery_id,
@@ -177,16 +211,16 @@ def _letter(d: Any) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def redrive(code: str, redrive_all: bool, ids: tuple[str, ...], as_json: bool) -> None:
     """Put dead letters of unit CODE back on its queue, with attempt 1 and a fresh
-    time-to-live. Exit 1 when some --id was not among the unit's dead letters.
-
-    This acts on the bus alone: the ledger hears of it only through a running gateway's
-    POST /v1/admin/redrive, which also redrives copies that expired in pull inboxes.
+    time-to-live, with no gateway running. Exit 1 when some --id was not among the unit's
+    dead letters; exit 2 while a gateway runs on this database: then `gateway admin redrive`
+    does it through the gateway, which also redrives copies expired in pull inboxes.
 
     \b
       redrove 2 dead letter(s) of 000.00.05.H07
     """
     if redrive_all == bool(ids):
         raise click.UsageError("give either --all or at least one --id")
+    _refuse_behind_a_gateway("gateway admin redrive CODE --all --url URL --token OPERATOR")
 
     async def work(b: AmqpBus | LocalBus) -> tuple[int, list[str]]:
         unknown: list[str] = []
@@ -197,6 +231,10 @@ def redrive(code: str, redrive_all: bool, ids: tuple[str, ...], as_json: bool) -
         return count, unknown
 
     count, unknown = _run(work)
+    if count:
+        from gateway.service.actions import Actor, operator_event
+
+        record_action(operator_event("redrive", Actor.command_line(), unit=code, redriven=count))
     if as_json:
         echo_json({"unit": code, "redriven": count, "not_found": unknown})
     else:

@@ -63,7 +63,7 @@ DIRECTORY_OPTION = click.option(
 )
 
 
-def _call(
+def call(
     url: str | None,
     token: str | None,
     work: Callable[[GatewayClient], Awaitable[T]],
@@ -221,7 +221,7 @@ def send(
         click.echo(package.document_key)
         click.echo(f"signed, not submitted ({len(data)} bytes)", err=True)
         return
-    submitted = _call(url, token, lambda gw: gw.submit(data), as_json)
+    submitted = call(url, token, lambda gw: gw.submit(data), as_json)
     if as_json:
         echo_json(submitted.answer)
     else:
@@ -286,7 +286,7 @@ def inbox_list(
             if not everything or not cursor:
                 return items, cursor
 
-    items, cursor = _call(url, token, work, as_json)
+    items, cursor = call(url, token, work, as_json)
     if as_json:
         echo_json({"items": items, "next": cursor})
         return
@@ -310,7 +310,7 @@ def inbox_list(
 def inbox_fetch(url: str | None, token: str | None, delivery_id: str, output: Path | None) -> None:
     """Download one copy: the package bytes exactly as signed (check them yourself with
     `gateway verify`), and the signature state the gateway recorded."""
-    fetched = _call(url, token, lambda gw: gw.fetch(delivery_id))
+    fetched = call(url, token, lambda gw: gw.fetch(delivery_id))
     if output is None or str(output) == "-":
         sys.stdout.buffer.write(fetched.data)
         sys.stdout.buffer.flush()
@@ -337,7 +337,7 @@ def inbox_fetch(url: str | None, token: str | None, delivery_id: str, output: Pa
 )
 def inbox_ack(url: str | None, token: str | None, delivery_id: str, reason: str | None) -> None:
     """Acknowledge a copy: received (it leaves the inbox; ledger `delivered`), or --fail."""
-    answer = _call(url, token, lambda gw: gw.ack(delivery_id, fail=reason))
+    answer = call(url, token, lambda gw: gw.ack(delivery_id, fail=reason))
     click.echo(f"OK {answer.get('delivery_id', delivery_id)} state={answer.get('state')}")
 
 
@@ -391,7 +391,7 @@ def status_send(
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     data = _sign(package, keys)
-    submitted = _call(url, token, lambda gw: gw.submit(data), as_json)
+    submitted = call(url, token, lambda gw: gw.submit(data), as_json)
     if as_json:
         echo_json(submitted.answer)
         return
@@ -409,7 +409,7 @@ def status_send(
 @JSON_OPTION
 def status_show(url: str | None, token: str | None, document_key: str, as_json: bool) -> None:
     """Where a document is: each recipient's transport state and its status timeline."""
-    doc = _call(url, token, lambda gw: gw.document(document_key), as_json)
+    doc = call(url, token, lambda gw: gw.document(document_key), as_json)
     if as_json:
         echo_json(doc)
         return
@@ -505,7 +505,7 @@ def receipts(
             pinned = load_verifier(path.read_text(encoding="utf-8") if path.is_file() else key_spec)
         except ValueError as e:
             fail_environment(f"--key {key_spec}: {e}")
-    found = _call(url, token, lambda gw: gw.receipts(document_key, recipient), as_json)
+    found = call(url, token, lambda gw: gw.receipts(document_key, recipient), as_json)
     results = [_check(r, pinned) for r in found]
     if output:
         output.mkdir(parents=True, exist_ok=True)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.ledger import Event
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -27,6 +31,34 @@ def settings() -> Settings:
         return load_settings()
     except ConfigError as e:
         fail_environment(e.message)
+
+
+def record_action(event: Event) -> None:
+    """Ledger an operator action taken from the command line, in the configured gateway's
+    database; where there is none (keys managed on another machine), say that it is not."""
+    from gateway.db.engine import database_exists
+    from gateway.ledger import open_ledger
+
+    config = settings()
+    if not database_exists(config):
+        click.echo(
+            f"note: no gateway database here ({config.var_dir / 'ledger.db'}, "
+            "GATEWAY_DATABASE_URL): this action is not ledgered",
+            err=True,
+        )
+        return
+
+    async def append() -> None:
+        ledger = open_ledger(config)
+        try:
+            await ledger.append([event])
+        finally:
+            await ledger.engine.dispose()
+
+    try:
+        asyncio.run(append())
+    except Exception as e:
+        fail_environment(f"done, but the ledger could not record it: {type(e).__name__}: {e}")
 
 
 def read_input(path: str) -> bytes:

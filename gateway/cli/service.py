@@ -14,10 +14,11 @@ from typing import TypeVar
 import click
 from aiohttp import web
 
-from gateway.cli.common import EXIT_OK, EXIT_USAGE, fail_environment, settings
+from gateway.cli.common import EXIT_OK, EXIT_USAGE, fail_environment, record_action, settings
 from gateway.db.engine import create_engine, database_url
 from gateway.db.migrate import upgrade
 from gateway.errors import ConfigError, GatewayError
+from gateway.service.actions import Actor, operator_event
 from gateway.service.tokens import Role, issue_token, list_tokens, revoke_tokens
 
 T = TypeVar("T")
@@ -137,6 +138,17 @@ def tokens_issue(unit: str, role: str, expires: int | None, as_json: bool) -> No
     if role == "unit" and unit not in directory:
         fail_environment(f"{unit} is not in the unit directory")
     issued = _run(lambda engine: issue_token(engine, unit, Role(role), days=expires))
+    expires_at = issued.expires_at.isoformat() if issued.expires_at else None
+    record_action(
+        operator_event(
+            "token_issue",
+            Actor.command_line(),
+            token_id=issued.token_id,
+            unit=unit,
+            token_role=role,
+            expires_at=expires_at,
+        )
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -145,7 +157,7 @@ def tokens_issue(unit: str, role: str, expires: int | None, as_json: bool) -> No
                     "token": issued.token,
                     "unit": issued.unit,
                     "role": issued.role.value,
-                    "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+                    "expires_at": expires_at,
                 }
             )
         )
@@ -166,7 +178,13 @@ def tokens_revoke(token_id: str | None, unit: str | None) -> None:
         click.echo("error: give a TOKEN_ID or --unit", err=True)
         sys.exit(EXIT_USAGE)
     count = _run(lambda engine: revoke_tokens(engine, token_id=token_id, unit=unit))
-    click.echo(f"revoked {count} token(s)")
+    if count:
+        which = {"token_id": token_id} if token_id else {"unit": unit}
+        record_action(operator_event("token_revoke", Actor.command_line(), revoked=count, **which))
+    click.echo(
+        f"revoked {count} token(s); running gateways refuse them within "
+        f"{settings().api.token_cache} s (GATEWAY_API_TOKEN_CACHE)"
+    )
     sys.exit(EXIT_OK if count else 1)
 
 

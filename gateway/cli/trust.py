@@ -17,6 +17,7 @@ from gateway.cli.common import (
     PROFILE_OPTION,
     fail_environment,
     read_input,
+    record_action,
     settings,
 )
 from gateway.cli.units import DIRECTORY_OPTION, open_directory
@@ -26,6 +27,7 @@ from gateway.trust import (
     TrustStore,
     fingerprint,
     init_keys,
+    issue_unit,
     load_trust,
     load_unit_signer,
     reissue_crl,
@@ -35,7 +37,7 @@ from gateway.trust import (
     verify_package,
 )
 from gateway.trust.keyfiles import KeysLayout
-from gateway.trust.pki import SigningKey
+from gateway.trust.pki import Algorithm, SigningKey
 
 KEYS_DIR = click.Path(file_okay=False, path_type=Path)
 REASONS = {
@@ -111,8 +113,11 @@ def keys_revoke(keys_dir: Path, serial: str | None, reason: str, code: str) -> N
     state = "revoked" if new else "was already revoked"
     click.echo(
         f"{code}: certificate {cert.serial_number:x} (sha256 {fingerprint(cert)}) {state}; "
-        f"CRL re-issued at {KeysLayout(keys_dir).crl_pem}"
+        f"CRL re-issued at {KeysLayout(keys_dir).crl_pem}; a gateway reading it refuses the "
+        "certificate within seconds"
     )
+    if new:
+        _record_key("key_revoke", code, cert, reason=reason)
 
 
 @keys.command("rotate")
@@ -129,6 +134,57 @@ def keys_rotate(keys_dir: Path, code: str) -> None:
         f"{code}: new certificate {new.serial_number:x} (sha256 {fingerprint(new)}); "
         f"the old one {old.serial_number:x} stays valid until "
         f"{old.not_valid_after_utc:%Y-%m-%d} unless revoked"
+    )
+    _record_key("key_rotate", code, new, old_serial=f"{old.serial_number:x}")
+
+
+@keys.command("issue")
+@click.option("--keys", "keys_dir", required=True, type=KEYS_DIR, help="Key folder.")
+@DIRECTORY_OPTION
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ec", "rsa"]),
+    help="The unit key: EC P-256 or RSA-2048 (default: the intermediate CA's kind).",
+)
+@click.argument("code")
+def keys_issue(
+    keys_dir: Path, directory_file: Path | None, algorithm: str | None, code: str
+) -> None:
+    """Issue a key and certificate for unit CODE (one added to the directory, with no key
+    yet) under the folder's intermediate CA; its fingerprint joins fingerprints.csv. A unit
+    that has a key already is refused (`gateway keys rotate` replaces it).
+
+    \b
+      gateway units add 000.00.30.H07 --name "Sở Du lịch" --parent 000.00.00.H07 \\
+          --level 2 --delivery pull
+      gateway keys issue --keys var/keys 000.00.30.H07
+    """
+    directory = open_directory(directory_file)
+    try:
+        kind: Algorithm | None = "rsa" if algorithm == "rsa" else "ec" if algorithm else None
+        cert = issue_unit(keys_dir, directory, code, algorithm=kind)
+    except ConfigError as e:
+        fail_environment(e.message)
+    layout = KeysLayout(keys_dir)
+    click.echo(
+        f"{code}: key {layout.unit_key(code)} and certificate {cert.serial_number:x} "
+        f"(sha256 {fingerprint(cert)}), valid until {cert.not_valid_after_utc:%Y-%m-%d}"
+    )
+    _record_key("key_issue", code, cert)
+
+
+def _record_key(action: str, code: str, cert: x509.Certificate, **details: str) -> None:
+    from gateway.service.actions import Actor, operator_event
+
+    record_action(
+        operator_event(
+            action,
+            Actor.command_line(),
+            unit=code,
+            serial=f"{cert.serial_number:x}",
+            cert_sha256=fingerprint(cert),
+            **details,
+        )
     )
 
 

@@ -1,23 +1,37 @@
-"""``gateway units``: list, show and check the unit directory."""
+"""``gateway units``: list, show and check the unit directory; add, change, suspend and
+resume units (through a running gateway's API, or on the directory file)."""
 
 from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
+from gateway.cli.common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    echo_json,
+    fail_environment,
+    record_action,
+    settings,
+)
 from gateway.directory import Directory, DirectoryInvalid, Unit, load_directory
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 from gateway.service.runtime import directory_file
+
+if TYPE_CHECKING:
+    from gateway.client import GatewayClient
 
 DIRECTORY_OPTION = click.option(
     "--directory",
     "directory_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Directory CSV file (default: GATEWAY_DIRECTORY, else the bundled sample province).",
+    help="Directory CSV file (default: GATEWAY_DIRECTORY, else var/directory.csv, else the "
+    "bundled sample province).",
 )
 
 
@@ -118,3 +132,164 @@ def check_directory(file: Path) -> None:
         f"{', '.join(f'{k} {v}' for k, v in sorted(modes.items()))}; {suspended} suspended)"
     )
     sys.exit(EXIT_OK)
+
+
+# -- changes: on the running gateway (--url, --token), else on the directory file ------------
+
+URL_OPTION = click.option(
+    "--url",
+    envvar="GATEWAY_URL",
+    show_envvar=True,
+    help="A running gateway's base URL: the change goes through its API and takes effect at "
+    "once. Without it the directory file is changed (a running gateway notices within seconds).",
+)
+TOKEN_OPTION = click.option(
+    "--token", envvar="GATEWAY_TOKEN", show_envvar=True, help="An operator token (with --url)."
+)
+
+
+def _field_options(required: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def apply(f: Callable[..., None]) -> Callable[..., None]:
+        options = [
+            click.option("--name", required=required, help="The unit's name."),
+            click.option("--parent", "parent_code", metavar="CODE", help="The parent unit."),
+            click.option(
+                "--level", type=click.IntRange(1, 4), required=required, help="1 (top) to 4."
+            ),
+            click.option(
+                "--delivery",
+                type=click.Choice(["pull", "push", "amqp"]),
+                required=required,
+                help="How the unit receives: its system pulls its inbox, the gateway pushes "
+                "to --endpoint, or its system consumes its own AMQP queue.",
+            ),
+            click.option("--endpoint", help="The webhook URL of a push unit ('' to clear)."),
+            click.option(
+                "--pin",
+                "pins",
+                multiple=True,
+                metavar="SHA256",
+                help="A pinned signer certificate fingerprint (repeatable; '' to clear).",
+            ),
+        ]
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
+
+
+def _values(pins: tuple[str, ...], **given: object) -> dict[str, str]:
+    """The fields given on the command line, as the directory file writes them."""
+    values = {name: str(value) for name, value in given.items() if value is not None}
+    if pins:
+        values["cert_sha256"] = ";".join(p for p in pins if p)
+    return values
+
+
+def _change(
+    url: str | None,
+    token: str | None,
+    action: str,
+    code: str,
+    values: dict[str, str],
+    as_json: bool,
+    *,
+    create: bool = False,
+) -> None:
+    if url:
+        from gateway.cli.client import call
+
+        def through_api(gw: GatewayClient) -> Awaitable[dict[str, Any]]:
+            if action in ("unit_suspend", "unit_resume"):
+                return gw.set_unit_active(code, action == "unit_resume")
+            return gw.add_unit(code, values) if create else gw.update_unit(code, values)
+
+        answer = call(url, token, through_api, as_json)
+        unit, changed = answer["unit"], answer["changed"]
+        reload = answer.get("reload")
+        if reload is not None and not reload.get("ok"):
+            click.echo(f"warning: the gateway did not reload: {reload.get('error')}", err=True)
+    else:
+        unit, changed = _change_file(action, code, values, create)
+    if as_json:
+        echo_json({"unit": unit, "changed": changed})
+        return
+    what = ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "nothing new"
+    click.echo(f"{code}: {action.removeprefix('unit_')} ({what})")
+
+
+def _change_file(
+    action: str, code: str, values: dict[str, str], create: bool
+) -> tuple[dict[str, object], dict[str, str]]:
+    from gateway.directory.edit import change_unit
+    from gateway.service.actions import Actor
+    from gateway.service.admin import unit_event
+
+    config = settings()
+    path = directory_file(config, create=True, say=lambda text: click.echo(text, err=True))
+    try:
+        change = change_unit(path, code, values, create=create)
+    except GatewayError as e:
+        click.echo(f"INVALID {e.code}: {e.message}", err=True)
+        sys.exit(EXIT_REJECTED)
+    except ConfigError as e:
+        fail_environment(e.message)
+    if change.fields:
+        record_action(unit_event(action, Actor.command_line(), change))
+    return change.after.as_dict(), change.fields
+
+
+@units.command("add")
+@click.argument("code")
+@_field_options(required=True)
+@click.option(
+    "--status", type=click.Choice(["active", "suspended"]), default="active", show_default=True
+)
+@URL_OPTION
+@TOKEN_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the unit as JSON.")
+def add_unit(code: str, url: str | None, token: str | None, as_json: bool, **given: Any) -> None:
+    """Add unit CODE to the directory. Checked like the directory file (code format, parent,
+    level below the parent's, an endpoint for push units); a refused change changes nothing
+    (exit 1). The change is a ledger event naming who made it.
+
+    \b
+      gateway units add 000.00.30.H07 --name "Sở Du lịch" --parent 000.00.00.H07 \\
+          --level 2 --delivery pull --url http://127.0.0.1:8080 --token $OPERATOR
+    """
+    _change(url, token, "unit_add", code, _values(**given), as_json, create=True)
+
+
+@units.command("update")
+@click.argument("code")
+@_field_options(required=False)
+@URL_OPTION
+@TOKEN_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the unit as JSON.")
+def update_unit(code: str, url: str | None, token: str | None, as_json: bool, **given: Any) -> None:
+    """Change some fields of unit CODE (those given); the others stay as they are."""
+    values = _values(**given)
+    if not values:
+        raise click.UsageError("give at least one field to change")
+    _change(url, token, "unit_update", code, values, as_json)
+
+
+@units.command("suspend")
+@click.argument("code")
+@URL_OPTION
+@TOKEN_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the unit as JSON.")
+def suspend_unit(code: str, url: str | None, token: str | None, as_json: bool) -> None:
+    """Suspend unit CODE: packages from it or to it are refused until it is resumed."""
+    _change(url, token, "unit_suspend", code, {"status": "suspended"}, as_json)
+
+
+@units.command("resume")
+@click.argument("code")
+@URL_OPTION
+@TOKEN_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the unit as JSON.")
+def resume_unit(code: str, url: str | None, token: str | None, as_json: bool) -> None:
+    """Make a suspended unit CODE active again."""
+    _change(url, token, "unit_resume", code, {"status": "active"}, as_json)

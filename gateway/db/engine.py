@@ -82,6 +82,11 @@ def database_url(settings: Settings) -> str:
     return f"sqlite+aiosqlite:///{settings.var_dir / 'ledger.db'}"
 
 
+def database_exists(settings: Settings) -> bool:
+    """A database is configured (GATEWAY_DATABASE_URL), or the embedded one has been made."""
+    return settings.database_url is not None or (settings.var_dir / "ledger.db").exists()
+
+
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     """An async engine for a gateway database.
 

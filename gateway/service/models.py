@@ -2,8 +2,9 @@
 
 Unlike the ledger these hold current state and change in place: what was submitted (with the
 bytes exactly as signed), each (document, recipient) delivery and its transport state, each
-recipient's business status, the pull inboxes, the outbox of copies still to publish, and the
-access tokens. The ledger is the history and the proof; these are the working copy.
+recipient's business status, the pull inboxes, the outbox of copies still to publish, the
+access tokens, and the gateway processes running. The ledger is the history and the proof;
+these are the working copy.
 """
 
 from __future__ import annotations
@@ -121,8 +122,22 @@ class TokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class ProcessRow(Base):
+    """A running gateway process, seen alive at ``seen_at`` (a heartbeat every few seconds):
+    commands that would change deliveries behind a running gateway's back look here first."""
+
+    __tablename__ = "gw_process"
+
+    process_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
 package_table = cast(Table, PackageRow.__table__)
 delivery_table = cast(Table, DeliveryRow.__table__)
 recipient_state_table = cast(Table, RecipientStateRow.__table__)
 inbox_table = cast(Table, InboxRow.__table__)
 token_table = cast(Table, TokenRow.__table__)
+process_table = cast(Table, ProcessRow.__table__)

@@ -28,6 +28,7 @@ from gateway.service.admin import Admin
 from gateway.service.core import Gateway
 from gateway.service.delivery import Deliverer
 from gateway.service.moves import TransitionRecorder
+from gateway.service.presence import HEARTBEAT_SECONDS, Presence
 from gateway.service.reload import WATCH_SECONDS, Reloader, Sources
 from gateway.service.tokens import TokenChecker
 from gateway.service.writer import Writer
@@ -93,6 +94,7 @@ class Runtime:
     deliverer: Deliverer
     reloader: Reloader
     admin: Admin
+    presence: Presence
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -109,6 +111,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.bus.close(grace)
+        try:
+            await self.presence.stop()
+        except Exception:  # the database is gone: the entry ages out
+            log.warning("could not remove this process from the running gateways", exc_info=True)
         await self.ledger.engine.dispose()
 
 
@@ -162,16 +168,10 @@ async def start_runtime(
     deliverer = Deliverer(gateway, native_amqp=native_amqp)
     reloader = Reloader(files, gateway, deliverer, digests)
     tokens = TokenChecker(ledger.engine, settings.api.token_cache)
-    runtime = Runtime(
-        settings,
-        gateway,
-        ledger,
-        bus,
-        tokens,
-        deliverer,
-        reloader,
-        Admin(gateway, reloader, tokens),
-    )
+    presence = Presence(ledger.engine)
+    await presence.start()
+    admin = Admin(gateway, reloader, tokens)
+    runtime = Runtime(settings, gateway, ledger, bus, tokens, deliverer, reloader, admin, presence)
     await deliverer.start()
     relay, sweep, watch = intervals
     runtime.tasks = [
@@ -179,6 +179,7 @@ async def start_runtime(
         asyncio.create_task(_every(sweep, gateway.inboxes.expire, "inbox expiry")),
         asyncio.create_task(ledger.run_checkpointer()),
         asyncio.create_task(reloader.watch(watch)),
+        asyncio.create_task(_every(HEARTBEAT_SECONDS, presence.beat, "heartbeat")),
     ]
     await gateway.publish_pending(older_than=0)
     say(

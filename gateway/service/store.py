@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, func, insert, or_, select, update
+from sqlalchemy import Row, Select, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.service.models import (
     delivery_table,
     inbox_table,
     package_table,
+    process_table,
     recipient_state_table,
     token_table,
 )
@@ -450,3 +451,51 @@ async def tokens(conn: AsyncConnection) -> list[TokenRecord]:
 async def token(conn: AsyncConnection, token_id: str) -> TokenRecord | None:
     row = (await conn.execute(select(*_TOKEN_COLUMNS).where(_t.token_id == token_id))).first()
     return None if row is None else TokenRecord(*row)
+
+
+# -- running processes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecord:
+    process_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime
+
+
+_o = process_table.c
+
+
+async def process_started(conn: AsyncConnection, record: ProcessRecord) -> None:
+    await conn.execute(
+        insert(process_table),
+        [
+            {
+                "process_id": record.process_id,
+                "host": record.host,
+                "pid": record.pid,
+                "started_at": record.started_at,
+                "seen_at": record.seen_at,
+            }
+        ],
+    )
+
+
+async def process_seen(conn: AsyncConnection, process_id: str, now: datetime) -> None:
+    await conn.execute(update(process_table).where(_o.process_id == process_id).values(seen_at=now))
+
+
+async def process_stopped(conn: AsyncConnection, process_id: str, before: datetime) -> None:
+    """Forget this process, and any not seen since ``before`` (they died without saying)."""
+    await conn.execute(
+        delete(process_table).where(or_(_o.process_id == process_id, _o.seen_at < before))
+    )
+
+
+async def live_processes(conn: AsyncConnection, since: datetime) -> list[ProcessRecord]:
+    query = select(_o.process_id, _o.host, _o.pid, _o.started_at, _o.seen_at).where(
+        _o.seen_at >= since
+    )
+    return [ProcessRecord(*r) for r in await conn.execute(query.order_by(_o.started_at))]

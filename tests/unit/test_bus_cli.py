@@ -35,6 +35,11 @@ def gateway(env: dict[str, str], *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def gateway_stdout(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["bus", *args], env=env)
+    return result.exit_code, result.stdout
+
+
 def make_dead_letters(var: Path, count: int) -> None:
     async def run() -> None:
         policy = RetryPolicy.of_seconds([0.1], ttl=60)
@@ -80,7 +85,7 @@ def test_status_dead_and_redrive(env: dict[str, str]) -> None:
 
     code, out = gateway(env, "redrive", UNIT, "--id", "d1", "--id", "nope")
     assert code == 1 and "redrove 1 dead letter(s)" in out and "not found: nope" in out
-    code, out = gateway(env, "redrive", UNIT, "--all", "--json")
+    code, out = gateway_stdout(env, "redrive", UNIT, "--all", "--json")
     assert code == 0 and json.loads(out) == {"unit": UNIT, "redriven": 1, "not_found": []}
     code, out = gateway(env, "status", "--unit", UNIT, "--json")
     assert json.loads(out)[UNIT]["depth"] == 2
