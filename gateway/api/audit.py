@@ -122,6 +122,7 @@ async def entries(request: web.Request) -> web.Response:
             "recipient": e.event.recipient,
             "code": e.event.code,
             "package_sha256": e.event.package_sha256,
+            "details": dict(e.event.details),
         }
         for e in page.entries
     ]
@@ -130,7 +131,9 @@ async def entries(request: web.Request) -> web.Response:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["seq"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(
+            row | {"details": json.dumps(row["details"], ensure_ascii=False)} for row in rows
+        )
         headers = {"X-Next-After": nxt} if nxt else {}
         return web.Response(text=out.getvalue(), content_type="text/csv", headers=headers)
     return _json({"entries": rows, "next": nxt})

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
+from gateway.client import ApiError, GatewayClient, build_letter, sign_as_unit, unit
 
 SENDER, RECIPIENT = "000.00.00.H07", "000.00.01.H07"
 
@@ -121,5 +121,74 @@ async def test_serve_without_configuration_keeps_what_it_accepted_across_a_resta
         (item,) = items
         assert item["document_key"] == key
         assert (await gw.fetch(item["delivery_id"])).data == data
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+async def test_an_operators_day_without_a_restart(
+    serve: tuple[Path, int, list[subprocess.Popen[str]]],
+) -> None:
+    """No configuration: a unit added to var/directory.csv, given a key and a token, sends a
+    letter; its certificate revoked and SIGHUP sent, its letters are refused; each step is in
+    the ledger with who did it; the bus is not touched behind the gateway's back."""
+    folder, port, started = serve
+    process = start(folder, port, started)
+    await wait_ready(port, process)
+    assert (folder / "var" / "directory.csv").exists()
+    new = "000.00.90.H07"  # not in the sample province
+
+    def ok(*args: str) -> str:
+        done = gateway(*args, cwd=folder)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    ok("units", "add", new, "--name", "Sở Du lịch", "--parent", SENDER, "--level", "2",
+       "--delivery", "pull")  # fmt: skip
+    ok("keys", "issue", "--keys", "var/keys", new)
+    token = ok("tokens", "issue", "--unit", new)
+    auditor = ok("tokens", "issue", "--unit", SENDER, "--role", "auditor")
+    data = sign_as_unit(build_letter(unit(new), [unit(RECIPIENT)], "Thư mời"), folder / "var/keys")
+    url = f"http://127.0.0.1:{port}"
+    async with GatewayClient(url, token) as gw:
+        for _ in range(100):  # the gateway sees the changed file within its watch interval
+            try:
+                await gw.submit(data)
+                break
+            except ApiError as e:
+                assert e.code in ("sender_unknown", "unknown_recipient"), e
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the new unit was not taken up")
+
+    ok("keys", "revoke", "--keys", "var/keys", "--reason", "key-compromise", new)
+    process.send_signal(signal.SIGHUP)
+    again = sign_as_unit(
+        build_letter(unit(new), [unit(RECIPIENT)], "Thư mời 2"), folder / "var/keys"
+    )
+    async with GatewayClient(url, token) as gw:
+        for _ in range(50):
+            try:
+                await gw.submit(again)
+            except ApiError as e:
+                assert e.code == "cert_revoked"
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the revoked certificate was still accepted")
+
+    behind = gateway("bus", "redrive", new, "--all", cwd=folder)
+    assert behind.returncode == 2 and "a gateway is running" in behind.stderr
+
+    async with GatewayClient(url, auditor) as gw:
+        for _ in range(50):
+            events = (await gw.entries(event="operator", limit="100"))["entries"]
+            if any(e["details"].get("trigger") == "signal" for e in events):
+                break
+            await asyncio.sleep(0.1)
+    actions = {e["code"]: e["details"] for e in events}
+    assert {"unit_add", "key_issue", "token_issue", "key_revoke", "reload"} <= set(actions)
+    for action in ("unit_add", "key_issue", "token_issue", "key_revoke"):
+        assert actions[action]["actor"].startswith("cli:"), action
+    assert actions["key_revoke"]["reason"] == "key-compromise"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0

@@ -20,6 +20,7 @@ from gateway.trust import (
     KeysLayout,
     fingerprint,
     init_keys,
+    issue_unit,
     load_gateway_signer,
     load_trust,
     load_unit_signer,
@@ -231,3 +232,29 @@ def test_long_unit_names_fit_in_the_subject() -> None:
     assert isinstance(common_name, str)
     assert len(common_name.encode()) <= 64 and common_name.endswith("…")
     assert name.startswith(common_name[:-1].rstrip())
+
+
+def test_issue_gives_a_unit_added_later_a_key_under_the_same_intermediate(
+    keys: Path, directory: Directory
+) -> None:
+    new = "000.00.90.H07"
+    grown = parse_directory(
+        DIRECTORY_CSV.format(pin="") + f"{new},Sở mới,000.00.00.H07,2,pull,,active,\n"
+    )
+    cert = issue_unit(keys, grown, new, now=NOW)
+    assert organ_ids(cert) == (new,)
+    assert (
+        cert.issuer
+        == x509.load_pem_x509_certificate(KeysLayout(keys).intermediate_cert.read_bytes()).subject
+    )
+    assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)  # like its intermediate
+    rows = dict(
+        line.split(",") for line in KeysLayout(keys).fingerprints.read_text().splitlines()[1:]
+    )
+    assert rows[new] == fingerprint(cert)
+    signed = sign_package(build_package(document_from(new)), *load_unit_signer(keys, new))
+    assert verify_package(signed, load_trust(keys), grown).valid
+    with pytest.raises(ConfigError, match="has a key already"):
+        issue_unit(keys, grown, new)
+    with pytest.raises(ConfigError, match="not in the unit directory"):
+        issue_unit(keys, directory, "000.00.91.H07")
