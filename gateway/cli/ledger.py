@@ -468,7 +468,17 @@ def _parse_time(value: str | None) -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
-COLUMNS = ("seq", "time", "type", "document", "sender", "recipient", "code", "package_sha256")
+COLUMNS = (
+    "seq",
+    "time",
+    "type",
+    "document",
+    "sender",
+    "recipient",
+    "code",
+    "package_sha256",
+    "details",
+)
 
 
 def _row(entry: Entry) -> dict[str, Any]:
@@ -482,15 +492,22 @@ def _row(entry: Entry) -> dict[str, Any]:
         "recipient": ev.recipient,
         "code": ev.code,
         "package_sha256": ev.package_sha256,
+        "details": json.dumps(dict(ev.details), ensure_ascii=False, sort_keys=True),
     }
 
 
 def _entry_line(entry: Entry) -> str:
     r = _row(entry)
-    return (
+    line = (
         f"{r['seq']:>8}  {r['time']}  {r['type']:<13}  {r['document'] or '-'}  "
         f"{r['sender'] or '-'} -> {r['recipient'] or '-'}  {r['code'] or ''}"
-    ).rstrip()
+    )
+    details = entry.event.details
+    if entry.event.type is EventType.OPERATOR:  # who did it, and to what
+        line += f"  by {details.get('actor')} ({details.get('role')})"
+        if details.get("unit"):
+            line += f"  unit {details['unit']}"
+    return line.rstrip()
 
 
 @audit.command("query")
