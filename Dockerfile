@@ -21,7 +21,7 @@ RUN pip install /tmp/src \
 
 USER gateway
 WORKDIR /var/lib/gateway
-ENV GATEWAY_VAR_DIR=/var/lib/gateway/var \
+ENV GATEWAY_HOME=/var/lib/gateway/var \
     GATEWAY_KEYS=/var/lib/gateway/keys
 VOLUME ["/var/lib/gateway/var", "/var/lib/gateway/keys"]
 EXPOSE 8080

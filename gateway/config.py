@@ -78,7 +78,7 @@ class ApiSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    var_dir: Path = Path("var")
+    home: Path = Path("var")
     amqp_url: Secret | None = None
     database_url: Secret | None = None
     directory: Path | None = None  # None: the bundled sample province
@@ -154,17 +154,57 @@ def _check_positive(section: Any, prefix: str) -> None:
             raise ConfigError(f"{prefix}{f.name.upper()} must be positive, got {value!r}")
 
 
+def _config_file(env: Mapping[str, str]) -> dict[str, Any]:
+    path = env.get("GATEWAY_CONFIG")
+    if not path:
+        return {}
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"GATEWAY_CONFIG={path}: cannot read the file ({e})") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"GATEWAY_CONFIG={path}: invalid TOML ({e})") from e
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the settings once: the TOML file named by GATEWAY_CONFIG, then the environment."""
     env = os.environ if env is None else env
-    table: dict[str, Any] = {}
-    path = env.get("GATEWAY_CONFIG")
-    if path:
-        try:
-            table = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError(f"GATEWAY_CONFIG={path}: cannot read the file ({e})") from e
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"GATEWAY_CONFIG={path}: invalid TOML ({e})") from e
-    settings: Settings = _build(Settings, "GATEWAY_", env, table)
+    settings: Settings = _build(Settings, "GATEWAY_", env, _config_file(env))
     return settings
+
+
+# Variables that are not settings of the gateway but are read by its commands.
+OTHER_VARIABLES = frozenset({"GATEWAY_CONFIG", "GATEWAY_URL", "GATEWAY_TOKEN"})
+
+
+def setting_sources(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting comes from: ``environment``, ``file`` (GATEWAY_CONFIG) or
+    ``default``, by variable name."""
+    env = os.environ if env is None else env
+    found: dict[str, str] = {}
+
+    def walk(cls: type[Any], prefix: str, table: Mapping[str, Any]) -> None:
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            var = f"{prefix}{f.name.upper()}"
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{var}_", table.get(f.name, {}))
+            elif env.get(var, "") != "":
+                found[var] = "environment"
+            else:
+                found[var] = "file" if f.name in table else "default"
+
+    walk(Settings, "GATEWAY_", _config_file(env))
+    return found
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """``GATEWAY_*`` variables that name no setting (a typo is otherwise silently ignored);
+    the test suite's own ``GATEWAY_TEST_*`` are not the gateway's."""
+    env = os.environ if env is None else env
+    known = set(setting_sources(env)) | OTHER_VARIABLES
+    return sorted(
+        v
+        for v in env
+        if v.startswith("GATEWAY_") and v not in known and not v.startswith("GATEWAY_TEST_")
+    )

@@ -134,7 +134,7 @@ async def run_demo(
     started = time.monotonic()
     rng = random.Random(seed)
     settings = Settings(
-        var_dir=work_dir / "var",
+        home=work_dir / "var",
         ledger=LedgerSettings(origin="demo.gateway.local/ledger", checkpoint_entries=50),
     )
     say(f"Starting an embedded gateway in {work_dir} (SQLite, local bus, sample province)…")
@@ -144,7 +144,7 @@ async def run_demo(
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    demo = Demo(runtime, f"http://127.0.0.1:{port}", settings.var_dir / "keys", say)
+    demo = Demo(runtime, f"http://127.0.0.1:{port}", settings.home / "keys", say)
     try:
         directory = runtime.gateway.directory
         units = _agencies(directory, agencies, rng)
@@ -216,7 +216,7 @@ async def run_demo(
 
         say("")
         say("Checking like an auditor…")
-        public_key = load_gateway_public_key(settings.var_dir / "keys")
+        public_key = load_gateway_public_key(settings.home / "keys")
         verifier = NoteVerifier(settings.ledger.origin, public_key)
         await runtime.ledger.checkpoint()
         report = await runtime.ledger.verify(verifier)

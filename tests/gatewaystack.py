@@ -132,7 +132,7 @@ async def open_stack(
         amqp_url = request.getfixturevalue("amqp_url")
         database_url = await create_scratch_schema(request.getfixturevalue("database_url"))
     settings = Settings(
-        var_dir=tmp_path / "var",
+        home=tmp_path / "var",
         amqp_url=Secret(amqp_url) if amqp_url else None,
         database_url=Secret(database_url) if database_url else None,
         directory=directory_file,

@@ -117,7 +117,7 @@ async def started_gateway(
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env |= {
-        "GATEWAY_VAR_DIR": str(folder / "var"),
+        "GATEWAY_HOME": str(folder / "var"),
         "GATEWAY_KEYS": str(folder / "keys"),
         "GATEWAY_API_RATE": "1000000",  # the per-token rate limit would be the benchmark
         "GATEWAY_API_BURST": "1000000",

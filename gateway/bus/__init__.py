@@ -50,13 +50,13 @@ __all__ = [
 def open_bus(
     settings: Settings, *, observer: Observer | None = None, policy: RetryPolicy | None = None
 ) -> AmqpBus | LocalBus:
-    """``AmqpBus`` when GATEWAY_AMQP_URL is set, else ``LocalBus`` in ``<var_dir>/bus.db``.
+    """``AmqpBus`` when GATEWAY_AMQP_URL is set, else ``LocalBus`` in ``<home>/bus.db``.
 
     Not started: ``async with open_bus(settings) as bus`` (or ``await bus.start()``). Large
-    bodies go to ``<var_dir>/claims`` in both cases.
+    bodies go to ``<home>/claims`` in both cases.
     """
     bus = settings.bus
-    claims = ClaimStore(settings.var_dir / "claims")
+    claims = ClaimStore(settings.home / "claims")
     policy = policy or RetryPolicy.from_settings(bus)
     if settings.amqp_url is not None:
         return AmqpBus(
@@ -71,7 +71,7 @@ def open_bus(
             observer=observer,
         )
     return LocalBus(
-        settings.var_dir / "bus.db",
+        settings.home / "bus.db",
         claims=claims,
         policy=policy,
         claim_check_bytes=bus.claim_check_bytes,

@@ -1,5 +1,5 @@
 """The claim-check store: bodies too large for a message live here once, content-addressed,
-as files under ``<var_dir>/claims`` that any process of the host can read.
+as files under ``<home>/claims`` that any process of the host can read.
 
 A reference is ``sha256:<hex>``: storing the same body for many recipients writes it once, a
 write is atomic (temporary file, fsync, rename), and a read checks the digest, so a torn or

@@ -24,6 +24,7 @@ def _register() -> None:
     from gateway.cli.bench import bench
     from gateway.cli.bus import bus
     from gateway.cli.client import inbox, receipts, send, status
+    from gateway.cli.config import config
     from gateway.cli.ledger import audit, db, ledger
     from gateway.cli.service import demo, serve, tokens
     from gateway.cli.trust import keys, sign, verify
@@ -48,6 +49,7 @@ def _register() -> None:
     main.add_command(demo)
     main.add_command(bench)
     main.add_command(admin)
+    main.add_command(config)
 
 
 _register()

@@ -33,9 +33,16 @@ DIRECTORY_OPTION = click.option(
 )
 
 
-def _run(work: Callable[[AmqpBus | LocalBus], Awaitable[T]]) -> T:
-    """Open the configured bus, run ``work`` on it, close it; bus problems exit 2."""
+def _run(work: Callable[[AmqpBus | LocalBus], Awaitable[T]], *, create: bool = False) -> T:
+    """Open the configured bus, run ``work`` on it, close it; bus problems exit 2. The local
+    bus is made only by ``create`` (setup), not by a command that reads it."""
     config = settings()
+    local = config.home / "bus.db"
+    if config.amqp_url is None and not create and not local.exists():
+        fail_environment(
+            f"no local bus at {local} (GATEWAY_HOME={config.home}): run this where the gateway "
+            "runs, or set GATEWAY_HOME or GATEWAY_AMQP_URL"
+        )
 
     async def main() -> T:
         async with open_bus(config) as bus:
@@ -86,7 +93,7 @@ def setup(directory: Path | None, as_json: bool) -> None:
         await b.declare(codes)
         return _where(config, b)
 
-    where = _run(work)
+    where = _run(work, create=True)
     if as_json:
         echo_json({"declared": len(codes), "bus": where})
     else:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from gateway.config import Settings, load_settings
+from gateway.config import Settings, load_settings, setting_sources, unknown_variables
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -26,9 +27,21 @@ def fail_environment(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
+_WARNED: set[str] = set()
+
+
 def settings() -> Settings:
+    """The settings; exit 2 on a bad value. A ``GATEWAY_*`` variable that names no setting
+    is reported (once), with the settings it may have meant."""
     try:
-        return load_settings()
+        config = load_settings()
+        for name in unknown_variables():
+            if name not in _WARNED:
+                _WARNED.add(name)
+                close = difflib.get_close_matches(name, setting_sources(), n=2)
+                hint = f"; did you mean {' or '.join(close)}?" if close else ""
+                click.echo(f"warning: {name} is not a gateway setting (ignored){hint}", err=True)
+        return config
     except ConfigError as e:
         fail_environment(e.message)
 
@@ -42,7 +55,7 @@ def record_action(event: Event) -> None:
     config = settings()
     if not database_exists(config):
         click.echo(
-            f"note: no gateway database here ({config.var_dir / 'ledger.db'}, "
+            f"note: no gateway database here ({config.home / 'ledger.db'}, "
             "GATEWAY_DATABASE_URL): this action is not ledgered",
             err=True,
         )

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -20,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
-from gateway.config import Settings
+from gateway.config import Settings, setting_sources
 from gateway.db.engine import create_engine, database_url
 from gateway.db.migrate import (
     check_schema,
@@ -32,6 +33,7 @@ from gateway.db.migrate import (
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger.checkpoint import NoteVerifier, open_checkpoint, parse_checkpoint, parse_note
 from gateway.ledger.entry import Entry, EventType, format_time
+from gateway.ledger.identity import LedgerMismatch, read_identity
 from gateway.ledger.keys import (
     HOW_TO_CREATE,
     keys_dir,
@@ -90,17 +92,31 @@ async def _ledger(cfg: Settings, keys: Path | None, *, signing: bool) -> AsyncIt
             raise
         public = _public_key_or_none(folder)
         chain = load_certificate_chain(folder) if public else None
-    ledger = open_ledger(cfg, key=key, public_key=public, certificate_chain=chain)
+    engine = create_engine(database_url(cfg))
     try:
-        current = await current_revision(ledger.engine)
+        current = await current_revision(engine)
         if current != head_revision():
             raise ConfigError(
                 f"the database is at revision {current or 'none'}, not {head_revision()}; "
                 "run `gateway db upgrade`"
             )
+        async with engine.connect() as conn:
+            identity = await read_identity(conn)
+        if identity is not None and identity.origin != cfg.ledger.origin:
+            if setting_sources()["GATEWAY_LEDGER_ORIGIN"] != "default":
+                raise LedgerMismatch(
+                    f"the ledger in this database has the origin {identity.origin!r}; the "
+                    f"configuration (GATEWAY_LEDGER_ORIGIN) names {cfg.ledger.origin!r}"
+                )
+            cfg = replace(cfg, ledger=replace(cfg.ledger, origin=identity.origin))
+        ledger = open_ledger(
+            cfg, key=key, public_key=public, certificate_chain=chain, engine=engine
+        )
+        if ledger.verifier is None and identity is not None and identity.verifier is not None:
+            ledger.verifier = identity.verifier  # the key recorded with the ledger
         yield ledger
     finally:
-        await ledger.engine.dispose()
+        await engine.dispose()
 
 
 def _public_key_or_none(folder: Path) -> Ed25519PublicKey | None:
@@ -125,11 +141,19 @@ def _named(key: NoteVerifier | Ed25519PublicKey, origin: str) -> NoteVerifier:
 
 @contextmanager
 def _output(path: str | None) -> Iterator[IO[str]]:
+    """Standard output, or FILE written whole: a command that fails leaves no file behind
+    (nor an earlier one half overwritten)."""
     if path is None or path == "-":
         yield sys.stdout
         return
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        yield f
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as f:
+            yield f
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _echo(text: str, out: IO[str]) -> None:
@@ -230,18 +254,13 @@ def ledger_verify(key_spec: str | None, keys: Path | None, as_json: bool) -> Non
     checkpoint. Exit 1 naming the first bad sequence number when a row was altered, removed,
     inserted or reordered."""
     cfg = settings()
-    origin = cfg.ledger.origin
-    if key_spec:
-        verifier: NoteVerifier | None = _named(_read_key(key_spec), origin)
-    else:
-        public = _public_key_or_none(keys or keys_dir(cfg))
-        verifier = NoteVerifier(origin, public) if public else None
 
-    async def run() -> Any:
+    async def run() -> tuple[Any, NoteVerifier | None]:
         async with _ledger(cfg, keys, signing=False) as led:
-            return await led.verify(verifier)
+            verifier = _named(_read_key(key_spec), led.origin) if key_spec else led.verifier
+            return await led.verify(verifier), verifier
 
-    report = _run(run())
+    report, verifier = _run(run())
     signatures = (
         f"signatures checked with {verifier.vkey.rsplit('+', 1)[0]}"
         if verifier

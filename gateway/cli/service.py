@@ -15,7 +15,7 @@ import click
 from aiohttp import web
 
 from gateway.cli.common import EXIT_OK, EXIT_USAGE, fail_environment, record_action, settings
-from gateway.db.engine import create_engine, database_url
+from gateway.db.engine import create_engine, database_exists, database_url
 from gateway.db.migrate import upgrade
 from gateway.errors import ConfigError, GatewayError
 from gateway.service.actions import Actor, operator_event
@@ -98,8 +98,16 @@ def serve(host: str, port: int, grace: float, workers: int | None) -> None:
 
 
 def _run(work: Callable[..., Awaitable[T]]) -> T:
+    config = settings()
+    if not database_exists(config):
+        fail_environment(
+            f"no gateway database at {config.home / 'ledger.db'} (GATEWAY_HOME={config.home}): "
+            "run this where the gateway runs, set GATEWAY_HOME or GATEWAY_DATABASE_URL, or "
+            "create it with `gateway db upgrade`"
+        )
+
     async def main() -> T:
-        engine = create_engine(database_url(settings()))
+        engine = create_engine(database_url(config))
         try:
             await upgrade(engine)
             return await work(engine)

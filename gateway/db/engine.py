@@ -76,15 +76,15 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 def database_url(settings: Settings) -> str:
-    """GATEWAY_DATABASE_URL, or SQLite at ``<var_dir>/ledger.db``."""
+    """GATEWAY_DATABASE_URL, or SQLite at ``<home>/ledger.db``."""
     if settings.database_url is not None:
         return settings.database_url.reveal()
-    return f"sqlite+aiosqlite:///{settings.var_dir / 'ledger.db'}"
+    return f"sqlite+aiosqlite:///{settings.home / 'ledger.db'}"
 
 
 def database_exists(settings: Settings) -> bool:
     """A database is configured (GATEWAY_DATABASE_URL), or the embedded one has been made."""
-    return settings.database_url is not None or (settings.var_dir / "ledger.db").exists()
+    return settings.database_url is not None or (settings.home / "ledger.db").exists()
 
 
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:

@@ -23,8 +23,8 @@ class GatewayKey:
 
 
 def keys_dir(settings: Settings) -> Path:
-    """GATEWAY_KEYS, else ``<var_dir>/keys`` (where the embedded gateway creates its PKI)."""
-    return settings.keys if settings.keys is not None else settings.var_dir / "keys"
+    """GATEWAY_KEYS, else ``<home>/keys`` (where the embedded gateway creates its PKI)."""
+    return settings.keys if settings.keys is not None else settings.home / "keys"
 
 
 def load_gateway_key(folder: Path) -> GatewayKey:

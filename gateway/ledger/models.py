@@ -1,5 +1,6 @@
-"""The ledger's tables. Both are append-only: rows are inserted, never updated or deleted (the
-migration adds triggers that refuse UPDATE, DELETE and, on PostgreSQL, TRUNCATE).
+"""The ledger's tables. Entries and checkpoints are append-only: rows are inserted, never
+updated or deleted (the migration adds triggers that refuse UPDATE, DELETE and, on PostgreSQL,
+TRUNCATE). The identity records the origin and the signing key with the log.
 
 ``ledger_entry.nodes`` holds the Merkle nodes that the entry's leaf completes: the entry at
 ``seq`` completes one node per trailing one-bit of ``seq`` (level 1 upwards, 32 bytes each),
@@ -56,5 +57,18 @@ class CheckpointRow(Base):
     __table_args__ = (Index(None, "tree_size"),)
 
 
+class IdentityRow(Base):
+    """What the ledger is: the origin its checkpoints name and the key that signs them,
+    recorded the first time a gateway opens it (a new row when a key is first recorded)."""
+
+    __tablename__ = "ledger_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    origin: Mapped[str] = mapped_column(String(255), nullable=False)
+    vkey: Mapped[str | None] = mapped_column(Text)  # signed-note verifier key name+id+key
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
 entry_table = cast(Table, EntryRow.__table__)
 checkpoint_table = cast(Table, CheckpointRow.__table__)
+identity_table = cast(Table, IdentityRow.__table__)

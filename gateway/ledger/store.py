@@ -611,7 +611,7 @@ def open_ledger(
     certificate_chain: str | None = None,
     engine: AsyncEngine | None = None,
 ) -> SqlLedger:
-    """A ledger on the configured database (GATEWAY_DATABASE_URL, else SQLite under var_dir).
+    """A ledger on the configured database (GATEWAY_DATABASE_URL, else SQLite under home).
 
     ``key`` signs checkpoints; without it the ledger is read-only and ``public_key`` (if given)
     names the key in receipts. Dispose of ``ledger.engine`` when done.

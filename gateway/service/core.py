@@ -112,7 +112,7 @@ class Gateway:
         self.writer = writer
         # Packages over the claim-check size live as files, not in the database row; their
         # own store, which nothing prunes (the bus's claims may be pruned once delivered).
-        self.bodies = ClaimStore(settings.var_dir / "packages")
+        self.bodies = ClaimStore(settings.home / "packages")
         self.bus = bus
         self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, self.bodies)
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over

@@ -23,6 +23,7 @@ from gateway.db.migrate import upgrade
 from gateway.directory import SAMPLE_PATH, load_directory
 from gateway.errors import ConfigError
 from gateway.ledger import SqlLedger, open_ledger
+from gateway.ledger.identity import bind_identity
 from gateway.ledger.keys import load_gateway_key
 from gateway.service.admin import Admin
 from gateway.service.core import Gateway
@@ -43,12 +44,12 @@ SWEEP_SECONDS = 30.0  # how often inboxes are checked for expired copies
 def directory_file(
     settings: Settings, *, create: bool = False, say: Callable[[str], None] = log.info
 ) -> Path:
-    """GATEWAY_DIRECTORY, else ``<var_dir>/directory.csv``: the gateway's own copy of the
+    """GATEWAY_DIRECTORY, else ``<home>/directory.csv``: the gateway's own copy of the
     bundled sample province, made on first start (``create``) so that units can be added and
     changed. Before that copy exists, readers get the bundled sample itself."""
     if settings.directory is not None:
         return settings.directory
-    path = settings.var_dir / "directory.csv"
+    path = settings.home / "directory.csv"
     if path.exists():
         return path
     if not create:
@@ -60,10 +61,10 @@ def directory_file(
 
 
 def keys_folder(settings: Settings, say: Callable[[str], None] = log.info) -> Path:
-    """GATEWAY_KEYS, or ``<var_dir>/keys``, created with a development PKI on first use."""
+    """GATEWAY_KEYS, or ``<home>/keys``, created with a development PKI on first use."""
     if settings.keys is not None:
         return settings.keys
-    folder = settings.var_dir / "keys"
+    folder = settings.home / "keys"
     if not KeysLayout(folder).trust_pem.exists():
         say(f"no GATEWAY_KEYS: creating a development PKI for every unit in {folder}")
         init_keys(folder, load_directory(directory_file(settings)))
@@ -72,7 +73,7 @@ def keys_folder(settings: Settings, say: Callable[[str], None] = log.info) -> Pa
 
 def sources(settings: Settings, keys: Path, say: Callable[[str], None] = log.info) -> Sources:
     """The files the gateway reads its directory and trust from (GATEWAY_DIRECTORY,
-    GATEWAY_TRUST and GATEWAY_CRL, else the defaults under var_dir and the key folder)."""
+    GATEWAY_TRUST and GATEWAY_CRL, else the defaults under home and the key folder)."""
     layout = KeysLayout(keys)
     trust = settings.trust or layout.trust_pem
     if not trust.exists():
@@ -141,12 +142,18 @@ async def start_runtime(
     ``policy`` overrides the retry schedule of the settings (tests use sub-second ones);
     ``intervals`` are the relay's, the inbox sweeper's and the file watcher's periods in
     seconds."""
+    say(f"gateway home {settings.home.resolve()} (GATEWAY_HOME): local state lives there")
     keys = keys_folder(settings, say)
     files = sources(settings, keys, say)
     directory, trust, digests = files.load()
     key = load_gateway_key(keys)
     ledger = open_ledger(settings, key=key.private_key, certificate_chain=key.certificate_chain)
-    await upgrade(ledger.engine)
+    try:
+        await upgrade(ledger.engine)
+        await bind_identity(ledger.engine, ledger.origin, ledger.signer)
+    except BaseException:
+        await ledger.engine.dispose()
+        raise
     policy = policy or RetryPolicy.from_settings(settings.bus)
     native_amqp = settings.amqp_url is not None
     # Copies that wait in a pull inbox: pull units', and on the embedded bus amqp units' too.

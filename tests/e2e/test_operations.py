@@ -219,7 +219,7 @@ async def test_a_redrive_through_the_gateway_names_its_operator(stack: Stack) ->
 def cli(stack: Stack, *args: str) -> Result:
     """A command run as an operator would, against this stack's configuration."""
     env = {
-        "GATEWAY_VAR_DIR": str(stack.runtime.settings.var_dir),
+        "GATEWAY_HOME": str(stack.runtime.settings.home),
         "GATEWAY_DIRECTORY": str(directory_path(stack)),
         "GATEWAY_KEYS": str(stack.keys),
         "GATEWAY_BUS_NAMESPACE": stack.namespace,

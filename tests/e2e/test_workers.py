@@ -53,7 +53,7 @@ async def test_three_workers_write_one_ledger(
     namespace = f"wk{uuid.uuid4().hex[:10]}"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")} | {
-        "GATEWAY_VAR_DIR": str(tmp_path / "var"),
+        "GATEWAY_HOME": str(tmp_path / "var"),
         "GATEWAY_KEYS": str(keys),
         "GATEWAY_DIRECTORY": str(directory_file),
         "GATEWAY_DATABASE_URL": scoped,

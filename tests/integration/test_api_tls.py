@@ -98,7 +98,7 @@ async def start(tmp_path: Path, mode: str) -> AsyncIterator[Tls]:
     init_keys(keys, load_directory(directory))
     cert, key = self_signed(tmp_path, "server", san_ip=True)
     settings = Settings(
-        var_dir=tmp_path / "var",
+        home=tmp_path / "var",
         directory=directory,
         keys=keys,
         api=ApiSettings(tls_cert=cert, tls_key=key, client_certs=mode, rate=1, burst=5),

@@ -43,7 +43,7 @@ class Site:
         self.root = root
         self.key = Ed25519PrivateKey.generate()
         self.keys = root / "keys"
-        self.env = {"GATEWAY_VAR_DIR": str(root / "var"), "GATEWAY_KEYS": str(self.keys)}
+        self.env = {"GATEWAY_HOME": str(root / "var"), "GATEWAY_KEYS": str(self.keys)}
         self.db = root / "var" / "ledger.db"
 
     def write_keys(self, *, certificate: bool = True) -> None:
@@ -339,3 +339,19 @@ def test_a_receipt_made_without_the_private_key_carries_the_certificate_chain(re
     assert result.exit_code == 0, result.output
     result = ready.run("ledger", "receipt", "--seq", "20")  # no checkpoint covers it, no key
     assert result.exit_code == 1 and "gateway ledger checkpoint" in result.output
+
+
+def test_a_query_that_fails_leaves_no_output_file(site: Site, tmp_path: Path) -> None:
+    out = tmp_path / "entries.csv"
+    result = site.run("audit", "query", "--format", "csv", "-o", str(out))
+    assert result.exit_code == 2 and "no ledger database" in result.output
+    assert not out.exists() and list(tmp_path.glob(".entries.csv*")) == []
+
+
+def test_a_query_to_a_file_writes_it_whole(ready: Site, tmp_path: Path) -> None:
+    out = tmp_path / "entries.csv"
+    out.write_text("an earlier export\n")
+    result = ready.run("audit", "query", "--format", "csv", "--all", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 30 and json.loads(rows[0]["details"]) == {}

@@ -75,7 +75,7 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, st
         yield {
             "GATEWAY_DATABASE_URL": url,
             "GATEWAY_KEYS": str(tmp_path / "keys"),
-            "GATEWAY_VAR_DIR": str(tmp_path / "var"),
+            "GATEWAY_HOME": str(tmp_path / "var"),
         }
     finally:
         asyncio.run(discard_database(url))

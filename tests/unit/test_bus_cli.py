@@ -25,7 +25,7 @@ UNIT = "000.00.05.H07"
 def env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "units.csv").write_text(CSV, encoding="utf-8")
     return {
-        "GATEWAY_VAR_DIR": str(tmp_path / "var"),
+        "GATEWAY_HOME": str(tmp_path / "var"),
         "GATEWAY_DIRECTORY": str(tmp_path / "units.csv"),
     }
 
@@ -69,7 +69,7 @@ def test_setup_declares_every_unit_of_the_directory(env: dict[str, str]) -> None
 
 def test_status_dead_and_redrive(env: dict[str, str]) -> None:
     assert gateway(env, "setup")[0] == 0
-    make_dead_letters(Path(env["GATEWAY_VAR_DIR"]), 2)
+    make_dead_letters(Path(env["GATEWAY_HOME"]), 2)
 
     code, out = gateway(env, "status", "--unit", UNIT, "--json")
     assert code == 0

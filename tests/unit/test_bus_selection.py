@@ -1,4 +1,4 @@
-"""open_bus: GATEWAY_AMQP_URL set selects AmqpBus, unset the LocalBus under var_dir."""
+"""open_bus: GATEWAY_AMQP_URL set selects AmqpBus, unset the LocalBus under home."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from gateway.config import load_settings
 
 
 def test_without_an_amqp_url_the_local_bus_lives_under_var_dir(tmp_path: Path) -> None:
-    settings = load_settings({"GATEWAY_VAR_DIR": str(tmp_path)})
+    settings = load_settings({"GATEWAY_HOME": str(tmp_path)})
     bus = open_bus(settings)
     assert isinstance(bus, LocalBus)
     assert bus.path == tmp_path / "bus.db"
@@ -21,7 +21,7 @@ def test_an_amqp_url_selects_the_amqp_bus_with_the_bus_settings(tmp_path: Path) 
     settings = load_settings(
         {
             "GATEWAY_AMQP_URL": "amqp://user:secret@broker:5672/",
-            "GATEWAY_VAR_DIR": str(tmp_path),
+            "GATEWAY_HOME": str(tmp_path),
             "GATEWAY_BUS_NAMESPACE": "prov",
             "GATEWAY_BUS_RETRY_SCHEDULE": "5,10",
             "GATEWAY_BUS_PUBLISH_WINDOW": "64",
@@ -38,7 +38,7 @@ def test_an_amqp_url_selects_the_amqp_bus_with_the_bus_settings(tmp_path: Path) 
 async def test_the_local_bus_keeps_confirmed_deliveries_across_a_restart(tmp_path: Path) -> None:
     from gateway.bus import Delivery
 
-    settings = load_settings({"GATEWAY_VAR_DIR": str(tmp_path)})
+    settings = load_settings({"GATEWAY_HOME": str(tmp_path)})
     async with open_bus(settings) as bus:
         await bus.declare(["A"])
         await bus.publish(Delivery("d1", "doc", "A", b"x"))

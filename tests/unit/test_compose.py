@@ -176,9 +176,7 @@ def test_every_gateway_variable_in_compose_is_read_by_the_code(compose: dict[str
 
 def test_the_gateway_is_configured_for_rabbitmq_and_postgresql(compose: dict[str, Any]) -> None:
     env = environment(service(compose, "gateway"))
-    assert {"GATEWAY_AMQP_URL", "GATEWAY_DATABASE_URL", "GATEWAY_KEYS", "GATEWAY_VAR_DIR"} <= set(
-        env
-    )
+    assert {"GATEWAY_AMQP_URL", "GATEWAY_DATABASE_URL", "GATEWAY_KEYS", "GATEWAY_HOME"} <= set(env)
     assert "GATEWAY_DIRECTORY" in env
     broker = environment(service(compose, "rabbitmq"))
     amqp = urlsplit(env["GATEWAY_AMQP_URL"])
@@ -200,7 +198,7 @@ def test_keys_and_var_dir_live_on_the_gateway_volumes(compose: dict[str, Any]) -
     env = environment(gw)
     targets = {str(m).split(":")[0]: str(m).split(":")[1] for m in gw["volumes"]}
     assert env["GATEWAY_KEYS"] == targets["gateway-keys"]
-    assert env["GATEWAY_VAR_DIR"] == targets["gateway-var"]
+    assert env["GATEWAY_HOME"] == targets["gateway-var"]
 
 
 def test_dockerfile_installs_migrates_and_serves_on_the_published_port(

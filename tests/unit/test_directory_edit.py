@@ -124,7 +124,7 @@ def test_unit_changes_name_what_was_added_removed_and_changed(path: Path) -> Non
 def cli(tmp_path: Path, *args: str) -> tuple[int, str]:
     env = {
         "GATEWAY_DIRECTORY": str(tmp_path / "units.csv"),
-        "GATEWAY_VAR_DIR": str(tmp_path / "var"),
+        "GATEWAY_HOME": str(tmp_path / "var"),
         "GATEWAY_URL": "",
         "GATEWAY_DATABASE_URL": "",
     }
@@ -155,7 +155,7 @@ def test_units_commands_ledger_the_change_when_there_is_a_database(
     tmp_path: Path, path: Path
 ) -> None:
 
-    settings = Settings(var_dir=tmp_path / "var")
+    settings = Settings(home=tmp_path / "var")
 
     async def make() -> None:
         ledger = open_ledger(settings)
