@@ -85,6 +85,10 @@ class Settings:
     keys: Path | None = None  # development PKI folder (gateway keys init)
     trust: Path | None = None  # CA bundle (PEM); defaults to <keys>/trust.pem
     crl: Path | None = None  # CRL (PEM or DER); defaults to <keys>/crl.pem
+    # Seconds to reach the broker or the database, and for one operation on them: past
+    # these, bus_unavailable or database_unavailable instead of a silent wait.
+    connect_timeout: int = 5
+    operation_timeout: int = 30
     envelope: EnvelopeSettings = field(default_factory=EnvelopeSettings)
     bus: BusSettings = field(default_factory=BusSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)

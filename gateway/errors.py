@@ -147,6 +147,13 @@ CODES: dict[str, ErrorCode] = _catalogue(
         "bus_unavailable", _C.TRANSPORT, 503, "The message bus is unreachable", Origin.SERVER
     ),
     ErrorCode("not_found", _C.TRANSPORT, 404, "No such resource"),
+    ErrorCode(
+        "database_unavailable",
+        _C.TRANSPORT,
+        503,
+        "The database is unreachable or does not answer",
+        Origin.SERVER,
+    ),
     # Ledger
     ErrorCode("ledger_corrupt", _C.LEDGER, 500, "The ledger failed verification", Origin.SERVER),
     ErrorCode("proof_invalid", _C.LEDGER, 422, "A receipt or proof does not verify"),

@@ -4,6 +4,9 @@ the gateway's life cycle (started with the app, stopped gracefully with it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import logging
 import signal
 from collections.abc import AsyncIterator
 from importlib.metadata import version
@@ -11,14 +14,17 @@ from importlib.metadata import version
 from aiohttp import web
 
 from gateway.api import admin, audit, exchange, health
-from gateway.api.context import LIMITER, RUNTIME, auth_middleware
+from gateway.api.context import LIMITER, RUNTIME, RuntimeSlot, auth_middleware
 from gateway.api.health import METRICS, Metrics, metrics_middleware
 from gateway.api.limits import RateLimiter
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import problems_middleware
 from gateway.config import Settings
+from gateway.errors import GatewayError
 from gateway.service.actions import Actor
 from gateway.service.runtime import Runtime, start_runtime
+
+log = logging.getLogger(__name__)
 
 # Request bodies may be as large as the envelope's size cap, and a little more.
 SLACK = 64 * 1024
@@ -34,6 +40,7 @@ def _application(settings: Settings) -> web.Application:
         client_max_size=settings.envelope.max_bytes + SLACK,
     )
     app[METRICS] = Metrics()
+    app[RUNTIME] = RuntimeSlot()
     app[LIMITER] = RateLimiter(settings.api.rate, settings.api.burst)
     app.router.add_routes(exchange.routes)
     app.router.add_routes(audit.routes)
@@ -44,7 +51,8 @@ def _application(settings: Settings) -> web.Application:
 
 
 def _attach(app: web.Application, runtime: Runtime) -> None:
-    app[RUNTIME] = runtime
+    app[RUNTIME].runtime = runtime
+    app[RUNTIME].waiting = None
     runtime.reloader.listeners.append(app[METRICS].observe_reload)
 
 
@@ -55,25 +63,66 @@ def build_app(runtime: Runtime) -> web.Application:
     return app
 
 
+# Errors that mean "not yet": the gateway keeps trying to start while they last.
+WAIT_FOR = frozenset({"bus_unavailable", "database_unavailable"})
+RETRY_SECONDS = (1, 2, 5, 10, 30)  # between attempts to start; the last repeats
+
+
+async def _keep_starting(app: web.Application, settings: Settings) -> None:
+    """Start the gateway, again and again while the database or the broker does not answer,
+    saying so each time; HTTP answers 503 with the reason meanwhile."""
+    slot = app[RUNTIME]
+    for attempt in itertools.count():
+        try:
+            _attach(app, await start_runtime(settings))
+            log.info("gateway started after %d attempts", attempt + 1)
+            return
+        except GatewayError as e:
+            if e.code not in WAIT_FOR:
+                log.error("the gateway cannot start: %s", e.message)
+                raise SystemExit(2) from e  # out of the event loop: the process stops
+            slot.waiting = e
+            delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+            log.warning("not ready: %s; trying again in %d s", e.message, delay)
+            await asyncio.sleep(delay)
+
+
 def create_app(settings: Settings) -> web.Application:
-    """An application that starts the gateway with itself and stops it on shutdown."""
+    """An application that starts the gateway with itself and stops it on shutdown. If the
+    database or the broker does not answer at start, it serves 503 with the reason and
+    keeps trying in the background; any other problem stops it."""
     app = _application(settings)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        runtime = await start_runtime(settings)
-        _attach(app, runtime)
+        slot = app[RUNTIME]
+        starter: asyncio.Task[None] | None = None
+        try:
+            _attach(app, await start_runtime(settings))
+        except GatewayError as e:
+            if e.code not in WAIT_FOR:
+                raise
+            slot.waiting = e
+            log.warning("not ready: %s; the gateway keeps trying in the background", e.message)
+            starter = asyncio.create_task(_keep_starting(app, settings), name="gateway-start")
         loop = asyncio.get_running_loop()
         reloads: set[asyncio.Task[object]] = set()
 
         def on_hangup() -> None:  # SIGHUP: read the directory and trust files again
-            task = loop.create_task(runtime.admin.reload(Actor.SYSTEM, "signal"))
+            if slot.runtime is None:
+                return
+            task = loop.create_task(slot.runtime.admin.reload(Actor.SYSTEM, "signal"))
             reloads.add(task)
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
         yield
         loop.remove_signal_handler(signal.SIGHUP)
-        await runtime.stop()
+        if starter is not None:
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError, GatewayError):
+                await starter
+        if slot.runtime is not None:
+            await slot.runtime.stop()
 
     app.cleanup_ctx.append(lifecycle)
     return app

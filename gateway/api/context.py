@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -13,7 +14,17 @@ from gateway.errors import GatewayError
 from gateway.service.runtime import Runtime
 from gateway.service.tokens import Principal, Role
 
-RUNTIME = web.AppKey("runtime", Runtime)
+
+@dataclass
+class RuntimeSlot:
+    """The running gateway once it has started; until then, why it has not yet (the database
+    or the broker does not answer: requests get that error, 503)."""
+
+    runtime: Runtime | None = None
+    waiting: GatewayError | None = None
+
+
+RUNTIME = web.AppKey("runtime", RuntimeSlot)
 LIMITER = web.AppKey("limiter", RateLimiter)
 PRINCIPAL = web.RequestKey("principal", Principal)
 OUTCOME = web.RequestKey("package_outcome", str)  # accepted | replayed, for the metrics
@@ -23,7 +34,11 @@ PUBLIC = frozenset({"/healthz", "/readyz", "/metrics", "/v1/openapi.json"})
 
 
 def runtime_of(request: web.Request) -> Runtime:
-    return request.app[RUNTIME]
+    slot = request.app[RUNTIME]
+    if slot.runtime is None:
+        waiting = slot.waiting or GatewayError("database_unavailable", "not started")
+        raise GatewayError(waiting.code, f"the gateway is starting: {waiting.message}")
+    return slot.runtime
 
 
 def principal_of(request: web.Request) -> Principal:

@@ -17,7 +17,7 @@ from prometheus_client import (
 )
 from sqlalchemy import text
 
-from gateway.api.context import OUTCOME, runtime_of
+from gateway.api.context import OUTCOME, RUNTIME, runtime_of
 from gateway.api.problems import Handler
 from gateway.service import store
 from gateway.service.reload import ReloadResult
@@ -102,7 +102,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    runtime = runtime_of(request)
+    slot = request.app[RUNTIME]
+    if slot.runtime is None:
+        waiting = slot.waiting.message if slot.waiting else "starting"
+        return web.json_response({"ready": False, "starting": waiting}, status=503)
+    runtime = slot.runtime
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(5):

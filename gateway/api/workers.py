@@ -44,12 +44,12 @@ async def _prepare(settings: Settings) -> None:
     the bus's queues (creating 800 quorum queues from several connections at the same time is
     asking for trouble; declaring existing ones again is not)."""
     from gateway.bus import open_bus
-    from gateway.db.engine import create_engine, database_url
+    from gateway.db.engine import open_engine
     from gateway.db.migrate import upgrade
     from gateway.directory import load_directory
     from gateway.service.runtime import directory_file
 
-    engine = create_engine(database_url(settings))
+    engine = open_engine(settings)
     try:
         await upgrade(engine)
     finally:

@@ -69,6 +69,8 @@ def open_bus(
             publish_timeout=bus.publish_timeout,
             prefetch=bus.prefetch,
             observer=observer,
+            connect_timeout=settings.connect_timeout,
+            operation_timeout=settings.operation_timeout,
         )
     return LocalBus(
         settings.home / "bus.db",

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
@@ -61,8 +62,17 @@ class AmqpBus:
         observer: Observer | None = None,
         clock: Callable[[], float] = time.time,
         reconnect_interval: float = 1.0,
+        connect_timeout: float = 5.0,
+        operation_timeout: float = 30.0,
     ) -> None:
+        """``connect_timeout``: seconds to connect (TCP and the AMQP handshake);
+        ``operation_timeout``: seconds for an operator's read (counters, dead letters). Past
+        either, ``bus_unavailable`` rather than a wait on a broker that does not answer."""
         self.url = url
+        parts = urlsplit(url)
+        self.where = f"RabbitMQ at {parts.hostname}:{parts.port or 5672}"  # no credentials
+        self.connect_timeout = connect_timeout
+        self.operation_timeout = operation_timeout
         self.claims = claims
         self.policy = policy
         self.topology = n.Topology(namespace)
@@ -89,16 +99,15 @@ class AmqpBus:
             return
         delays = self.policy.all_delays_ms()
         await self._declaring(lambda admin: admin.declare_shared(delays))
-        try:
+        async with self._answering("connect to"):
             self._conn = await aio_pika.connect_robust(
                 self.url,
                 reconnect_interval=self.reconnect_interval,
                 client_properties={"connection_name": f"gateway-bus-{uuid.uuid4().hex[:8]}"},
+                timeout=self.connect_timeout,
             )
-        except (aiormq.exceptions.AMQPError, OSError) as e:
-            raise GatewayError("bus_unavailable", f"cannot connect to RabbitMQ: {e}") from e
-        channel = self._conn.channel(publisher_confirms=True, on_return_raises=True)
-        await channel.initialize()
+            channel = self._conn.channel(publisher_confirms=True, on_return_raises=True)
+            await channel.initialize(timeout=self.connect_timeout)
         self._channel = channel
         self._deliver = await channel.get_exchange(self.topology.deliver_exchange, ensure=False)
         self._delay = await channel.get_exchange(self.topology.delay_exchange, ensure=False)
@@ -120,16 +129,41 @@ class AmqpBus:
         await self.close()
 
     @contextlib.asynccontextmanager
-    async def _admin(self) -> AsyncIterator[amqp_admin.Admin]:
-        """A plain (not robust) connection for operator work: its failures stay its own."""
+    async def _answering(self, what: str, seconds: float | None = None) -> AsyncIterator[None]:
+        """Broker errors, and no answer within ``seconds`` (the connect timeout by default),
+        become ``bus_unavailable`` naming the broker."""
+        limit = self.connect_timeout if seconds is None else seconds
         try:
-            conn = await aio_pika.connect(self.url)
-        except (aiormq.exceptions.AMQPError, OSError) as e:
-            raise GatewayError("bus_unavailable", f"cannot connect to RabbitMQ: {e}") from e
+            async with asyncio.timeout(limit):
+                yield
+        except TimeoutError as e:
+            raise GatewayError(
+                "bus_unavailable", f"{self.where} did not answer within {limit:g} s ({what})"
+            ) from e
+        except (aiormq.exceptions.AMQPConnectionError, OSError) as e:
+            raise GatewayError("bus_unavailable", f"cannot {what} {self.where}: {e}") from e
+        except aiormq.exceptions.AMQPError as e:
+            if what.startswith("read"):
+                raise  # the broker answered: not a reachability problem
+            raise GatewayError("bus_unavailable", f"cannot {what} {self.where}: {e}") from e
+
+    @contextlib.asynccontextmanager
+    async def _admin(self, *, timed: bool = False) -> AsyncIterator[amqp_admin.Admin]:
+        """A plain (not robust) connection for operator work: its failures stay its own.
+        ``timed``: the work must be done within the operation timeout (reads; declaring
+        800 queues on a fresh broker takes longer and has its own deadline)."""
+        async with self._answering("connect to"):
+            conn = await aio_pika.connect(self.url, timeout=self.connect_timeout)
         try:
-            yield amqp_admin.Admin(conn, self.topology)
+            if timed:
+                async with self._answering("read from", self.operation_timeout):
+                    yield amqp_admin.Admin(conn, self.topology)
+            else:
+                yield amqp_admin.Admin(conn, self.topology)
         finally:
-            await conn.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.connect_timeout):
+                    await conn.close()
 
     def _connected(self) -> AbstractRobustConnection:
         if self._conn is None:
@@ -320,7 +354,7 @@ class AmqpBus:
 
     async def counters(self, units: Iterable[str] | None = None) -> dict[str, UnitCounters]:
         wanted = sorted(self._declared if units is None else set(units))
-        async with self._admin() as admin:
+        async with self._admin(timed=True) as admin:
             depths = await admin.depths(wanted)
             retrying = await admin.count_by_recipient(
                 [
@@ -343,7 +377,7 @@ class AmqpBus:
         }
 
     async def dead_letters(self, unit: str) -> list[DeadLetter]:
-        async with self._admin() as admin:
+        async with self._admin(timed=True) as admin:
             return await admin.dead_letters(unit)
 
     async def redrive(self, unit: str, ids: Collection[str] | None = None) -> int:

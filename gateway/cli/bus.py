@@ -173,7 +173,7 @@ def dead(code: str, as_json: bool) -> None:
 
 def _refuse_behind_a_gateway(instead: str) -> None:
     """Exit 2 while a gateway runs on the configured database (seen within 30 s)."""
-    from gateway.db.engine import create_engine, database_exists, database_url
+    from gateway.db.engine import database_exists, open_engine
     from gateway.service.presence import running_gateways
 
     config = settings()
@@ -181,7 +181,7 @@ def _refuse_behind_a_gateway(instead: str) -> None:
         return
 
     async def look() -> list[Any]:
-        engine = create_engine(database_url(config))
+        engine = open_engine(config)
         try:
             return await running_gateways(engine)
         except Exception:  # no such table yet: no gateway of this version ran

@@ -49,7 +49,7 @@ def settings() -> Settings:
 def record_action(event: Event) -> None:
     """Ledger an operator action taken from the command line, in the configured gateway's
     database; where there is none (keys managed on another machine), say that it is not."""
-    from gateway.db.engine import database_exists
+    from gateway.db.engine import UNAVAILABLE, database_exists, unavailable
     from gateway.ledger import open_ledger
 
     config = settings()
@@ -71,7 +71,9 @@ def record_action(event: Event) -> None:
     try:
         asyncio.run(append())
     except Exception as e:
-        fail_environment(f"done, but the ledger could not record it: {type(e).__name__}: {e}")
+        if isinstance(e, UNAVAILABLE):
+            e = unavailable(config, e)
+        fail_environment(f"done, but the ledger could not record it: {e}")
 
 
 def read_input(path: str) -> bytes:

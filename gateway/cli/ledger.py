@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
 from gateway.config import Settings, setting_sources
-from gateway.db.engine import create_engine, database_url
+from gateway.db.engine import UNAVAILABLE, database_url, open_engine, unavailable
 from gateway.db.migrate import (
     check_schema,
     current_revision,
@@ -65,10 +65,10 @@ def _run(coro: Awaitable[T]) -> T:
         return asyncio.run(coro)  # type: ignore[arg-type]
     except ConfigError as e:
         fail_environment(e.message)
+    except UNAVAILABLE as e:
+        fail_environment(unavailable(settings(), e).message)
     except SQLAlchemyError as e:
         fail_environment(f"database error: {e.__class__.__name__}: {str(e).splitlines()[0]}")
-    except OSError as e:
-        fail_environment(f"cannot reach the database: {e}")
 
 
 def _check_database_exists(cfg: Settings) -> None:
@@ -92,7 +92,7 @@ async def _ledger(cfg: Settings, keys: Path | None, *, signing: bool) -> AsyncIt
             raise
         public = _public_key_or_none(folder)
         chain = load_certificate_chain(folder) if public else None
-    engine = create_engine(database_url(cfg))
+    engine = open_engine(cfg)
     try:
         current = await current_revision(engine)
         if current != head_revision():
@@ -175,7 +175,7 @@ def db_upgrade(revision: str) -> None:
     cfg = settings()
 
     async def run() -> str | None:
-        engine = create_engine(database_url(cfg))
+        engine = open_engine(cfg)
         try:
             await upgrade(engine, revision)
             return await current_revision(engine)
@@ -194,7 +194,7 @@ def db_check(as_json: bool) -> None:
     _check_database_exists(cfg)
 
     async def run() -> Any:
-        engine = create_engine(database_url(cfg))
+        engine = open_engine(cfg)
         try:
             return await check_schema(engine)
         finally:

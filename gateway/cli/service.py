@@ -15,7 +15,7 @@ import click
 from aiohttp import web
 
 from gateway.cli.common import EXIT_OK, EXIT_USAGE, fail_environment, record_action, settings
-from gateway.db.engine import create_engine, database_exists, database_url
+from gateway.db.engine import UNAVAILABLE, database_exists, open_engine, unavailable
 from gateway.db.migrate import upgrade
 from gateway.errors import ConfigError, GatewayError
 from gateway.service.actions import Actor, operator_event
@@ -107,7 +107,7 @@ def _run(work: Callable[..., Awaitable[T]]) -> T:
         )
 
     async def main() -> T:
-        engine = create_engine(database_url(config))
+        engine = open_engine(config)
         try:
             await upgrade(engine)
             return await work(engine)
@@ -118,6 +118,8 @@ def _run(work: Callable[..., Awaitable[T]]) -> T:
         return asyncio.run(main())
     except (ConfigError, GatewayError) as e:
         fail_environment(e.message)
+    except UNAVAILABLE as e:
+        fail_environment(unavailable(config, e).message)
 
 
 @click.group()

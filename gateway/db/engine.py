@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from gateway.config import Settings
+from gateway.errors import GatewayError
 
 # The owners' modules that declare tables on Base; Alembic's env and `gateway db check` import
 # them all.
@@ -82,6 +84,10 @@ def database_url(settings: Settings) -> str:
     return f"sqlite+aiosqlite:///{settings.home / 'ledger.db'}"
 
 
+CONNECT_TIMEOUT = 5.0  # seconds to reach the database server
+OPERATION_TIMEOUT = 30.0  # seconds for one statement, or to wait for a pooled connection
+
+
 def database_exists(settings: Settings) -> bool:
     """A database is configured (GATEWAY_DATABASE_URL), or the embedded one has been made."""
     return settings.database_url is not None or (settings.home / "ledger.db").exists()
@@ -97,6 +103,8 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     ``search_path`` query parameter (``...?search_path=gateway``) selects the schema.
     """
     url = make_url(url)
+    connect_timeout = kwargs.pop("connect_timeout", CONNECT_TIMEOUT)
+    operation_timeout = kwargs.pop("operation_timeout", OPERATION_TIMEOUT)
     # Enough pooled connections for every request in flight: a checkout beyond the pool opens
     # a new connection (a server process on PostgreSQL) and closes it after one use.
     sqlite = url.get_backend_name() == "sqlite"
@@ -106,14 +114,52 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("max_overflow", POOL_SIZE)
     if sqlite:
         return _sqlite_engine(url, **kwargs)
+    # A server that does not answer fails within these instead of hanging (asyncpg: the
+    # connection, then each statement; the pool: waiting for a free connection).
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("timeout", connect_timeout)
+    connect_args.setdefault("command_timeout", operation_timeout)
+    kwargs.setdefault("pool_timeout", operation_timeout)
     if "search_path" in url.query:
-        connect_args = dict(kwargs.pop("connect_args", {}))
         settings = dict(connect_args.get("server_settings", {}))
         settings["search_path"] = str(url.query["search_path"])
         connect_args["server_settings"] = settings
-        kwargs["connect_args"] = connect_args
         url = url.difference_update_query(["search_path"])
+    kwargs["connect_args"] = connect_args
     return create_async_engine(url, **kwargs)
+
+
+# What a database that is down, unreachable or not answering raises (TimeoutError is an
+# OSError): the callers turn these into ``database_unavailable``.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+)
+
+
+def unavailable(settings: Settings, error: BaseException) -> GatewayError:
+    """``database_unavailable`` naming the database (never its password) and the cause."""
+    url = make_url(database_url(settings))
+    sqlite = url.get_backend_name() == "sqlite"
+    where = url.database if sqlite else f"{url.host}:{url.port or 5432}"
+    cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if isinstance(error, TimeoutError):
+        cause = (
+            f"no answer within {settings.connect_timeout} s (GATEWAY_CONNECT_TIMEOUT) or "
+            f"{settings.operation_timeout} s (GATEWAY_OPERATION_TIMEOUT)"
+        )
+    return GatewayError("database_unavailable", f"the database {where} is unavailable: {cause}")
+
+
+def open_engine(settings: Settings) -> AsyncEngine:
+    """The configured database's engine, with the configured timeouts."""
+    return create_engine(
+        database_url(settings),
+        connect_timeout=settings.connect_timeout,
+        operation_timeout=settings.operation_timeout,
+    )
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.config import Settings
-from gateway.db.engine import create_engine, database_url, reader, write_transaction
+from gateway.db.engine import open_engine, reader, write_transaction
 from gateway.errors import GatewayError
 from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
 from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
@@ -620,7 +620,7 @@ def open_ledger(
     signer = NoteSigner(s.origin, key) if key is not None else None
     verifier = NoteVerifier(s.origin, public_key) if public_key is not None else None
     return SqlLedger(
-        engine if engine is not None else create_engine(database_url(settings)),
+        engine if engine is not None else open_engine(settings),
         origin=s.origin,
         signer=signer,
         verifier=verifier,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from gateway.bus import Bus, RetryPolicy, open_bus
 from gateway.config import Settings
+from gateway.db.engine import UNAVAILABLE, unavailable
 from gateway.db.migrate import upgrade
 from gateway.directory import SAMPLE_PATH, load_directory
 from gateway.errors import ConfigError
@@ -148,20 +149,26 @@ async def start_runtime(
     directory, trust, digests = files.load()
     key = load_gateway_key(keys)
     ledger = open_ledger(settings, key=key.private_key, certificate_chain=key.certificate_chain)
-    try:
-        await upgrade(ledger.engine)
-        await bind_identity(ledger.engine, ledger.origin, ledger.signer)
-    except BaseException:
-        await ledger.engine.dispose()
-        raise
     policy = policy or RetryPolicy.from_settings(settings.bus)
     native_amqp = settings.amqp_url is not None
     # Copies that wait in a pull inbox: pull units', and on the embedded bus amqp units' too.
     inbox_modes = frozenset({"pull"} if native_amqp else {"pull", "amqp"})
     writer = Writer(ledger)
     bus = open_bus(settings, observer=TransitionRecorder(writer, inbox_modes), policy=policy)
-    await bus.start()
-    await bus.declare(unit.code for unit in directory)
+    presence = Presence(ledger.engine)
+    try:  # what needs the database and the broker to answer
+        await upgrade(ledger.engine)
+        await bind_identity(ledger.engine, ledger.origin, ledger.signer)
+        await bus.start()
+        await bus.declare(unit.code for unit in directory)
+        await presence.start()
+    except BaseException as e:
+        with contextlib.suppress(Exception):
+            await bus.close(1.0)
+        await ledger.engine.dispose()
+        if isinstance(e, UNAVAILABLE):
+            raise unavailable(settings, e) from e
+        raise
     gateway = Gateway(
         settings=settings,
         directory=directory,
@@ -175,8 +182,6 @@ async def start_runtime(
     deliverer = Deliverer(gateway, native_amqp=native_amqp)
     reloader = Reloader(files, gateway, deliverer, digests)
     tokens = TokenChecker(ledger.engine, settings.api.token_cache)
-    presence = Presence(ledger.engine)
-    await presence.start()
     admin = Admin(gateway, reloader, tokens)
     runtime = Runtime(settings, gateway, ledger, bus, tokens, deliverer, reloader, admin, presence)
     await deliverer.start()
