@@ -415,6 +415,13 @@ class GatewayClient:
         _, answer = await self._json("POST", "/v1/admin/redrive", body=body)
         return int(answer["redriven"])
 
+    async def backlog(self, unit: str | None = None) -> dict[str, Any]:
+        """GET /v1/admin/backlog (operators, auditors): what waits, per unit, and totals."""
+        _, answer = await self._json(
+            "GET", "/v1/admin/backlog", params={"unit": unit} if unit else None
+        )
+        return dict(answer)
+
     async def reload(self) -> dict[str, Any]:
         """POST /v1/admin/reload (operators): read the directory and trust files again."""
         _, answer = await self._json("POST", "/v1/admin/reload")

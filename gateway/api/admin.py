@@ -15,6 +15,7 @@ from gateway.errors import GatewayError
 from gateway.service.actions import Actor
 from gateway.service.admin import UnitChanged
 from gateway.service.tokens import Role
+from gateway.service.views import backlog_view
 
 routes = web.RouteTableDef()
 
@@ -123,6 +124,19 @@ async def suspend_unit(request: web.Request) -> web.Response:
 @routes.post("/v1/admin/units/{code}/resume")
 async def resume_unit(request: web.Request) -> web.Response:
     return await _set_status(request, "unit_resume", "active")
+
+
+@routes.get("/v1/admin/backlog")
+async def backlog(request: web.Request) -> web.Response:
+    """Per unit: copies waiting, the oldest one's age, retrying, expired, dead; push units'
+    last delivery and failure; totals. ``?unit=CODE`` for one unit (operators, auditors)."""
+    require_role(request, Role.OPERATOR, Role.AUDITOR)
+    runtime = runtime_of(request)
+    unit = request.query.get("unit") or None
+    if unit is not None and unit not in runtime.gateway.directory:
+        raise GatewayError("not_found", f"no unit {unit}")
+    view = await backlog_view(runtime.ledger.engine, runtime.gateway.directory, unit)
+    return _json(view)
 
 
 @routes.post("/v1/admin/redrive")

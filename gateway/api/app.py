@@ -54,6 +54,7 @@ def _attach(app: web.Application, runtime: Runtime) -> None:
     app[RUNTIME].runtime = runtime
     app[RUNTIME].waiting = None
     runtime.reloader.listeners.append(app[METRICS].observe_reload)
+    runtime.deliverer.on_push_failure.append(app[METRICS].observe_push_failure)
 
 
 def build_app(runtime: Runtime) -> web.Application:

@@ -168,6 +168,12 @@ PATHS: dict[str, dict[str, Any]] = {
             ),
         )
     },
+    "/v1/admin/backlog": {
+        "get": _op(
+            "What waits to be delivered, per unit, and the totals (operators, auditors)",
+            params=[_q("unit", "one unit only")],
+        )
+    },
     "/v1/admin/reload": {
         "post": _op(
             "Read the directory, trust bundle and CRL again (operators); 422 reload_refused "

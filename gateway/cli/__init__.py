@@ -20,7 +20,7 @@ def main() -> None:
 
 def _register() -> None:
     # One line per domain; each module owns its subcommands.
-    from gateway.cli.admin import admin
+    from gateway.cli.admin import admin, backlog
     from gateway.cli.bench import bench
     from gateway.cli.bus import bus
     from gateway.cli.client import inbox, receipts, send, status
@@ -49,6 +49,7 @@ def _register() -> None:
     main.add_command(demo)
     main.add_command(bench)
     main.add_command(admin)
+    main.add_command(backlog)
     main.add_command(config)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiohttp
 
@@ -30,6 +30,7 @@ class Deliverer:
         self.native_amqp = native_amqp
         self.session: aiohttp.ClientSession | None = None
         self.subscriptions: dict[str, Subscription] = {}  # unit code -> its consumer
+        self.on_push_failure: list[Callable[[str], None]] = []  # told the unit's code
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(timeout=PUSH_TIMEOUT)
@@ -78,6 +79,14 @@ class Deliverer:
             raise RetryableDeliveryError(f"could not store the copy in the inbox: {e}") from e
 
     async def push(self, message: Message) -> None:
+        try:
+            await self._push(message)
+        except (RetryableDeliveryError, GatewayError):
+            for listener in self.on_push_failure:
+                listener(message.recipient)
+            raise
+
+    async def _push(self, message: Message) -> None:
         unit = self.gateway.directory.get(message.recipient)
         if unit is None or not unit.endpoint:
             raise GatewayError("delivery_failed", f"{message.recipient} has no push endpoint")

@@ -74,6 +74,8 @@ class DeliveryRow(Base):
         Index(None, "package_id"),
         Index(None, "document_key", "recipient"),
         Index(None, "published"),
+        # The backlog: copies not yet delivered, by state and unit, oldest first.
+        Index(None, "transport", "recipient", "transport_at"),
     )
 
 

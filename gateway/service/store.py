@@ -157,9 +157,77 @@ async def unpublished(conn: AsyncConnection, before: datetime) -> list[Unpublish
     return [Unpublished(*r) for r in await conn.execute(query)]
 
 
-async def count_by_transport(conn: AsyncConnection) -> dict[str, int]:
-    query = select(_d.transport, func.count()).group_by(_d.transport)
-    return {state: count for state, count in await conn.execute(query)}
+@dataclass
+class UnitBacklog:
+    """A unit's copies not yet delivered: waiting (accepted, queued or retrying), and among
+    them retrying; expired and dead ones, which wait for an operator."""
+
+    unit: str
+    waiting: int = 0
+    oldest_waiting_at: datetime | None = None
+    retrying: int = 0
+    expired: int = 0
+    dead: int = 0
+
+
+WAITING = (Transport.ACCEPTED, Transport.QUEUED, Transport.RETRYING)
+STOPPED = (Transport.EXPIRED, Transport.DEAD)
+
+
+async def backlogs(conn: AsyncConnection, unit: str | None = None) -> dict[str, UnitBacklog]:
+    """Every unit with a copy not delivered (or only ``unit``). Reads only such copies, by
+    the (transport, recipient, transport_at) index: cheap while the backlog is small, however
+    many copies were delivered."""
+    states = [s.value for s in (*WAITING, *STOPPED)]
+    query = select(_d.transport, _d.recipient, func.count(), func.min(_d.transport_at)).where(
+        _d.transport.in_(states)
+    )
+    if unit is not None:
+        query = query.where(_d.recipient == unit)
+    found: dict[str, UnitBacklog] = {}
+    for state, code, count, oldest in await conn.execute(
+        query.group_by(_d.transport, _d.recipient)
+    ):
+        b = found.setdefault(code, UnitBacklog(code))
+        transport = Transport(state)
+        if transport in WAITING:
+            b.waiting += count
+            if b.oldest_waiting_at is None or oldest < b.oldest_waiting_at:
+                b.oldest_waiting_at = oldest
+            if transport is Transport.RETRYING:
+                b.retrying += count
+        elif transport is Transport.EXPIRED:
+            b.expired += count
+        else:
+            b.dead += count
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class LastDelivery:
+    """A push unit's last delivered copy, and the last failure among its undelivered ones."""
+
+    delivered_at: datetime | None
+    failed_at: datetime | None
+    failure: str | None
+
+
+async def last_delivery(conn: AsyncConnection, unit: str) -> LastDelivery:
+    latest = select(_d.transport_at).where(
+        _d.transport == Transport.DELIVERED.value, _d.recipient == unit
+    )
+    delivered = await conn.scalar(latest.order_by(_d.transport_at.desc()).limit(1))
+    failing = (
+        select(_d.transport_at, _d.reason)
+        .where(
+            _d.transport.in_([Transport.RETRYING.value, *(s.value for s in STOPPED)]),
+            _d.recipient == unit,
+        )
+        .order_by(_d.transport_at.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(failing)).first()
+    return LastDelivery(delivered, row[0] if row else None, row[1] if row else None)
 
 
 # -- packages -----------------------------------------------------------------------------------

@@ -1,12 +1,16 @@
 """What operators, auditors and the parties to a document read: a document's journey, from
-the working tables (current state) and the ledger (the timeline, with sequence numbers)."""
+the working tables (current state) and the ledger (the timeline, with sequence numbers); and
+the backlog of every unit."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.db.engine import reader
+from gateway.directory import Delivery, Directory
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query, SqlLedger
 from gateway.service import store
@@ -94,3 +98,60 @@ def _recall(state: RecipientState | None) -> str | None:
     if state.recall_answer:
         return state.recall_answer
     return "13" if state.recall_pending else None
+
+
+async def backlog_view(
+    engine: AsyncEngine, directory: Directory, unit: str | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    """What waits, per unit (the pull inbox and the bus together: every copy not delivered),
+    with the oldest waiting copy's age, and for push units their last delivery and last
+    failure; units with nothing waiting and nothing failing are left out unless asked for."""
+    now = now or datetime.now(UTC)
+    async with reader(engine).connect() as conn:
+        found = await store.backlogs(conn, unit)
+        push = [
+            u.code
+            for u in directory
+            if u.delivery is Delivery.PUSH and (unit is None or u.code == unit)
+        ]
+        last = {code: await store.last_delivery(conn, code) for code in push}
+    codes = set(found) | {c for c, d in last.items() if d.failed_at is not None}
+    if unit is not None:
+        codes.add(unit)
+    rows = []
+    for code in codes:
+        b = found.get(code) or store.UnitBacklog(code)
+        known = directory.get(code)
+        oldest = b.oldest_waiting_at
+        row: dict[str, Any] = {
+            "unit": code,
+            "name": known.name if known else None,
+            "delivery": known.delivery.value if known else None,
+            "waiting": b.waiting,
+            "oldest_waiting_at": oldest.isoformat() if oldest else None,
+            "oldest_waiting_seconds": round((now - oldest).total_seconds()) if oldest else None,
+            "retrying": b.retrying,
+            "expired": b.expired,
+            "dead": b.dead,
+        }
+        if code in last:
+            d = last[code]
+            row["last_delivered_at"] = d.delivered_at.isoformat() if d.delivered_at else None
+            row["last_failure"] = (
+                {"at": d.failed_at.isoformat(), "reason": d.failure} if d.failed_at else None
+            )
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["waiting"], -(r["oldest_waiting_seconds"] or 0), r["unit"]))
+    ages = [r["oldest_waiting_seconds"] for r in rows if r["oldest_waiting_seconds"] is not None]
+    return {
+        "units": rows,
+        "totals": {
+            "units": sum(1 for r in rows if r["waiting"] or r["expired"] or r["dead"]),
+            "waiting": sum(r["waiting"] for r in rows),
+            "oldest_waiting_seconds": max(ages, default=None),
+            "retrying": sum(r["retrying"] for r in rows),
+            "expired": sum(r["expired"] for r in rows),
+            "dead": sum(r["dead"] for r in rows),
+        },
+        "at": now.isoformat(),
+    }

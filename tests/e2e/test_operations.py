@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from click.testing import CliRunner, Result
-from gatewaystack import OUTSIDER, PULL, SENDER, Stack
+from gatewaystack import OUTSIDER, PULL, PUSH, SENDER, Stack
 from test_exchange import client, eventually, letter
 
 from gateway.cli import main
@@ -290,3 +290,51 @@ async def test_a_letter_to_a_unit_added_by_another_worker_waits_for_no_restart(
     (event,) = await operator_events(stack, "unit_add")
     assert event["details"]["actor"].startswith("cli:")
     assert event["details"]["fields"]["name"] == "Sở Du lịch"
+
+
+async def test_the_backlog_of_a_pull_and_a_push_unit_in_the_api_the_metrics_and_the_cli(
+    stack: Stack,
+) -> None:
+    stack.webhook.status = 503  # the push unit's system is down
+    async with client(stack, SENDER) as gw:
+        for n in (50, 51):
+            await gw.submit(letter(stack, PULL, PUSH, number=str(n)))
+
+    async def push_failing() -> dict[str, Any] | None:
+        async with client(stack, "operator") as gw:
+            view = await gw.backlog()
+        rows = {r["unit"]: r for r in view["units"]}
+        if PUSH in rows and rows[PUSH]["last_failure"] and rows[PUSH]["retrying"] == 2:
+            return view
+        return None
+
+    view = await eventually(push_failing)
+    rows = {r["unit"]: r for r in view["units"]}
+    assert (rows[PULL]["waiting"], rows[PULL]["retrying"], rows[PULL]["dead"]) == (2, 0, 0)
+    assert rows[PULL]["oldest_waiting_seconds"] >= 0 and rows[PULL]["delivery"] == "pull"
+    assert rows[PUSH]["waiting"] == 2 and "answered 503" in rows[PUSH]["last_failure"]["reason"]
+    assert view["totals"]["waiting"] == 4 and view["totals"]["units"] == 2
+
+    async with aiohttp.ClientSession() as session, session.get(stack.url + "/metrics") as r:
+        metrics = await r.text()
+    assert f'gateway_unit_copies{{state="waiting",unit="{PULL}"}} 2.0' in metrics
+    assert f'gateway_unit_oldest_waiting_seconds{{unit="{PULL}"}}' in metrics
+    assert f'gateway_push_failures_total{{unit="{PUSH}"}}' in metrics
+    assert "gateway_ledger_entries " in metrics and "process_resident_memory_bytes" in metrics
+
+    async with client(stack, PULL) as gw:
+        first = (await gw.inbox())["items"][0]
+        await gw.ack(first["delivery_id"])
+    async with client(stack, "auditor") as gw:
+        one = await gw.backlog(PULL)
+    assert [(r["unit"], r["waiting"]) for r in one["units"]] == [(PULL, 1)]
+
+    shown = await asyncio.to_thread(
+        cli, stack, "backlog", "--url", stack.url, "--token", stack.tokens["operator"]
+    )
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert lines[0].split()[:6] == ["UNIT", "WAITING", "OLDEST", "RETRYING", "EXPIRED", "DEAD"]
+    push_line = next(line for line in lines if line.startswith(PUSH))
+    assert push_line.split()[1:2] == ["2"] and "failing:" in push_line
+    assert lines[-1].startswith("total (2 units)")
