@@ -77,6 +77,20 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    format: str = "text"  # text | json (one JSON object per line)
+    level: str = "info"  # debug | info | warning | error
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"GATEWAY_LOG_FORMAT must be text or json, got {self.format!r}")
+        if self.level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"GATEWAY_LOG_LEVEL must be debug, info, warning or error, got {self.level!r}"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path = Path("var")
     amqp_url: Secret | None = None
@@ -93,6 +107,7 @@ class Settings:
     bus: BusSettings = field(default_factory=BusSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    log: LogSettings = field(default_factory=LogSettings)
 
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:

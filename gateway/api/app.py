@@ -18,7 +18,7 @@ from gateway.api.context import LIMITER, RUNTIME, RuntimeSlot, auth_middleware
 from gateway.api.health import METRICS, Metrics, metrics_middleware
 from gateway.api.limits import RateLimiter
 from gateway.api.openapi import openapi_document
-from gateway.api.problems import problems_middleware
+from gateway.api.problems import problems_middleware, request_id_middleware
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.service.actions import Actor
@@ -36,7 +36,12 @@ async def _openapi(request: web.Request) -> web.Response:
 
 def _application(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, problems_middleware, auth_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            problems_middleware,
+            auth_middleware,
+        ],
         client_max_size=settings.envelope.max_bytes + SLACK,
     )
     app[METRICS] = Metrics()

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from gateway.errors import CODES, GatewayError
+from gateway.logs import request_id
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ def problem_response(
     problem: dict[str, Any], headers: dict[str, str] | None = None
 ) -> web.Response:
     headers = {**(headers or {}), "X-Gateway-Error": str(problem["code"])}
+    rid = request_id.get()
+    if rid:  # the id to quote to an operator, who finds it on every log line of the request
+        problem = {**problem, "request_id": rid}
     return web.Response(
         status=int(problem["status"]),
         body=json.dumps(problem, ensure_ascii=False).encode("utf-8"),
@@ -49,6 +55,28 @@ def problem(code: str, detail: str, **extra: Any) -> web.Response:
     body = error.to_problem()
     body.update(extra)
     return problem_response(body)
+
+
+_GIVEN_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request gets an id (the caller's ``X-Request-Id`` when it is sane): on each log
+    line while it is handled, in its problem answers and in the ``X-Request-Id`` header."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _GIVEN_ID.fullmatch(given) else secrets.token_hex(8)
+    token = request_id.set(rid)
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        e.headers["X-Request-Id"] = rid
+        raise
+    finally:
+        request_id.reset(token)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    return response
 
 
 @web.middleware

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from gateway.config import Settings
+from gateway.logs import ACCESS_LOG_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def run_workers(
                     sock=sock,
                     ssl_context=ssl_context,
                     shutdown_timeout=grace,
+                    access_log_format=ACCESS_LOG_FORMAT,
                     print=None,
                 )
             except BaseException:

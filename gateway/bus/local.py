@@ -76,6 +76,7 @@ class LocalBus:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
+        self.where = f"the local bus {path}"
         self.claims = claims
         self.policy = policy
         self.claim_check_bytes = claim_check_bytes

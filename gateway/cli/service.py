@@ -18,6 +18,7 @@ from gateway.cli.common import EXIT_OK, EXIT_USAGE, fail_environment, record_act
 from gateway.db.engine import UNAVAILABLE, database_exists, open_engine, unavailable
 from gateway.db.migrate import upgrade
 from gateway.errors import ConfigError, GatewayError
+from gateway.logs import ACCESS_LOG_FORMAT, configure_logging
 from gateway.service.actions import Actor, operator_event
 from gateway.service.tokens import Role, issue_token, list_tokens, revoke_tokens
 
@@ -59,10 +60,8 @@ def serve(host: str, port: int, grace: float, workers: int | None) -> None:
     from gateway.service.runtime import keys_folder
     from gateway.trust import KeysLayout
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     config = settings()
+    configure_logging(config.log)
     if workers is None:
         workers = (os.cpu_count() or 1) if config.database_url is not None else 1
     try:
@@ -89,6 +88,7 @@ def serve(host: str, port: int, grace: float, workers: int | None) -> None:
             port=port,
             ssl_context=ssl_context,
             shutdown_timeout=grace,
+            access_log_format=ACCESS_LOG_FORMAT,
             print=lambda text: click.echo(text),
         )
     except (ConfigError, GatewayError) as e:

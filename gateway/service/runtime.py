@@ -101,6 +101,7 @@ class Runtime:
 
     async def stop(self, grace: float = 10.0) -> None:
         """Consumers finish their current message, background loops stop, all is closed."""
+        log.info("stopping: consumers finish their current message (up to %g s)", grace)
         await self.deliverer.stop(grace)
         try:
             async with asyncio.timeout(grace):
@@ -118,6 +119,7 @@ class Runtime:
         except Exception:  # the database is gone: the entry ages out
             log.warning("could not remove this process from the running gateways", exc_info=True)
         await self.ledger.engine.dispose()
+        log.info("stopped: nothing accepted is lost")
 
 
 async def _every(seconds: float, work: Callable[[], object], name: str) -> None:
@@ -158,9 +160,14 @@ async def start_runtime(
     presence = Presence(ledger.engine)
     try:  # what needs the database and the broker to answer
         await upgrade(ledger.engine)
-        await bind_identity(ledger.engine, ledger.origin, ledger.signer)
+        identity = await bind_identity(ledger.engine, ledger.origin, ledger.signer)
+        say(
+            f"database: {ledger.engine.dialect.name}, schema up to date; ledger "
+            f"{identity.origin}, {await ledger.size()} entries"
+        )
         await bus.start()
         await bus.declare(unit.code for unit in directory)
+        say(f"bus: {bus.where}, {len(directory)} unit queues declared")
         await presence.start()
     except BaseException as e:
         with contextlib.suppress(Exception):

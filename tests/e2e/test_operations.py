@@ -338,3 +338,20 @@ async def test_the_backlog_of_a_pull_and_a_push_unit_in_the_api_the_metrics_and_
     push_line = next(line for line in lines if line.startswith(PUSH))
     assert push_line.split()[1:2] == ["2"] and "failing:" in push_line
     assert lines[-1].startswith("total (2 units)")
+
+
+async def test_a_problem_answer_names_the_request_for_the_logs(stack: Stack) -> None:
+    headers = {"Authorization": "Bearer gw_nope_nope", "X-Request-Id": "ticket-1234"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(stack.url + "/v1/inbox", headers=headers) as response,
+    ):
+        problem = await response.json(content_type=None)
+        assert response.headers["X-Request-Id"] == "ticket-1234"
+    assert problem["request_id"] == "ticket-1234" and problem["code"] == "unauthenticated"
+    headers["X-Request-Id"] = "not a sane id; " * 10  # replaced by one of the gateway's own
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(stack.url + "/healthz", headers=headers) as response,
+    ):
+        assert len(response.headers["X-Request-Id"]) == 16

@@ -93,12 +93,16 @@ def production_section() -> str:
 
 
 SAMPLE_VALUES = {int: "7", str: "x", tuple[int, ...]: "3,4"}
+# Settings that take one of a few words.
+SAMPLE_WORDS = {"GATEWAY_LOG_FORMAT": "json", "GATEWAY_LOG_LEVEL": "debug"}
 
 
 @pytest.mark.parametrize("variable", sorted(setting_variables()))
 def test_each_derived_variable_is_read_by_load_settings(variable: str) -> None:
     kind = setting_variables()[variable]
-    value = SAMPLE_VALUES.get(kind, "/srv/x" if "Path" in str(kind) else "amqp://u@h/")
+    value = SAMPLE_WORDS.get(variable) or SAMPLE_VALUES.get(
+        kind, "/srv/x" if "Path" in str(kind) else "amqp://u@h/"
+    )
     default, changed = load_settings({}), load_settings({variable: value})
     assert changed != default, f"{variable}={value} changed no setting"
     if kind == Secret | None:
