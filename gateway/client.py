@@ -7,6 +7,7 @@ The builders are pure (a model in, a model out); ``sign_as_unit`` signs with a k
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import mimetypes
@@ -414,6 +415,21 @@ class GatewayClient:
         body.update({"ids": ids} if ids else {"all": True})
         _, answer = await self._json("POST", "/v1/admin/redrive", body=body)
         return int(answer["redriven"])
+
+    async def checkpoint(self, *, fresh: bool = False) -> str:
+        """The latest signed checkpoint (GET), or one of the ledger as it is now (POST,
+        auditors and operators, rate-limited)."""
+        _, body, _ = await self._request(
+            "POST" if fresh else "GET", "/v1/ledger/checkpoint", headers={"Accept": "text/plain"}
+        )
+        return body.decode("utf-8")
+
+    async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """GET /v1/ledger/consistency: the proof that the log of ``new_size`` extends the one
+        of ``old_size`` (check it with gateway.ledger.merkle.verify_consistency)."""
+        params = {"from": str(old_size), "to": str(new_size)}
+        _, answer = await self._json("GET", "/v1/ledger/consistency", params=params)
+        return [base64.b64decode(h) for h in answer["proof"]]
 
     async def backlog(self, unit: str | None = None) -> dict[str, Any]:
         """GET /v1/admin/backlog (operators, auditors): what waits, per unit, and totals."""

@@ -6,12 +6,13 @@ import base64
 import csv
 import io
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from gateway.api.context import principal_of, require_role, runtime_of
+from gateway.api.limits import RateLimited
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query
 from gateway.service.tokens import Role
@@ -42,6 +43,27 @@ async def checkpoint(request: web.Request) -> web.Response:
     # The checkpointer signs every N entries or T seconds; a request never forces a signature
     # unless there is none at all yet.
     latest = await ledger.latest_checkpoint() or await ledger.checkpoint()
+    return web.Response(text=latest.note, content_type="text/plain")
+
+
+# A fresh checkpoint on request at most this often (each is a signature and a row for ever).
+FRESH_CHECKPOINT_SECONDS = 10
+
+
+@routes.post("/v1/ledger/checkpoint")
+async def fresh_checkpoint(request: web.Request) -> web.Response:
+    """A checkpoint of the ledger as it is now (auditors, operators): the latest one when it
+    already covers every entry, else a new one, at most one every FRESH_CHECKPOINT_SECONDS
+    (``429 rate_limited`` with Retry-After before that)."""
+    require_role(request, Role.AUDITOR, Role.OPERATOR)
+    ledger = runtime_of(request).ledger
+    latest = await ledger.latest_checkpoint()
+    if latest is None or latest.tree_size < await ledger.size():
+        if latest is not None:
+            age = (datetime.now(UTC) - latest.created_at).total_seconds()
+            if age < FRESH_CHECKPOINT_SECONDS:
+                raise RateLimited(FRESH_CHECKPOINT_SECONDS - age)
+        latest = await ledger.checkpoint()
     return web.Response(text=latest.note, content_type="text/plain")
 
 

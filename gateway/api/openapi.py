@@ -120,7 +120,12 @@ PATHS: dict[str, dict[str, Any]] = {
         "get": _op(
             "The latest signed checkpoint (C2SP signed note)",
             ok_content={"text/plain": {"schema": {"type": "string"}}},
-        )
+        ),
+        "post": _op(
+            "A checkpoint of the ledger as it is now (auditors, operators; a new one at most "
+            "every 10 s, else 429 with Retry-After)",
+            ok_content={"text/plain": {"schema": {"type": "string"}}},
+        ),
     },
     "/v1/ledger/receipts": {
         "get": _op(

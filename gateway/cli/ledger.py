@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.cli.client import TOKEN_OPTION, URL_OPTION, call
 from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
+from gateway.client import GatewayClient
 from gateway.config import Settings, setting_sources
 from gateway.db.engine import UNAVAILABLE, database_url, open_engine, unavailable
 from gateway.db.migrate import (
@@ -32,7 +34,7 @@ from gateway.db.migrate import (
 )
 from gateway.errors import ConfigError, GatewayError
 from gateway.ledger.checkpoint import NoteVerifier, open_checkpoint, parse_checkpoint, parse_note
-from gateway.ledger.entry import Entry, EventType, format_time
+from gateway.ledger.entry import Entry, Event, EventType, format_time
 from gateway.ledger.identity import LedgerMismatch, read_identity
 from gateway.ledger.keys import (
     HOW_TO_CREATE,
@@ -430,14 +432,42 @@ def audit_verify_receipt(file: str, key_spec: str, as_json: bool) -> None:
     sys.exit(EXIT_OK)
 
 
+@audit.command("checkpoint")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="One of the ledger as it is now (signed on request; at most one every 10 s).",
+)
+@URL_OPTION
+@TOKEN_OPTION
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE.")
+def audit_checkpoint(fresh: bool, url: str | None, token: str | None, output: str | None) -> None:
+    """Fetch the gateway's latest signed checkpoint over HTTP (an auditor or operator token),
+    or with --fresh one covering every entry so far. Keep them: `gateway audit consistency
+    OLD NEW` later proves that the ledger only grew in between."""
+    note = call(url, token, lambda gw: gw.checkpoint(fresh=fresh))
+    with _output(output) as out:
+        _echo(note, out)
+
+
 @audit.command("consistency")
 @click.argument("old", type=click.Path(exists=True, dir_okay=False))
 @click.argument("new", type=click.Path(exists=True, dir_okay=False))
 @click.option("--key", "key_spec", help=KEY_HELP + " Default: the gateway's own (--keys).")
 @KEYS_OPTION
-def audit_consistency(old: str, new: str, key_spec: str | None, keys: Path | None) -> None:
-    """Check that the ledger only grew between two signed checkpoints (files): verify both
-    signatures, fetch the consistency proof from the ledger and check it."""
+@URL_OPTION
+@TOKEN_OPTION
+def audit_consistency(
+    old: str,
+    new: str,
+    key_spec: str | None,
+    keys: Path | None,
+    url: str | None,
+    token: str | None,
+) -> None:
+    """Check that the ledger only grew between two signed checkpoints (files, the older
+    first): verify both signatures, fetch the consistency proof (from the database, or from
+    the gateway with --url and an auditor --token) and check it."""
     cfg = settings()
     if key_spec:
         raw: NoteVerifier | Ed25519PublicKey = _read_key(key_spec)
@@ -458,14 +488,20 @@ def audit_consistency(old: str, new: str, key_spec: str | None, keys: Path | Non
         click.echo(f"INVALID the checkpoints are of two logs: {first.origin}, {second.origin}")
         sys.exit(EXIT_REJECTED)
     if first.size > second.size:
-        first, second = second, first
+        fail_environment(
+            f"{old} (size {first.size}) is newer than {new} (size {second.size}): give the "
+            "older checkpoint first"
+        )
 
     async def run() -> list[bytes]:
         async with _ledger(cfg, keys, signing=False) as led:
             return await led.consistency_proof(first.size, second.size)
 
     try:
-        proof = _run(run())
+        if url:
+            proof = call(url, token, lambda gw: gw.consistency(first.size, second.size))
+        else:
+            proof = _run(run())
         verify_consistency(first.size, second.size, first.root, second.root, proof)
     except GatewayError as e:
         click.echo(f"INCONSISTENT size {first.size} -> {second.size}: {e.message}")
@@ -475,6 +511,34 @@ def audit_consistency(old: str, new: str, key_spec: str | None, keys: Path | Non
         f"(proof of {len(proof)} hashes)"
     )
     sys.exit(EXIT_OK)
+
+
+def _api_filters(query: Query, limit: int, after: int | None) -> dict[str, str]:
+    """A query as the parameters of GET /v1/ledger/entries."""
+    values = {
+        "document": query.document,
+        "unit": query.unit,
+        "event": ",".join(e.value for e in query.events) or None,
+        "since": query.since.isoformat() if query.since else None,
+        "until": query.until.isoformat() if query.until else None,
+        "limit": str(limit),
+        "after": None if after is None else str(after),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _entry_of(row: dict[str, Any]) -> Entry:
+    """An entry as /v1/ledger/entries gives it."""
+    event = Event(
+        EventType(row["type"]),
+        document=row["document"],
+        sender=row["sender"],
+        recipient=row["recipient"],
+        package_sha256=row["package_sha256"],
+        code=row["code"],
+        details=row.get("details") or {},
+    )
+    return Entry(row["seq"], datetime.fromisoformat(row["time"]), event)
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -558,6 +622,8 @@ def _entry_line(entry: Entry) -> str:
 )
 @click.option("--after", type=int, help="Start after this sequence number (the next page).")
 @click.option("--all", "every_page", is_flag=True, help="Fetch every page, not just one.")
+@URL_OPTION
+@TOKEN_OPTION
 def audit_query(
     document: str | None,
     unit: str | None,
@@ -569,10 +635,12 @@ def audit_query(
     limit: int,
     after: int | None,
     every_page: bool,
+    url: str | None,
+    token: str | None,
 ) -> None:
     """List ledger entries matching every filter, in sequence order, one page at a time
-    (--limit, then --after with the number printed at the end), or --all pages."""
-    cfg = settings()
+    (--limit, then --after with the number printed at the end), or --all pages. From the
+    database, or from the gateway with --url and an auditor --token (--limit up to 1000)."""
     query = Query(
         document=document,
         unit=unit,
@@ -580,20 +648,44 @@ def audit_query(
         since=_parse_time(since),
         until=_parse_time(until),
     )
+    if url and limit > 1000:
+        raise click.UsageError("with --url, --limit is at most 1000")
 
-    async def run(write: Callable[[list[Entry]], None]) -> int | None:
+    async def pages(
+        read: Callable[[int | None], Awaitable[tuple[list[Entry], int | None]]],
+        write: Callable[[list[Entry]], None],
+    ) -> int | None:
         cursor = after
-        async with _ledger(cfg, None, signing=False) as led:
-            while True:
+        while True:
+            entries, cursor = await read(cursor)
+            write(entries)
+            if cursor is None or not every_page:
+                return cursor
+
+    async def from_database(write: Callable[[list[Entry]], None]) -> int | None:
+        async with _ledger(settings(), None, signing=False) as led:
+
+            async def read(cursor: int | None) -> tuple[list[Entry], int | None]:
                 page = await led.query(query, after=cursor, limit=limit)
-                write(page.entries)
-                cursor = page.next_after
-                if cursor is None or not every_page:
-                    return cursor
+                return page.entries, page.next_after
+
+            return await pages(read, write)
+
+    async def from_gateway(gw: GatewayClient, write: Callable[[list[Entry]], None]) -> int | None:
+        async def read(cursor: int | None) -> tuple[list[Entry], int | None]:
+            filters = _api_filters(query, limit, cursor)
+            page = await gw.entries(**filters)
+            nxt = page["next"]
+            return [_entry_of(row) for row in page["entries"]], int(nxt) if nxt else None
+
+        return await pages(read, write)
 
     with _output(output) as out:
         writer = _Writer(fmt, out)
-        next_after = _run(run(writer.write))
+        if url:
+            next_after = call(url, token, lambda gw: from_gateway(gw, writer.write))
+        else:
+            next_after = _run(from_database(writer.write))
         writer.close()
     if next_after is not None:
         click.echo(f"more entries: repeat with --after {next_after}", err=True)

@@ -355,3 +355,38 @@ async def test_a_problem_answer_names_the_request_for_the_logs(stack: Stack) -> 
         session.get(stack.url + "/healthz", headers=headers) as response,
     ):
         assert len(response.headers["X-Request-Id"]) == 16
+
+
+async def test_an_auditor_works_over_http_alone(stack: Stack, tmp_path: Path) -> None:
+    """Checkpoints, consistency and queries with an auditor token and the gateway's public
+    key: no database access."""
+    auditor = stack.tokens["auditor"]
+    over_http = ("--url", stack.url, "--token", auditor)
+    old, new = tmp_path / "old.txt", tmp_path / "new.txt"
+    async with client(stack, SENDER) as gw:
+        await gw.submit(letter(stack, PULL, number="60"))
+    done = await asyncio.to_thread(cli, stack, "audit", "checkpoint", "--fresh", *over_http,
+                                   "-o", str(old))  # fmt: skip
+    assert done.exit_code == 0, done.output
+    async with client(stack, SENDER) as gw:
+        await gw.submit(letter(stack, PULL, number="61"))
+    too_soon = await asyncio.to_thread(cli, stack, "audit", "checkpoint", "--fresh", *over_http)
+    assert too_soon.exit_code == 1 and "429 rate_limited" in too_soon.output
+    await stack.runtime.ledger.checkpoint()  # what the checkpointer does every minute
+    done = await asyncio.to_thread(cli, stack, "audit", "checkpoint", *over_http, "-o", str(new))
+    assert done.exit_code == 0 and new.read_text().startswith("gateway.test/ledger\n")
+
+    key = str(stack.keys / "gateway" / "cert.pem")
+    proved = await asyncio.to_thread(
+        cli, stack, "audit", "consistency", str(old), str(new), "--key", key, *over_http
+    )
+    assert proved.exit_code == 0, proved.output
+    assert proved.output.startswith("OK consistent: gateway.test/ledger grew from")
+
+    listed = await asyncio.to_thread(
+        cli, stack, "audit", "query", "--event", "submitted", "--format", "csv", "--all",
+        *over_http,
+    )  # fmt: skip
+    assert listed.exit_code == 0, listed.output
+    rows = [line for line in listed.stdout.splitlines()[1:] if line]
+    assert len(rows) == 2 and all(",submitted," in row for row in rows)

@@ -257,7 +257,9 @@ def test_consistency_between_two_checkpoints(ready: Site) -> None:
         0,
         f"OK consistent: {ORIGIN} grew from 3 to 30 entries (proof of {hashes} hashes)\n",
     )
-    assert ready.run("audit", "consistency", str(new), str(old)).exit_code == 0
+    backwards = ready.run("audit", "consistency", str(new), str(old))
+    assert backwards.exit_code == 2  # refused, not sorted silently
+    assert "is newer than" in backwards.output and "older checkpoint first" in backwards.output
     # A checkpoint of a forked history, signed by the same key, is caught.
     forked = ready.root / "forked.txt"
     forked.write_text(NoteSigner(ORIGIN, ready.key).sign(f"{ORIGIN}\n3\n{'A' * 43}=\n"))
