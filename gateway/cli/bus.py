@@ -18,6 +18,7 @@ from gateway.cli.common import (
     EXIT_REJECTED,
     echo_json,
     fail_environment,
+    progress,
     record_action,
     settings,
 )
@@ -31,6 +32,9 @@ DIRECTORY_OPTION = click.option(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Unit directory CSV (default: GATEWAY_DIRECTORY, else the bundled sample province).",
 )
+
+
+SETUP_CHUNK = 50  # unit queues declared at a time (progress between chunks)
 
 
 def _run(work: Callable[[AmqpBus | LocalBus], Awaitable[T]], *, create: bool = False) -> T:
@@ -90,7 +94,11 @@ def setup(directory: Path | None, as_json: bool) -> None:
     config = settings()
 
     async def work(b: AmqpBus | LocalBus) -> str:
-        await b.declare(codes)
+        with progress(len(codes), "declaring unit queues") as advance:
+            for start in range(0, len(codes), SETUP_CHUNK):
+                chunk = codes[start : start + SETUP_CHUNK]
+                await b.declare(chunk)
+                advance(len(chunk))
         return _where(config, b)
 
     where = _run(work, create=True)

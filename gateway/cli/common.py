@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -74,6 +76,28 @@ def record_action(event: Event) -> None:
         if isinstance(e, UNAVAILABLE):
             e = unavailable(config, e)
         fail_environment(f"done, but the ledger could not record it: {e}")
+
+
+@contextlib.contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    """Report long work: a bar on a terminal, else a plain line at every tenth and at the
+    end. Yields ``advance(n)``; everything goes to standard error."""
+    if sys.stderr.isatty():
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            yield bar.update
+        return
+    done = 0
+    shown = -1
+
+    def advance(n: int) -> None:
+        nonlocal done, shown
+        done += n
+        tenth = done * 10 // max(total, 1)
+        if tenth != shown:
+            shown = tenth
+            click.echo(f"{label}: {done}/{total}", err=True)
+
+    yield advance
 
 
 def read_input(path: str) -> bytes:

@@ -21,7 +21,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.client import TOKEN_OPTION, URL_OPTION, call
-from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
+from gateway.cli.common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    echo_json,
+    fail_environment,
+    progress,
+    settings,
+)
 from gateway.client import GatewayClient
 from gateway.config import Settings, setting_sources
 from gateway.db.engine import UNAVAILABLE, database_url, open_engine, unavailable
@@ -260,7 +267,8 @@ def ledger_verify(key_spec: str | None, keys: Path | None, as_json: bool) -> Non
     async def run() -> tuple[Any, NoteVerifier | None]:
         async with _ledger(cfg, keys, signing=False) as led:
             verifier = _named(_read_key(key_spec), led.origin) if key_spec else led.verifier
-            return await led.verify(verifier), verifier
+            with progress(await led.size(), "verifying entries") as advance:
+                return await led.verify(verifier, progress=advance), verifier
 
     report, verifier = _run(run())
     signatures = (

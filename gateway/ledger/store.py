@@ -548,8 +548,15 @@ class SqlLedger:
 
     # -- verification ----------------------------------------------------------------------
 
-    async def verify(self, verifier: NoteVerifier | None, *, chunk: int = 5000) -> VerifyReport:
-        """Recompute the whole tree from the stored entries and check every checkpoint."""
+    async def verify(
+        self,
+        verifier: NoteVerifier | None,
+        *,
+        chunk: int = 5000,
+        progress: Callable[[int], None] | None = None,
+    ) -> VerifyReport:
+        """Recompute the whole tree from the stored entries and check every checkpoint;
+        ``progress`` is told how many entries each chunk checked."""
         c = checkpoint_table.c
         t = entry_table.c
         columns = (
@@ -579,6 +586,8 @@ class SqlLedger:
                     finding = auditor.feed(StoredRow(*row))
                     if finding is not None:
                         return VerifyReport(auditor.size, auditor.checked, auditor.root(), finding)
+                if progress is not None:
+                    progress(len(rows))
                 if len(rows) < chunk:
                     break
                 after = rows[-1][0]

@@ -224,7 +224,7 @@ CASES: dict[str, tuple[Tamper, str]] = {
 
 def verify(env: dict[str, str]) -> tuple[int, str]:
     result = CliRunner().invoke(main, ["ledger", "verify"], env=env)
-    return result.exit_code, result.output
+    return result.exit_code, result.stdout  # the verdict; progress goes to standard error
 
 
 def test_an_untouched_ledger_verifies(env: dict[str, str]) -> None:

@@ -62,8 +62,9 @@ def make_dead_letters(var: Path, count: int) -> None:
 
 def test_setup_declares_every_unit_of_the_directory(env: dict[str, str]) -> None:
     code, out = gateway(env, "setup")
-    assert code == 0 and out.startswith("declared 3 unit queues on the local bus ")
-    code, out = gateway(env, "setup", "--json")
+    assert code == 0 and "declaring unit queues: 3/3" in out  # progress (plain: no terminal)
+    assert "\ndeclared 3 unit queues on the local bus " in out
+    code, out = gateway_stdout(env, "setup", "--json")
     assert json.loads(out)["declared"] == 3
 
 
