@@ -21,11 +21,12 @@ def main() -> None:
 def _register() -> None:
     # One line per domain; each module owns its subcommands.
     from gateway.cli.admin import admin, backlog
+    from gateway.cli.audit import audit
     from gateway.cli.bench import bench
     from gateway.cli.bus import bus
     from gateway.cli.client import inbox, receipts, send, status
     from gateway.cli.config import config
-    from gateway.cli.ledger import audit, db, ledger
+    from gateway.cli.ledger import db, ledger
     from gateway.cli.service import demo, serve, tokens
     from gateway.cli.trust import keys, sign, verify
     from gateway.cli.units import units
