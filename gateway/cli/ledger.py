@@ -268,7 +268,7 @@ def ledger_verify(key_spec: str | None, keys: Path | None, as_json: bool) -> Non
 
     report, verifier = run_db(run())
     signatures = (
-        f"signatures checked with {verifier.vkey.rsplit('+', 1)[0]}"
+        f"signatures checked with {verifier.name}+{verifier.key_id:08x}"
         if verifier
         else ("signatures NOT checked: no key (give --key or --keys)")
     )

@@ -179,6 +179,8 @@ def test_verify_reports_the_entries_and_checkpoints_it_checked(ready: Site) -> N
         "OK ledger verified: 30 entries, 1 checkpoints (signatures checked"
     )
     assert "verifying entries: 30/30" in result.stderr  # progress, not a terminal: plain lines
+    key_id = NoteSigner(ORIGIN, ready.key).key_id
+    assert f"(signatures checked with {ORIGIN}+{key_id:08x}), root " in result.stdout
     report = json.loads(ready.run("ledger", "verify", "--json").stdout)
     assert report == {
         "ok": True, "entries": 30, "checkpoints": 1, "signatures_checked": True,
