@@ -34,6 +34,8 @@ def unit_event(action: str, actor: Actor, change: UnitChange) -> Event:
 
 
 class Admin:
+    """What operators do to a running gateway; each action ledgered with its actor."""
+
     def __init__(self, gateway: Gateway, reloader: Reloader, tokens: TokenChecker) -> None:
         self.gateway = gateway
         self.reloader = reloader

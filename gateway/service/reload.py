@@ -205,4 +205,7 @@ class Reloader:
         while True:
             await asyncio.sleep(seconds)
             if self.sources.stamp() != self._stamp:
-                await self.reload("file", Actor.SYSTEM)
+                try:
+                    await self.reload("file", Actor.SYSTEM)
+                except Exception:  # the watcher must outlive one bad reload
+                    log.exception("reloading after a file changed failed")
