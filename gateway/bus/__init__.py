@@ -4,11 +4,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from gateway.bus.amqp import AmqpBus
 from gateway.bus.claims import ClaimStore
-from gateway.bus.local import LocalBus
 from gateway.bus.model import (
     Bus,
     DeadLetter,
@@ -25,6 +24,21 @@ from gateway.bus.model import (
 from gateway.bus.naming import Topology
 from gateway.bus.policy import RetryPolicy
 from gateway.config import Settings
+
+if TYPE_CHECKING:
+    from gateway.bus.amqp import AmqpBus
+    from gateway.bus.local import LocalBus
+
+# The two buses load their libraries (aio-pika, SQLite) on first use: the bus's model and
+# retry policy need neither.
+_BUSES = {"AmqpBus": "gateway.bus.amqp", "LocalBus": "gateway.bus.local"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BUSES:
+        return getattr(importlib.import_module(_BUSES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AmqpBus",
@@ -59,6 +73,8 @@ def open_bus(
     claims = ClaimStore(settings.home / "claims")
     policy = policy or RetryPolicy.from_settings(bus)
     if settings.amqp_url is not None:
+        from gateway.bus.amqp import AmqpBus
+
         return AmqpBus(
             settings.amqp_url.reveal(),
             claims=claims,
@@ -72,6 +88,8 @@ def open_bus(
             connect_timeout=settings.connect_timeout,
             operation_timeout=settings.operation_timeout,
         )
+    from gateway.bus.local import LocalBus
+
     return LocalBus(
         settings.home / "bus.db",
         claims=claims,

@@ -196,7 +196,7 @@ class AmqpBus:
                 log.info("declaring interrupted (%r); trying again", e)
                 await asyncio.sleep(1)
 
-    def _amqp_message(self, env: codec.Envelope, body: bytes, **extra: Any) -> aio_pika.Message:
+    def _amqp_message(self, env: codec.Waybill, body: bytes, **extra: Any) -> aio_pika.Message:
         headers = codec.envelope_headers(env)
         headers.update(extra)
         return aio_pika.Message(
@@ -206,7 +206,7 @@ class AmqpBus:
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
 
-    async def _prepare(self, d: Delivery, now: float) -> tuple[codec.Envelope, aio_pika.Message]:
+    async def _prepare(self, d: Delivery, now: float) -> tuple[codec.Waybill, aio_pika.Message]:
         claim, body = None, d.body
         if len(body) > self.claim_check_bytes:
             claim, body = await self.claims.put(d.body), b""
@@ -255,7 +255,7 @@ class AmqpBus:
         prepared = [await self._prepare(d, now) for d in deliveries]
         pending = iter(prepared)
         exchange = self._deliver
-        confirmed: list[codec.Envelope] = []
+        confirmed: list[codec.Waybill] = []
         unknown: set[str] = set()
 
         async def sender() -> None:
@@ -286,7 +286,7 @@ class AmqpBus:
                 "unknown_recipient", f"no bus queue for unit(s) {', '.join(sorted(unknown))}"
             )
 
-    async def _report_queued(self, envelopes: list[codec.Envelope], now: float) -> None:
+    async def _report_queued(self, envelopes: list[codec.Waybill], now: float) -> None:
         if self.observer is not None:  # together: the observer commits them in one batch
             observer = self.observer
             await asyncio.gather(
@@ -317,7 +317,7 @@ class AmqpBus:
         return consumer
 
     async def _settle(
-        self, env: codec.Envelope, body: bytes, step: flow.Step, incoming: AbstractIncomingMessage
+        self, env: codec.Waybill, body: bytes, step: flow.Step, incoming: AbstractIncomingMessage
     ) -> None:
         """Carry the step out (retry copy or dead letter, confirmed), report it, then ack."""
         now = self.clock()
@@ -383,7 +383,7 @@ class AmqpBus:
     async def redrive(self, unit: str, ids: Collection[str] | None = None) -> int:
         now = self.clock()
 
-        def renew(env: codec.Envelope) -> codec.Envelope:
+        def renew(env: codec.Waybill) -> codec.Waybill:
             return env.redriven(now, self.policy.expires_at(env.priority, now))
 
         async with self._admin() as admin:
@@ -428,7 +428,7 @@ class _AmqpConsumer:
         except ValueError as e:
             # Not published by a gateway: kept as a dead letter rather than dropped.
             now = bus.clock()
-            env = codec.Envelope(
+            env = codec.Waybill(
                 delivery_id=incoming.message_id or f"foreign-{uuid.uuid4().hex}",
                 document_key="",
                 recipient=self.unit,

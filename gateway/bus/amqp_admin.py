@@ -30,8 +30,8 @@ BUSY_TIMEOUT = 10.0  # seconds to wait for another reader of a shared queue
 IDLE = 0.5  # seconds without a message after which a browse stops early
 RETURN_TIMEOUT = 5.0  # seconds to wait until browsed messages are ready again
 
-Renew = Callable[[codec.Envelope], codec.Envelope]
-MakeMessage = Callable[[codec.Envelope, bytes], aio_pika.Message]
+Renew = Callable[[codec.Waybill], codec.Waybill]
+MakeMessage = Callable[[codec.Waybill, bytes], aio_pika.Message]
 
 
 class Browse:
@@ -218,11 +218,11 @@ class Admin:
 
     async def redrive(
         self, unit: str, ids: set[str] | None, renew: Renew, make_message: MakeMessage
-    ) -> list[codec.Envelope]:
+    ) -> list[codec.Waybill]:
         """Republish the chosen dead letters (confirmed), then acknowledge them."""
         t = self.topology
         async with self.browse(t.dead_queue, n.DEAD_QUEUE_ARGUMENTS) as browse:
-            chosen: list[tuple[AbstractIncomingMessage, codec.Envelope]] = []
+            chosen: list[tuple[AbstractIncomingMessage, codec.Waybill]] = []
             for m in browse.messages:
                 try:
                     env = codec.parse_headers(m.headers or {})

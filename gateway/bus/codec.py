@@ -1,4 +1,4 @@
-"""Pure translation between a delivery's metadata (``Envelope``) and message headers, and the
+"""Pure translation between a delivery's metadata (``Waybill``) and message headers, and the
 messages and transitions built from it. Both buses carry exactly these fields.
 """
 
@@ -15,8 +15,8 @@ from gateway.errors import GatewayError
 
 
 @dataclass(frozen=True, slots=True)
-class Envelope:
-    """Everything a delivery carries besides its body."""
+class Waybill:
+    """Everything a delivery carries besides its body (its waybill)."""
 
     delivery_id: str
     document_key: str
@@ -29,10 +29,10 @@ class Envelope:
     redrives: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
 
-    def next_attempt(self) -> Envelope:
+    def next_attempt(self) -> Waybill:
         return dataclasses.replace(self, attempt=self.attempt + 1)
 
-    def redriven(self, now: float, expires_at: float) -> Envelope:
+    def redriven(self, now: float, expires_at: float) -> Waybill:
         return dataclasses.replace(
             self, attempt=1, queued_at=now, expires_at=expires_at, redrives=self.redrives + 1
         )
@@ -46,10 +46,10 @@ def check_caller_headers(headers: Mapping[str, str]) -> None:
 
 def new_envelope(
     delivery: Delivery, *, now: float, expires_at: float, claim: str | None
-) -> Envelope:
+) -> Waybill:
     n.check_unit_code(delivery.recipient)
     check_caller_headers(delivery.headers)
-    return Envelope(
+    return Waybill(
         delivery_id=delivery.delivery_id,
         document_key=delivery.document_key,
         recipient=delivery.recipient,
@@ -66,7 +66,7 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def envelope_headers(env: Envelope) -> dict[str, Any]:
+def envelope_headers(env: Waybill) -> dict[str, Any]:
     headers: dict[str, Any] = dict(env.headers)
     headers.update(
         {
@@ -89,11 +89,11 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def parse_headers(headers: Mapping[str, Any]) -> Envelope:
+def parse_headers(headers: Mapping[str, Any]) -> Waybill:
     """The envelope of a message; ``ValueError`` naming the header when one is missing."""
     try:
         claim = headers.get(n.H_CLAIM)
-        return Envelope(
+        return Waybill(
             delivery_id=_text(headers[n.H_DELIVERY_ID]),
             document_key=_text(headers[n.H_DOCUMENT_KEY]),
             recipient=_text(headers[n.H_RECIPIENT]),
@@ -115,7 +115,7 @@ def parse_headers(headers: Mapping[str, Any]) -> Envelope:
         raise ValueError(f"message with a malformed gateway header: {e}") from e
 
 
-def to_message(env: Envelope, body: bytes, *, redelivered: bool) -> Message:
+def to_message(env: Waybill, body: bytes, *, redelivered: bool) -> Message:
     return Message(
         delivery_id=env.delivery_id,
         document_key=env.document_key,
@@ -132,7 +132,7 @@ def to_message(env: Envelope, body: bytes, *, redelivered: bool) -> Message:
 
 
 def transition(
-    env: Envelope,
+    env: Waybill,
     outcome: Outcome,
     at: float,
     *,

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
-from gateway.bus.codec import Envelope, describe_error, to_message
+from gateway.bus.codec import Waybill, describe_error, to_message
 from gateway.bus.model import Handler, Outcome, RetryableDeliveryError
 from gateway.bus.policy import RetryPolicy, decide_failure, is_expired
 
@@ -25,7 +25,7 @@ class Step:
 
 async def attempt(
     handler: Handler,
-    env: Envelope,
+    env: Waybill,
     fetch_body: Callable[[], Awaitable[bytes]],
     *,
     redelivered: bool,

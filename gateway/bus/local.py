@@ -222,7 +222,7 @@ class LocalBus:
             )
 
     @staticmethod
-    def _row(env: codec.Envelope, body: bytes, available_at: float) -> tuple[Any, ...]:
+    def _row(env: codec.Waybill, body: bytes, available_at: float) -> tuple[Any, ...]:
         headers = json.dumps(codec.envelope_headers(env), sort_keys=True)
         return (env.recipient, env.delivery_id, headers, body, available_at)
 
@@ -269,7 +269,7 @@ class LocalBus:
             rows = list(await cur.fetchall())
         return sorted((r[0], r[1], r[2], r[3]) for r in rows)
 
-    async def _settle(self, seq: int, env: codec.Envelope, step: flow.Step) -> None:
+    async def _settle(self, seq: int, env: codec.Waybill, step: flow.Step) -> None:
         """Report the step, then make it so: acknowledge, reschedule or bury the delivery."""
         now = self.clock()
         retry_at = None if step.delay_ms is None else now + step.delay_ms / 1000
@@ -378,7 +378,7 @@ class LocalBus:
     async def redrive(self, unit: str, ids: Collection[str] | None = None) -> int:
         now = self.clock()
         wanted = None if ids is None else set(ids)
-        moved: list[codec.Envelope] = []
+        moved: list[codec.Waybill] = []
         async with self._tx(durable=True) as db:
             cur = await db.execute(
                 "SELECT seq, envelope, body FROM bus_messages "

@@ -8,11 +8,11 @@ from gateway.directory.load import (
     normalise_fingerprint,
     parse_directory,
 )
-from gateway.directory.model import Delivery, Directory, Unit, UnitStatus
+from gateway.directory.model import DeliveryMode, Directory, Unit, UnitStatus
 
 __all__ = [
     "SAMPLE_PATH",
-    "Delivery",
+    "DeliveryMode",
     "Directory",
     "DirectoryInvalid",
     "Unit",

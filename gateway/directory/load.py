@@ -14,10 +14,10 @@ import re
 from pathlib import Path
 from typing import TypeVar
 
-from gateway.directory.model import Delivery, Directory, Unit, UnitStatus
+from gateway.directory.model import DeliveryMode, Directory, Unit, UnitStatus
 from gateway.errors import ConfigError
 
-_E = TypeVar("_E", Delivery, UnitStatus)
+_E = TypeVar("_E", DeliveryMode, UnitStatus)
 
 SAMPLE_PATH = Path(__file__).parent / "data" / "sample-province.csv"
 
@@ -72,17 +72,17 @@ class _Rows:
         level = _level(values["level"])
         if level is None:
             self.problem(line, f"{code}: bad level {values['level']!r} (expected 1 to 4)")
-        delivery = _choice(Delivery, values["delivery"])
+        delivery = _choice(DeliveryMode, values["delivery"])
         if delivery is None:
             self.problem(
                 line, f"{code}: bad delivery {values['delivery']!r} (expected pull, push or amqp)"
             )
         endpoint = values["endpoint"] or None
-        if delivery is Delivery.PUSH and (endpoint is None or not _URL.fullmatch(endpoint)):
+        if delivery is DeliveryMode.PUSH and (endpoint is None or not _URL.fullmatch(endpoint)):
             self.problem(
                 line, f"{code}: push delivery needs an http(s) endpoint URL, got {endpoint!r}"
             )
-        if delivery is Delivery.PULL and endpoint is not None:
+        if delivery is DeliveryMode.PULL and endpoint is not None:
             self.problem(line, f"{code}: a pull unit has no endpoint, got {endpoint!r}")
         status = _choice(UnitStatus, values["status"])
         if status is None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 
-class Delivery(enum.StrEnum):
+class DeliveryMode(enum.StrEnum):
     """How a unit receives its packages."""
 
     PULL = "pull"  # the unit's system fetches its inbox over HTTP
@@ -27,7 +27,7 @@ class Unit:
     name: str
     parent_code: str | None  # None for a top unit (level 1)
     level: int  # 1 (province or ministry) to 4
-    delivery: Delivery
+    delivery: DeliveryMode
     endpoint: str | None  # the webhook URL of a push unit; None otherwise
     status: UnitStatus
     cert_sha256: tuple[str, ...] = ()  # pinned signer certificates (lowercase hex SHA-256)

@@ -12,6 +12,7 @@ from gateway.envelope.model import (
     Kind,
     Organization,
     Package,
+    PackageWarning,
     Profile,
     Receiver,
     ResponseFor,
@@ -19,7 +20,6 @@ from gateway.envelope.model import (
     StaffInfo,
     StatusInfo,
     TraceHeader,
-    Warning,
 )
 from gateway.envelope.names import make_document_id
 from gateway.envelope.parse import parse_package, read_tree
@@ -34,6 +34,7 @@ __all__ = [
     "Kind",
     "Organization",
     "Package",
+    "PackageWarning",
     "Profile",
     "Receiver",
     "ResponseFor",
@@ -41,7 +42,6 @@ __all__ = [
     "StaffInfo",
     "StatusInfo",
     "TraceHeader",
-    "Warning",
     "build_package",
     "build_tree",
     "make_document_id",

@@ -153,7 +153,7 @@ class StatusInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Warning:
+class PackageWarning:
     """A deviation accepted under the compat profile, named by a stable code."""
 
     code: str
@@ -192,7 +192,7 @@ class Package:
     status: StatusInfo | None = None
     raw: bytes = field(default=b"", repr=False, compare=False)
     sha256: str = field(default="", compare=False)
-    warnings: tuple[Warning, ...] = field(default=(), compare=False)
+    warnings: tuple[PackageWarning, ...] = field(default=(), compare=False)
     _read: Callable[[], Package] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod

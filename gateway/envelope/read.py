@@ -25,6 +25,7 @@ from gateway.envelope.model import (
     Kind,
     Organization,
     Package,
+    PackageWarning,
     Profile,
     Receiver,
     ResponseFor,
@@ -32,7 +33,6 @@ from gateway.envelope.model import (
     StaffInfo,
     StatusInfo,
     TraceHeader,
-    Warning,
 )
 from gateway.envelope.names import tag
 from gateway.envelope.schema import where
@@ -128,14 +128,14 @@ class Findings:
     def __init__(self, profile: Profile, *, checked: bool = False) -> None:
         self.profile = profile
         self.checked = checked
-        self.warnings: list[Warning] = []
+        self.warnings: list[PackageWarning] = []
 
     def deviation(
         self, strict_code: str, warning_code: str, message: str, at: etree._Element
     ) -> None:
         if self.profile is Profile.STRICT:
             raise PackageRejected(strict_code, message, where=where(at))
-        self.warnings.append(Warning(warning_code, f"{message} ({where(at)})"))
+        self.warnings.append(PackageWarning(warning_code, f"{message} ({where(at)})"))
 
 
 def _clean(value: str | None) -> str | None:
@@ -438,13 +438,13 @@ def signature_warnings(header: etree._Element, findings: Findings) -> None:
         c for c in header if isinstance(c.tag, str) and etree.QName(c).localname == "Signature"
     ]
     if not signatures:
-        findings.warnings.append(Warning("signature_absent", "the package is not signed"))
+        findings.warnings.append(PackageWarning("signature_absent", "the package is not signed"))
         return
     sig = signatures[-1]
     if sig.tag != names.DS_SIGNATURE:
         ns = etree.QName(sig).namespace or "no namespace"
         findings.warnings.append(
-            Warning(
+            PackageWarning(
                 "signature_not_xmldsig", f"Signature is in {ns}, not W3C XMLDSig ({where(sig)})"
             )
         )
@@ -452,7 +452,7 @@ def signature_warnings(header: etree._Element, findings: Findings) -> None:
     weak = weak_algorithms(sig)
     if weak:
         findings.warnings.append(
-            Warning("signature_weak_algorithm", f"the signature uses {', '.join(weak)}")
+            PackageWarning("signature_weak_algorithm", f"the signature uses {', '.join(weak)}")
         )
 
 

@@ -6,11 +6,35 @@ their canonical bytes), ``receipt`` and ``audit``. Storage: ``db`` (Base, engine
 ``migrate`` and ``store`` (:class:`SqlLedger`). See docs/ledger.md.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
 from gateway.ledger.entry import Entry, Event, EventType
-from gateway.ledger.query import Page, Query
 from gateway.ledger.receipt import Receipt, VerifiedReceipt, verify_receipt
-from gateway.ledger.store import SqlLedger, VerifyReport, open_ledger
+
+if TYPE_CHECKING:
+    from gateway.ledger.query import Page, Query
+    from gateway.ledger.store import SqlLedger, VerifyReport, open_ledger
+
+# The storage side loads SQLAlchemy, so it is imported on first use: the auditor's offline
+# check (merkle, checkpoint, entry, receipt) needs no database library.
+_STORAGE = {
+    "Page": "gateway.ledger.query",
+    "Query": "gateway.ledger.query",
+    "SqlLedger": "gateway.ledger.store",
+    "VerifyReport": "gateway.ledger.store",
+    "open_ledger": "gateway.ledger.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _STORAGE:
+        return getattr(importlib.import_module(_STORAGE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Checkpoint",

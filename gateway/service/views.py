@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.engine import reader
-from gateway.directory import Delivery, Directory
+from gateway.directory import DeliveryMode, Directory
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query, SqlLedger
 from gateway.service import store
@@ -112,7 +112,7 @@ async def backlog_view(
         push = [
             u.code
             for u in directory
-            if u.delivery is Delivery.PUSH and (unit is None or u.code == unit)
+            if u.delivery is DeliveryMode.PUSH and (unit is None or u.code == unit)
         ]
         last = {code: await store.last_delivery(conn, code) for code in push}
     codes = set(found) | {c for c, d in last.items() if d.failed_at is not None}

@@ -33,7 +33,7 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from gateway.config import EnvelopeSettings
 from gateway.directory import Directory
-from gateway.envelope import Kind, Package, Profile, Warning, names, read_tree
+from gateway.envelope import Kind, Package, PackageWarning, Profile, names, read_tree
 from gateway.envelope.parse import (
     STRICT_DEPTH,
     check_signature_policy,
@@ -561,5 +561,5 @@ def _compat_warnings(
         else "signature_untrusted"
     )
     return dataclasses.replace(
-        package, warnings=(*kept, Warning(code, f"{problem.code}: {problem.message}"))
+        package, warnings=(*kept, PackageWarning(code, f"{problem.code}: {problem.message}"))
     )

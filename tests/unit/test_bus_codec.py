@@ -1,4 +1,4 @@
-"""Envelope <-> headers (pure)."""
+"""Waybill <-> headers (pure)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from gateway.bus import naming as n
 from gateway.bus.model import Delivery, Outcome
 
 
-def envelope(claim: str | None = None) -> codec.Envelope:
+def envelope(claim: str | None = None) -> codec.Waybill:
     d = Delivery("id-1", "doc-1", "000.00.05.H07", b"body", priority=2, headers={"kind": "doc"})
     return codec.new_envelope(d, now=1000.25, expires_at=2000.5, claim=claim)
 

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.directory import (
     SAMPLE_PATH,
-    Delivery,
+    DeliveryMode,
     DirectoryInvalid,
     UnitStatus,
     load_directory,
@@ -156,7 +156,7 @@ def test_unit_fields_are_read() -> None:
     directory = parse_directory("\n".join([HEADER + ",cert_sha256", *[r + "," for r in GOOD[:3]]]))
     unit = directory.get("000.01.01.H07")
     assert unit is not None
-    assert unit.delivery is Delivery.PUSH and unit.delivery == "push"
+    assert unit.delivery is DeliveryMode.PUSH and unit.delivery == "push"
     assert unit.endpoint == "https://btg.example/inbox"
     assert unit.status is UnitStatus.ACTIVE and unit.active
     assert unit.parent_code == "000.00.01.H07" and unit.level == 3
@@ -208,8 +208,8 @@ def test_sample_has_809_units_in_the_national_format() -> None:
     assert all(u.code.endswith(".H07") for u in d)
     assert len(d.descendants("000.00.00.H07")) == 808
     modes = {u.delivery for u in d}
-    assert modes == {Delivery.PULL, Delivery.PUSH, Delivery.AMQP}
-    assert sum(u.delivery is Delivery.PULL for u in d) > len(d) // 2
+    assert modes == {DeliveryMode.PULL, DeliveryMode.PUSH, DeliveryMode.AMQP}
+    assert sum(u.delivery is DeliveryMode.PULL for u in d) > len(d) // 2
     assert all(u.endpoint and u.endpoint.startswith("https://") for u in d if u.delivery == "push")
     assert 0 < sum(not u.active for u in d) < 20
     names = [u.name for u in d]
