@@ -20,6 +20,64 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
+
+# Every code of the catalogue below, as a type: mypy refuses a misspelt code wherever an
+# error is raised (a test checks that this list and the catalogue hold the same codes).
+CodeName = Literal[
+    "xml_too_large",
+    "xml_malformed",
+    "xml_forbidden_construct",
+    "xml_too_deep",
+    "not_edxml",
+    "schema_invalid",
+    "attachment_missing",
+    "attachment_unreferenced",
+    "attachment_bad_encoding",
+    "organ_id_invalid",
+    "document_id_invalid",
+    "date_invalid",
+    "recipient_missing",
+    "recipient_duplicate",
+    "status_code_unknown",
+    "signature_missing",
+    "signature_invalid",
+    "signature_weak_algorithm",
+    "signature_ambiguous",
+    "cert_untrusted",
+    "cert_expired",
+    "cert_not_yet_valid",
+    "cert_revoked",
+    "cert_usage_invalid",
+    "sender_mismatch",
+    "sender_unknown",
+    "sender_suspended",
+    "unknown_recipient",
+    "recipient_suspended",
+    "status_out_of_order",
+    "status_not_recipient",
+    "recall_not_sender",
+    "business_target_unknown",
+    "duplicate_conflict",
+    "unauthenticated",
+    "forbidden",
+    "rate_limited",
+    "bad_request",
+    "method_not_allowed",
+    "unsupported_media_type",
+    "internal_error",
+    "delivery_failed",
+    "bus_unavailable",
+    "not_found",
+    "database_unavailable",
+    "ledger_corrupt",
+    "proof_invalid",
+    "config_invalid",
+    "directory_invalid",
+    "unit_invalid",
+    "unit_exists",
+    "reload_refused",
+]
 
 
 class Category(enum.StrEnum):
@@ -50,7 +108,7 @@ class Origin(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ErrorCode:
-    code: str
+    code: CodeName
     category: Category
     http_status: int
     title: str
@@ -184,14 +242,14 @@ def lookup(code: str) -> ErrorCode:
 class GatewayError(Exception):
     """An error with a catalogue code, a human message and, where known, a location."""
 
-    def __init__(self, code: str, message: str, *, where: str | None = None) -> None:
+    def __init__(self, code: CodeName, message: str, *, where: str | None = None) -> None:
         self.error = lookup(code)
         self.message = message
         self.where = where
         super().__init__(f"{code}: {message}" + (f" (at {where})" if where else ""))
 
     @property
-    def code(self) -> str:
+    def code(self) -> CodeName:
         return self.error.code
 
     @property
@@ -219,5 +277,5 @@ class PackageRejected(GatewayError):
 class ConfigError(GatewayError):
     """The configuration or environment is unusable."""
 
-    def __init__(self, message: str, *, code: str = "config_invalid") -> None:
+    def __init__(self, message: str, *, code: CodeName = "config_invalid") -> None:
         super().__init__(code, message)

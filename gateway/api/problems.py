@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.errors import CODES, GatewayError
+from gateway.errors import CODES, CodeName, GatewayError
 from gateway.logs import request_id
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def problem_response(
     )
 
 
-def problem(code: str, detail: str, **extra: Any) -> web.Response:
+def problem(code: CodeName, detail: str, **extra: Any) -> web.Response:
     """A problem response for catalogue ``code``; ``extra`` members are added as they are."""
     error = GatewayError(code, detail)
     body = error.to_problem()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gateway.errors import GatewayError
+from gateway.errors import CodeName, GatewayError
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class RetryableDeliveryError(GatewayError):
     once, so a poison message cannot loop.
     """
 
-    def __init__(self, message: str, *, code: str = "delivery_failed") -> None:
+    def __init__(self, message: str, *, code: CodeName = "delivery_failed") -> None:
         super().__init__(code, message)
 
 

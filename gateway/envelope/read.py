@@ -36,7 +36,7 @@ from gateway.envelope.model import (
 )
 from gateway.envelope.names import tag
 from gateway.envelope.schema import where
-from gateway.errors import PackageRejected
+from gateway.errors import CodeName, PackageRejected
 
 _T = TypeVar("_T")
 Texts = dict[Any, "str | None"]  # Clark tag -> text of an element's children
@@ -131,7 +131,7 @@ class Findings:
         self.warnings: list[PackageWarning] = []
 
     def deviation(
-        self, strict_code: str, warning_code: str, message: str, at: etree._Element
+        self, strict_code: CodeName, warning_code: str, message: str, at: etree._Element
     ) -> None:
         if self.profile is Profile.STRICT:
             raise PackageRejected(strict_code, message, where=where(at))
@@ -199,7 +199,7 @@ def _check_cardinality(header: etree._Element, groups: dict[Any, list[etree._Ele
     for clark, local, low, high in _CARDINALITY:
         found = groups.get(clark, ())
         if low and not found:
-            code = "recipient_missing" if clark == TO else "schema_invalid"
+            code: CodeName = "recipient_missing" if clark == TO else "schema_invalid"
             raise PackageRejected(code, f"MessageHeader has no {local}", where=where(header))
         if high is not None and len(found) > high:
             raise PackageRejected(

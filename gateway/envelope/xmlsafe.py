@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from gateway.config import EnvelopeSettings
-from gateway.errors import PackageRejected
+from gateway.errors import CodeName, PackageRejected
 
 # libxml2 reads encodings from BOMs and the XML declaration; edXML is UTF-8, and refusing the
 # rest keeps the prolog scan below honest (a UTF-16 "<!DOCTYPE" would not match bytes).
@@ -140,7 +140,7 @@ def parse_xml(
             root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as e:
         message = str(e.msg or e)
-        code = "xml_too_deep" if "depth" in message.lower() else "xml_malformed"
+        code: CodeName = "xml_too_deep" if "depth" in message.lower() else "xml_malformed"
         if "entity" in message.lower() and "undefined" not in message.lower():
             code = "xml_forbidden_construct"
         raise PackageRejected(code, message, where=f"line {e.lineno}") from e

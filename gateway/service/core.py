@@ -21,7 +21,7 @@ from gateway.bus import Bus, ClaimStore, Delivery, RetryPolicy
 from gateway.config import EnvelopeSettings, Settings
 from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
-from gateway.errors import GatewayError, PackageRejected
+from gateway.errors import CodeName, GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service import store
 from gateway.service.inbox import Inboxes
@@ -73,7 +73,7 @@ def _verify_and_read(
 class Rejected(PackageRejected):
     """A refusal with extra problem members (e.g. the unknown recipients)."""
 
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
+    def __init__(self, code: CodeName, message: str, **extra: Any) -> None:
         super().__init__(code, message)
         self.extra = extra
 

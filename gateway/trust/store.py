@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509 import verification
 
-from gateway.errors import ConfigError, PackageRejected
+from gateway.errors import CodeName, ConfigError, PackageRejected
 from gateway.trust.pki import DOCUMENT_SIGNING_EKUS, fingerprint, organ_ids
 
 MIN_RSA_BITS = 2048
@@ -45,7 +45,7 @@ class _Facts:
 
     sha256: str
     organ_ids: tuple[str, ...]
-    problem: tuple[str, str] | None  # (code, message) of a key or usage problem
+    problem: tuple[CodeName, str] | None  # (code, message) of a key or usage problem
     not_before: dt.datetime
     not_after: dt.datetime
 
@@ -264,7 +264,9 @@ class TrustStore:
             )
         if all(not c.not_valid_before_utc <= now <= c.not_valid_after_utc for c in issuers):
             ca = issuers[0]
-            code = "cert_expired" if now > ca.not_valid_after_utc else "cert_not_yet_valid"
+            code: CodeName = (
+                "cert_expired" if now > ca.not_valid_after_utc else "cert_not_yet_valid"
+            )
             return PackageRejected(
                 code,
                 f"the issuing CA certificate ({ca.subject.rfc4514_string()}) is valid from "

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 import pytest
 
-from gateway.errors import CODES, GatewayError, PackageRejected, lookup
+from gateway.errors import CODES, CodeName, GatewayError, PackageRejected, lookup
 
 REQUIRED = (
     "xml_too_large",
@@ -71,3 +72,9 @@ def test_problem_details_carry_the_code() -> None:
         "detail": "sent before",
         "where": "line 3",
     }
+
+
+def test_the_code_type_names_exactly_the_catalogue() -> None:
+    """mypy refuses a code outside ``CodeName``; the type and the catalogue must agree."""
+    assert set(get_args(CodeName)) == set(CODES)
+    assert len(get_args(CodeName)) == len(CODES)
