@@ -9,9 +9,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # lxml, cryptography, asyncpg and the rest ship manylinux wheels: no compiler is needed. The
-# XSDs, the sample directory and the migrations are package data of gateway itself.
+# XSDs (schemas/), the sample directory and the migrations install as package data.
 COPY pyproject.toml README.md /tmp/src/
 COPY gateway /tmp/src/gateway
+COPY schemas /tmp/src/schemas
 RUN pip install /tmp/src \
  && rm -rf /tmp/src \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/gateway --create-home gateway \

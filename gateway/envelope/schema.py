@@ -1,6 +1,6 @@
 """The edXML schemas: loaded from disk once per thread (never fetched), and validation that
-reports the first error with its line and path. The XSDs travel inside the package
-(``gateway/envelope/schemas``; ``schemas/`` at the top of the source tree points there)."""
+reports the first error with its line and path. The XSDs are ``schemas/`` at the top of the
+source tree; an installed gateway carries them as ``gateway/envelope/schemas``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from lxml import etree
 from gateway.envelope.model import Kind, Profile
 from gateway.errors import ConfigError, PackageRejected
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+
+def _schema_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    installed = here / "schemas"  # a wheel puts them beside this module
+    return installed if installed.is_dir() else here.parents[1] / "schemas"  # the source tree
+
+
+SCHEMA_DIR = _schema_dir()
 
 
 def schema_path(kind: Kind, profile: Profile) -> Path:

@@ -212,7 +212,7 @@ def test_dockerfile_installs_migrates_and_serves_on_the_published_port(
     assert re.search(r"^FROM python:3\.11-slim$", text, re.M)
     source = re.search(r"^RUN pip install (\S+)", text, re.M)
     assert source, "the Dockerfile does not pip install the project"
-    for part in ("pyproject.toml", "gateway"):
+    for part in ("pyproject.toml", "gateway", "schemas"):
         assert re.search(rf"^COPY .*{part}.* {re.escape(source[1])}/", text, re.M), part
     cmd = next(line for line in text.splitlines() if line.startswith("CMD "))
     assert cmd.index("gateway db upgrade") < cmd.index("gateway serve --host 0.0.0.0 --port 8080")
