@@ -17,7 +17,14 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.cli.client import TOKEN_OPTION, URL_OPTION, call
-from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment, settings
+from gateway.cli.common import (
+    EXIT_OK,
+    EXIT_REJECTED,
+    echo_json,
+    fail_environment,
+    run_async,
+    settings,
+)
 from gateway.cli.ledger import (
     KEY_HELP,
     KEYS_OPTION,
@@ -27,7 +34,6 @@ from gateway.cli.ledger import (
     output_file,
     public_key_or_none,
     read_key,
-    run_db,
 )
 from gateway.client import GatewayClient
 from gateway.errors import GatewayError
@@ -155,7 +161,7 @@ def audit_consistency(
         if url:
             proof = call(url, token, lambda gw: gw.consistency(first.size, second.size))
         else:
-            proof = run_db(run())
+            proof = run_async(run())
         verify_consistency(first.size, second.size, first.root, second.root, proof)
     except GatewayError as e:
         click.echo(f"INCONSISTENT size {first.size} -> {second.size}: {e.message}")
@@ -339,7 +345,7 @@ def audit_query(
         if url:
             next_after = call(url, token, lambda gw: from_gateway(gw, writer.write))
         else:
-            next_after = run_db(from_database(writer.write))
+            next_after = run_async(from_database(writer.write))
         writer.close()
     if next_after is not None:
         click.echo(f"more entries: repeat with --after {next_after}", err=True)

@@ -20,10 +20,10 @@ from gateway.cli.common import (
     fail_environment,
     progress,
     record_action,
+    run_async,
     settings,
 )
 from gateway.config import Settings
-from gateway.errors import GatewayError
 
 T = TypeVar("T")
 
@@ -52,12 +52,7 @@ def _run(work: Callable[[AmqpBus | LocalBus], Awaitable[T]], *, create: bool = F
         async with open_bus(config) as bus:
             return await work(bus)
 
-    try:
-        return asyncio.run(main())
-    except GatewayError as e:
-        if e.code in ("bus_unavailable", "config_invalid", "directory_invalid"):
-            fail_environment(e.message)
-        raise
+    return run_async(main(), config)
 
 
 def _where(config: Settings, bus: AmqpBus | LocalBus) -> str:

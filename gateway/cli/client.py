@@ -12,13 +12,12 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, fail_environment
+from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, exits, fail_environment
 from gateway.cli.units import open_directory
 from gateway.client import (
     BUSINESS_TYPES,
     ApiError,
     GatewayClient,
-    GatewayUnreachable,
     build_letter,
     build_status,
     business_change,
@@ -27,7 +26,7 @@ from gateway.client import (
     unit,
 )
 from gateway.envelope import STATUS_CODES, Package
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import GatewayError
 from gateway.ledger.receipt import load_verifier, verify_receipt
 
 T = TypeVar("T")
@@ -75,29 +74,22 @@ def call(
     if not token:
         raise click.UsageError("Missing option '--token' (or GATEWAY_TOKEN).")
 
-    async def run() -> T:
+    async def main() -> T:
         async with GatewayClient(url, token) as gw:
             return await work(gw)
 
-    try:
-        return asyncio.run(run())
-    except ApiError as e:
-        if as_json:
-            echo_json(e.problem or {"status": e.status, "code": e.code, "detail": e.detail})
-        click.echo(f"ERROR {e.status} {e.code}: {e.detail}", err=True)
-        sys.exit(EXIT_REJECTED)
-    except GatewayUnreachable as e:
-        fail_environment(str(e))
+    with exits():
+        try:
+            return asyncio.run(main())
+        except ApiError as e:
+            if as_json:  # the problem itself, for a program reading the output
+                echo_json(e.problem or {"status": e.status, "code": e.code, "detail": e.detail})
+            raise
 
 
 def _sign(package: Package, keys: Path) -> bytes:
-    try:
+    with exits():  # a refusal here: the builder made something the envelope refuses
         return sign_as_unit(package, keys)
-    except ConfigError as e:
-        fail_environment(e.message)
-    except GatewayError as e:  # the builder made something the envelope refuses
-        click.echo(f"INVALID {e.code}: {e.message}", err=True)
-        sys.exit(EXIT_REJECTED)
 
 
 def _codes(values: tuple[str, ...]) -> list[str]:

@@ -7,16 +7,18 @@ import contextlib
 import difflib
 import json
 import sys
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from gateway.config import Settings, load_settings, setting_sources, unknown_variables
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError, Origin
 
 if TYPE_CHECKING:
     from gateway.ledger import Event
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -27,6 +29,46 @@ def fail_environment(message: str) -> NoReturn:
     """Stop with exit code 2: the command cannot run in this environment."""
     click.echo(f"error: {message}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def refuse(code: str, message: str) -> NoReturn:
+    """Stop with exit code 1: the input was refused, with its catalogue code."""
+    click.echo(f"INVALID {code}: {message}", err=True)
+    sys.exit(EXIT_REJECTED)
+
+
+@contextlib.contextmanager
+def exits(config: Settings | None = None) -> Iterator[None]:
+    """The one place where errors become exit codes: refused input (a gateway error of the
+    client's making, a refusal from the gateway's API) exits 1 with its code; an unusable
+    environment (configuration, a database or broker that does not answer, an unreachable
+    gateway) exits 2 with the reason."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.client import ApiError, GatewayUnreachable
+    from gateway.db.engine import UNAVAILABLE, unavailable
+
+    try:
+        yield
+    except ApiError as e:
+        click.echo(f"ERROR {e.status} {e.code}: {e.detail}", err=True)
+        sys.exit(EXIT_REJECTED)
+    except GatewayUnreachable as e:
+        fail_environment(str(e))
+    except GatewayError as e:
+        if isinstance(e, ConfigError) or e.error.origin is Origin.SERVER:
+            fail_environment(e.message)
+        refuse(e.code, e.message)
+    except UNAVAILABLE as e:
+        fail_environment(unavailable(config or settings(), e).message)
+    except SQLAlchemyError as e:
+        fail_environment(f"database error: {type(e).__name__}: {str(e).splitlines()[0]}")
+
+
+def run_async(work: Awaitable[T], config: Settings | None = None) -> T:
+    """Run a command's async work under :func:`exits`."""
+    with exits(config):
+        return asyncio.run(work)  # type: ignore[arg-type]
 
 
 _WARNED: set[str] = set()

@@ -4,10 +4,9 @@ recorded, keys, output files)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import sys
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import IO, Any, TypeVar
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.cli.common import (
     EXIT_OK,
@@ -24,10 +22,11 @@ from gateway.cli.common import (
     echo_json,
     fail_environment,
     progress,
+    run_async,
     settings,
 )
 from gateway.config import Settings, setting_sources
-from gateway.db.engine import UNAVAILABLE, database_url, open_engine, unavailable
+from gateway.db.engine import database_url, open_engine
 from gateway.db.migrate import (
     check_schema,
     current_revision,
@@ -61,17 +60,6 @@ KEY_HELP = (
     "The gateway's public key: a PEM file (public key or certificate), or a signed-note "
     "verifier key 'name+id+base64' given inline or in a file."
 )
-
-
-def run_db(coro: Awaitable[T]) -> T:
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except ConfigError as e:
-        fail_environment(e.message)
-    except UNAVAILABLE as e:
-        fail_environment(unavailable(settings(), e).message)
-    except SQLAlchemyError as e:
-        fail_environment(f"database error: {e.__class__.__name__}: {str(e).splitlines()[0]}")
 
 
 def _check_database_exists(cfg: Settings) -> None:
@@ -187,7 +175,7 @@ def db_upgrade(revision: str) -> None:
         finally:
             await engine.dispose()
 
-    click.echo(f"OK database at revision {run_db(run())}")
+    click.echo(f"OK database at revision {run_async(run())}")
 
 
 @db.command("check")
@@ -205,7 +193,7 @@ def db_check(as_json: bool) -> None:
         finally:
             await engine.dispose()
 
-    result = run_db(run())
+    result = run_async(run())
     if as_json:
         echo_json(
             {
@@ -238,7 +226,7 @@ def db_revision(message: str) -> None:
     async def run() -> list[str]:
         return await draft_revision(message)
 
-    for path in run_db(run()):
+    for path in run_async(run()):
         click.echo(f"wrote {path}")
 
 
@@ -266,7 +254,7 @@ def ledger_verify(key_spec: str | None, keys: Path | None, as_json: bool) -> Non
             with progress(await led.size(), "verifying entries") as advance:
                 return await led.verify(verifier, progress=advance), verifier
 
-    report, verifier = run_db(run())
+    report, verifier = run_async(run())
     signatures = (
         f"signatures checked with {verifier.name}+{verifier.key_id:08x}"
         if verifier
@@ -322,7 +310,7 @@ def ledger_checkpoint(
                 return await led.checkpoint_of_size(size)
             return await led.checkpoint()
 
-    result = run_db(run())
+    result = run_async(run())
     with output_file(output) as out:
         if as_list:
             for cp in result:
@@ -373,7 +361,7 @@ def ledger_receipt(
             return await led.receipt_for_document(document, recipient)
 
     try:
-        receipt = run_db(run())
+        receipt = run_async(run())
     except GatewayError as e:
         click.echo(f"error: {e.message}", err=True)
         sys.exit(EXIT_REJECTED)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -14,8 +13,15 @@ from typing import TypeVar
 import click
 from aiohttp import web
 
-from gateway.cli.common import EXIT_OK, EXIT_USAGE, fail_environment, record_action, settings
-from gateway.db.engine import UNAVAILABLE, database_exists, open_engine, unavailable
+from gateway.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    fail_environment,
+    record_action,
+    run_async,
+    settings,
+)
+from gateway.db.engine import database_exists, open_engine
 from gateway.db.migrate import upgrade
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import ACCESS_LOG_FORMAT, configure_logging
@@ -114,12 +120,7 @@ def _run(work: Callable[..., Awaitable[T]]) -> T:
         finally:
             await engine.dispose()
 
-    try:
-        return asyncio.run(main())
-    except (ConfigError, GatewayError) as e:
-        fail_environment(e.message)
-    except UNAVAILABLE as e:
-        fail_environment(unavailable(config, e).message)
+    return run_async(main(), config)
 
 
 @click.group()

@@ -15,12 +15,13 @@ from gateway.cli.common import (
     EXIT_OK,
     EXIT_REJECTED,
     echo_json,
+    exits,
     fail_environment,
     record_action,
     settings,
 )
 from gateway.directory import Directory, DirectoryInvalid, Unit, load_directory
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError
 from gateway.service.runtime import directory_file
 
 if TYPE_CHECKING:
@@ -228,13 +229,8 @@ def _change_file(
 
     config = settings()
     path = directory_file(config, create=True, say=lambda text: click.echo(text, err=True))
-    try:
+    with exits():
         change = change_unit(path, code, values, create=create)
-    except GatewayError as e:
-        click.echo(f"INVALID {e.code}: {e.message}", err=True)
-        sys.exit(EXIT_REJECTED)
-    except ConfigError as e:
-        fail_environment(e.message)
     if change.fields:
         record_action(unit_event(action, Actor.command_line(), change))
     return change.after.as_dict(), change.fields
