@@ -52,7 +52,7 @@ def serve(host: str, port: int, grace: float, workers: int | None) -> None:
     With no configuration it runs embedded: SQLite and the local bus under ./var/, the sample
     809-unit directory, and a development PKI created under ./var/keys/ on first start.
     GATEWAY_AMQP_URL, GATEWAY_DATABASE_URL, GATEWAY_DIRECTORY, GATEWAY_KEYS, GATEWAY_TRUST and
-    GATEWAY_CRL select production parts (see README); GATEWAY_API_TLS_CERT and _KEY serve
+    GATEWAY_CRL select production parts (docs/configuration.md); GATEWAY_API_TLS_CERT and _KEY serve
     HTTPS, and GATEWAY_API_CLIENT_CERTS=optional|required asks for unit certificates (mutual
     TLS). Stop with Ctrl-C or SIGTERM: requests in
     flight finish, consumers stop after their current message, nothing accepted is lost.

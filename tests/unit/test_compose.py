@@ -1,6 +1,6 @@
 """docker-compose.yml and the Dockerfile (docker does not run here): a sound compose structure,
-and every GATEWAY_* variable they set, or the README's production section names, is one the
-code reads."""
+and every GATEWAY_* variable they set, or the production page (docs/deploy.md) names, is one
+the code reads."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from gateway.config import Secret, Settings, load_settings
 ROOT = Path(__file__).parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-README = ROOT / "README.md"
-PRODUCTION_HEADING = "## Running in production (docker compose)"
+DEPLOY = ROOT / "docs" / "deploy.md"
+PRODUCTION_HEADING = "# Running in production (docker compose)"
 VARIABLE = re.compile(r"\bGATEWAY_[A-Z0-9_]*[A-Z0-9]\b")
 # Read by load_settings itself rather than by a field: the TOML file's path.
 CONFIG_FILE_VARIABLE = "GATEWAY_CONFIG"
@@ -86,10 +86,12 @@ def environment(svc: dict[str, Any]) -> dict[str, str]:
 
 
 def production_section() -> str:
-    text = README.read_text(encoding="utf-8")
-    assert PRODUCTION_HEADING in text, f"README.md has no section {PRODUCTION_HEADING!r}"
-    section = text.split(PRODUCTION_HEADING, 1)[1]
-    return re.split(r"\n## ", section, maxsplit=1)[0]
+    """docs/deploy.md, the production page, whole."""
+    text = DEPLOY.read_text(encoding="utf-8")
+    assert text.startswith(PRODUCTION_HEADING), (
+        f"docs/deploy.md does not open with {PRODUCTION_HEADING!r}"
+    )
+    return text
 
 
 SAMPLE_VALUES = {int: "7", str: "x", tuple[int, ...]: "3,4"}
@@ -224,13 +226,13 @@ def test_dockerfile_installs_migrates_and_serves_on_the_published_port(
     assert not unknown, f"the Dockerfile names variables nothing reads: {sorted(unknown)}"
 
 
-def test_readme_production_section_names_only_variables_the_code_reads(
+def test_production_page_names_only_variables_the_code_reads(
     compose: dict[str, Any],
 ) -> None:
     named = set(VARIABLE.findall(production_section()))
-    assert named, "the production section names no GATEWAY_* variable"
+    assert named, "docs/deploy.md names no GATEWAY_* variable"
     unknown = named - readable()
-    assert not unknown, f"README names variables nothing reads: {sorted(unknown)}"
+    assert not unknown, f"docs/deploy.md names variables nothing reads: {sorted(unknown)}"
     set_by_compose = {
         v for svc in compose["services"].values() for v in environment(svc) if "GATEWAY_" in v
     }
