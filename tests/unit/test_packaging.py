@@ -5,13 +5,14 @@ the top-level schemas/ folder), the sample directory and the migrations, so a pl
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
 import zipfile
 from pathlib import Path
 
-from setuptools import find_packages
+from setuptools import find_namespace_packages
 
 ROOT = Path(__file__).parents[2]
 
@@ -34,9 +35,17 @@ print(gateway.__file__, SCHEMA_DIR)
 
 
 def test_wheel_contains_schemas_sample_directory_and_migrations(tmp_path: Path) -> None:
+    # Built from a copy of what the image copies: a build/ folder left in the checkout by an
+    # earlier build could hold files the packaging no longer includes.
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "gateway", source / "gateway", ignore=ignore)
+    shutil.copytree(ROOT / "schemas", source / "schemas", ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+         "-w", str(tmp_path), str(source)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr
@@ -70,5 +79,6 @@ def test_schemas_is_a_real_folder_at_the_top() -> None:
 
 def test_every_package_folder_is_listed_for_the_wheel() -> None:
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    found = find_packages(str(ROOT), include=["gateway*"])
-    assert sorted(listed) == sorted([*found, "gateway.envelope.schemas"])
+    found = find_namespace_packages(str(ROOT), include=["gateway*"])  # data folders too
+    folders = [name for name in found if "__pycache__" not in name]
+    assert sorted(listed) == sorted([*folders, "gateway.envelope.schemas"])
