@@ -28,9 +28,9 @@ from gateway.envelope.read import (
     read_document,
     read_status,
     signature_warnings,
-    weak_algorithms,
 )
 from gateway.envelope.schema import is_value_error, schema_errors, schema_rejection, where
+from gateway.envelope.signature import weak_algorithms
 from gateway.envelope.xmlsafe import check_tree_depth, parse_xml
 from gateway.errors import PackageRejected
 

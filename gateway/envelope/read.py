@@ -36,6 +36,7 @@ from gateway.envelope.model import (
 )
 from gateway.envelope.names import tag
 from gateway.envelope.schema import where
+from gateway.envelope.signature import weak_algorithms
 from gateway.errors import CodeName, PackageRejected
 
 _T = TypeVar("_T")
@@ -115,8 +116,6 @@ MESSAGE_HEADER_CARDINALITY: dict[str, tuple[int, int | None]] = {
 _CARDINALITY = [
     (tag(local), local, low, high) for local, (low, high) in MESSAGE_HEADER_CARDINALITY.items()
 ]
-
-_WEAK_ALGORITHMS = ("sha1", "sha224", "md5", "ripemd160")
 
 
 class Findings:
@@ -454,17 +453,6 @@ def signature_warnings(header: etree._Element, findings: Findings) -> None:
         findings.warnings.append(
             PackageWarning("signature_weak_algorithm", f"the signature uses {', '.join(weak)}")
         )
-
-
-def weak_algorithms(signature: etree._Element) -> list[str]:
-    """Algorithm URIs in a ds:Signature's SignedInfo that rest on SHA-1 or weaker."""
-    found = []
-    for el in signature.iter(f"{{{names.DS_NS}}}SignatureMethod", f"{{{names.DS_NS}}}DigestMethod"):
-        uri = el.get("Algorithm", "")
-        fragment = uri.rsplit("#", 1)[-1].rsplit("/", 1)[-1].lower()
-        if any(fragment.endswith(w) or f"-{w}" in fragment for w in _WEAK_ALGORITHMS):
-            found.append(uri)
-    return found
 
 
 def _one(groups: dict[Any, list[etree._Element]], clark: str) -> etree._Element | None:

@@ -27,13 +27,14 @@ from typing import Any, BinaryIO, cast
 from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
 from lxml import etree
-from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidDigest, SignXMLException
 from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from gateway.config import EnvelopeSettings
 from gateway.directory import Directory
 from gateway.envelope import Kind, Package, PackageWarning, Profile, names, read_tree
+from gateway.envelope import signature as policy
 from gateway.envelope.parse import (
     STRICT_DEPTH,
     check_signature_policy,
@@ -50,31 +51,26 @@ from gateway.trust.store import TrustStore
 DEFAULT_LIMITS = EnvelopeSettings()
 
 _DS = f"{{{names.DS_NS}}}"
-_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-_C14N = frozenset(m.value for m in CanonicalizationMethod)
 _LOCATION = f"./{names.ENVELOPE}/{names.HEADER}/"
 
-
-def _weak(name: str) -> bool:
-    return "SHA1" in name or "SHA224" in name or name.startswith(("HMAC", "DSA"))
-
-
-STRICT_SIGNATURE_METHODS = frozenset(m for m in SignatureMethod if not _weak(m.name))
-STRICT_DIGESTS = frozenset(d for d in DigestAlgorithm if not _weak(d.name))
-# compat also verifies legacy SHA-1 and SHA-224 signatures (and records weak_algorithm)
-COMPAT_SIGNATURE_METHODS = frozenset(
-    m for m in SignatureMethod if not m.name.startswith(("HMAC", "DSA"))
+# The policy (gateway.envelope.signature) as signxml's names: strict, then compat, which also
+# verifies the weak algorithms and records the signature as weak.
+STRICT_SIGNATURE_METHODS = frozenset(
+    m for m in SignatureMethod if m.value in policy.SIGNATURE_METHODS
 )
-COMPAT_DIGESTS = frozenset(DigestAlgorithm)
+STRICT_DIGESTS = frozenset(d for d in DigestAlgorithm if d.value in policy.DIGEST_METHODS)
+COMPAT_SIGNATURE_METHODS = STRICT_SIGNATURE_METHODS | frozenset(
+    m for m in SignatureMethod if m.value in policy.WEAK_SIGNATURE_METHODS
+)
+COMPAT_DIGESTS = STRICT_DIGESTS | frozenset(
+    d for d in DigestAlgorithm if d.value in policy.WEAK_DIGEST_METHODS
+)
 # (strict, compat) algorithm URIs of SignatureMethod, then of DigestMethod
 _METHOD_URIS = (
-    frozenset(m.value for m in STRICT_SIGNATURE_METHODS),
-    frozenset(m.value for m in COMPAT_SIGNATURE_METHODS),
+    policy.SIGNATURE_METHODS,
+    policy.SIGNATURE_METHODS | policy.WEAK_SIGNATURE_METHODS,
 )
-_DIGEST_URIS = (
-    frozenset(d.value for d in STRICT_DIGESTS),
-    frozenset(d.value for d in COMPAT_DIGESTS),
-)
+_DIGEST_URIS = (policy.DIGEST_METHODS, policy.DIGEST_METHODS | policy.WEAK_DIGEST_METHODS)
 
 
 class SignatureState(enum.StrEnum):
@@ -192,12 +188,12 @@ def _check_signed_info(sig: etree._Element, profile: Profile) -> bool:
     transforms = [
         t.get("Algorithm", "") for t in reference.iterfind(f"{_DS}Transforms/{_DS}Transform")
     ]
-    if _ENVELOPED not in transforms:
+    if policy.ENVELOPED_SIGNATURE not in transforms:
         raise PackageRejected(
             "signature_invalid", "the Reference lacks the enveloped-signature transform"
         )
     for algorithm in transforms:
-        if algorithm != _ENVELOPED and algorithm not in _C14N:
+        if algorithm not in policy.TRANSFORMS:
             raise PackageRejected(
                 "signature_invalid", f"the transform {algorithm!r} is not allowed"
             )

@@ -16,6 +16,7 @@ from lxml import etree
 from samples import mutated, sample_document, set_text
 
 from gateway.envelope import Profile, names, parse, parse_package
+from gateway.envelope import signature as policy
 from gateway.envelope.model import STATUS_CODES
 from gateway.envelope.schema import SCHEMA_DIR
 from gateway.errors import PackageRejected
@@ -274,22 +275,25 @@ def pattern(file: str, type_name: str) -> str:
     return str(facet.get("value"))
 
 
-def test_signature_algorithms_are_the_verifiers() -> None:
-    assert enumeration("xmldsig.xsd", "SignatureAlgorithm") == {
-        m.value for m in verify.STRICT_SIGNATURE_METHODS
-    }
+def test_the_schema_admits_exactly_the_policys_algorithms() -> None:
+    """One signature policy (gateway.envelope.signature): the XSD, the envelope's checks and
+    the verifier all follow it."""
+    assert enumeration("xmldsig.xsd", "SignatureAlgorithm") == policy.SIGNATURE_METHODS
+    assert enumeration("xmldsig.xsd", "DigestAlgorithm") == policy.DIGEST_METHODS
+    assert enumeration("xmldsig.xsd", "C14nAlgorithm") == policy.CANONICALIZATIONS
+    assert enumeration("xmldsig.xsd", "TransformAlgorithm") == policy.TRANSFORMS
 
 
-def test_digest_algorithms_are_the_verifiers() -> None:
-    assert enumeration("xmldsig.xsd", "DigestAlgorithm") == {d.value for d in verify.STRICT_DIGESTS}
-
-
-def test_c14n_algorithms_are_the_verifiers() -> None:
-    assert enumeration("xmldsig.xsd", "C14nAlgorithm") == set(verify._C14N)
-
-
-def test_transform_algorithms_are_c14n_and_enveloped() -> None:
-    assert enumeration("xmldsig.xsd", "TransformAlgorithm") == verify._C14N | {verify._ENVELOPED}
+def test_the_verifier_takes_its_algorithms_from_the_policy() -> None:
+    assert {m.value for m in verify.STRICT_SIGNATURE_METHODS} == policy.SIGNATURE_METHODS
+    assert {d.value for d in verify.STRICT_DIGESTS} == policy.DIGEST_METHODS
+    weak = {m.value for m in verify.COMPAT_SIGNATURE_METHODS} - policy.SIGNATURE_METHODS
+    assert weak == policy.WEAK_SIGNATURE_METHODS  # every weak one known to signxml
+    assert {d.value for d in verify.COMPAT_DIGESTS} - policy.DIGEST_METHODS == (
+        policy.WEAK_DIGEST_METHODS
+    )
+    assert all(policy.is_weak(uri) for uri in weak | policy.WEAK_DIGEST_METHODS)
+    assert not any(policy.is_weak(uri) for uri in policy.SIGNATURE_METHODS)
 
 
 def test_status_codes_are_the_models() -> None:
