@@ -87,10 +87,13 @@ async def _keep_starting(app: web.Application, settings: Settings) -> None:
             if e.code not in WAIT_FOR:
                 log.error("the gateway cannot start: %s", e.message)
                 raise SystemExit(2) from e  # out of the event loop: the process stops
-            slot.waiting = e
-            delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
-            log.warning("not ready: %s; trying again in %d s", e.message, delay)
-            await asyncio.sleep(delay)
+            slot.waiting, reason = e, e.message
+        except Exception as e:
+            log.exception("the gateway cannot start")
+            raise SystemExit(2) from e
+        delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
+        log.warning("not ready: %s; trying again in %d s", reason, delay)
+        await asyncio.sleep(delay)
 
 
 def create_app(settings: Settings) -> web.Application:
