@@ -189,16 +189,7 @@ def _api_filters(query: Query, limit: int, after: int | None) -> dict[str, str]:
 
 def _entry_of(row: dict[str, Any]) -> Entry:
     """An entry as /v1/ledger/entries gives it."""
-    event = Event(
-        EventType(row["type"]),
-        document=row["document"],
-        sender=row["sender"],
-        recipient=row["recipient"],
-        package_sha256=row["package_sha256"],
-        code=row["code"],
-        details=row.get("details") or {},
-    )
-    return Entry(row["seq"], datetime.fromisoformat(row["time"]), event)
+    return Entry(row["seq"], datetime.fromisoformat(row["time"]), Event.from_json(row))
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -77,6 +77,19 @@ class Event:
         if self.details and len(_dumps(self.details)) > MAX_DETAILS_BYTES:
             raise ValueError(f"event details exceed {MAX_DETAILS_BYTES} bytes")
 
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Event:
+        """The event of an entry's JSON object (its canonical bytes, or the HTTP API's rows)."""
+        return cls(
+            type=EventType(obj["type"]),
+            document=obj["document"],
+            sender=obj["sender"],
+            recipient=obj["recipient"],
+            package_sha256=obj["package_sha256"],
+            code=obj["code"],
+            details=obj.get("details") or {},
+        )
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -163,16 +176,7 @@ def parse_entry(data: bytes) -> Entry:
         raise ValueError("entry seq is not a non-negative integer")
     if not isinstance(obj["time"], str) or not isinstance(obj["details"], dict):
         raise ValueError("entry time or details have the wrong type")
-    event = Event(
-        type=EventType(obj["type"]),
-        document=obj["document"],
-        sender=obj["sender"],
-        recipient=obj["recipient"],
-        package_sha256=obj["package_sha256"],
-        code=obj["code"],
-        details=obj["details"],
-    )
-    entry = Entry(seq, parse_time(obj["time"]), event)
+    entry = Entry(seq, parse_time(obj["time"]), Event.from_json(obj))
     if entry.data != data:
         raise ValueError("entry bytes are not in canonical form")
     return entry
