@@ -85,7 +85,7 @@ def main() -> None:
                     "signxml": lambda d=data: XMLVerifier().verify(d, x509_cert=cert),
                     "package": lambda d=data: verify_package(d, trust, directory, "strict", now),
                     "read": lambda d=data: (
-                        verify_package(d, trust, directory, "strict", now).package.subject
+                        verify_package(d, trust, directory, "strict", now).package
                     ),
                     "signature": lambda d=data: verify_signature(d, trust, "strict", now),
                 },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from datetime import date, datetime
@@ -121,6 +122,16 @@ def first(root: etree._Element, path: str) -> etree._Element:
 def set_text(path: str, value: str) -> Callable[[etree._Element], None]:
     def change(root: etree._Element) -> None:
         first(root, path).text = value
+
+    return change
+
+
+def duplicate(path: str) -> Callable[[etree._Element], None]:
+    """A copy of the first element at ``path`` right after it."""
+
+    def change(root: etree._Element) -> None:
+        el = first(root, path)
+        el.addnext(copy.deepcopy(el))
 
     return change
 

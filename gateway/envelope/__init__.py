@@ -22,7 +22,7 @@ from gateway.envelope.model import (
     TraceHeader,
 )
 from gateway.envelope.names import make_document_id
-from gateway.envelope.parse import parse_package, read_tree
+from gateway.envelope.parse import Reading, check, parse_package
 
 __all__ = [
     "STATUS_CODES",
@@ -36,6 +36,7 @@ __all__ = [
     "Package",
     "PackageWarning",
     "Profile",
+    "Reading",
     "Receiver",
     "ResponseFor",
     "SignerInfo",
@@ -44,7 +45,7 @@ __all__ = [
     "TraceHeader",
     "build_package",
     "build_tree",
+    "check",
     "make_document_id",
     "parse_package",
-    "read_tree",
 ]

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
 
 
 class Kind(enum.StrEnum):
@@ -193,34 +191,6 @@ class Package:
     raw: bytes = field(default=b"", repr=False, compare=False)
     sha256: str = field(default="", compare=False)
     warnings: tuple[PackageWarning, ...] = field(default=(), compare=False)
-    _read: Callable[[], Package] | None = field(default=None, init=False, repr=False, compare=False)
-
-    @classmethod
-    def deferred(cls, read: Callable[[], Package], **known: Any) -> Package:
-        """A package of which only ``known`` fields are set; ``read()`` gives the others the
-        first time one of them is used.
-
-        For a package that has passed every check: reading its descriptive fields (names,
-        subject, traces...) out of the XML then cannot fail, and is not paid for by callers
-        that only route or reject it."""
-        package = object.__new__(cls)
-        for name, value in known.items():
-            object.__setattr__(package, name, value)
-        object.__setattr__(package, "_read", read)
-        return package
-
-    if not TYPE_CHECKING:  # type checkers would otherwise accept any attribute name
-
-        def __getattr__(self, name: str) -> Any:
-            # Reached only for a slot not yet set: a field of a deferred package.
-            read = object.__getattribute__(self, "_read")
-            if read is None or name.startswith("__"):
-                raise AttributeError(name)
-            full = read()  # it reads the known fields as they are
-            for field_name in _PACKAGE_FIELDS:
-                object.__setattr__(self, field_name, getattr(full, field_name))
-            object.__setattr__(self, "_read", None)
-            return object.__getattribute__(self, name)
 
     @property
     def document_key(self) -> str:
@@ -229,6 +199,3 @@ class Package:
         A status packet names the document it answers (whose sender is its recipient)."""
         issuer = self.recipients[0] if self.kind is Kind.STATUS else self.sender
         return f"{issuer.organ_id}|{self.document_id}"
-
-
-_PACKAGE_FIELDS = tuple(f.name for f in fields(Package) if f.name != "_read")

@@ -1,14 +1,17 @@
-"""``parse_package``: untrusted bytes in, a checked ``Package`` (or PackageRejected) out.
+"""``check``: untrusted bytes in, a ``Reading`` of a package that passed every check (or
+PackageRejected with the first failure's code) out; ``parse_package`` reads the model at once.
 
 The steps, each refusing as early and as cheaply as it can: size cap, hardened parse
-(xmlsafe), root and kind, the edXML schema, then the checks the schema cannot express.
+(xmlsafe), root and kind, the edXML schema (which also counts and pairs, by identity
+constraints), then the checks the schema cannot express.
 
 Most packages are valid, so validity is decided on the fast path: the schemas say nearly
 everything (formats, real dates, counts, pairings, and in strict the whole signature policy),
-one compiled XPath checks the rest, and a strict document's fields other than its kind
-are read from the tree only when first used (``Package.deferred``). Whenever the fast path
-finds a fault, the checked path (``read_checked``) takes over: every check in its documented
-order, the first failure raised with its own error code, the same verdict either way.
+one compiled XPath checks the rest, and decoding the attachments proves their base64. Whenever
+the fast path finds a fault, the checked path (``read_checked``) takes over: every check in its
+documented order, the first failure raised with its own error code, the same verdict either
+way. The model is read when ``Reading.package()`` is first called: every check is done by then,
+so the reading cannot fail, and a caller that only routes or refuses does not pay for it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from lxml import etree
 
 from gateway.config import EnvelopeSettings
 from gateway.envelope import names
-from gateway.envelope.model import Kind, Package, Profile
+from gateway.envelope.model import Kind, Package, PackageWarning, Profile
 from gateway.envelope.read import (
     Findings,
     decode_attachments,
@@ -29,8 +32,13 @@ from gateway.envelope.read import (
     read_status,
     signature_warnings,
 )
-from gateway.envelope.schema import is_value_error, schema_errors, schema_rejection, where
-from gateway.envelope.signature import weak_algorithms
+from gateway.envelope.schema import (
+    constraint_failure,
+    is_value_error,
+    schema_errors,
+    schema_rejection,
+)
+from gateway.envelope.signature import check_signature_policy
 from gateway.envelope.xmlsafe import check_tree_depth, parse_xml
 from gateway.errors import PackageRejected
 
@@ -76,57 +84,6 @@ def not_edxml(root: etree._Element) -> PackageRejected:
     )
 
 
-def signature_element(root: etree._Element) -> etree._Element:
-    """The one W3C signature of a strict package: a direct child of edXMLHeader, its last.
-
-    Raises signature_missing when there is none and signature_ambiguous for several signatures
-    or one in any other place (the shapes of signature-wrapping attacks)."""
-    signatures = list(root.iter(names.DS_SIGNATURE))
-    if not signatures:
-        others = [
-            el for el in root.iter(tag=etree.Element) if etree.QName(el).localname == "Signature"
-        ]
-        hint = (
-            f"; found a Signature that is not W3C XMLDSig at {where(others[0])}" if others else ""
-        )
-        raise PackageRejected("signature_missing", "the package has no XMLDSig signature" + hint)
-    if len(signatures) > 1:
-        raise PackageRejected(
-            "signature_ambiguous",
-            f"the package has {len(signatures)} signatures; exactly one is allowed",
-            where=where(signatures[1]),
-        )
-    sig = signatures[0]
-    header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
-    if header is None or sig.getparent() is not header:
-        raise PackageRejected(
-            "signature_ambiguous",
-            "the signature must be a child of the package's own edXMLHeader",
-            where=where(sig),
-        )
-    siblings = list(header.iterchildren(tag=etree.Element))
-    if siblings[-1] is not sig:
-        raise PackageRejected(
-            "signature_ambiguous",
-            "the signature must be the last child of edXMLHeader",
-            where=where(sig),
-        )
-    return sig
-
-
-def check_signature_policy(root: etree._Element) -> etree._Element:
-    """Strict: one well-placed signature using no SHA-1 or weaker algorithm."""
-    sig = signature_element(root)
-    weak = weak_algorithms(sig)
-    if weak:
-        raise PackageRejected(
-            "signature_weak_algorithm",
-            f"the signature uses {', '.join(weak)}; SHA-256 or stronger is required",
-            where=where(sig),
-        )
-    return sig
-
-
 # What the schema cannot say of a document's MessageHeader (it admits its children in any
 # order): one To at least, SignerInfo, OtherInfo and ToPlaces at most once, and a DocumentId
 # made of From/OrganId, PromulgationDate and Code (compared collapsed, as read.py compares).
@@ -147,50 +104,136 @@ STRICT_DEPTH = 9
 class _PerThread(threading.local):
     def __init__(self) -> None:
         self.fast_checks = etree.XPath(FAST_CHECKS, namespaces={"e": names.NS})
+        self.sender = etree.XPath("normalize-space(e:From/e:OrganId)", namespaces={"e": names.NS})
 
 
 _local = _PerThread()
 
 
-def read_tree(
-    root: etree._Element,
-    data: bytes,
-    profile: Profile,
-    *,
-    signature_checked: bool = False,
-    unchecked_depth: int | None = None,
-) -> Package:
-    """Schema-validate and read an already parsed tree; ``data`` are the bytes it came from.
+class Reading:
+    """A package that has passed every check of its profile (``check``'s answer): its kind,
+    sender and warnings at once, its model when ``package()`` is first called, read from
+    ``tree`` without checking anything again. A caller that only routes or refuses a package
+    does not pay for the reading."""
 
-    ``signature_checked``: the signature's place and algorithms are known good (verified).
-    ``unchecked_depth``: the depth limit, when the parse left it to be checked here."""
-    first = header_first(root)
-    kind = package_kind(root, first)
-    errors = [] if kind is None else schema_errors(root, kind, profile)
-    package = None
+    __slots__ = ("_contents", "_package", "_source", "kind", "profile", "tree", "warnings")
+
+    def __init__(
+        self,
+        tree: etree._Element,
+        kind: Kind,
+        profile: Profile,
+        source: bytes | BinaryIO,
+        *,
+        warnings: tuple[PackageWarning, ...] = (),
+        contents: list[bytes] | None = None,
+        package: Package | None = None,
+    ) -> None:
+        self.tree = tree
+        self.kind = kind
+        self.profile = profile
+        self.warnings = warnings
+        self._source = source  # the bytes, or the open file that holds them (a spooled scan)
+        self._contents = contents  # the attachments, when the fast path decoded them
+        self._package = package
+
+    @property
+    def sender(self) -> str:
+        """From/OrganId (a status packet's responder), without reading the rest."""
+        if self._package is not None:
+            return self._package.sender.organ_id
+        first = header_first(self.tree)
+        assert first is not None  # checked
+        return str(_local.sender(first))
+
+    def package(self) -> Package:
+        """The model (read once)."""
+        if self._package is None:
+            self._package = self._read()
+            self._contents = None
+        return self._package
+
+    def of(
+        self, tree: etree._Element, warnings: tuple[PackageWarning, ...] | None = None
+    ) -> Reading:
+        """The same reading of another tree with the same content: the signed XML that
+        signature verification returns, from which the model is then read. ``warnings``
+        replace the reading's own when given."""
+        return Reading(
+            tree,
+            self.kind,
+            self.profile,
+            self._source,
+            warnings=self.warnings if warnings is None else warnings,
+            contents=self._contents,
+            package=self._package if tree is self.tree and warnings is None else None,
+        )
+
+    def _read(self) -> Package:
+        if isinstance(self._source, bytes):
+            data = self._source
+        else:  # read only now, once the attachments are decoded
+            self._source.seek(0)
+            data = self._source.read()
+        header = self.tree.find(f"{names.ENVELOPE}/{names.HEADER}")
+        assert header is not None  # checked
+        findings = Findings(self.profile, checked=True)
+        findings.warnings.extend(self.warnings)
+        sha256 = hashlib.sha256(data).hexdigest()
+        if self.kind is Kind.STATUS:
+            return read_status(header, findings, raw=data, sha256=sha256)
+        return read_document(self.tree, header, findings, self._contents, raw=data, sha256=sha256)
+
+
+def check(
+    data: bytes | BinaryIO,
+    profile: Profile | str = Profile.STRICT,
+    limits: EnvelopeSettings = DEFAULT_LIMITS,
+    *,
+    tree: etree._Element | None = None,
+    unchecked_depth: int | None = None,
+) -> Reading:
+    """The envelope's verdict on a package or status packet: every check of ``profile``, the
+    first failure raised as PackageRejected with its catalogue code, else its Reading.
+
+    ``data`` are the package's bytes, or an open file holding them. ``tree``: the same bytes
+    already parsed by ``xmlsafe.parse_xml`` (the verifier's tree, which keeps what the
+    signature covers), with the depth limit left to be checked here if ``unchecked_depth``;
+    without it, the bytes are parsed here, for reading only. Signatures are placed and their
+    algorithms checked here, not verified: that is ``gateway.trust``'s job."""
+    profile = Profile(profile)
+    if tree is None:
+        tree = parse_xml(data, limits, check_depth=False, content_only=True)
+        unchecked_depth = limits.max_depth
+    first = header_first(tree)
+    kind = package_kind(tree, first)
+    errors = [] if kind is None else schema_errors(tree, kind, profile)
+    reading = None
     if not errors and kind is Kind.DOCUMENT and profile is Profile.STRICT:
         assert first is not None  # the MessageHeader, as the schema requires
-        package = read_valid_document(root, first, data)
+        reading = _fast_reading(tree, first, data)
     # A tree valid under a strict schema is no deeper than STRICT_DEPTH.
-    if unchecked_depth is not None and (package is None or unchecked_depth < STRICT_DEPTH):
-        check_tree_depth(root, unchecked_depth)
-    if package is not None:
-        return package
+    if unchecked_depth is not None and (reading is None or unchecked_depth < STRICT_DEPTH):
+        check_tree_depth(tree, unchecked_depth)
+    if reading is not None:
+        return reading
     if kind is None:
-        raise not_edxml(root)
-    return read_checked(root, data, kind, profile, errors, signature_checked=signature_checked)
+        raise not_edxml(tree)
+    if not isinstance(data, bytes):
+        data.seek(0)
+        data = data.read()
+    package = read_checked(tree, data, kind, profile, errors)
+    return Reading(tree, kind, profile, data, warnings=package.warnings, package=package)
 
 
-def read_valid_document(
+def _fast_reading(
     root: etree._Element, message: etree._Element, source: bytes | BinaryIO
-) -> Package | None:
-    """A strict document whose tree the strict schema has found valid, ``message`` its
-    MessageHeader, ``source`` its bytes (or the open file that holds them, read once the
-    attachments are decoded, so that a scan is not in memory three times at once); None when
-    a check fails (read_checked says which).
+) -> Reading | None:
+    """The Reading of a strict document whose tree the strict schema has found valid,
+    ``message`` its MessageHeader; None when a check fails (read_checked says which).
 
     The strict schema has placed the one signature and checked its algorithms, the OrganId and
-    DocumentId formats, dates, counts and the manifest; FAST_CHECKS does the rest, and decoding
+    DocumentId formats, dates, counts and pairings; FAST_CHECKS does the rest, and decoding
     the attachments proves their base64."""
     if not _local.fast_checks(message):
         return None
@@ -198,39 +241,24 @@ def read_valid_document(
         contents = decode_attachments(root)
     except PackageRejected:
         return None
-    if isinstance(source, bytes):
-        data = source
-    else:
-        source.seek(0)
-        data = source.read()
-
-    def read() -> Package:
-        header = message.getparent()
-        assert header is not None
-        findings = Findings(Profile.STRICT, checked=True)
-        sha256 = hashlib.sha256(data).hexdigest()
-        return read_document(root, header, findings, contents, raw=data, sha256=sha256)
-
-    return Package.deferred(read, kind=Kind.DOCUMENT, raw=data, warnings=())
+    return Reading(root, Kind.DOCUMENT, Profile.STRICT, source, contents=contents)
 
 
 def read_checked(
-    root: etree._Element,
-    data: bytes,
-    kind: Kind,
-    profile: Profile,
-    errors: list[object],
-    *,
-    signature_checked: bool = False,
+    root: etree._Element, data: bytes, kind: Kind, profile: Profile, errors: list[object]
 ) -> Package:
     """Every check in order, the first failure raised with its code; ``errors`` are the
-    schema's. Structural schema errors come first as schema_invalid; value errors (formats,
-    counts, pairings) are left to the reading, which names them precisely."""
-    if profile is Profile.STRICT and not signature_checked:
-        check_signature_policy(root)
+    schema's. The signature's place, SignedInfo and algorithms come first (in compat those of
+    a W3C signature if there is one), then structural schema
+    errors as schema_invalid, then the identity constraints under their own codes; value errors
+    (formats, real dates) are left to the reading, which names them precisely."""
+    check_signature_policy(root, profile)
     structural = next((e for e in errors if not is_value_error(e)), None)
     if structural is not None:
         raise schema_rejection(root, structural)
+    constraint = constraint_failure(root, errors)
+    if constraint is not None:
+        raise constraint
     findings = Findings(profile)
     header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
     assert header is not None  # the schema requires it
@@ -247,12 +275,10 @@ def read_checked(
 
 
 def parse_package(
-    data: bytes, profile: Profile = Profile.STRICT, limits: EnvelopeSettings = DEFAULT_LIMITS
+    data: bytes, profile: Profile | str = Profile.STRICT, limits: EnvelopeSettings = DEFAULT_LIMITS
 ) -> Package:
-    """Parse, validate and read an edXML package or status packet.
+    """Parse, validate and read an edXML package or status packet: ``check`` and the model.
 
     Raises PackageRejected with a catalogue code; under ``compat`` tolerated deviations are in
-    ``Package.warnings``. Signatures are placed and their algorithms checked here, not verified:
-    that is ``gateway.trust``'s job."""
-    root = parse_xml(data, limits, check_depth=False, content_only=True)
-    return read_tree(root, data, Profile(profile), unchecked_depth=limits.max_depth)
+    ``Package.warnings``."""
+    return check(data, profile, limits).package()

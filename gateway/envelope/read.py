@@ -8,7 +8,7 @@ an error's location only when there is an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any, TypeVar
 
@@ -80,7 +80,6 @@ PRIORITY = tag("Priority")
 PROMULGATION_DATE = tag("PromulgationDate")
 PROMULGATION_INFO = tag("PromulgationInfo")
 RECEIVER_TYPE = tag("ReceiverType")
-REFERENCE = tag("Reference")
 RESPONSE_FOR = tag("ResponseFor")
 STAFF = tag("Staff")
 STAFF_INFO = tag("StaffInfo")
@@ -96,22 +95,14 @@ TYPE_DETAIL = tag("TypeDetail")
 TYPE_NAME = tag("TypeName")
 WEBSITE = tag("Website")
 
-# MessageHeader children: (minimum, maximum or None for unbounded). Their order is free.
+# MessageHeader children the schema cannot count: it admits them in any order (a repeated
+# choice), and XSD 1.0 counts only by identity constraints, whose fields must be simple values.
+# (minimum, maximum or None for unbounded); the others it counts itself.
 MESSAGE_HEADER_CARDINALITY: dict[str, tuple[int, int | None]] = {
-    "From": (1, 1),
     "To": (1, None),
-    "DocumentId": (1, 1),
-    "Code": (1, 1),
-    "PromulgationInfo": (1, 1),
-    "DocumentType": (1, 1),
-    "Subject": (1, 1),
-    "Content": (0, 1),
     "SignerInfo": (0, 1),
-    "DueDate": (0, 1),
     "OtherInfo": (0, 1),
-    "SteeringType": (0, 1),
     "ToPlaces": (0, 1),
-    "ResponseFor": (0, None),
 }
 _CARDINALITY = [
     (tag(local), local, low, high) for local, (low, high) in MESSAGE_HEADER_CARDINALITY.items()
@@ -121,8 +112,8 @@ _CARDINALITY = [
 class Findings:
     """Deviations of one package: raised at once in strict, kept as warnings in compat.
 
-    ``checked``: the package has passed every check already (the fast path), so the reading
-    skips the checks that only look for deviations."""
+    ``checked``: the package has passed every check already, so the reading skips the checks
+    that only look for deviations and records none."""
 
     def __init__(self, profile: Profile, *, checked: bool = False) -> None:
         self.profile = profile
@@ -132,6 +123,8 @@ class Findings:
     def deviation(
         self, strict_code: CodeName, warning_code: str, message: str, at: etree._Element
     ) -> None:
+        if self.checked:
+            return
         if self.profile is Profile.STRICT:
             raise PackageRejected(strict_code, message, where=where(at))
         self.warnings.append(PackageWarning(warning_code, f"{message} ({where(at)})"))
@@ -238,23 +231,6 @@ def _organization(el: etree._Element, findings: Findings, role: str) -> Organiza
         fax=_clean(texts.get(FAX)),
         website=_clean(texts.get(WEBSITE)),
     )
-
-
-def _recipients(elements: Iterable[etree._Element], findings: Findings) -> tuple[Organization, ...]:
-    seen: set[str] = set()
-    recipients = []
-    for el in elements:
-        org = _organization(el, findings, "To")
-        key = names.collapse(org.organ_id)  # as the schema's RecipientOnce compares them
-        if key in seen and not findings.checked:
-            raise PackageRejected(
-                "recipient_duplicate",
-                f"{org.organ_id} is named twice as a recipient",
-                where=where(el),
-            )
-        seen.add(key)
-        recipients.append(org)
-    return tuple(recipients)
 
 
 def _check_document_id(
@@ -407,30 +383,6 @@ def read_attachments(
     return tuple([_attachment(att, c) for att, c in zip(elements, contents, strict=True)])
 
 
-def _check_manifest(root: etree._Element, manifest: etree._Element | None) -> None:
-    """Manifest References and Attachments pair one to one by ContentId (compared collapsed, as
-    the schema's keys compare them)."""
-    referenced: dict[str, etree._Element] = {}
-    if manifest is not None:
-        for ref in manifest.iterchildren(REFERENCE):
-            referenced[names.collapse(_first_text(ref, CONTENT_ID) or "")] = ref
-    encoded = _first(root, names.ATTACHMENTS)
-    for att in () if encoded is None else encoded.iterchildren(ATTACHMENT):
-        content_id = names.collapse(_first_text(att, CONTENT_ID) or "")
-        if referenced.pop(content_id, None) is None:
-            raise PackageRejected(
-                "attachment_unreferenced",
-                f"attachment {content_id} is not listed in the manifest",
-                where=where(att),
-            )
-    for content_id, ref in referenced.items():
-        raise PackageRejected(
-            "attachment_missing",
-            f"manifest reference {content_id} has no attachment",
-            where=where(ref),
-        )
-
-
 def signature_warnings(header: etree._Element, findings: Findings) -> None:
     """Compat only: say what is wrong with the signature without verifying it."""
     signatures = [
@@ -468,14 +420,14 @@ def read_document(
     **reading: Any,
 ) -> Package:
     """The model of a document package; ``contents``: the attachments' content, when already
-    decoded (and the manifest checked); ``reading`` are Package's raw/sha256 fields."""
+    decoded; ``reading`` are Package's raw/sha256 fields."""
     message = _first(header, names.MESSAGE_HEADER)
     assert message is not None  # the caller decided the kind from it
     groups = _group(message)
     if not findings.checked:
         _check_cardinality(message, groups)
     sender = _organization(groups[FROM][0], findings, "From")
-    recipients = _recipients(groups[TO], findings)
+    recipients = tuple([_organization(el, findings, "To") for el in groups[TO]])
 
     code_texts = _texts(groups[CODE][0])
     code = Code(
@@ -502,8 +454,6 @@ def read_document(
     trace_list = _first(header, names.TRACE_LIST)
     traces = _traces(trace_list, findings)
     response_for = tuple(_response_for(el, findings) for el in groups.get(RESPONSE_FOR, ()))
-    if contents is None:
-        _check_manifest(root, root.find(f"{names.ENVELOPE}/{names.BODY}/{names.MANIFEST}"))
     return Package(
         kind=Kind.DOCUMENT,
         sender=sender,

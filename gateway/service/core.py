@@ -66,7 +66,7 @@ def _verify_and_read(
     """verify_package with the model read in full, so that a large package's reading is done
     in the worker thread rather than on the event loop when submit first uses a field."""
     verified = verify_package(data, trust, directory, profile, now, limits=limits)
-    verified.package.subject  # noqa: B018  # the first deferred field read fills them all
+    verified.package  # noqa: B018  # read the model now, here
     return verified
 
 

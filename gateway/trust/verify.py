@@ -1,12 +1,14 @@
-"""``verify_package``: the strict XMLDSig check (docs/trust.md) over signxml, and the model
-built from the signed XML only.
+"""``verify_package``: the envelope's checks, then the strict XMLDSig check (docs/trust.md) over
+signxml, and the model read from the signed XML only.
 
-Order: hardened parse; one W3C signature, a direct child of edXMLHeader (the last in
-``strict``); one Reference ``URI=""`` with only enveloped-signature and C14N transforms;
-algorithms; the signer certificate from KeyInfo; the cryptographic check by signxml (a new
-verifier per call, the certificate pinned, the location pinned); the certificate against the
-trust store (chain cached per certificate, CRL); the model read from signxml's ``signed_xml``;
-the sender against the directory and the certificate.
+Order: hardened parse; the envelope (``gateway.envelope.check``: schema and rules, and in
+``strict`` the signature policy of ``gateway.envelope.signature``: one W3C signature, the last
+child of the package's own edXMLHeader, one Reference ``URI=""`` with only enveloped-signature
+and C14N transforms, strong algorithms); the signer certificate from KeyInfo; the
+cryptographic check by signxml (a new verifier per call, the certificate pinned, the location
+pinned); the certificate against the trust store (chain cached per certificate, CRL); the
+sender against the directory and the certificate; the model, read from signxml's
+``signed_xml`` when first used.
 
 In ``compat`` the failures that legacy and relayed packets show become a recorded
 ``signature_state`` instead of a rejection; a signature that does not match its content
@@ -15,14 +17,12 @@ In ``compat`` the failures that legacy and relayed packets show become a recorde
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 import functools
-import threading
 from base64 import b64decode
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO
 
 from cryptography import x509
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -33,16 +33,9 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 
 from gateway.config import EnvelopeSettings
 from gateway.directory import Directory
-from gateway.envelope import Kind, Package, PackageWarning, Profile, names, read_tree
+from gateway.envelope import Package, PackageWarning, Profile, Reading, check, names
 from gateway.envelope import signature as policy
-from gateway.envelope.parse import (
-    STRICT_DEPTH,
-    check_signature_policy,
-    header_first,
-    not_edxml,
-    read_valid_document,
-)
-from gateway.envelope.schema import schema_errors
+from gateway.envelope.parse import not_edxml
 from gateway.envelope.xmlsafe import HUGE_TEXT_BYTES, parse_xml, parser_for
 from gateway.errors import PackageRejected
 from gateway.trust.pki import organ_ids
@@ -65,12 +58,6 @@ COMPAT_SIGNATURE_METHODS = STRICT_SIGNATURE_METHODS | frozenset(
 COMPAT_DIGESTS = STRICT_DIGESTS | frozenset(
     d for d in DigestAlgorithm if d.value in policy.WEAK_DIGEST_METHODS
 )
-# (strict, compat) algorithm URIs of SignatureMethod, then of DigestMethod
-_METHOD_URIS = (
-    policy.SIGNATURE_METHODS,
-    policy.SIGNATURE_METHODS | policy.WEAK_SIGNATURE_METHODS,
-)
-_DIGEST_URIS = (policy.DIGEST_METHODS, policy.DIGEST_METHODS | policy.WEAK_DIGEST_METHODS)
 
 
 class SignatureState(enum.StrEnum):
@@ -89,9 +76,9 @@ _UNSIGNED = frozenset({SignatureState.ABSENT, SignatureState.NOT_XMLDSIG})
 
 @dataclass(frozen=True, slots=True)
 class VerifiedPackage:
-    """A verified package: the model from the signed XML and what is known of its signer."""
+    """A verified package: its reading of the signed XML and what is known of its signer."""
 
-    package: Package
+    reading: Reading
     signature_state: SignatureState
     signer: str | None  # the OrganId the certificate speaks for (None when unknown)
     cert_sha256: str | None  # SHA-256 fingerprint of the signer certificate
@@ -103,6 +90,11 @@ class VerifiedPackage:
     def valid(self) -> bool:
         return self.signature_state is SignatureState.VALID
 
+    @property
+    def package(self) -> Package:
+        """The model, read from the signed XML when first asked for."""
+        return self.reading.package()
+
 
 @functools.lru_cache(maxsize=4096)
 def _certificate(text: str) -> x509.Certificate:
@@ -111,44 +103,12 @@ def _certificate(text: str) -> x509.Certificate:
 
 def _signature(root: etree._Element, profile: Profile) -> etree._Element | SignatureState:
     """The one W3C signature of the package, or (compat) the state of a package without one."""
-    if profile is Profile.STRICT:
-        sig = check_signature_policy(root)
-        # check_signature_policy accepts the last child of any edXMLHeader; a whole signed
-        # package nested in another one has such a header too, but not the top one.
-        if sig.getparent() is not root.find(f"{names.ENVELOPE}/{names.HEADER}"):
-            raise PackageRejected(
-                "signature_ambiguous",
-                "the signature must be a child of the package's own edXMLHeader",
-                where=f"line {sig.sourceline}",
-            )
-        return sig
-    signatures = list(root.iter(names.DS_SIGNATURE))
-    if not signatures:
+    if profile is Profile.COMPAT and next(root.iter(names.DS_SIGNATURE), None) is None:
         others = any(
             etree.QName(el).localname == "Signature" for el in root.iter(tag=etree.Element)
         )
         return SignatureState.NOT_XMLDSIG if others else SignatureState.ABSENT
-    if len(signatures) > 1:
-        raise PackageRejected(
-            "signature_ambiguous",
-            f"the package has {len(signatures)} signatures; exactly one is allowed",
-            where=f"line {signatures[1].sourceline}",
-        )
-    sig = signatures[0]
-    parent = sig.getparent()
-    grandparent = parent.getparent() if parent is not None else None
-    if (
-        parent is None
-        or parent.tag != names.HEADER
-        or grandparent is None
-        or grandparent.getparent() is not root
-    ):
-        raise PackageRejected(
-            "signature_ambiguous",
-            "the signature must be a child of edXMLHeader",
-            where=f"line {sig.sourceline}",
-        )
-    return sig
+    return policy.signature_element(root, profile)
 
 
 def _check_no_unsigned_nodes(root: etree._Element) -> None:
@@ -163,63 +123,6 @@ def _check_no_unsigned_nodes(root: etree._Element) -> None:
             "(the signature does not cover them)",
             where=f"line {node.sourceline}",
         )
-
-
-def _check_signed_info(sig: etree._Element, profile: Profile) -> bool:
-    """Check the shape of SignedInfo; True when it uses a weak (compat-only) algorithm."""
-    signed_info = sig.find(f"{_DS}SignedInfo")
-    if signed_info is None:
-        raise PackageRejected("signature_invalid", "the signature has no SignedInfo")
-    references = signed_info.findall(f"{_DS}Reference")
-    if len(references) != 1:
-        raise PackageRejected(
-            "signature_ambiguous",
-            f'the signature has {len(references)} references; exactly one (URI="") is allowed',
-            where=f"line {sig.sourceline}",
-        )
-    reference = references[0]
-    if reference.get("URI") != "":
-        raise PackageRejected(
-            "signature_ambiguous",
-            f'the signature\'s Reference URI is {reference.get("URI")!r}; only URI="" '
-            "(the whole document) is allowed",
-            where=f"line {reference.sourceline}",
-        )
-    transforms = [
-        t.get("Algorithm", "") for t in reference.iterfind(f"{_DS}Transforms/{_DS}Transform")
-    ]
-    if policy.ENVELOPED_SIGNATURE not in transforms:
-        raise PackageRejected(
-            "signature_invalid", "the Reference lacks the enveloped-signature transform"
-        )
-    for algorithm in transforms:
-        if algorithm not in policy.TRANSFORMS:
-            raise PackageRejected(
-                "signature_invalid", f"the transform {algorithm!r} is not allowed"
-            )
-    for local, parent in (("SignatureValue", sig), ("DigestValue", reference)):
-        value = parent.find(f"{_DS}{local}")
-        if value is None or not (value.text or "").strip():
-            raise PackageRejected("signature_invalid", f"the signature's {local} is empty")
-    weak = False
-    method = signed_info.find(f"{_DS}SignatureMethod")
-    digest = reference.find(f"{_DS}DigestMethod")
-    for el, (strict, compat) in ((method, _METHOD_URIS), (digest, _DIGEST_URIS)):
-        uri = "" if el is None else el.get("Algorithm", "")
-        if uri in strict:
-            continue
-        if uri in compat:
-            if profile is Profile.STRICT:
-                raise PackageRejected(
-                    "signature_weak_algorithm",
-                    f"the signature uses {uri}; SHA-256 or stronger is required",
-                )
-            weak = True
-            continue
-        raise PackageRejected(
-            "signature_invalid", f"the signature algorithm {uri!r} is not supported"
-        )
-    return weak
 
 
 def _signer_certificates(sig: etree._Element) -> list[x509.Certificate]:
@@ -294,9 +197,9 @@ def _check_signature(
     profile: Profile,
     *,
     schema_checked: bool = False,
-) -> tuple[etree._Element, etree._Element]:
-    """Cryptographic check by signxml: the signed XML (without the signature) and a copy of the
-    signature element. ``root`` is consumed (the signature is removed from it); the caller
+) -> etree._Element:
+    """Cryptographic check by signxml: the signed XML (without the signature). ``root`` is
+    consumed (the signature is removed from it); the caller
     checks the certificate with the trust store. ``schema_checked``: the strict schema has
     validated the signature (a stricter XMLDSig schema than signxml's own, which is then not
     run again)."""
@@ -326,26 +229,14 @@ def _check_signature(
     assert isinstance(result, VerifyResult)  # expect_references=1 gives one result
     if result.signed_xml is None:
         raise PackageRejected("signature_invalid", "the signed data is not XML")
-    return result.signed_xml, result.signature_xml
-
-
-def _restore_signature(signed: etree._Element, signature: etree._Element, index: int) -> None:
-    """Put the verified signature back where it was in the signed XML.
-
-    The enveloped transform removes the signature from what signxml returns, but the strict
-    schema requires it in edXMLHeader (and compat reads its algorithms); the reader never takes
-    content from it."""
-    header = signed.find(f"{names.ENVELOPE}/{names.HEADER}")
-    if header is None:
-        raise PackageRejected("signature_invalid", "the signed XML has no edXMLHeader")
-    header.insert(index, signature)
+    return result.signed_xml
 
 
 @dataclass(frozen=True, slots=True)
 class SignedContent:
     """What ``verify_signature`` found: the tree to read and what is known of its signer."""
 
-    tree: etree._Element  # the signed XML (signature restored); the parsed bytes when unsigned
+    tree: etree._Element  # the signed XML (without the signature); the parsed tree when unsigned
     state: SignatureState  # VALID here means: verified and trusted; the sender is checked later
     certificate: x509.Certificate | None
     sha256: str | None
@@ -361,14 +252,35 @@ def verify_signature(
     *,
     limits: EnvelopeSettings = DEFAULT_LIMITS,
 ) -> SignedContent:
-    """The signature part of ``verify_package``: hardened parse, signature policy, signxml,
-    certificate checks. Raises PackageRejected (xml_*, not_edxml, signature_*, cert_*)."""
+    """The signature part of ``verify_package`` on its own, without the envelope's checks:
+    hardened parse, the signature's place and SignedInfo, signxml, certificate checks. Raises
+    PackageRejected (xml_*, not_edxml, signature_*, cert_*)."""
     profile = Profile(profile)
     now = dt.datetime.now(dt.UTC) if now is None else now
     root = parse_xml(data, limits)
     if root.tag != names.ROOT:
         raise not_edxml(root)
-    found = _signature(root, profile)
+    return _verify_tree(root, trust, profile, now)
+
+
+def _verify_tree(
+    root: etree._Element,
+    trust: TrustStore,
+    profile: Profile,
+    now: dt.datetime,
+    *,
+    checked: bool = False,
+) -> SignedContent:
+    """Verify the signature of a parsed package, which it consumes. ``checked``: the envelope
+    has found the package valid, so in strict its schema stands for the signature's place,
+    SignedInfo's shape and algorithms, and for signxml's own XMLDSig schema."""
+    schema_checked = checked and profile is Profile.STRICT
+    if schema_checked:
+        header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
+        assert header is not None
+        found: etree._Element | SignatureState = header[-1]  # the schema placed it last
+    else:
+        found = _signature(root, profile)
     if isinstance(found, SignatureState):
         message = (
             "the package is not signed"
@@ -381,7 +293,7 @@ def verify_signature(
     sig = found
     if profile is Profile.STRICT:
         _check_no_unsigned_nodes(root)
-    weak = _check_signed_info(sig, profile)
+    weak = False if schema_checked else policy.check_signed_info(sig, profile)
     certs = _signer_certificates(sig)
     if not certs:
         missing = PackageRejected(
@@ -391,9 +303,7 @@ def verify_signature(
             raise missing
         return SignedContent(root, SignatureState.UNTRUSTED, None, None, (), missing)
     leaf = _leaf(certs)
-    index = list(cast(etree._Element, sig.getparent()).iterchildren(tag=etree.Element)).index(sig)
-    signed, signature = _check_signature(root, leaf, profile)
-    _restore_signature(signed, signature, index)
+    signed = _check_signature(root, leaf, profile, schema_checked=schema_checked)
     try:
         signer = trust.check_signer(leaf, now, [c for c in certs if c is not leaf])
     except PackageRejected as e:
@@ -450,35 +360,39 @@ def verify_package(
     *,
     limits: EnvelopeSettings = DEFAULT_LIMITS,
 ) -> VerifiedPackage:
-    """Verify a signed package and read it from its signed content only.
+    """Verify a package: the envelope's checks (``gateway.envelope.check``), then the
+    signature, the signer's certificate and its binding to the sender; the model is read from
+    the signed content only, when first asked for.
 
-    Raises PackageRejected with a catalogue code (everything ``parse_package`` raises, and
-    signature_*, cert_*, sender_*). ``now`` defaults to the current time (UTC). ``data`` may be
-    an open binary file holding the package (a large body spooled to disk): a valid strict
-    document is then verified from the file, with the bytes read only once its trees are done
-    with; anything else is read into memory and takes the checked path."""
+    Raises PackageRejected with a catalogue code: signature_* or cert_* when the signature
+    fails, else everything ``check`` raises, then sender_*. ``now`` defaults to the current
+    time (UTC). ``data`` may be an open binary file holding the package (a large body spooled
+    to disk): a valid strict document is then verified from the file, with the bytes read
+    only when the model is."""
     profile = Profile(profile)
     now = dt.datetime.now(dt.UTC) if now is None else now
-    if profile is Profile.STRICT:
-        verified = _verify_valid_document(data, trust, directory, now, limits)
-        if verified is not None:
-            return verified
-    if not isinstance(data, bytes):
-        data.seek(0)
-        data = data.read()
-    content = verify_signature(data, trust, profile, now, limits=limits)
-    signed = content.certificate is not None
-    package = read_tree(content.tree, data, profile, signature_checked=signed)
-    bound, mismatch = _check_sender(package.sender.organ_id, content, directory, profile)
+    tree = parse_xml(data, limits, check_depth=False)  # kept whole: the signature covers it
+    try:
+        reading = check(data, profile, limits, tree=tree, unchecked_depth=limits.max_depth)
+    except PackageRejected as refused:
+        if tree.tag == names.ROOT and not refused.code.startswith("xml_"):
+            # Content changed after signing usually breaks the envelope's rules too: when the
+            # signature fails, its code names what happened.
+            _verify_tree(tree, trust, profile, now)
+        raise
+    del tree  # the reading holds it until verification consumes it
+    content = _verify_tree(reading.tree, trust, profile, now, checked=True)
+    reading = reading.of(content.tree)  # the signed XML
+    bound, mismatch = _check_sender(reading.sender, content, directory, profile)
     problem = content.problem or mismatch
     state = content.state
     if state is SignatureState.VALID and mismatch is not None:
         state = SignatureState.UNTRUSTED
     if profile is Profile.COMPAT and state not in _UNSIGNED:
-        package = _compat_warnings(package, state, problem)
-    signer = package.sender.organ_id if bound else next(iter(content.organ_ids), None)
+        reading = reading.of(content.tree, _compat_warnings(reading.warnings, state, problem))
+    signer = reading.sender if bound else next(iter(content.organ_ids), None)
     return VerifiedPackage(
-        package,
+        reading,
         state,
         signer,
         content.sha256,
@@ -488,74 +402,17 @@ def verify_package(
     )
 
 
-class _PerThread(threading.local):
-    def __init__(self) -> None:
-        self.sender = etree.XPath("normalize-space(e:From/e:OrganId)", namespaces={"e": names.NS})
-
-
-_local = _PerThread()
-
-
-def _verify_valid_document(
-    data: bytes | BinaryIO,
-    trust: TrustStore,
-    directory: Directory,
-    now: dt.datetime,
-    limits: EnvelopeSettings,
-) -> VerifiedPackage | None:
-    """``verify_package`` of a strict document that passes: its result, or None at the first
-    fault, which the checked path (verify_signature, read_tree) then names.
-
-    The strict schema, validated first on the parsed bytes, stands for the signature policy
-    (one signature, its place, one Reference URI="", transforms, algorithms) and for signxml's
-    own XMLDSig schema; signxml's signed XML is the same content without the signature, so it
-    is read without validating it again."""
-    try:
-        root = parse_xml(data, limits, check_depth=limits.max_depth < STRICT_DEPTH)
-        first = header_first(root)
-        if first is None or first.tag != names.MESSAGE_HEADER:
-            return None
-        if schema_errors(root, Kind.DOCUMENT, Profile.STRICT):
-            return None
-        _check_no_unsigned_nodes(root)
-        header = first.getparent()
-        assert header is not None
-        certs = _signer_certificates(header[-1])  # the schema placed the signature last
-        if not certs:
-            return None
-        leaf = _leaf(certs)
-        signed, _ = _check_signature(root, leaf, Profile.STRICT, schema_checked=True)
-        del root, first, header  # the parsed bytes: a scan's copy is no longer needed
-        signer = trust.check_signer(leaf, now, [c for c in certs if c is not leaf])
-        message = header_first(signed)
-        if message is None:
-            return None
-        package = read_valid_document(signed, message, data)
-        if package is None:
-            return None
-        content = SignedContent(
-            signed, SignatureState.VALID, leaf, signer.sha256, signer.organ_ids, None
-        )
-        sender = str(_local.sender(message))
-        _check_sender(sender, content, directory, Profile.STRICT)  # raises unless bound
-    except PackageRejected:
-        return None
-    return VerifiedPackage(package, SignatureState.VALID, sender, signer.sha256, certificate=leaf)
-
-
 def _compat_warnings(
-    package: Package, state: SignatureState, problem: PackageRejected | None
-) -> Package:
-    # The envelope's signature warnings were computed on the signed XML, from which the
-    # enveloped transform removed the signature: replace them with what verification found.
-    kept = tuple(w for w in package.warnings if not w.code.startswith("signature_"))
+    warnings: tuple[PackageWarning, ...], state: SignatureState, problem: PackageRejected | None
+) -> tuple[PackageWarning, ...]:
+    """The envelope's warnings with its guesses about the signature replaced by what
+    verification found."""
+    kept = tuple(w for w in warnings if not w.code.startswith("signature_"))
     if problem is None:
-        return dataclasses.replace(package, warnings=kept)
+        return kept
     code = (
         "signature_weak_algorithm"
         if state is SignatureState.WEAK_ALGORITHM
         else "signature_untrusted"
     )
-    return dataclasses.replace(
-        package, warnings=(*kept, PackageWarning(code, f"{problem.code}: {problem.message}"))
-    )
+    return (*kept, PackageWarning(code, f"{problem.code}: {problem.message}"))

@@ -1,5 +1,6 @@
-"""parse_package's two paths: the fast path (a schema-valid strict document, one XPath, a deferred
-model) gives the same model and the same verdict as the checked path (read_checked) run alone."""
+"""The envelope's two paths: the fast path (a schema-valid strict document, one XPath, the model
+read when asked for) gives the same model and the same verdict as the checked path
+(read_checked) run alone; the Reading reads the model once, and only when asked."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from lxml import etree
-from samples import NSMAP, first, mutated, sample_document, set_text, with_dummy_signature
+from samples import (
+    NSMAP,
+    duplicate,
+    first,
+    mutated,
+    sample_document,
+    set_text,
+    with_dummy_signature,
+)
 from test_envelope_roundtrip import documents
 
 from gateway.config import EnvelopeSettings
@@ -22,6 +31,7 @@ from gateway.envelope import (
     Profile,
     Receiver,
     build_package,
+    check,
     parse,
     parse_package,
     read,
@@ -53,26 +63,9 @@ def verdict(reader: Callable[[bytes], Package], data: bytes) -> str:
     return "accepted"
 
 
-def is_deferred(package: Package) -> bool:
-    return object.__getattribute__(package, "_read") is not None
-
-
-def unset_fields(package: Package) -> set[str]:
-    """Fields of a deferred package not read yet (their slots are empty)."""
-    unset = set()
-    for f in dataclasses.fields(Package):
-        try:
-            object.__getattribute__(package, f.name)
-        except AttributeError:
-            unset.add(f.name)
-    return unset
-
-
 def assert_same_fields(fast: Package, eager: Package) -> None:
     """Every field, those that take no part in ``==`` (raw, sha256, warnings) included."""
     for f in dataclasses.fields(Package):
-        if f.name == "_read":  # the deferral itself, not a fact about the package
-            continue
         if f.name == "attachments":
             assert [_facts(a) for a in fast.attachments] == [_facts(a) for a in eager.attachments]
         else:
@@ -92,36 +85,15 @@ def _facts(a: object) -> tuple[object, ...]:
 @given(documents())
 def test_fast_path_model_equals_the_checked_paths(model: Package) -> None:
     data = with_dummy_signature(build_package(model))
-    fast = parse_package(data, STRICT)
-    assert is_deferred(fast)
-    eager = checked_path(data)
-    assert not is_deferred(eager)
-    assert_same_fields(fast, eager)
+    assert_same_fields(check(data, STRICT).package(), checked_path(data))
 
 
-# --- the deferred model ------------------------------------------------------------------------
+# --- the reading -------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def deferred() -> Package:
-    package = parse_package(SAMPLE, STRICT)
-    assert is_deferred(package)
-    return package
-
-
-def test_known_fields_are_set_without_reading(deferred: Package) -> None:
-    unset = unset_fields(deferred)
-    assert {"subject", "sender", "attachments"} <= unset
-    assert deferred.kind == "document"
-    assert deferred.raw == SAMPLE
-    assert deferred.warnings == ()
-    assert unset_fields(deferred) == unset
-    assert is_deferred(deferred)
-
-
-def test_first_access_of_another_field_reads_them_all_once(
-    deferred: Package, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Each reading of a document's model."""
     calls: list[object] = []
 
     def counting(*args: Any, **kwargs: Any) -> Package:
@@ -129,56 +101,42 @@ def test_first_access_of_another_field_reads_them_all_once(
         return read.read_document(*args, **kwargs)
 
     monkeypatch.setattr(parse, "read_document", counting)
-    assert deferred.subject == sample_document().subject
-    assert unset_fields(deferred) == set()
-    assert not is_deferred(deferred)
-    assert deferred.sender == sample_document().sender
-    assert deferred.sha256 == hashlib.sha256(SAMPLE).hexdigest()
-    assert len(calls) == 1
+    return calls
 
 
-def test_deferred_package_compares_equal(deferred: Package) -> None:
-    assert deferred == sample_document()
-    assert deferred != sample_document(subject="Về việc khác")
+def test_a_valid_package_is_routed_without_reading_its_model(reads: list[object]) -> None:
+    reading = check(SAMPLE, STRICT)
+    assert reading.kind == "document"
+    assert reading.sender == sample_document().sender.organ_id
+    assert reading.warnings == ()
+    assert reads == []
 
 
-def test_deferred_package_repr_is_the_eager_ones(deferred: Package) -> None:
-    assert repr(deferred) == repr(checked_path(SAMPLE))
+def test_the_model_is_read_once_when_first_asked_for(reads: list[object]) -> None:
+    reading = check(SAMPLE, STRICT)
+    package = reading.package()
+    assert package == sample_document()
+    assert package.raw == SAMPLE and package.sha256 == hashlib.sha256(SAMPLE).hexdigest()
+    assert reading.package() is package
+    assert len(reads) == 1
 
 
-def test_deferred_package_can_be_replaced(deferred: Package) -> None:
-    replaced = dataclasses.replace(deferred, subject="Về việc khác")
-    assert replaced == sample_document(subject="Về việc khác")
-    assert replaced.raw == SAMPLE and replaced.sha256 == hashlib.sha256(SAMPLE).hexdigest()
-    assert not is_deferred(replaced)
+def test_a_reading_of_another_tree_reads_that_tree() -> None:
+    reading = check(SAMPLE, STRICT)
+    other = copy.deepcopy(reading.tree)
+    set_text("//e:Subject", "Về việc khác")(other)
+    assert reading.of(other).package().subject == "Về việc khác"
+    assert reading.package().subject == sample_document().subject
 
 
-def test_deferred_package_code_is_hashable(deferred: Package) -> None:
-    assert deferred.code is not None
-    assert hash(deferred.code) == hash(sample_document().code)
-
-
-@pytest.mark.parametrize("name", ["no_such_field", "__no_such_dunder__"])
-def test_unknown_attribute_raises_before_and_after_the_read(name: str) -> None:
-    before = parse_package(SAMPLE, STRICT)
-    with pytest.raises(AttributeError):
-        getattr(before, name)
-    after = parse_package(SAMPLE, STRICT)
-    assert after.subject  # reads every field
-    assert not is_deferred(after)
-    with pytest.raises(AttributeError):
-        getattr(after, name)
+def test_a_compat_reading_keeps_its_warnings_on_another_tree() -> None:
+    unsigned = build_package(sample_document())
+    reading = check(unsigned, Profile.COMPAT)
+    assert [w.code for w in reading.warnings] == ["signature_absent"]
+    assert reading.of(copy.deepcopy(reading.tree)).package().warnings == reading.warnings
 
 
 # --- the same verdict ---------------------------------------------------------------------------
-
-
-def twice(path: str) -> Change:
-    def change(root: etree._Element) -> None:
-        el = first(root, path)
-        el.addnext(copy.deepcopy(el))
-
-    return change
 
 
 def remove_all(path: str) -> Change:
@@ -227,10 +185,12 @@ ATTACHMENT = "//e:AttachmentEncoded/e:Attachment"
         pytest.param(
             remove_all("//e:MessageHeader/e:To"), None, "recipient_missing", True, id="no-to"
         ),
-        pytest.param(twice("//e:SignerInfo"), None, "schema_invalid", True, id="two-signer-info"),
-        pytest.param(twice("//e:OtherInfo"), None, "schema_invalid", True, id="two-other-info"),
         pytest.param(
-            twice("//e:ToPlaces"),
+            duplicate("//e:SignerInfo"), None, "schema_invalid", True, id="two-signer-info"
+        ),
+        pytest.param(duplicate("//e:OtherInfo"), None, "schema_invalid", True, id="two-other-info"),
+        pytest.param(
+            duplicate("//e:ToPlaces"),
             sample_document(to_places=("Như trên", "Lưu VT")),
             "schema_invalid",
             True,
@@ -292,7 +252,7 @@ ATTACHMENT = "//e:AttachmentEncoded/e:Attachment"
         pytest.param(
             set_text(f"{ATTACHMENT}/e:ContentId", "cid:att-2"),
             None,
-            "attachment_unreferenced",
+            "attachment_missing",
             False,
             id="content-id-other",
         ),

@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 from lxml import etree
 from samples import (
+    duplicate,
     first,
     mutated,
     remove,
@@ -225,9 +226,50 @@ def test_attachment_not_in_manifest_is_unreferenced() -> None:
     )
 
 
-def test_attachment_with_another_content_id_is_unreferenced() -> None:
+def test_attachment_with_another_content_id_leaves_its_reference_without_attachment() -> None:
+    # Both halves of the pair fail; the manifest comes first in the document.
     change = set_text("//e:Attachment/e:ContentId", "cid:other")
-    assert rejected(mutated(change)).code == "attachment_unreferenced"
+    error = rejected(mutated(change))
+    assert error.code == "attachment_missing"
+    assert "cid:att-1" in error.message
+    assert error.where and "/edXMLManifest/Reference" in error.where
+
+
+def test_a_content_id_twice_breaks_the_pairing() -> None:
+    twice_listed = rejected(mutated(duplicate("//e:edXMLManifest/e:Reference")))
+    assert (twice_listed.code, twice_listed.where and "Reference[2]" in twice_listed.where) == (
+        "attachment_missing",
+        True,
+    )
+    twice_attached = rejected(mutated(duplicate("//e:AttachmentEncoded/e:Attachment")))
+    assert twice_attached.code == "attachment_unreferenced"
+
+
+@pytest.mark.parametrize("local", ["From", "DocumentId", "Code", "Subject", "DocumentType"])
+def test_a_missing_message_header_child_is_named(local: str) -> None:
+    error = rejected(mutated(remove(f"//e:MessageHeader/e:{local}")))
+    assert (error.code, error.message) == ("schema_invalid", f"MessageHeader has no {local}")
+
+
+@pytest.mark.parametrize("local", ["Content", "SignerInfo", "OtherInfo", "From", "Subject"])
+def test_a_repeated_message_header_child_is_named(local: str) -> None:
+    error = rejected(mutated(duplicate(f"//e:MessageHeader/e:{local}")))
+    assert error.code == "schema_invalid"
+    assert local in error.message and error.where and f"{local}[2]" in error.where
+
+
+def test_a_missing_child_and_an_invalid_value_elsewhere_get_a_code() -> None:
+    def both(root: etree._Element) -> None:
+        remove("//e:MessageHeader/e:Subject")(root)
+        set_text("//e:To[2]/e:OrganId", "not-an-organ-id")(root)
+
+    error = rejected(mutated(both))
+    assert error.code in {"schema_invalid", "organ_id_invalid"}
+
+
+def test_an_invalid_value_is_not_reported_as_missing() -> None:
+    error = rejected(mutated(set_text("//e:MessageHeader/e:From/e:OrganId", "12345")))
+    assert error.code == "organ_id_invalid"
 
 
 @pytest.mark.parametrize("value", ["not base64!", "QUJ", "QUJDRA==QUJD", "QUJ\u00e9RA=="])

@@ -353,3 +353,29 @@ def test_due_date_is_accepted_exactly_when_it_is_a_real_date(
         with pytest.raises(PackageRejected) as caught:
             parse_package(data, Profile.STRICT)
         assert caught.value.code == "date_invalid"
+
+
+def test_every_identity_constraint_of_the_schemas_has_its_report() -> None:
+    """A constraint is either a count (<Name>Once, <Name>AtMostOnce, named in its failure's
+    message) or one of the pairings and uniqueness rules with their own catalogue codes."""
+    from gateway.envelope.schema import CONSTRAINTS, SCHEMA_DIR
+
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    names = {
+        el.get("name")
+        for path in SCHEMA_DIR.glob("*.xsd")
+        for el in etree.parse(str(path)).iter(f"{xs}key", f"{xs}unique", f"{xs}keyref")
+    }
+    counts = {n for n in names if n.endswith("Once") and n not in CONSTRAINTS}
+    assert names - counts == set(CONSTRAINTS)
+    assert {n.removesuffix("AtMostOnce").removesuffix("Once") for n in counts} == {
+        "From",
+        "DocumentId",
+        "Code",
+        "PromulgationInfo",
+        "DocumentType",
+        "Subject",
+        "Content",
+        "DueDate",
+        "SteeringType",
+    }
