@@ -5,7 +5,8 @@ Concurrency: every append runs in a write transaction that first takes the ledge
 (``LOCK TABLE ledger_entry IN EXCLUSIVE MODE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite),
 reads the tree's size and frontier, and inserts the new rows. Within a process, concurrent
 ``append`` calls are grouped into one transaction (group commit), so the lock is taken once per
-batch, not once per event. See docs/ledger.md.
+batch, not once per event; ``gateway.ledger.append`` builds the rows of one transaction. See
+docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import BigInteger, any_, bindparam, func, insert, select, text
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.config import Settings
 from gateway.db.engine import open_engine, reader, write_transaction
 from gateway.errors import GatewayError
+from gateway.ledger.append import Appender, Head, Transaction
 from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
 from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
 from gateway.ledger.entry import Entry, Event, parse_entry
@@ -37,7 +38,6 @@ from gateway.ledger.merkle import (
     consistency_plan,
     fold,
     inclusion_plan,
-    leaf_hash,
     plan_nodes,
     root_nodes,
 )
@@ -62,31 +62,6 @@ def node_row(node: NodeId) -> int:
 
 
 @dataclass(frozen=True)
-class _Head:
-    """The committed log as this process last saw it: enough to append without re-reading."""
-
-    size: int
-    frontier: tuple[bytes, ...]
-    last_leaf: bytes | None
-    checkpoint: StoredCheckpoint | None
-
-
-@dataclass(frozen=True)
-class _Mark:
-    rows: int
-    heads: int
-    size: int
-    hashes: tuple[bytes, ...]
-    last_leaf: bytes | None
-    last_size: int
-
-
-@dataclass
-class _Transaction:
-    head: _Head | None = None  # becomes the ledger's head if the transaction commits
-
-
-@dataclass(frozen=True)
 class VerifyReport:
     entries: int  # rows checked
     checkpoints: int  # checkpoints checked (root, and signature when a key was given)
@@ -96,92 +71,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return self.finding is None
-
-
-class Appender:
-    """Events appended in one write transaction, under the ledger lock: :meth:`add` numbers
-    them and computes their leaves and tree nodes in memory, :meth:`flush` writes every row in
-    one statement and signs the checkpoints that fell due. Nothing is written if the
-    transaction rolls back."""
-
-    def __init__(
-        self,
-        ledger: SqlLedger,
-        tree: CompactRange,
-        last_leaf: bytes | None,
-        last: StoredCheckpoint | None,
-        state: _Transaction | None,
-    ) -> None:
-        self._ledger = ledger
-        self._tree = tree
-        self._last_leaf = last_leaf
-        self._last = last
-        self._state = state
-        self._last_size = last.tree_size if last else 0
-        self._rows: list[dict[str, Any]] = []
-        self._heads: list[Checkpoint] = []
-
-    @property
-    def size(self) -> int:
-        return self._tree.size
-
-    def add(self, events: Iterable[Event]) -> list[int]:
-        ledger = self._ledger
-        now = ledger.clock()
-        tree = self._tree
-        seqs = []
-        for event in events:
-            entry = Entry(tree.size, now, event)
-            data = entry.data
-            self._last_leaf = leaf_hash(data)
-            completed = tree.append(self._last_leaf)
-            self._rows.append(
-                _entry_row(entry, data, self._last_leaf, b"".join(h for _, h in completed))
-            )
-            seqs.append(entry.seq)
-            if tree.size - self._last_size >= ledger.checkpoint_entries:
-                self._heads.append(Checkpoint(ledger.origin, tree.size, tree.root()))
-                self._last_size = tree.size
-        return seqs
-
-    def mark(self) -> _Mark:
-        """Where the appender stands, to :meth:`reset` to if a caller gives up its events."""
-        tree = self._tree
-        return _Mark(
-            len(self._rows),
-            len(self._heads),
-            tree.size,
-            tuple(tree.hashes),
-            self._last_leaf,
-            self._last_size,
-        )
-
-    def reset(self, mark: _Mark) -> None:
-        del self._rows[mark.rows :]
-        del self._heads[mark.heads :]
-        self._tree = CompactRange(mark.size, list(mark.hashes))
-        self._last_leaf = mark.last_leaf
-        self._last_size = mark.last_size
-
-    async def flush(self, conn: AsyncConnection) -> None:
-        ledger = self._ledger
-        now = ledger.clock()
-        tree = self._tree
-        if self._rows:
-            await conn.execute(insert(entry_table), self._rows)
-            self._rows = []
-        last = self._last
-        stale = last is None or now - last.created_at >= ledger.checkpoint_interval
-        if stale and tree.size > self._last_size and not self._heads:
-            self._heads.append(Checkpoint(ledger.origin, tree.size, tree.root()))
-        if ledger.signer is not None:
-            for head in self._heads:
-                last = await ledger._insert_checkpoint(conn, head, now)
-        self._heads = []
-        self._last = last
-        self._last_size = last.tree_size if last else 0
-        if self._state is not None:
-            self._state.head = _Head(tree.size, tuple(tree.hashes), self._last_leaf, last)
 
 
 class SqlLedger:
@@ -217,8 +106,8 @@ class SqlLedger:
         self.max_batch = max_batch
         self._pending: list[tuple[list[Event], asyncio.Future[list[int]]]] = []
         self._flush_lock = asyncio.Lock()
-        self._head: _Head | None = None
-        self._open: dict[AsyncConnection, _Transaction] = {}
+        self._head: Head | None = None
+        self._open: dict[AsyncConnection, Transaction] = {}
         # Reads see only rows that never change, so they need no transaction around them.
         self._reader = reader(engine)
 
@@ -277,7 +166,7 @@ class SqlLedger:
         """A write transaction holding the ledger lock, for callers that must commit their own
         rows atomically with ledger events (``append_in``). Keep it short: appends from every
         process wait for it."""
-        state = _Transaction()
+        state = Transaction()
         async with write_transaction(self.engine) as conn:
             await self._lock(conn)
             self._open[conn] = state
@@ -390,10 +279,10 @@ class SqlLedger:
             and (tree.size == last.tree_size or now - last.created_at < due)
         ):
             return None  # nothing new, or the last checkpoint is recent enough
-        signed = await self._insert_checkpoint(
+        signed = await self.insert_checkpoint(
             conn, Checkpoint(self.origin, tree.size, tree.root()), now
         )
-        self._open[conn].head = _Head(tree.size, tuple(tree.hashes), last_leaf, signed)
+        self._open[conn].head = Head(tree.size, tuple(tree.hashes), last_leaf, signed)
         return signed
 
     async def run_checkpointer(self) -> None:
@@ -406,7 +295,7 @@ class SqlLedger:
             except Exception:
                 log.exception("signing a ledger checkpoint failed")
 
-    async def _insert_checkpoint(
+    async def insert_checkpoint(
         self, conn: AsyncConnection, head: Checkpoint, now: datetime
     ) -> StoredCheckpoint:
         assert self.signer is not None
@@ -593,23 +482,6 @@ class SqlLedger:
                 after = rows[-1][0]
         finding = auditor.finish()
         return VerifyReport(auditor.size, auditor.checked, auditor.root(), finding)
-
-
-def _entry_row(entry: Entry, data: bytes, leaf: bytes, nodes: bytes) -> dict[str, Any]:
-    ev = entry.event
-    return {
-        "seq": entry.seq,
-        "time": entry.time,
-        "type": ev.type.value,
-        "document": ev.document,
-        "sender": ev.sender,
-        "recipient": ev.recipient,
-        "package_sha256": ev.package_sha256,
-        "code": ev.code,
-        "data": data,
-        "leaf_hash": leaf,
-        "nodes": nodes,
-    }
 
 
 def open_ledger(

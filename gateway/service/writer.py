@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import GatewayError
 from gateway.ledger import Event, SqlLedger
-from gateway.ledger.store import Appender
+from gateway.ledger.append import Appender
 
 log = logging.getLogger(__name__)
 
