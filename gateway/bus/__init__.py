@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gateway.bus.claims import ClaimStore
 from gateway.bus.model import (
@@ -24,6 +23,7 @@ from gateway.bus.model import (
 from gateway.bus.naming import Topology
 from gateway.bus.policy import RetryPolicy
 from gateway.config import Settings
+from gateway.lazy import on_first_use
 
 if TYPE_CHECKING:
     from gateway.bus.amqp import AmqpBus
@@ -34,10 +34,7 @@ if TYPE_CHECKING:
 _BUSES = {"AmqpBus": "gateway.bus.amqp", "LocalBus": "gateway.bus.local"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _BUSES:
-        return getattr(importlib.import_module(_BUSES[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = on_first_use(__name__, _BUSES)
 
 
 __all__ = [

@@ -2,15 +2,16 @@
 checkpoints, inclusion and consistency proofs, offline-verifiable receipts and audit queries.
 
 Pure parts: ``merkle`` (hashing and proofs), ``checkpoint`` (signed notes), ``entry`` (events and
-their canonical bytes), ``receipt`` and ``audit``. Storage: ``db`` (Base, engine), ``models``,
-``migrate`` and ``store`` (:class:`SqlLedger`). See docs/ledger.md.
+their canonical bytes), ``receipt`` and ``audit``. Storage: ``models``, ``store``
+(:class:`SqlLedger`), ``append`` and ``query``, on the database of ``gateway.db``. See
+docs/ledger.md.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from gateway.lazy import on_first_use
 from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
 from gateway.ledger.entry import Entry, Event, EventType
 from gateway.ledger.receipt import Receipt, VerifiedReceipt, verify_receipt
@@ -30,10 +31,7 @@ _STORAGE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _STORAGE:
-        return getattr(importlib.import_module(_STORAGE[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = on_first_use(__name__, _STORAGE)
 
 
 __all__ = [
