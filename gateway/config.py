@@ -74,6 +74,13 @@ class ApiSettings:
     # Seconds a checked token is trusted without reading it again: the longest a token
     # revoked by another process (the CLI, another worker) stays usable.
     token_cache: int = 10
+    # Seconds a client has to send a whole request body (a slow or stalled upload is refused
+    # with 408 request_timeout, its connection closed).
+    body_timeout: int = 300
+    # Packages being received or checked at once, per token and in all: more are refused
+    # with 429 rate_limited until one is done.
+    uploads_per_token: int = 64
+    uploads: int = 256
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,8 @@ CodeName = Literal[
     "bad_request",
     "method_not_allowed",
     "unsupported_media_type",
+    "body_too_large",
+    "request_timeout",
     "internal_error",
     "delivery_failed",
     "bus_unavailable",
@@ -198,6 +200,8 @@ CODES: dict[str, ErrorCode] = _catalogue(
     ErrorCode("bad_request", _C.HTTP, 400, "The request is malformed"),
     ErrorCode("method_not_allowed", _C.HTTP, 405, "The method is not allowed here"),
     ErrorCode("unsupported_media_type", _C.HTTP, 415, "The body has the wrong content type"),
+    ErrorCode("body_too_large", _C.HTTP, 413, "The request body exceeds the size limit"),
+    ErrorCode("request_timeout", _C.HTTP, 408, "The request body did not arrive in time"),
     ErrorCode("internal_error", _C.HTTP, 500, "The gateway failed", Origin.SERVER),
     # Transport
     ErrorCode("delivery_failed", _C.TRANSPORT, 502, "The recipient endpoint refused the delivery"),

@@ -7,6 +7,8 @@ import contextvars
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from gateway.config import LogSettings
@@ -48,10 +50,50 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+# Loggers of the broker client that repeat one failure per channel.
+BROKER_LOGGERS = ("aio_pika", "aiormq")
+
+
+class Repeats(logging.Filter):
+    """Lets the first record of each kind (logger, level, message template) of the loggers
+    named ``prefixes`` through and drops the ones like it for ``window`` seconds; the next one
+    through says how many were dropped.
+
+    For the broker client's libraries: when the broker restarts, they log the same error once
+    per channel (hundreds of lines saying one thing)."""
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...] = BROKER_LOGGERS,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window = window
+        self.clock = clock
+        self._seen: dict[tuple[str, int, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.levelno, record.msg)
+        now = self.clock()
+        first, dropped = self._seen.get(key, (-self.window, 0))
+        if now - first < self.window:
+            self._seen[key] = (first, dropped + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if dropped:
+            record.msg = f"{record.msg} (and {dropped} more like it in {self.window:g} s)"
+        return True
+
+
 def configure_logging(settings: LogSettings) -> None:
     """Send the process's log to standard error in the configured format and level."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestId())
+    handler.addFilter(Repeats())
     handler.setFormatter(
         JsonFormatter() if settings.format == "json" else logging.Formatter(TEXT_FORMAT)
     )

@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from gateway.api.app import build_app
 from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
-from gateway.config import BusSettings, LedgerSettings, Secret, Settings
+from gateway.config import ApiSettings, BusSettings, LedgerSettings, Secret, Settings
 from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 from gateway.directory import load_directory
 from gateway.service.runtime import Runtime, start_runtime
@@ -120,7 +120,11 @@ async def province(
 
 @contextlib.asynccontextmanager
 async def open_stack(
-    request: pytest.FixtureRequest, tmp_path: Path, hook: Webhook, directory_text: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    hook: Webhook,
+    directory_text: str,
+    api: ApiSettings | None = None,
 ) -> AsyncIterator[Stack]:
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_text, encoding="utf-8")
@@ -139,6 +143,7 @@ async def open_stack(
         keys=keys,
         bus=BusSettings(namespace=namespace, prefetch=4),
         ledger=LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
+        api=api or ApiSettings(),
     )
     runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5, 0.5))
     server = TestServer(build_app(runtime), host="127.0.0.1")

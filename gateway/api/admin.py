@@ -3,12 +3,12 @@ revoke tokens. Each action is a ledger event naming the operator's token."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from gateway.api.context import require_role, runtime_of
+from gateway.api.params import json_object, json_response
 from gateway.api.problems import problem
 from gateway.directory.edit import FIELDS
 from gateway.errors import GatewayError
@@ -20,22 +20,8 @@ from gateway.service.views import backlog_view
 routes = web.RouteTableDef()
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
-
-
 def _operator(request: web.Request) -> Actor:
     return Actor.of(require_role(request, Role.OPERATOR))
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as e:
-        raise GatewayError("bad_request", "the body must be a JSON object") from e
-    if not isinstance(body, dict):
-        raise GatewayError("bad_request", "the body must be a JSON object")
-    return body
 
 
 @routes.post("/v1/admin/reload")
@@ -45,7 +31,7 @@ async def reload(request: web.Request) -> web.Response:
     result = await runtime_of(request).admin.reload(_operator(request))
     if not result.ok:
         return problem("reload_refused", result.error or "", reload=result.to_json())
-    return _json(result.to_json())
+    return json_response(result.to_json())
 
 
 @routes.get("/v1/admin/reload")
@@ -53,7 +39,7 @@ async def last_reload(request: web.Request) -> web.Response:
     require_role(request, Role.OPERATOR)
     reloader = runtime_of(request).reloader
     last = reloader.last
-    return _json({"last": last.to_json() if last else None, "counts": reloader.counts})
+    return json_response({"last": last.to_json() if last else None, "counts": reloader.counts})
 
 
 def _unit_values(body: dict[str, Any]) -> dict[str, str]:
@@ -77,7 +63,7 @@ def _unit_values(body: dict[str, Any]) -> dict[str, str]:
 
 
 def _changed(done: UnitChanged, status: int = 200) -> web.Response:
-    return _json(
+    return json_response(
         {
             "unit": done.change.after.as_dict(),
             "changed": done.change.fields,
@@ -90,7 +76,7 @@ def _changed(done: UnitChanged, status: int = 200) -> web.Response:
 @routes.post("/v1/admin/units")
 async def add_unit(request: web.Request) -> web.Response:
     actor = _operator(request)
-    body = await _body(request)
+    body = await json_object(request)
     code = body.get("code")
     if not isinstance(code, str) or not code:
         raise GatewayError("bad_request", "code (the unit's OrganId) is required")
@@ -102,7 +88,7 @@ async def add_unit(request: web.Request) -> web.Response:
 @routes.patch("/v1/admin/units/{code}")
 async def update_unit(request: web.Request) -> web.Response:
     actor = _operator(request)
-    values = _unit_values(await _body(request))
+    values = _unit_values(await json_object(request))
     if not values:
         raise GatewayError("bad_request", f"give at least one of {', '.join(FIELDS)}")
     code = request.match_info["code"]
@@ -136,13 +122,13 @@ async def backlog(request: web.Request) -> web.Response:
     if unit is not None and unit not in runtime.gateway.directory:
         raise GatewayError("not_found", f"no unit {unit}")
     view = await backlog_view(runtime.ledger.engine, runtime.gateway.directory, unit)
-    return _json(view)
+    return json_response(view)
 
 
 @routes.post("/v1/admin/redrive")
 async def redrive(request: web.Request) -> web.Response:
     actor = _operator(request)
-    body = await _body(request)
+    body = await json_object(request)
     unit = body.get("unit")
     if not isinstance(unit, str) or unit not in runtime_of(request).gateway.directory:
         raise GatewayError("bad_request", "unit must be a unit code of the directory")
@@ -152,7 +138,7 @@ async def redrive(request: web.Request) -> web.Response:
     elif not (isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids)):
         raise GatewayError("bad_request", 'give "ids": [delivery ids] or "all": true')
     count = await runtime_of(request).admin.redrive(actor, unit, ids)
-    return _json({"unit": unit, "redriven": count})
+    return json_response({"unit": unit, "redriven": count})
 
 
 @routes.post("/v1/admin/tokens/{token_id}/revoke")
@@ -160,4 +146,4 @@ async def revoke_token(request: web.Request) -> web.Response:
     actor = _operator(request)
     token_id = request.match_info["token_id"]
     count = await runtime_of(request).admin.revoke_token(actor, token_id)
-    return _json({"token_id": token_id, "revoked": count})
+    return json_response({"token_id": token_id, "revoked": count})

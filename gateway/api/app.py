@@ -14,9 +14,9 @@ from importlib.metadata import version
 from aiohttp import web
 
 from gateway.api import admin, audit, exchange, health
-from gateway.api.context import LIMITER, RUNTIME, RuntimeSlot, auth_middleware
+from gateway.api.context import LIMITER, RUNTIME, UPLOADS, RuntimeSlot, auth_middleware
 from gateway.api.health import METRICS, Metrics, metrics_middleware
-from gateway.api.limits import RateLimiter
+from gateway.api.limits import RateLimiter, Uploads
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import problems_middleware, request_id_middleware
 from gateway.config import Settings
@@ -47,6 +47,8 @@ def _application(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app[RUNTIME] = RuntimeSlot()
     app[LIMITER] = RateLimiter(settings.api.rate, settings.api.burst)
+    api = settings.api
+    app[UPLOADS] = Uploads(api.uploads_per_token, api.uploads, api.body_timeout)
     app.router.add_routes(exchange.routes)
     app.router.add_routes(audit.routes)
     app.router.add_routes(admin.routes)

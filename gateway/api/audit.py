@@ -7,34 +7,18 @@ import csv
 import io
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
 from gateway.api.context import principal_of, require_role, runtime_of
 from gateway.api.limits import RateLimited
+from gateway.api.params import json_response, query_int
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query
 from gateway.service.tokens import Role
 from gateway.service.views import check_party, document_parties
 
 routes = web.RouteTableDef()
-
-
-def _json(data: Any) -> web.Response:
-    return web.json_response(data, dumps=lambda v: json.dumps(v, ensure_ascii=False))
-
-
-def _int(request: web.Request, name: str, default: int | None = None) -> int:
-    value = request.query.get(name)
-    if value is None or value == "":
-        if default is None:
-            raise GatewayError("bad_request", f"the query parameter {name} is required")
-        return default
-    try:
-        return int(value)
-    except ValueError as e:
-        raise GatewayError("bad_request", f"{name} must be an integer") from e
 
 
 @routes.get("/v1/ledger/checkpoint")
@@ -76,21 +60,25 @@ async def receipts(request: web.Request) -> web.Response:
     recipient = request.query.get("recipient") or None
     runtime = runtime_of(request)
     package, recipients = await document_parties(runtime.ledger, document)
-    check_party(principal, package.sender, recipients)
+    check_party(principal, document, package.sender, recipients)
+    if recipient is not None and recipient not in recipients:
+        raise GatewayError("not_found", f"{recipient} is not a recipient of {document}")
     receipt = await runtime.ledger.receipt_for_document(document, recipient)
-    return _json({"receipts": [receipt.to_json()]})
+    return json_response({"receipts": [receipt.to_json()]})
 
 
 @routes.get("/v1/ledger/consistency")
 async def consistency(request: web.Request) -> web.Response:
     require_role(request, Role.AUDITOR, Role.OPERATOR)
-    old, new = _int(request, "from"), _int(request, "to")
+    old, new = query_int(request, "from"), query_int(request, "to")
     ledger = runtime_of(request).ledger
     size = await ledger.size()
     if not 0 < old <= new <= size:
         raise GatewayError("bad_request", f"need 0 < from <= to <= {size}")
     proof = await ledger.consistency_proof(old, new)
-    return _json({"from": old, "to": new, "proof": [base64.b64encode(h).decode() for h in proof]})
+    return json_response(
+        {"from": old, "to": new, "proof": [base64.b64encode(h).decode() for h in proof]}
+    )
 
 
 def _time(request: web.Request, name: str) -> datetime | None:
@@ -127,13 +115,9 @@ async def entries(request: web.Request) -> web.Response:
         )
     except ValueError as e:
         raise GatewayError("bad_request", str(e)) from e
-    limit = _int(request, "limit", 100)
-    if not 1 <= limit <= 1000:
-        raise GatewayError("bad_request", "limit must be 1..1000")
-    after = request.query.get("after")
-    page = await runtime_of(request).ledger.query(
-        query, after=_int(request, "after") if after else None, limit=limit
-    )
+    limit = query_int(request, "limit", 100, low=1, high=1000)
+    after = query_int(request, "after") if request.query.get("after") else None
+    page = await runtime_of(request).ledger.query(query, after=after, limit=limit)
     rows = [
         {
             "seq": e.seq,
@@ -158,7 +142,7 @@ async def entries(request: web.Request) -> web.Response:
         )
         headers = {"X-Next-After": nxt} if nxt else {}
         return web.Response(text=out.getvalue(), content_type="text/csv", headers=headers)
-    return _json({"entries": rows, "next": nxt})
+    return json_response({"entries": rows, "next": nxt})
 
 
 @routes.get("/v1/units")
@@ -166,7 +150,7 @@ async def units(request: web.Request) -> web.Response:
     directory = runtime_of(request).gateway.directory
     parent = request.query.get("parent")
     chosen = directory.children(parent) if parent else directory
-    return _json({"units": [u.as_dict() for u in chosen]})
+    return json_response({"units": [u.as_dict() for u in chosen]})
 
 
 @routes.get("/v1/units/{code}")
@@ -174,4 +158,4 @@ async def unit(request: web.Request) -> web.Response:
     found = runtime_of(request).gateway.directory.get(request.match_info["code"])
     if found is None:
         raise GatewayError("not_found", f"no unit {request.match_info['code']}")
-    return _json(found.as_dict())
+    return json_response(found.as_dict())

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from gateway.api.limits import RateLimiter
+from gateway.api.limits import RateLimiter, Uploads
 from gateway.api.problems import Handler
 from gateway.api.tls import check_client_certificate, client_certificate
 from gateway.errors import GatewayError
@@ -26,6 +26,7 @@ class RuntimeSlot:
 
 RUNTIME = web.AppKey("runtime", RuntimeSlot)
 LIMITER = web.AppKey("limiter", RateLimiter)
+UPLOADS = web.AppKey("uploads", Uploads)
 PRINCIPAL = web.RequestKey("principal", Principal)
 OUTCOME = web.RequestKey("package_outcome", str)  # accepted | replayed, for the metrics
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 import tempfile
 from collections.abc import AsyncIterator
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from aiohttp import web
 
-from gateway.api.context import OUTCOME, principal_of, runtime_of
+from gateway.api.context import OUTCOME, UPLOADS, principal_of, runtime_of
+from gateway.api.params import json_object, json_response, query_int
 from gateway.envelope import Profile
 from gateway.errors import GatewayError
 from gateway.service.views import document_view
@@ -18,33 +19,45 @@ from gateway.service.views import document_view
 routes = web.RouteTableDef()
 
 SPOOL_ABOVE = 1024 * 1024  # bodies larger than this are spooled to disk as they arrive
+# What a package may be sent as (no Content-Type at all reads as application/octet-stream).
+PACKAGE_TYPES = frozenset({"application/xml", "text/xml", "application/octet-stream"})
 
 
 @contextlib.asynccontextmanager
-async def package_body(request: web.Request, limit: int) -> AsyncIterator[bytes | BinaryIO]:
-    """The request body, refused with xml_too_large past ``limit`` bytes. A large body (a
+async def package_body(
+    request: web.Request, limit: int, timeout: float
+) -> AsyncIterator[bytes | BinaryIO]:
+    """The request body, refused with xml_too_large past ``limit`` bytes and with
+    request_timeout when it has not arrived within ``timeout`` seconds. A large body (a
     scanned letter) is written to an unnamed temporary file as it arrives and handed on as that
     open file, so that the package is never held in memory while it is verified; the file is
     gone when the request ends."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise GatewayError("xml_too_large", f"{declared} bytes is over the limit of {limit} bytes")
-    if declared is not None and declared <= SPOOL_ABOVE:
-        yield await request.read()
-        return
     with tempfile.TemporaryFile() as spool:
-        size = 0
-        async for chunk in request.content.iter_chunked(256 * 1024):
-            size += len(chunk)
-            if size > limit:
-                raise GatewayError("xml_too_large", f"the body is over the limit of {limit} bytes")
-            spool.write(chunk)
-        spool.seek(0)
-        yield spool
+        try:
+            async with asyncio.timeout(timeout):
+                if declared is not None and declared <= SPOOL_ABOVE:
+                    body: bytes | BinaryIO = await request.read()
+                else:
+                    body = await _spool(request, spool, limit)
+        except TimeoutError as e:
+            raise GatewayError(
+                "request_timeout", f"the body did not arrive within {timeout:g} s"
+            ) from e
+        yield body
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+async def _spool(request: web.Request, spool: BinaryIO, limit: int) -> BinaryIO:
+    size = 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise GatewayError("xml_too_large", f"the body is over the limit of {limit} bytes")
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
 
 
 @routes.post("/v1/packages")
@@ -53,33 +66,37 @@ async def submit_package(request: web.Request) -> web.Response:
     profile_name = request.query.get("profile", "strict")
     if profile_name not in ("strict", "compat"):
         raise GatewayError("bad_request", "profile must be strict or compat")
+    if request.content_type not in PACKAGE_TYPES:
+        raise GatewayError(
+            "unsupported_media_type",
+            f"the body is {request.content_type}; send the edXML package as application/xml",
+        )
     runtime = runtime_of(request)
-    async with package_body(request, runtime.settings.envelope.max_bytes) as data:
-        if not data:
-            raise GatewayError("bad_request", "the body must be the edXML package")
-        submission = await runtime.gateway.submit(data, principal, Profile(profile_name))
+    uploads = request.app[UPLOADS]
+    limit = runtime.settings.envelope.max_bytes
+    # the token's packages being received or checked at once are counted
+    with uploads.hold(principal.token_id):
+        async with package_body(request, limit, uploads.timeout) as data:
+            if not data:
+                raise GatewayError("bad_request", "the body must be the edXML package")
+            submission = await runtime.gateway.submit(data, principal, Profile(profile_name))
     request[OUTCOME] = "accepted" if submission.status == 202 else "replayed"
-    return _json(submission.answer, submission.status)
+    return json_response(submission.answer, submission.status)
 
 
 def _inbox_unit(request: web.Request) -> str:
     principal = principal_of(request)
     unit = request.query.get("unit", principal.unit)
-    if not principal.may_read_unit(unit):
-        raise GatewayError("forbidden", f"{principal.unit} may read only its own inbox")
+    if not principal.may_read_inbox(unit):
+        raise GatewayError("forbidden", f"a {principal.role} token may not read {unit}'s inbox")
     return unit
 
 
 @routes.get("/v1/inbox")
 async def inbox(request: web.Request) -> web.Response:
     unit = _inbox_unit(request)
-    try:
-        limit = int(request.query.get("limit", "50"))
-        after = int(request.query.get("after") or 0)
-    except ValueError as e:
-        raise GatewayError("bad_request", "limit and after are integers") from e
-    if not 1 <= limit <= 500:
-        raise GatewayError("bad_request", "limit must be 1..500")
+    limit = query_int(request, "limit", 50, low=1, high=500)
+    after = query_int(request, "after", 0)
     page = await runtime_of(request).gateway.inboxes.page(unit, after=after, limit=limit)
     items = [
         {
@@ -97,7 +114,7 @@ async def inbox(request: web.Request) -> web.Response:
         }
         for e in page.entries
     ]
-    return _json({"items": items, "next": None if page.next is None else str(page.next)})
+    return json_response({"items": items, "next": None if page.next is None else str(page.next)})
 
 
 @routes.get("/v1/inbox/{delivery_id}")
@@ -119,11 +136,8 @@ async def inbox_fetch(request: web.Request) -> web.Response:
 
 @routes.post("/v1/inbox/{delivery_id}/ack")
 async def inbox_ack(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except ValueError as e:
-        raise GatewayError("bad_request", "the body must be JSON") from e
-    result = body.get("result") if isinstance(body, dict) else None
+    body = await json_object(request)
+    result = body.get("result")
     if result not in ("done", "fail"):
         raise GatewayError("bad_request", 'result must be "done" or "fail"')
     reason = body.get("reason")
@@ -133,10 +147,12 @@ async def inbox_ack(request: web.Request) -> web.Response:
     state = await runtime_of(request).gateway.inboxes.ack(
         principal_of(request), delivery_id, result == "done", reason
     )
-    return _json({"delivery_id": delivery_id, "state": state})
+    return json_response({"delivery_id": delivery_id, "state": state})
 
 
 @routes.get("/v1/documents/{document_key:.+}")
 async def document(request: web.Request) -> web.Response:
     key = request.match_info["document_key"]
-    return _json(await document_view(runtime_of(request).ledger, principal_of(request), key))
+    return json_response(
+        await document_view(runtime_of(request).ledger, principal_of(request), key)
+    )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -27,6 +28,7 @@ from gateway.db.engine import reader
 from gateway.service import store
 from gateway.service.reload import ReloadResult
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
@@ -133,25 +135,32 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
+    """Whether the database and the bus answer: ``ok`` or ``unavailable`` each, for anyone; what
+    failed goes to the log, not to the caller."""
     slot = request.app[RUNTIME]
     if slot.runtime is None:
-        waiting = slot.waiting.message if slot.waiting else "starting"
+        if slot.waiting is not None:
+            log.warning("not ready: %s", slot.waiting.message)
+        waiting = slot.waiting.code if slot.waiting else "starting"
         return web.json_response({"ready": False, "starting": waiting}, status=503)
     runtime = slot.runtime
+
+    async def database() -> None:
+        async with runtime.ledger.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def bus() -> None:
+        await runtime.bus.counters([next(iter(runtime.gateway.directory)).code])
+
     checks: dict[str, str] = {}
-    try:
-        async with asyncio.timeout(5):
-            async with runtime.ledger.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as e:
-        checks["database"] = f"{type(e).__name__}: {e}"[:200]
-    try:
-        async with asyncio.timeout(5):
-            await runtime.bus.counters([next(iter(runtime.gateway.directory)).code])
-        checks["bus"] = "ok"
-    except Exception as e:
-        checks["bus"] = f"{type(e).__name__}: {e}"[:200]
+    for name, probe in (("database", database), ("bus", bus)):
+        try:
+            async with asyncio.timeout(5):
+                await probe()
+            checks[name] = "ok"
+        except Exception as e:
+            log.warning("not ready: the %s does not answer: %s: %s", name, type(e).__name__, e)
+            checks[name] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
     return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
 

@@ -1,11 +1,14 @@
-"""Request rate limits: a token bucket per access token, so one busy or broken agency system
-cannot crowd out the others. Refusals are ``429 rate_limited`` with ``Retry-After``."""
+"""Request limits: a token bucket per access token, and a count of the package bodies each token
+and the whole process are receiving, so one busy or broken agency system cannot crowd out the
+others. Refusals are ``429 rate_limited`` with ``Retry-After``."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from gateway.errors import GatewayError
@@ -18,8 +21,8 @@ class _Bucket:
 
 
 class RateLimited(GatewayError):
-    def __init__(self, retry_after: float) -> None:
-        super().__init__("rate_limited", f"too many requests; try again in {retry_after:.1f} s")
+    def __init__(self, retry_after: float, what: str = "too many requests") -> None:
+        super().__init__("rate_limited", f"{what}; try again in {retry_after:.1f} s")
         self.retry_after = retry_after
 
 
@@ -49,3 +52,27 @@ class RateLimiter:
         if bucket.tokens < 1:
             raise RateLimited(math.ceil((1 - bucket.tokens) / self.rate * 10) / 10)
         bucket.tokens -= 1
+
+
+class Uploads:
+    """Package bodies in flight: at most ``per_key`` per token and ``total`` in all, each
+    received within ``timeout`` seconds."""
+
+    def __init__(self, per_key: int, total: int, timeout: float) -> None:
+        self.per_key = per_key
+        self.total = total
+        self.timeout = timeout
+        self._held: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        """One upload of ``key`` for the duration, or RateLimited when there are too many."""
+        if self._held[key] >= self.per_key or self._held.total() >= self.total:
+            raise RateLimited(1.0, "too many package uploads at once")
+        self._held[key] += 1
+        try:
+            yield
+        finally:
+            self._held[key] -= 1
+            if not self._held[key]:
+                del self._held[key]

@@ -130,6 +130,12 @@ class Gateway:
             raise GatewayError("forbidden", "auditors read; they do not submit")
         if profile is Profile.COMPAT and principal.role is not Role.OPERATOR:
             raise GatewayError("forbidden", "only operators relay packets in the compat profile")
+        if profile is Profile.STRICT and principal.role is Role.OPERATOR:
+            raise GatewayError(
+                "forbidden",
+                "operators relay packets in the compat profile; a strict package comes with "
+                "its sender unit's own token",
+            )
         args = (data, self.trust, self.directory, profile, self.clock(), self.settings.envelope)
         try:
             if isinstance(data, bytes) and len(data) <= INLINE_VERIFY_BYTES:
@@ -246,7 +252,8 @@ class Gateway:
         submission = await self._insert(batch, verified, modes, EventType.STATUS, claim)
         apply_status(document, step)
         await self._save_states(batch, package.document_key, document, step.recipients)
-        if code not in ("13",):
+        if code not in ("13",) and verified.valid:
+            # only a status the responder signed proves that its copy arrived
             await self._implicit_delivery(batch, package.document_key, responder)
         return submission
 

@@ -105,11 +105,12 @@ class Inboxes:
     @staticmethod
     def _check_access(principal: Principal, recipient: str | None, delivery_id: str) -> None:
         """The copy exists (``recipient`` is its recipient) and the principal may touch it: a
-        unit only its own."""
-        if recipient is None:
+        unit only its own (another unit's copy is as unknown to it as a missing one, so that
+        delivery ids cannot be probed), an operator any, an auditor none."""
+        if principal.role is Role.AUDITOR:
+            raise GatewayError("forbidden", "auditors read the ledger, not the inboxes")
+        if recipient is None or not principal.may_read_inbox(recipient):
             raise GatewayError("not_found", f"no inbox item {delivery_id}")
-        if principal.role is Role.UNIT and recipient != principal.unit:
-            raise GatewayError("forbidden", f"{delivery_id} is not in {principal.unit}'s inbox")
 
     async def item(self, principal: Principal, delivery_id: str) -> FetchedCopy:
         """A copy the principal may read, with its package's bytes: one query."""

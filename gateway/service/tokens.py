@@ -31,8 +31,9 @@ class Principal:
     unit: str
     role: Role
 
-    def may_read_unit(self, unit: str) -> bool:
-        return self.role is not Role.UNIT or self.unit == unit
+    def may_read_inbox(self, unit: str) -> bool:
+        """A unit its own inbox, an operator any; an auditor none (it reads the ledger)."""
+        return self.role is Role.OPERATOR or (self.role is Role.UNIT and self.unit == unit)
 
 
 @dataclass(frozen=True)

@@ -34,20 +34,22 @@ async def document_parties(ledger: SqlLedger, key: str) -> tuple[store.Document,
     return document, list(states)
 
 
-def check_party(principal: Principal, sender: str, recipients: list[str]) -> None:
+def check_party(principal: Principal, key: str, sender: str, recipients: list[str]) -> None:
+    """A unit sees only the documents it sent or received: any other is as unknown to it as a
+    missing one (not_found), so that guessable keys cannot be probed."""
     if (
         principal.role is Role.UNIT
         and principal.unit != sender
         and principal.unit not in recipients
     ):
-        raise GatewayError("forbidden", f"{principal.unit} neither sent nor received this document")
+        raise GatewayError("not_found", f"no document {key}")
 
 
 async def document_view(ledger: SqlLedger, principal: Principal, key: str) -> dict[str, Any]:
     async with ledger.engine.connect() as conn:
         package, states = await _document(conn, key)
         recipients = list(states)
-        check_party(principal, package.sender, recipients)
+        check_party(principal, key, package.sender, recipients)
         transports = await store.copy_progress(conn, package.package_id)
     timeline: dict[str, list[dict[str, Any]]] = {code: [] for code in recipients}
     after: int | None = None

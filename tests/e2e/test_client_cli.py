@@ -228,9 +228,9 @@ async def test_same_number_again_is_a_conflict_and_other_units_cannot_touch_the_
 
     (item,) = await waiting(stack, PULL, first.stdout.strip(), "document")
     for command in (["inbox", "fetch", item["delivery_id"]], ["inbox", "ack", item["delivery_id"]]):
-        refused = await gateway(stack, OUTSIDER, *command)
+        refused = await gateway(stack, OUTSIDER, *command)  # as unknown as a missing copy
         assert refused.exit_code == 1
-        assert refused.stderr.startswith("ERROR 403 forbidden: ")
+        assert refused.stderr.startswith("ERROR 404 not_found: ")
 
 
 async def test_a_gateway_that_does_not_answer_exits_2(stack: Stack) -> None:

@@ -52,7 +52,7 @@ async def test_a_scan_travels_whole(stack: Stack) -> None:
 async def _echo_server(limit: int) -> AsyncIterator[str]:
     async def handler(request: web.Request) -> web.Response:
         try:
-            async with package_body(request, limit) as body:
+            async with package_body(request, limit, timeout=30) as body:
                 data = body if isinstance(body, bytes) else body.read()
         except GatewayError as e:
             return web.Response(status=413, text=e.code)

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.config import LogSettings, load_settings
 from gateway.errors import ConfigError
-from gateway.logs import configure_logging, request_id
+from gateway.logs import Repeats, configure_logging, request_id
 
 
 @pytest.fixture
@@ -64,3 +64,20 @@ def test_text_lines_name_the_request_and_the_level_is_set(
 def test_a_bad_log_setting_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=f"GATEWAY_LOG_{name}"):
         load_settings({f"GATEWAY_LOG_{name}": value})
+
+
+def test_the_broker_clients_repeats_are_one_line_per_minute() -> None:
+    now = [0.0]
+    repeats = Repeats(clock=lambda: now[0])
+
+    def record(name: str, msg: str = "Callback %r error: %s: %s") -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, ("cb", "E", "x"), None)
+
+    channel_errors = [repeats.filter(record("aio_pika.tools")) for _ in range(815)]
+    assert channel_errors.count(True) == 1
+    assert all(repeats.filter(record("gateway.bus.amqp")) for _ in range(3))  # ours: all kept
+    assert repeats.filter(record("aiormq.connection", "other failure %s %s %s"))
+    now[0] = 61.0
+    later = record("aio_pika.tools")
+    assert repeats.filter(later)
+    assert "(and 814 more like it in 60 s)" in later.getMessage()

@@ -1,0 +1,181 @@
+"""Who may do what, route by route: every cell of the role table in docs/api.md, asked of a
+running gateway (the rules do not depend on the bus or the database, so the embedded stack
+stands for both), and every route the gateway serves is in the table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+from gatewaystack import OUTSIDER, PULL, PUSH, SENDER, Stack, Webhook, directory_csv, open_stack
+
+from gateway.api.app import build_app
+from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
+from gateway.envelope import Organization
+
+TABLE = Path(__file__).parents[2] / "docs" / "api.md"
+ROLES = ("party", "other unit", "operator", "auditor")
+SPARE_UNIT = "000.00.20.H07"  # suspended and resumed by the operator's cells; no token uses it
+
+
+@pytest.fixture(params=["embedded"])
+async def embedded(
+    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
+) -> AsyncIterator[Stack]:
+    hook, hook_url = webhook
+    async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
+        yield opened
+
+
+def role_table() -> dict[str, dict[str, str]]:
+    """route (as the table writes it) -> role -> the cell ("✓" or a status)."""
+    text = TABLE.read_text(encoding="utf-8")
+    start = text.index("| route | party | other unit | operator | auditor |")
+    rows: dict[str, dict[str, str]] = {}
+    for line in text[start:].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for route in re.findall(r"`([A-Z]+ [^`]+)`", cells[0]):
+            rows[route] = {
+                role: cell.split()[0] for role, cell in zip(ROLES, cells[1:], strict=True)
+            }
+    return rows
+
+
+@dataclass
+class Letter:
+    data: bytes
+    key: str
+    delivery_id: str
+
+
+Call = tuple[str, str, dict[str, Any]]  # method, path and query, aiohttp request options
+
+
+def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
+    """How each route of the table is asked (a valid request, so that only the role decides)."""
+    key = quote(letter.key, safe="")
+    xml = {"data": letter.data, "headers": {"Content-Type": "application/xml"}}
+    return {
+        "POST /v1/packages": lambda: ("POST", "/v1/packages", xml),
+        "POST /v1/packages?profile=compat": lambda: ("POST", "/v1/packages?profile=compat", xml),
+        "GET /v1/inbox?unit=CODE": lambda: ("GET", f"/v1/inbox?unit={PULL}", {}),
+        "GET /v1/inbox/{delivery_id}": lambda: ("GET", f"/v1/inbox/{letter.delivery_id}", {}),
+        "POST /v1/inbox/{delivery_id}/ack": lambda: (
+            "POST",
+            f"/v1/inbox/{letter.delivery_id}/ack",
+            {"json": {"result": "done"}},
+        ),
+        "GET /v1/documents/{document_key}": lambda: ("GET", f"/v1/documents/{key}", {}),
+        "GET /v1/ledger/receipts?document=KEY": lambda: (
+            "GET",
+            f"/v1/ledger/receipts?document={key}",
+            {},
+        ),
+        "GET /v1/ledger/entries?unit=CODE": lambda: (
+            "GET",
+            f"/v1/ledger/entries?unit={SENDER}",
+            {},
+        ),
+        "GET /v1/ledger/checkpoint": lambda: ("GET", "/v1/ledger/checkpoint", {}),
+        "POST /v1/ledger/checkpoint": lambda: ("POST", "/v1/ledger/checkpoint", {}),
+        "GET /v1/ledger/consistency?from=1&to=1": lambda: (
+            "GET",
+            "/v1/ledger/consistency?from=1&to=1",
+            {},
+        ),
+        "GET /v1/units": lambda: ("GET", "/v1/units", {}),
+        "GET /v1/units/{code}": lambda: ("GET", f"/v1/units/{SENDER}", {}),
+        "GET /v1/admin/backlog": lambda: ("GET", "/v1/admin/backlog", {}),
+        "POST /v1/admin/redrive": lambda: (
+            "POST",
+            "/v1/admin/redrive",
+            {"json": {"unit": PUSH, "all": True}},
+        ),
+        "GET /v1/admin/reload": lambda: ("GET", "/v1/admin/reload", {}),
+        "POST /v1/admin/reload": lambda: ("POST", "/v1/admin/reload", {}),
+        "POST /v1/admin/units": lambda: ("POST", "/v1/admin/units", {"json": {}}),
+        "PATCH /v1/admin/units/{code}": lambda: (
+            "PATCH",
+            f"/v1/admin/units/{SPARE_UNIT}",
+            {"json": {"name": "Ủy ban nhân dân huyện"}},
+        ),
+        "POST /v1/admin/units/{code}/suspend": lambda: (
+            "POST",
+            f"/v1/admin/units/{SPARE_UNIT}/suspend",
+            {},
+        ),
+        "POST /v1/admin/units/{code}/resume": lambda: (
+            "POST",
+            f"/v1/admin/units/{SPARE_UNIT}/resume",
+            {},
+        ),
+        "POST /v1/admin/tokens/{token_id}/revoke": lambda: (
+            "POST",
+            "/v1/admin/tokens/no-such-token/revoke",
+            {},
+        ),
+        "GET /healthz": lambda: ("GET", "/healthz", {}),
+        "GET /readyz": lambda: ("GET", "/readyz", {}),
+        "GET /metrics": lambda: ("GET", "/metrics", {}),
+        "GET /v1/openapi.json": lambda: ("GET", "/v1/openapi.json", {}),
+    }
+
+
+def token_of(stack: Stack, route: str, role: str) -> str:
+    if role == "party":  # the copy's recipient for the inbox routes, else the sender
+        return stack.tokens[PULL if "/v1/inbox" in route else SENDER]
+    return stack.tokens[OUTSIDER if role == "other unit" else role]
+
+
+async def send_letter(stack: Stack) -> Letter:
+    package = build_letter(unit(SENDER), [Organization(PULL, "Sở Tài chính")], "Về việc phân quyền")
+    data = sign_as_unit(package, stack.keys)
+    async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
+        key = (await gw.submit(data)).document_key
+    async with GatewayClient(stack.url, stack.tokens[PULL]) as gw:
+        items = (await gw.inbox())["items"]
+    return Letter(data, key, next(i["delivery_id"] for i in items if i["document_key"] == key))
+
+
+async def test_every_cell_of_the_role_table_holds(embedded: Stack) -> None:
+    stack = embedded
+    letter = await send_letter(stack)
+    table, asks = role_table(), calls(letter)
+    assert set(table) == set(asks)
+    cells = [(route, role, table[route][role]) for route in table for role in ROLES]
+    # The recipient's acknowledgement takes the copy out of its inbox: ask it last.
+    ack = "POST /v1/inbox/{delivery_id}/ack"
+    cells.sort(key=lambda cell: (cell[0], cell[1]) == (ack, "party"))
+    wrong = []
+    async with aiohttp.ClientSession() as session:
+        for route, role, expected in cells:
+            method, path, options = asks[route]()
+            headers = {**options.pop("headers", {})}
+            headers["Authorization"] = f"Bearer {token_of(stack, route, role)}"
+            async with session.request(
+                method, stack.url + path, headers=headers, **options
+            ) as response:
+                status = response.status
+                await response.read()
+            allowed = status not in (401, 403, 404)
+            if (expected == "✓" and not allowed) or (expected != "✓" and str(status) != expected):
+                wrong.append(f"{route} as {role}: {status}, the table says {expected}")
+    assert wrong == []
+
+
+def test_the_table_names_every_route_the_gateway_serves(embedded: Stack) -> None:
+    served = {
+        f"{route.method} {route.resource.canonical}"
+        for route in build_app(embedded.runtime).router.routes()
+        if route.resource is not None and route.method != "HEAD"
+    }
+    described = {route.split("?")[0] for route in role_table()}
+    assert served == described
