@@ -1,6 +1,7 @@
 """A whole gateway for tests, twice: embedded (SQLite + LocalBus) and production-like
 (RabbitMQ + PostgreSQL, failing instead of skipping in CI), served over real HTTP on 127.0.0.1,
-with a webhook server standing in for a push unit's system."""
+with a webhook server standing in for a push unit's system. Every answer the tests receive
+from it is checked against the OpenAPI document (tests/apicheck.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from apicheck import Recorder
 
 from gateway.api.app import build_app
 from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
@@ -93,10 +95,14 @@ async def webhook() -> AsyncIterator[tuple[Webhook, str]]:
 
 @pytest.fixture(params=["embedded", "rabbitmq+postgresql"])
 async def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    webhook: tuple[Webhook, str],
+    api_responses: Recorder,
 ) -> AsyncIterator[Stack]:
     hook, hook_url = webhook
     async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
+        api_responses.watch(opened.url)
         yield opened
 
 
@@ -110,11 +116,15 @@ def province_csv(webhook_url: str) -> str:
 
 @pytest.fixture(params=["embedded", "rabbitmq+postgresql"])
 async def province(
-    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    webhook: tuple[Webhook, str],
+    api_responses: Recorder,
 ) -> AsyncIterator[Stack]:
     """A gateway over the whole sample province."""
     hook, hook_url = webhook
     async with open_stack(request, tmp_path, hook, province_csv(hook_url)) as opened:
+        api_responses.watch(opened.url)
         yield opened
 
 

@@ -1,274 +1,523 @@
-"""The OpenAPI 3.1 description of the HTTP API, served at /v1/openapi.json. A test checks that
-it names exactly the routes the application serves."""
+"""The OpenAPI 3.1 description of the HTTP API, served at /v1/openapi.json, complete enough to
+generate a client from: every operation has an ``operationId``, its parameters, its request
+body and each answer's schema (gateway.api.schemas), and names the error statuses it may
+answer with, the codes each status carries and the extra members some of them have. Tests
+check that it names exactly the routes the application serves, and the end-to-end tests
+validate every answer they receive against it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from gateway.api.problems import PROBLEM_TYPE
+from gateway.api.schemas import EXTRAS, SCHEMAS, Schema, integer, ref, text, values
 from gateway.errors import CODES
 
-_PROBLEM = {"$ref": "#/components/responses/Problem"}
-_JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+Response = dict[str, Any]
+
+XML = "application/xml"
+JSON = "application/json"
 
 
-def _op(
+def _header(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+HEADERS: dict[str, dict[str, Any]] = {
+    "RequestId": {
+        "description": "The request's id (the caller's X-Request-Id when it is sane); quote it "
+        "to an operator",
+        "required": True,
+        "schema": text(),
+    },
+    "ErrorCode": {
+        "description": "The problem's code, for clients that do not read the body",
+        "required": True,
+        "schema": values(sorted(CODES)),
+    },
+    "RetryAfter": {
+        "description": "Seconds to wait before trying again",
+        "required": True,
+        "schema": integer(1),
+    },
+}
+
+
+def answer(description: str, content: dict[str, Any], **headers: dict[str, Any]) -> Response:
+    """A successful answer: ``content`` by media type, and headers besides X-Request-Id."""
+    return {
+        "description": description,
+        "headers": {"X-Request-Id": _header("RequestId"), **headers},
+        "content": content,
+    }
+
+
+def body(name: str, media: str = JSON) -> dict[str, Any]:
+    return {media: {"schema": ref(name)}}
+
+
+STATUSES = sorted({entry.http_status for entry in CODES.values()})
+
+
+def _problem_answer(description: str, schema: Schema, status: int | None = None) -> Response:
+    headers = {"X-Request-Id": _header("RequestId"), "X-Gateway-Error": _header("ErrorCode")}
+    if status == 429:
+        headers["Retry-After"] = _header("RetryAfter")
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {PROBLEM_TYPE: {"schema": schema}},
+    }
+
+
+def problem_components() -> tuple[dict[str, Schema], dict[str, Response]]:
+    """The schema and the answer ProblemNNN of each status of the catalogue (a problem with
+    that status, so one of the codes that have it), and Problem: any of them."""
+    schemas: dict[str, Schema] = {}
+    answers = {"Problem": _problem_answer("An error with a catalogue code", ref("Problem"))}
+    for status in STATUSES:
+        codes = sorted(code for code, entry in CODES.items() if entry.http_status == status)
+        narrowed = {"properties": {"code": values(codes)}}
+        schemas[f"Problem{status}"] = {"allOf": [ref("Problem"), narrowed]}
+        answers[f"Problem{status}"] = _problem_answer(
+            f"A problem with status {status}", ref(f"Problem{status}"), status
+        )
+    return schemas, answers
+
+
+def problem(status: int, description: str, requires: tuple[str, ...] = ()) -> Response:
+    """A problem answer with ``status``; the codes that carry one of the ``requires``
+    members have it."""
+    if not requires:
+        return {"$ref": f"#/components/responses/Problem{status}", "description": description}
+    conditions = [
+        {"if": {"properties": {"code": values(EXTRAS[member][0])}}, "then": {"required": [member]}}
+        for member in requires
+    ]
+    schema = {"allOf": [ref(f"Problem{status}"), *conditions]}
+    return _problem_answer(description, schema, status)
+
+
+# Answers every route may give: another status with a problem (unexpected failures, 503 while
+# the gateway is starting, 405 for another method); and, behind a token, 401 and 429.
+ANY_PROBLEM = "#/components/responses/Problem"
+BEARER_ERRORS = {
+    401: "No valid bearer token (missing, unknown, expired or revoked)",
+    429: "Over the token's rate limit; Retry-After says when to try again",
+}
+
+
+def op(
+    operation_id: str,
+    tag: str,
     summary: str,
+    ok: dict[int, Response],
     *,
-    ok: str = "200",
-    ok_content: Any = None,
+    errors: dict[int, str] | None = None,
+    requires: dict[int, tuple[str, ...]] | None = None,
     public: bool = False,
     params: list[dict[str, Any]] | None = None,
-    body: dict[str, Any] | None = None,
-    extra: dict[str, str] | None = None,
+    request: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {ok: {"description": "OK", "content": ok_content or _JSON_OBJECT}}
-    for status, description in (extra or {}).items():
-        responses[status] = {"description": description, "content": _JSON_OBJECT}
-    responses["default"] = _PROBLEM
-    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    described = {**({} if public else BEARER_ERRORS), **(errors or {})}
+    responses: dict[str, Any] = {str(status): r for status, r in ok.items()}
+    for status, description in sorted(described.items()):
+        responses[str(status)] = problem(status, description, (requires or {}).get(status, ()))
+    responses["default"] = {"$ref": ANY_PROBLEM}
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "tags": [tag],
+        "summary": summary,
+        "responses": responses,
+    }
     if public:
-        op["security"] = []
+        operation["security"] = []
     if params:
-        op["parameters"] = params
-    if body:
-        op["requestBody"] = body
-    return op
+        operation["parameters"] = params
+    if request:
+        operation["requestBody"] = {"required": True, "content": request}
+    return operation
 
 
-def _q(name: str, description: str, required: bool = False, kind: str = "string") -> dict[str, Any]:
+def query(
+    name: str, description: str, schema: Schema | None = None, required: bool = False
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
-        "schema": {"type": kind},
+        "schema": schema or text(),
     }
 
 
-def _p(name: str, description: str) -> dict[str, Any]:
+def path(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string"},
+        "schema": text(),
     }
 
 
-_XML = {"application/xml": {"schema": {"type": "string", "format": "binary"}}}
-_STRING = {"type": "string"}
-_UNIT_FIELDS = {
-    "code": _STRING,
-    "name": _STRING,
-    "parent_code": _STRING,
-    "level": {"type": "integer", "minimum": 1, "maximum": 4},
-    "delivery": {"enum": ["pull", "push", "amqp"]},
-    "endpoint": _STRING,
-    "status": {"enum": ["active", "suspended"]},
-    "cert_sha256": {"type": "array", "items": _STRING},
+DELIVERY = path("delivery_id", "the copy")
+UNIT_CODE = path("code", "OrganId")
+LIMIT_INBOX = query("limit", "items on a page (default 50)", integer(1, maximum=500))
+CHECKPOINT = {"text/plain": {"schema": ref("Checkpoint")}}
+SIGNED = {XML: {"schema": {"type": "string", "format": "binary"}}}
+INBOX_HEADERS = {
+    f"X-Gateway-{name}": {"description": description, "required": True, "schema": text()}
+    for name, description in (
+        ("Delivery-Id", "the copy"),
+        ("Document-Key", "the document"),
+        ("Signature-State", "what the gateway knows of the signature"),
+        ("Package-Sha256", "SHA-256 of the bytes"),
+    )
 }
-
-
-def _json_body(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
-    schema = {"type": "object", "required": required, "properties": properties}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
+NEXT_AFTER = {
+    "description": "The cursor of the next page (CSV only; absent on the last page)",
+    "schema": text(),
+}
 
 PATHS: dict[str, dict[str, Any]] = {
     "/v1/packages": {
-        "post": _op(
+        "post": op(
+            "submitPackage",
+            "exchange",
             "Submit a signed edXML package or status packet",
-            ok="202",
-            params=[_q("profile", "strict (default) or compat (operators relaying)")],
-            body={"required": True, "content": _XML},
-            extra={"200": "The same package again: the original answer"},
+            {
+                202: answer("Accepted: in the ledger, copies queued", body("SubmissionAnswer")),
+                200: answer(
+                    "The same bytes again: the first answer, with current states",
+                    body("SubmissionAnswer"),
+                ),
+            },
+            params=[
+                query(
+                    "profile",
+                    "strict (default); compat for operators relaying legacy packets",
+                    values(("strict", "compat")),
+                )
+            ],
+            request=SIGNED,
+            errors={
+                400: "Not well-formed XML, not edXML, or a bad profile",
+                403: "From is not the token's unit; auditors; compat for a non-operator",
+                409: "The DocumentId was sent before with other content (package_id names it)",
+                413: "Larger than the size limit",
+                422: "Refused by the schema, signature, certificate, sender, routing or "
+                "workflow checks; unknown or suspended recipients are listed in recipients",
+            },
+            requires={409: ("package_id",), 422: ("recipients",)},
         )
     },
     "/v1/inbox": {
-        "get": _op(
-            "The unit's copies waiting to be fetched (pull delivery)",
+        "get": op(
+            "listInbox",
+            "exchange",
+            "The unit's copies waiting to be fetched (pull delivery), oldest first",
+            {200: answer("One page", body("InboxPage"))},
             params=[
-                _q("limit", "1..500", kind="integer"),
-                _q("after", "cursor from next"),
-                _q("unit", "operators: another unit's inbox"),
+                LIMIT_INBOX,
+                query("after", "the cursor from next"),
+                query("unit", "operators: another unit's inbox"),
             ],
+            errors={400: "limit or after is not valid", 403: "Another unit's inbox"},
         )
     },
     "/v1/inbox/{delivery_id}": {
-        "get": _op(
+        "get": op(
+            "fetchInboxItem",
+            "exchange",
             "The package bytes exactly as signed",
-            ok_content=_XML,
-            params=[_p("delivery_id", "the copy")],
+            {200: answer("The package", SIGNED, **INBOX_HEADERS)},
+            params=[DELIVERY],
+            errors={403: "Not in the token's unit's inbox", 404: "No such copy"},
         )
     },
     "/v1/inbox/{delivery_id}/ack": {
-        "post": _op(
-            "Acknowledge a copy: done, or fail with a reason",
-            params=[_p("delivery_id", "the copy")],
-            body=_json_body(
-                ["result"], {"result": {"enum": ["done", "fail"]}, "reason": {"type": "string"}}
-            ),
+        "post": op(
+            "acknowledgeInboxItem",
+            "exchange",
+            "Acknowledge a copy: done, or fail with a reason (offered again, up to the limit)",
+            {200: answer("The copy's transport state now", body("AckAnswer"))},
+            params=[DELIVERY],
+            request=body("Ack"),
+            errors={
+                400: "The body is not an acknowledgement",
+                403: "Not the recipient unit's token",
+                404: "No such copy",
+            },
         )
     },
     "/v1/documents/{document_key}": {
-        "get": _op(
+        "get": op(
+            "getDocument",
+            "exchange",
             "A document's recipients, transport states and status timelines",
-            params=[_p("document_key", "<sender OrganId>|<DocumentId>, URL-encoded")],
+            {200: answer("The document", body("DocumentView"))},
+            params=[path("document_key", "<sender OrganId>|<DocumentId>, URL-encoded")],
+            errors={403: "Neither its sender nor a recipient", 404: "No such document"},
         )
     },
     "/v1/ledger/checkpoint": {
-        "get": _op(
+        "get": op(
+            "getCheckpoint",
+            "ledger",
             "The latest signed checkpoint (C2SP signed note)",
-            ok_content={"text/plain": {"schema": {"type": "string"}}},
+            {200: answer("The checkpoint", CHECKPOINT)},
         ),
-        "post": _op(
-            "A checkpoint of the ledger as it is now (auditors, operators; a new one at most "
-            "every 10 s, else 429 with Retry-After)",
-            ok_content={"text/plain": {"schema": {"type": "string"}}},
+        "post": op(
+            "createCheckpoint",
+            "ledger",
+            "A checkpoint of the ledger as it is now (auditors, operators)",
+            {200: answer("The checkpoint", CHECKPOINT)},
+            errors={
+                403: "Not an auditor or operator",
+                429: "A new checkpoint was signed less than 10 s ago; Retry-After says when",
+            },
         ),
     },
     "/v1/ledger/receipts": {
-        "get": _op(
+        "get": op(
+            "getReceipts",
+            "ledger",
             "Offline-verifiable receipts of a document's ledger entries",
-            params=[_q("document", "document key", True), _q("recipient", "one recipient")],
+            {200: answer("The receipts", body("Receipts"))},
+            params=[
+                query("document", "the document key", required=True),
+                query("recipient", "one recipient's entries only"),
+            ],
+            errors={
+                400: "No document given",
+                403: "Neither its sender nor a recipient",
+                404: "No such document",
+            },
         )
     },
     "/v1/ledger/consistency": {
-        "get": _op(
-            "A consistency proof between two tree sizes",
+        "get": op(
+            "getConsistencyProof",
+            "ledger",
+            "A consistency proof between two tree sizes (auditors, operators)",
+            {200: answer("The proof", body("ConsistencyProof"))},
             params=[
-                _q("from", "older size", True, "integer"),
-                _q("to", "newer size", True, "integer"),
+                query("from", "the older size", integer(1), required=True),
+                query("to", "the newer size", integer(1), required=True),
             ],
+            errors={400: "Not 0 < from <= to <= the ledger's size", 403: "A unit's token"},
         )
     },
     "/v1/ledger/entries": {
-        "get": _op(
-            "Ledger entries matching the filters, paged",
-            ok_content={**_JSON_OBJECT, "text/csv": {"schema": {"type": "string"}}},
+        "get": op(
+            "listLedgerEntries",
+            "ledger",
+            "Ledger entries matching the filters, paged (a unit's token: its own entries)",
+            {
+                200: answer(
+                    "One page, as JSON or as CSV (a header row; details as a JSON column)",
+                    {**body("LedgerEntryPage"), "text/csv": {"schema": text()}},
+                    **{"X-Next-After": NEXT_AFTER},
+                )
+            },
             params=[
-                _q("document", "document key"),
-                _q("unit", "sender or recipient"),
-                _q("event", "comma-separated event types"),
-                _q("since", "ISO 8601, inclusive"),
-                _q("until", "ISO 8601, exclusive"),
-                _q("limit", "1..1000", kind="integer"),
-                _q("after", "cursor from next"),
-                _q("format", "json (default) or csv"),
+                query("document", "the document key"),
+                query("unit", "sender or recipient"),
+                query("event", "event types, comma-separated"),
+                query("since", "ISO 8601, inclusive"),
+                query("until", "ISO 8601, exclusive"),
+                query("limit", "entries on a page (default 100)", integer(1, maximum=1000)),
+                query("after", "the cursor from next", integer()),
+                query("format", "json (default) or csv", values(("json", "csv"))),
             ],
+            errors={400: "A filter is not valid", 403: "A unit's token asking for another unit"},
         )
     },
-    "/v1/units": {"get": _op("The unit directory", params=[_q("parent", "children of a unit")])},
-    "/v1/units/{code}": {"get": _op("One unit", params=[_p("code", "OrganId")])},
+    "/v1/units": {
+        "get": op(
+            "listUnits",
+            "directory",
+            "The unit directory",
+            {200: answer("The units, in directory order", body("UnitList"))},
+            params=[query("parent", "only the children of this unit")],
+        )
+    },
+    "/v1/units/{code}": {
+        "get": op(
+            "getUnit",
+            "directory",
+            "One unit",
+            {200: answer("The unit", body("Unit"))},
+            params=[UNIT_CODE],
+            errors={404: "No such unit"},
+        )
+    },
     "/v1/admin/redrive": {
-        "post": _op(
+        "post": op(
+            "redriveCopies",
+            "admin",
             "Put a unit's dead or expired copies back (operators)",
-            body=_json_body(
-                ["unit"],
-                {
-                    "unit": {"type": "string"},
-                    "all": {"type": "boolean"},
-                    "ids": {"type": "array", "items": {"type": "string"}},
-                },
-            ),
+            {200: answer("How many were put back", body("RedriveAnswer"))},
+            request=body("Redrive"),
+            errors={400: "No such unit, or neither ids nor all", 403: "Not an operator"},
         )
     },
     "/v1/admin/backlog": {
-        "get": _op(
+        "get": op(
+            "getBacklog",
+            "admin",
             "What waits to be delivered, per unit, and the totals (operators, auditors)",
-            params=[_q("unit", "one unit only")],
+            {200: answer("The backlog", body("Backlog"))},
+            params=[query("unit", "one unit only")],
+            errors={403: "A unit's token", 404: "No such unit"},
         )
     },
     "/v1/admin/reload": {
-        "post": _op(
-            "Read the directory, trust bundle and CRL again (operators); 422 reload_refused "
-            "keeps the current state"
+        "post": op(
+            "reloadSources",
+            "admin",
+            "Read the directory, trust bundle and CRL again (operators)",
+            {200: answer("What the reload changed", body("ReloadResult"))},
+            errors={
+                403: "Not an operator",
+                422: "A file did not pass its checks; nothing changed (reload says why)",
+            },
+            requires={422: ("reload",)},
         ),
-        "get": _op("The last reload and the count of reloads by result (operators)"),
+        "get": op(
+            "getReloadState",
+            "admin",
+            "The last reload and the count of reloads by result (operators)",
+            {200: answer("The last reload", body("ReloadState"))},
+            errors={403: "Not an operator"},
+        ),
     },
     "/v1/admin/units": {
-        "post": _op(
+        "post": op(
+            "addUnit",
+            "admin",
             "Add a unit to the directory; it takes effect at once (operators)",
-            ok="201",
-            body=_json_body(["code", "name", "level", "delivery"], _UNIT_FIELDS),
+            {201: answer("The unit added", body("UnitChanged"))},
+            request=body("NewUnit"),
+            errors={
+                400: "Not a unit's fields",
+                403: "Not an operator",
+                409: "The unit is already in the directory",
+                422: "The directory would not pass its checks",
+            },
         )
     },
     "/v1/admin/units/{code}": {
-        "patch": _op(
+        "patch": op(
+            "updateUnit",
+            "admin",
             "Change fields of a unit; it takes effect at once (operators)",
-            params=[_p("code", "OrganId")],
-            body=_json_body([], _UNIT_FIELDS),
+            {200: answer("The unit changed", body("UnitChanged"))},
+            params=[UNIT_CODE],
+            request=body("UnitFields"),
+            errors={
+                400: "Not a unit's fields",
+                403: "Not an operator",
+                404: "No such unit",
+                422: "The directory would not pass its checks",
+            },
         )
     },
-    "/v1/admin/units/{code}/suspend": {
-        "post": _op(
-            "Suspend a unit: it may neither send nor receive (operators)",
-            params=[_p("code", "OrganId")],
-        )
-    },
-    "/v1/admin/units/{code}/resume": {
-        "post": _op(
-            "Make a suspended unit active again (operators)", params=[_p("code", "OrganId")]
+    **{
+        f"/v1/admin/units/{{code}}/{action}": {
+            "post": op(
+                f"{action}Unit",
+                "admin",
+                summary,
+                {200: answer("The unit changed", body("UnitChanged"))},
+                params=[UNIT_CODE],
+                errors={403: "Not an operator", 404: "No such unit"},
+            )
+        }
+        for action, summary in (
+            ("suspend", "Suspend a unit: it may neither send nor receive (operators)"),
+            ("resume", "Make a suspended unit active again (operators)"),
         )
     },
     "/v1/admin/tokens/{token_id}/revoke": {
-        "post": _op(
-            "Revoke a token; refused at once here, by other processes within their token cache "
+        "post": op(
+            "revokeToken",
+            "admin",
+            "Revoke a token: refused at once here, by other processes within their token cache "
             "(operators)",
-            params=[_p("token_id", "the id part of the token (gw_<id>_...)")],
+            {200: answer("How many were revoked", body("TokenRevoked"))},
+            params=[path("token_id", "the id part of the token (gw_<id>_...)")],
+            errors={403: "Not an operator"},
         )
     },
-    "/v1/openapi.json": {"get": _op("This document", public=True)},
-    "/healthz": {"get": _op("The process is up", public=True)},
-    "/readyz": {
-        "get": _op(
-            "The database and the bus answer",
+    "/v1/openapi.json": {
+        "get": op(
+            "getOpenApiDocument",
+            "probes",
+            "This document",
+            {200: answer("OpenAPI 3.1", body("OpenApiDocument"))},
             public=True,
-            extra={"503": "Something is not reachable"},
+        )
+    },
+    "/healthz": {
+        "get": op(
+            "getHealth",
+            "probes",
+            "The process is up",
+            {200: answer("Up", body("Health"))},
+            public=True,
+        )
+    },
+    "/readyz": {
+        "get": op(
+            "getReadiness",
+            "probes",
+            "The database and the bus answer",
+            {
+                200: answer("Ready", body("Readiness")),
+                503: answer("Starting, or something does not answer", body("Readiness")),
+            },
+            public=True,
         )
     },
     "/metrics": {
-        "get": _op(
+        "get": op(
+            "getMetrics",
+            "probes",
             "Prometheus metrics",
+            {200: answer("The text exposition format", {"text/plain": {"schema": text()}})},
             public=True,
-            ok_content={"text/plain": {"schema": {"type": "string"}}},
         )
     },
 }
 
+TAGS = [
+    {"name": "exchange", "description": "Submitting packages, the pull inbox, documents"},
+    {"name": "ledger", "description": "Checkpoints, receipts, proofs and entries"},
+    {"name": "directory", "description": "The unit directory"},
+    {"name": "admin", "description": "Operators' actions and views"},
+    {"name": "probes", "description": "Health, readiness, metrics and this document"},
+]
+
 
 def openapi_document(version: str) -> dict[str, Any]:
+    problem_schemas, problem_answers = problem_components()
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "gateway",
             "version": version,
-            "description": "Inter-agency edXML document exchange gateway. See docs/api.md.",
+            "description": "Inter-agency edXML document exchange gateway. Errors are RFC 9457 "
+            "problem details whose code is from the error catalogue. See docs/api.md.",
         },
+        "tags": TAGS,
         "paths": PATHS,
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {
-                "Problem": {
-                    "description": "An error (RFC 9457) with a catalogue code",
-                    "content": {
-                        "application/problem+json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["type", "title", "status", "code", "detail"],
-                                "properties": {
-                                    "type": {"type": "string"},
-                                    "title": {"type": "string"},
-                                    "status": {"type": "integer"},
-                                    "detail": {"type": "string"},
-                                    "code": {"enum": sorted(CODES)},
-                                    "where": {"type": "string"},
-                                },
-                            }
-                        }
-                    },
-                }
-            },
+            "schemas": SCHEMAS | problem_schemas,
+            "headers": HEADERS,
+            "responses": problem_answers,
         },
     }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from apicheck import Recorder
 
 from gateway.client import ApiError, GatewayClient, build_letter, sign_as_unit, unit
 
@@ -43,9 +44,13 @@ def gateway(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[tuple[Path, int, list[subprocess.Popen[str]]]]:
+def serve(
+    tmp_path: Path, api_responses: Recorder
+) -> Iterator[tuple[Path, int, list[subprocess.Popen[str]]]]:
     started: list[subprocess.Popen[str]] = []
-    yield tmp_path, free_port(), started
+    port = free_port()
+    api_responses.watch(f"http://127.0.0.1:{port}")
+    yield tmp_path, port, started
     for process in started:
         if process.poll() is None:
             process.kill()

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from apicheck import Recorder
 from gatewaystack import POLICY, PULL, SENDER, directory_csv
 
 from gateway.bench.procstat import with_children
@@ -42,7 +43,7 @@ def free_port() -> int:
 @pytest.mark.postgres
 @pytest.mark.amqp
 async def test_three_workers_write_one_ledger(
-    tmp_path: Path, amqp_url: str, database_url: str
+    tmp_path: Path, amqp_url: str, database_url: str, api_responses: Recorder
 ) -> None:
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_csv("http://127.0.0.1:9/none"), encoding="utf-8")
@@ -70,6 +71,7 @@ async def test_three_workers_write_one_ledger(
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    api_responses.watch(url)
     engine = create_engine(scoped)
     try:
         await wait_ready(url, process, tmp_path / "serve.log")
