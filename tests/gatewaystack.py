@@ -98,11 +98,9 @@ async def stack(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     webhook: tuple[Webhook, str],
-    api_responses: Recorder,
 ) -> AsyncIterator[Stack]:
     hook, hook_url = webhook
     async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
-        api_responses.watch(opened.url)
         yield opened
 
 
@@ -119,12 +117,10 @@ async def province(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     webhook: tuple[Webhook, str],
-    api_responses: Recorder,
 ) -> AsyncIterator[Stack]:
     """A gateway over the whole sample province."""
     hook, hook_url = webhook
     async with open_stack(request, tmp_path, hook, province_csv(hook_url)) as opened:
-        api_responses.watch(opened.url)
         yield opened
 
 
@@ -158,6 +154,9 @@ async def open_stack(
     runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5, 0.5))
     server = TestServer(build_app(runtime), host="127.0.0.1")
     await server.start_server()
+    # every answer this gateway gives a test is checked against the OpenAPI document
+    recorder: Recorder = request.getfixturevalue("api_responses")
+    recorder.watch(str(server.make_url("")).rstrip("/"))
     stack = Stack(
         request.param,
         runtime,

@@ -180,6 +180,9 @@ NEXT_AFTER = {
     "schema": text(),
 }
 
+BODY_LATE = "The body did not arrive within GATEWAY_API_BODY_TIMEOUT seconds"
+JSON_TOO_LARGE = "The JSON body is over 1 MiB"
+
 PATHS: dict[str, dict[str, Any]] = {
     "/v1/packages": {
         "post": op(
@@ -203,9 +206,13 @@ PATHS: dict[str, dict[str, Any]] = {
             request=SIGNED,
             errors={
                 400: "Not well-formed XML, not edXML, or a bad profile",
-                403: "From is not the token's unit; auditors; compat for a non-operator",
+                403: "From is not the token's unit; auditors; compat for a non-operator; "
+                "strict for an operator",
+                408: BODY_LATE,
                 409: "The DocumentId was sent before with other content (package_id names it)",
                 413: "Larger than the size limit",
+                415: "Not sent as application/xml (or text/xml, application/octet-stream)",
+                429: "The token, or the gateway, has too many packages in flight; Retry-After",
                 422: "Refused by the schema, signature, certificate, sender, routing or "
                 "workflow checks; unknown or suspended recipients are listed in recipients",
             },
@@ -223,7 +230,10 @@ PATHS: dict[str, dict[str, Any]] = {
                 query("after", "the cursor from next"),
                 query("unit", "operators: another unit's inbox"),
             ],
-            errors={400: "limit or after is not valid", 403: "Another unit's inbox"},
+            errors={
+                400: "limit or after is not valid",
+                403: "Another unit's inbox, or an auditor's token",
+            },
         )
     },
     "/v1/inbox/{delivery_id}": {
@@ -233,7 +243,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "The package bytes exactly as signed",
             {200: answer("The package", SIGNED, **INBOX_HEADERS)},
             params=[DELIVERY],
-            errors={403: "Not in the token's unit's inbox", 404: "No such copy"},
+            errors={403: "An auditor's token", 404: "No such copy, or one for another unit"},
         )
     },
     "/v1/inbox/{delivery_id}/ack": {
@@ -246,8 +256,10 @@ PATHS: dict[str, dict[str, Any]] = {
             request=body("Ack"),
             errors={
                 400: "The body is not an acknowledgement",
-                403: "Not the recipient unit's token",
-                404: "No such copy",
+                403: "Not a unit's token",
+                404: "No such copy, or one for another unit",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
             },
         )
     },
@@ -258,7 +270,7 @@ PATHS: dict[str, dict[str, Any]] = {
             "A document's recipients, transport states and status timelines",
             {200: answer("The document", body("DocumentView"))},
             params=[path("document_key", "<sender OrganId>|<DocumentId>, URL-encoded")],
-            errors={403: "Neither its sender nor a recipient", 404: "No such document"},
+            errors={404: "No such document, or one the token's unit neither sent nor received"},
         )
     },
     "/v1/ledger/checkpoint": {
@@ -291,8 +303,8 @@ PATHS: dict[str, dict[str, Any]] = {
             ],
             errors={
                 400: "No document given",
-                403: "Neither its sender nor a recipient",
-                404: "No such document",
+                404: "No such document, one the token's unit neither sent nor received, or "
+                "a recipient that was not one",
             },
         )
     },
@@ -360,7 +372,12 @@ PATHS: dict[str, dict[str, Any]] = {
             "Put a unit's dead or expired copies back (operators)",
             {200: answer("How many were put back", body("RedriveAnswer"))},
             request=body("Redrive"),
-            errors={400: "No such unit, or neither ids nor all", 403: "Not an operator"},
+            errors={
+                400: "No such unit, or neither ids nor all",
+                403: "Not an operator",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
+            },
         )
     },
     "/v1/admin/backlog": {
@@ -403,6 +420,8 @@ PATHS: dict[str, dict[str, Any]] = {
             errors={
                 400: "Not a unit's fields",
                 403: "Not an operator",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
                 409: "The unit is already in the directory",
                 422: "The directory would not pass its checks",
             },
@@ -419,6 +438,8 @@ PATHS: dict[str, dict[str, Any]] = {
             errors={
                 400: "Not a unit's fields",
                 403: "Not an operator",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
                 404: "No such unit",
                 422: "The directory would not pass its checks",
             },

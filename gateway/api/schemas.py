@@ -374,9 +374,9 @@ SCHEMAS: dict[str, Schema] = {
     "Readiness": closed(
         {
             "ready": {"type": "boolean"},
-            "database": text('"ok", or what failed'),
-            "bus": text('"ok", or what failed'),
-            "starting": text("why the gateway has not started yet"),
+            "database": {"enum": ["ok", "unavailable"]},
+            "bus": {"enum": ["ok", "unavailable"]},
+            "starting": text("the code of what the start waits for (the reason is logged)"),
         },
         optional=("database", "bus", "starting"),
     ),

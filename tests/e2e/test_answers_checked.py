@@ -117,7 +117,7 @@ async def test_an_answer_that_does_not_conform_is_reported(
             "GET /v1/units/{code} (/v1/units/000.00.06.H07) -> 200: header X-Request-Id is missing",
             "GET /v1/units/{code} (/v1/units/000.00.06.H07) -> 200: content type 'text/html' "
             "is not one of application/json",
-            "GET /v1/ledger/receipts -> 201: status 201 is not one of 200, 400, 401, 403, 404, "
+            "GET /v1/ledger/receipts -> 201: status 201 is not one of 200, 400, 401, 404, "
             "429, default",
         ]
     )

@@ -247,7 +247,7 @@ BACKLOG = {
         ),
         (
             answer("POST", "/v1/admin/units", 200, {}),
-            ["status 200 is not one of 201, 400, 401, 403, 409, 422, 429, default"],
+            ["status 200 is not one of 201, 400, 401, 403, 408, 409, 413, 422, 429, default"],
         ),
         (answer("GET", "/v1/elsewhere", 200, {}), ["GET /v1/elsewhere is not in the document"]),
         (
