@@ -8,8 +8,10 @@ import contextlib
 import itertools
 import logging
 import signal
-from collections.abc import AsyncIterator
+import ssl
+from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
+from typing import Any
 
 from aiohttp import web
 
@@ -21,6 +23,7 @@ from gateway.api.openapi import openapi_document
 from gateway.api.problems import problems_middleware, request_id_middleware
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.logs import ACCESS_LOG_FORMAT
 from gateway.service.actions import Actor
 from gateway.service.runtime import Runtime, start_runtime
 
@@ -137,3 +140,23 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def serve(
+    settings: Settings,
+    *,
+    grace: float,
+    ssl_context: ssl.SSLContext | None,
+    say: Callable[[str], None] | None,
+    **where: Any,
+) -> None:
+    """Serve the API until the process is stopped, on ``where`` (host and port, or a listening
+    socket shared by workers); ``grace`` seconds for requests in progress at the end."""
+    web.run_app(
+        create_app(settings),
+        ssl_context=ssl_context,
+        shutdown_timeout=grace,
+        access_log_format=ACCESS_LOG_FORMAT,
+        print=say,
+        **where,
+    )

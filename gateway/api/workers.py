@@ -22,10 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from aiohttp import web
-
 from gateway.config import Settings
-from gateway.logs import ACCESS_LOG_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +69,7 @@ def run_workers(
     say: Callable[[str], None],
 ) -> int:
     """Serve with ``workers`` processes until stopped; return the exit status."""
-    from gateway.api.app import create_app
+    from gateway.api.app import serve
 
     asyncio.run(_prepare(settings))  # once, before the workers race to do it
     sock = listening_socket(host, port)
@@ -84,14 +81,7 @@ def run_workers(
         if pid == 0:  # a worker: one whole gateway on the shared socket
             status = 0
             try:
-                web.run_app(
-                    create_app(settings),
-                    sock=sock,
-                    ssl_context=ssl_context,
-                    shutdown_timeout=grace,
-                    access_log_format=ACCESS_LOG_FORMAT,
-                    print=None,
-                )
+                serve(settings, grace=grace, ssl_context=ssl_context, say=None, sock=sock)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 status = 1

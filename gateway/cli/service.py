@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
-from aiohttp import web
 
 from gateway.cli.common import (
     EXIT_OK,
@@ -24,7 +23,7 @@ from gateway.cli.common import (
 from gateway.db.engine import database_exists, open_engine
 from gateway.db.migrate import upgrade
 from gateway.errors import ConfigError, GatewayError
-from gateway.logs import ACCESS_LOG_FORMAT, configure_logging
+from gateway.logs import configure_logging
 from gateway.service.actions import Actor, operator_event
 from gateway.service.tokens import Role, issue_token, list_tokens, revoke_tokens
 
@@ -61,7 +60,7 @@ def serve(host: str, port: int, grace: float, workers: int | None) -> None:
     ordered log. Embedded, several workers share the SQLite files and take turns at its one
     write lock: it works, but one worker is as fast (see docs/performance.md).
     """
-    from gateway.api.app import create_app
+    from gateway.api.app import serve
     from gateway.api.tls import server_ssl_context
     from gateway.service.runtime import keys_folder
     from gateway.trust import KeysLayout
@@ -88,15 +87,7 @@ def serve(host: str, port: int, grace: float, workers: int | None) -> None:
                     say=click.echo,
                 )
             )
-        web.run_app(
-            create_app(config),
-            host=host,
-            port=port,
-            ssl_context=ssl_context,
-            shutdown_timeout=grace,
-            access_log_format=ACCESS_LOG_FORMAT,
-            print=lambda text: click.echo(text),
-        )
+        serve(config, grace=grace, ssl_context=ssl_context, say=click.echo, host=host, port=port)
     except (ConfigError, GatewayError) as e:
         fail_environment(e.message)
     except OSError as e:
