@@ -74,6 +74,10 @@ class ApiSettings:
     # Seconds a checked token is trusted without reading it again: the longest a token
     # revoked by another process (the CLI, another worker) stays usable.
     token_cache: int = 10
+    # Seconds a connection may take to send a request's headers, counted from its opening or
+    # from the end of its previous request: a client that trickles them (or sends nothing) is
+    # disconnected; an idle kept-alive connection is closed after as long.
+    header_timeout: int = 30
     # Seconds a client has to send a whole request body (a slow or stalled upload is refused
     # with 408 request_timeout, its connection closed).
     body_timeout: int = 300

@@ -155,6 +155,9 @@ def serve(
     web.run_app(
         create_app(settings),
         ssl_context=ssl_context,
+        # aiohttp's keep-alive timer runs from a connection's opening and between its
+        # requests, until a request's headers are complete: the header timeout.
+        keepalive_timeout=settings.api.header_timeout,
         shutdown_timeout=grace,
         access_log_format=ACCESS_LOG_FORMAT,
         print=say,

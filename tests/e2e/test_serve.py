@@ -4,6 +4,7 @@ a clean stop on SIGTERM, and the letter still there after a restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -57,12 +58,14 @@ def serve(
             process.wait()
 
 
-def start(folder: Path, port: int, started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+def start(
+    folder: Path, port: int, started: list[subprocess.Popen[str]], **env: str
+) -> subprocess.Popen[str]:
     with (folder / f"serve-{len(started)}.log").open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--grace", "5"],
             cwd=folder,
-            env=clean_env(),
+            env=clean_env() | env,
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
@@ -197,3 +200,27 @@ async def test_an_operators_day_without_a_restart(
     assert actions["key_revoke"]["reason"] == "key-compromise"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+async def test_a_client_that_trickles_its_headers_is_disconnected(
+    serve: tuple[Path, int, list[subprocess.Popen[str]]],
+) -> None:
+    folder, port, started = serve
+    process = start(folder, port, started, GATEWAY_API_HEADER_TIMEOUT="1")
+    await wait_ready(port, process)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n")
+    opened = asyncio.get_running_loop().time()
+    with contextlib.suppress(ConnectionError):
+        while not reader.at_eof() and asyncio.get_running_loop().time() - opened < 10:
+            writer.write(b"X-Slow: 1\r\n")  # a header line every 0.2 s, never the end
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reader.read(1024), 0.2)
+    assert asyncio.get_running_loop().time() - opened < 3
+    writer.close()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/healthz") as response,
+    ):
+        assert response.status == 200  # a client that sends its request is served
