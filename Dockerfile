@@ -13,6 +13,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY pyproject.toml README.md /tmp/src/
 COPY gateway /tmp/src/gateway
 COPY schemas /tmp/src/schemas
+COPY adapters /tmp/src/adapters
 RUN pip install /tmp/src \
  && rm -rf /tmp/src \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/gateway --create-home gateway \

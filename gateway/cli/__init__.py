@@ -20,6 +20,7 @@ def main() -> None:
 
 def _register() -> None:
     # One line per domain; each module owns its subcommands.
+    from gateway.cli.adapter import adapter
     from gateway.cli.admin import admin, backlog
     from gateway.cli.audit import audit
     from gateway.cli.bench import bench
@@ -52,6 +53,7 @@ def _register() -> None:
     main.add_command(admin)
     main.add_command(backlog)
     main.add_command(config)
+    main.add_command(adapter)
 
 
 _register()

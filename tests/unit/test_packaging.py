@@ -41,6 +41,7 @@ def test_wheel_contains_schemas_sample_directory_and_migrations(tmp_path: Path) 
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(ROOT / "gateway", source / "gateway", ignore=ignore)
     shutil.copytree(ROOT / "schemas", source / "schemas", ignore=ignore)
+    shutil.copytree(ROOT / "adapters", source / "adapters", ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     built = subprocess.run(
@@ -58,6 +59,10 @@ def test_wheel_contains_schemas_sample_directory_and_migrations(tmp_path: Path) 
     migrations = {p.name for p in (ROOT / "gateway/db/migrations/versions").glob("0*.py")}
     assert {f"gateway/db/migrations/versions/{m}" for m in migrations} <= names
     assert "gateway/db/migrations/script.py.mako" in names
+    assert "adapters/folder.py" in names  # the adapters, registered as entry points
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    registered = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[gateway.adapters]\nfolder = adapters.folder:FolderAdapter" in registered
 
     installed = tmp_path / "installed"
     zipfile.ZipFile(wheel).extractall(installed)
@@ -79,6 +84,6 @@ def test_schemas_is_a_real_folder_at_the_top() -> None:
 
 def test_every_package_folder_is_listed_for_the_wheel() -> None:
     listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    found = find_namespace_packages(str(ROOT), include=["gateway*"])  # data folders too
+    found = find_namespace_packages(str(ROOT), include=["gateway*", "adapters*"])  # data too
     folders = [name for name in found if "__pycache__" not in name]
     assert sorted(listed) == sorted([*folders, "gateway.envelope.schemas"])
