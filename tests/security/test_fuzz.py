@@ -115,7 +115,7 @@ def tree_mutations(draw: st.DrawFn, original: bytes) -> bytes:
     return serialize(root)
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.parametrize("kind", ["letter", "status"])
