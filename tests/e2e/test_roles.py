@@ -21,7 +21,13 @@ from gateway.envelope import Organization
 
 TABLE = Path(__file__).parents[2] / "docs" / "api.md"
 ROLES = ("party", "other unit", "operator", "auditor")
-SPARE_UNIT = "000.00.20.H07"  # suspended and resumed by the operator's cells; no token uses it
+SPARE_UNIT = "000.00.20.H07"
+PUBLIC = {
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+    "GET /v1/openapi.json",
+}  # no token  # suspended and resumed by the operator's cells; no token uses it
 
 
 @pytest.fixture(params=["embedded"])
@@ -179,3 +185,41 @@ def test_the_table_names_every_route_the_gateway_serves(embedded: Stack) -> None
     }
     described = {route.split("?")[0] for route in role_table()}
     assert served == described
+
+
+async def test_no_route_answers_a_token_that_is_missing_malformed_unknown_revoked_or_expired(
+    embedded: Stack,
+) -> None:
+    from gateway.service.tokens import Role, issue_token, revoke_tokens
+
+    engine = embedded.runtime.ledger.engine
+    revoked = await issue_token(engine, SENDER, Role.UNIT)
+    await revoke_tokens(engine, token_id=revoked.token_id)
+    expired = await issue_token(engine, SENDER, Role.UNIT, days=-1)
+    states = {
+        "none": None,
+        "not bearer": f"Basic {embedded.tokens[SENDER]}",
+        "empty": "Bearer ",
+        "malformed": "Bearer not-a-token",
+        "unknown": "Bearer gw_000000000000_" + "x" * 43,
+        "revoked": f"Bearer {revoked.token}",
+        "expired": f"Bearer {expired.token}",
+    }
+    letter = await send_letter(embedded)
+    asks = calls(letter)
+    wrong = []
+    async with aiohttp.ClientSession() as session:
+        for route in role_table():
+            if route in PUBLIC:
+                continue
+            for state, authorization in states.items():
+                method, path, options = asks[route]()
+                headers = {**options.pop("headers", {})}
+                if authorization is not None:
+                    headers["Authorization"] = authorization
+                async with session.request(
+                    method, embedded.url + path, headers=headers, **options
+                ) as response:
+                    if response.status != 401:
+                        wrong.append(f"{route} with a {state} token: {response.status}")
+    assert wrong == []
