@@ -88,6 +88,17 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class PushSettings:
+    """How the gateway calls push units' webhooks."""
+
+    # Hours a webhook secret still signs after it is rotated, beside the new one.
+    secret_overlap: int = 24
+    # A TLS client certificate (PEM, with its key) the gateway presents to every webhook.
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = "text"  # text | json (one JSON object per line)
     level: str = "info"  # debug | info | warning | error
@@ -118,6 +129,7 @@ class Settings:
     bus: BusSettings = field(default_factory=BusSettings)
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    push: PushSettings = field(default_factory=PushSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 

@@ -59,6 +59,7 @@ class Webhook:
     def __init__(self) -> None:
         self.status = 200
         self.received: list[tuple[str, bytes]] = []  # (delivery id, body) of accepted posts
+        self.headers: list[dict[str, str]] = []  # and their headers
         self.refused = 0
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -67,6 +68,7 @@ class Webhook:
             self.refused += 1
             return web.Response(status=self.status, text="down for maintenance")
         self.received.append((request.headers["X-Gateway-Delivery-Id"], body))
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         return web.Response(status=200, text="ok")
 
 

@@ -28,7 +28,7 @@ def _register() -> None:
     from gateway.cli.client import inbox, receipts, send, status
     from gateway.cli.config import config
     from gateway.cli.ledger import db, ledger
-    from gateway.cli.service import demo, serve, tokens
+    from gateway.cli.service import demo, serve, tokens, webhooks
     from gateway.cli.trust import keys, sign, verify
     from gateway.cli.units import units
     from gateway.cli.validate import validate
@@ -48,6 +48,7 @@ def _register() -> None:
     main.add_command(receipts)
     main.add_command(serve)
     main.add_command(tokens)
+    main.add_command(webhooks)
     main.add_command(demo)
     main.add_command(bench)
     main.add_command(admin)

@@ -220,3 +220,61 @@ def demo(keep: Path | None) -> None:
         demo_in_temporary_folder(keep, click.echo)
     except (ConfigError, GatewayError) as e:
         fail_environment(e.message)
+
+
+@click.group()
+def webhooks() -> None:
+    """The secrets that sign the gateway's calls to push units' webhooks."""
+
+
+@webhooks.command("secret")
+@click.argument("unit")
+@click.option(
+    "--rotate",
+    is_flag=True,
+    help="Start a new secret; the previous one still signs for GATEWAY_PUSH_SECRET_OVERLAP hours.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print unit, generation and secret as JSON.")
+def webhooks_secret(unit: str, rotate: bool, as_json: bool) -> None:
+    """Print a push unit's webhook secret (whsec_…), for its receiver to check signatures.
+
+    Every call to the unit's webhook carries webhook-id, webhook-timestamp and
+    webhook-signature (HMAC-SHA256 of id.timestamp.body under this secret; docs/api.md shows
+    the receiver's check). The secret is made on first use; run this where the gateway runs
+    (it reads the webhook master key in GATEWAY_HOME)."""
+    from datetime import timedelta
+
+    from gateway.cli.units import open_directory
+    from gateway.service.webhooks import WebhookSigner, master_key
+
+    config = settings()
+    found = open_directory(None).get(unit)
+    if found is None:
+        fail_environment(f"{unit} is not in the unit directory")
+    overlap = timedelta(hours=config.push.secret_overlap)
+    issued = _run(
+        lambda engine: WebhookSigner(engine, master_key(config.home), overlap).issue(
+            unit, rotate=rotate
+        )
+    )
+    if rotate:
+        record_action(
+            operator_event(
+                "webhook_secret_rotate",
+                Actor.command_line(),
+                unit=unit,
+                generation=issued.generation,
+            )
+        )
+    if as_json:
+        click.echo(
+            json.dumps({"unit": unit, "generation": issued.generation, "secret": issued.secret})
+        )
+        return
+    click.echo(issued.secret)
+    note = f"webhook secret {issued.generation} of {unit}"
+    if rotate and issued.generation > 1:
+        note += f"; the previous one still signs for {config.push.secret_overlap} h"
+    if str(found.delivery) != "push":
+        note += f" (note: {unit} is delivered by {found.delivery}, not push)"
+    click.echo(note, err=True)

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Sequence
 
 import aiohttp
 
 from gateway.bus import Message, RetryableDeliveryError, Subscription
+from gateway.config import PushSettings
 from gateway.directory import Unit
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.service.core import Gateway
+from gateway.service.webhooks import WebhookSigner
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +25,40 @@ PUSH_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 _RETRY_STATUSES = {408, 425, 429}
 
 
+def client_cert(push: PushSettings) -> ssl.SSLContext | None:
+    """The TLS context that presents the gateway's client certificate to webhooks, if set."""
+    if push.client_cert is None:
+        return None
+    context = ssl.create_default_context()
+    try:
+        context.load_cert_chain(push.client_cert, push.client_key)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"the push client certificate cannot be loaded: {e}") from e
+    return context
+
+
 class Deliverer:
     """Starts and stops the consumers of every unit of the directory."""
 
-    def __init__(self, gateway: Gateway, *, native_amqp: bool) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        signer: WebhookSigner,
+        *,
+        native_amqp: bool,
+        client_cert: ssl.SSLContext | None = None,
+    ) -> None:
         self.gateway = gateway
+        self.signer = signer
         self.native_amqp = native_amqp
+        self.client_cert = client_cert
         self.session: aiohttp.ClientSession | None = None
         self.subscriptions: dict[str, Subscription] = {}  # unit code -> its consumer
         self.on_push_failure: list[Callable[[str], None]] = []  # told the unit's code
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=PUSH_TIMEOUT)
+        connector = aiohttp.TCPConnector(ssl=self.client_cert) if self.client_cert else None
+        self.session = aiohttp.ClientSession(timeout=PUSH_TIMEOUT, connector=connector)
         for unit in self.gateway.directory:
             await self._consume(unit)
 
@@ -96,6 +121,8 @@ class Deliverer:
             "X-Gateway-Delivery-Id": message.delivery_id,
             "X-Gateway-Document-Key": message.document_key,
             "X-Gateway-Attempt": str(message.attempt),
+            # the same webhook-id on every attempt: the receiver's key for idempotency
+            **await self.signer.headers(unit.code, message.delivery_id, message.body),
         }
         try:
             async with self.session.post(unit.endpoint, data=message.body, headers=headers) as r:

@@ -137,9 +137,22 @@ class ProcessRow(Base):
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
 
 
+class WebhookKeyRow(Base):
+    """A generation of a push unit's webhook secret (the secret itself is derived from the
+    gateway's webhook master key, never stored): the newest signs, the one before it too
+    until its overlap after a rotation has passed."""
+
+    __tablename__ = "gw_webhook_key"
+
+    unit: Mapped[str] = mapped_column(String(64), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+
 package_table = cast(Table, PackageRow.__table__)
 delivery_table = cast(Table, DeliveryRow.__table__)
 recipient_state_table = cast(Table, RecipientStateRow.__table__)
 inbox_table = cast(Table, InboxRow.__table__)
 token_table = cast(Table, TokenRow.__table__)
 process_table = cast(Table, ProcessRow.__table__)
+webhook_key_table = cast(Table, WebhookKeyRow.__table__)

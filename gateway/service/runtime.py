@@ -15,6 +15,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from gateway.bus import Bus, RetryPolicy, open_bus
@@ -28,11 +29,12 @@ from gateway.ledger.identity import bind_identity
 from gateway.ledger.keys import load_gateway_key
 from gateway.service.admin import Admin
 from gateway.service.core import Gateway
-from gateway.service.delivery import Deliverer
+from gateway.service.delivery import Deliverer, client_cert
 from gateway.service.moves import TransitionRecorder
 from gateway.service.presence import HEARTBEAT_SECONDS, Presence
 from gateway.service.reload import WATCH_SECONDS, Reloader, Sources
 from gateway.service.tokens import TokenChecker
+from gateway.service.webhooks import WebhookSigner, master_key
 from gateway.service.writer import Writer
 from gateway.trust import KeysLayout, init_keys
 
@@ -186,7 +188,11 @@ async def start_runtime(
         inbox_modes=inbox_modes,
         policy=policy,
     )
-    deliverer = Deliverer(gateway, native_amqp=native_amqp)
+    push = settings.push
+    signer = WebhookSigner(
+        ledger.engine, master_key(settings.home), timedelta(hours=push.secret_overlap)
+    )
+    deliverer = Deliverer(gateway, signer, native_amqp=native_amqp, client_cert=client_cert(push))
     reloader = Reloader(files, gateway, deliverer, digests)
     tokens = TokenChecker(ledger.engine, settings.api.token_cache)
     admin = Admin(gateway, reloader, tokens)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import csv
 import io
 import json
@@ -360,3 +361,28 @@ def test_a_query_to_a_file_writes_it_whole(ready: Site, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert len(rows) == 30 and json.loads(rows[0]["details"]) == {}
+
+
+def test_a_push_units_webhook_secret_is_kept_rotated_and_ledgered(tmp_path: Path) -> None:
+    env = {"GATEWAY_HOME": str(tmp_path / "var")}
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+    first = runner.invoke(main, ["webhooks", "secret", "000.03.03.H07"], env=env)
+    assert first.exit_code == 0, first.output
+    secret = first.stdout.strip()
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) == 32
+    again = runner.invoke(main, ["webhooks", "secret", "000.03.03.H07"], env=env)
+    assert again.stdout.strip() == secret  # the same until rotated
+    rotated = runner.invoke(
+        main, ["webhooks", "secret", "000.03.03.H07", "--rotate", "--json"], env=env
+    )
+    answer = json.loads(rotated.stdout)
+    assert (answer["unit"], answer["generation"]) == ("000.03.03.H07", 2)
+    assert answer["secret"] != secret
+    assert (tmp_path / "var" / "webhook-master.key").stat().st_mode & 0o777 == 0o600
+    entries = runner.invoke(
+        main, ["audit", "query", "--event", "operator", "--format", "json"], env=env
+    )
+    assert '"webhook_secret_rotate"' in entries.stdout
+    unknown = runner.invoke(main, ["webhooks", "secret", "999.99.99.Z99"], env=env)
+    assert unknown.exit_code == 2 and "not in the unit directory" in unknown.output
