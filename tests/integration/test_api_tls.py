@@ -175,3 +175,16 @@ async def test_a_token_over_its_rate_is_told_to_wait(optional_mtls: Tls) -> None
     refused = statuses.index(429)
     assert waits[refused] is not None and int(waits[refused]) >= 1
     assert await optional_mtls.get("/v1/inbox", optional_mtls.tokens[B], B) == 200
+
+
+def test_the_push_client_certificate_is_loaded_or_refused_clearly(tmp_path: Path) -> None:
+    from gateway.config import PushSettings
+    from gateway.errors import ConfigError
+    from gateway.service.delivery import client_cert
+
+    assert client_cert(PushSettings()) is None
+    cert, key = self_signed(tmp_path, "gateway-push")
+    context = client_cert(PushSettings(client_cert=cert, client_key=key))
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(ConfigError, match="push client certificate"):
+        client_cert(PushSettings(client_cert=tmp_path / "missing.pem", client_key=key))
