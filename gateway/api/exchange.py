@@ -35,12 +35,13 @@ async def package_body(
     declared = request.content_length
     if declared is not None and declared > limit:
         raise GatewayError("xml_too_large", f"{declared} bytes is over the limit of {limit} bytes")
-    with tempfile.TemporaryFile() as spool:
+    with contextlib.ExitStack() as files:
         try:
             async with asyncio.timeout(timeout):
                 if declared is not None and declared <= SPOOL_ABOVE:
                     body: bytes | BinaryIO = await request.read()
                 else:
+                    spool = files.enter_context(tempfile.TemporaryFile())
                     body = await _spool(request, spool, limit)
         except TimeoutError as e:
             raise GatewayError(
