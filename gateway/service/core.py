@@ -122,10 +122,16 @@ class Gateway:
     # -- submission ------------------------------------------------------------------------
 
     async def submit(
-        self, data: bytes | BinaryIO, principal: Principal, profile: Profile
+        self,
+        data: bytes | BinaryIO,
+        principal: Principal,
+        profile: Profile,
+        expect: Callable[[Package], None] | None = None,
     ) -> Submission:
         """Accept a package or status packet from ``principal``, or raise with a code. ``data``
-        may be an open file holding it (a large body spooled to disk)."""
+        may be an open file holding it (a large body spooled to disk). ``expect``, once the
+        package is verified and before anything is stored, may refuse it for not being what
+        the request said it was (the national-axis façade's headers)."""
         if principal.role is Role.AUDITOR:
             raise GatewayError("forbidden", "auditors read; they do not submit")
         if profile is Profile.COMPAT and principal.role is not Role.OPERATOR:
@@ -152,6 +158,8 @@ class Gateway:
                 f"this token speaks for {principal.unit}, the package is from "
                 f"{package.sender.organ_id}",
             )
+        if expect is not None:
+            expect(package)
         try:
             if package.kind is Kind.STATUS:
                 submission = await self._accept_status(verified)
