@@ -202,7 +202,7 @@ def _issue_vxp(unit: str, directory: Directory, as_json: bool) -> None:
     if found is not None and found.delivery is not DeliveryMode.PULL:
         click.echo(
             f"warning: {unit} takes its letters by {found.delivery.value}; a façade system "
-            "reads the pull inbox (gateway units set --delivery pull)",
+            "reads the pull inbox (gateway units update CODE --delivery pull)",
             err=True,
         )
     if not config.vxp.enabled:
