@@ -185,7 +185,7 @@ def fail(reply: dict[str, Any], code: str, says: str) -> None:
 
 
 async def test_forged_stale_replayed_and_unsigned_requests_are_refused(
-    facade: tuple[Stack, SdkClient],
+    facade: tuple[Stack, SdkClient], data_dir: Path
 ) -> None:
     stack, sdk = facade
     size = await stack.runtime.ledger.size()
@@ -219,11 +219,20 @@ async def test_forged_stale_replayed_and_unsigned_requests_are_refused(
     fail(await sdk.send_edoc(elsewhere, [PULL]), "bad_request", "the file is for")
     assert await stack.runtime.ledger.size() == size  # none of these reached the exchange
 
+    fail(await sdk.call("registerAgency"), "not_found", "not a call this gateway supports")
+    fail(await sdk.update_status("d-0-0", "acceptance"), "bad_request", "status packet 03")
+    fail(await sdk.update_status("d-0-0", "done"), "not_found", "no inbox item")
+    assert await stack.runtime.ledger.size() == size
+
+    # Unsigned packets, the gateway's own and one the axis's software produced, are refused
+    # by the strict profile and ledgered as refused, as they would be natively.
     unsigned = letter(stack, FACADE, NATIVE, "Về việc chưa ký", signed=False)
-    fail(await sdk.send_edoc(unsigned, [NATIVE]), "signature_missing", "")
+    fail(await sdk.send_edoc(unsigned, [NATIVE]), "signature_missing", "no XMLDSig signature")
+    axis_packet = (data_dir / "interop" / "vxp-2025-874e0f18.edxml").read_bytes()
+    fail(await sdk.send_edoc(axis_packet, [NATIVE]), "signature_missing", "")
     async with native(stack, "auditor") as gw:
-        (entry,) = (await gw.entries(event="rejected"))["entries"]
-    assert entry["code"] == "signature_missing" and entry["sender"] == FACADE
+        refused = (await gw.entries(event="rejected"))["entries"]
+    assert [(e["code"], e["sender"]) for e in refused] == [("signature_missing", FACADE)] * 2
 
     assert await revoke_secret(stack.runtime.ledger.engine, FACADE) == 1
     fail(await sdk.call("getAgenciesList"), "unauthenticated", "revoked")
