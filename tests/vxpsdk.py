@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -67,7 +68,8 @@ class SdkClient:
         if body is not None:
             headers = {**headers, "Content-Type": "application/octet-stream"}
         url = f"{self.endpoint}/{name}"
-        async with self.session.request(method, url, headers=headers, data=body) as response:
+        data = None if body is None else io.BytesIO(body)  # streamed, as a file is
+        async with self.session.request(method, url, headers=headers, data=data) as response:
             assert response.status == 200, f"{name}: HTTP {response.status}"
             if response.content_type == "application/octet-stream":
                 return await response.read()

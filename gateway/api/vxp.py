@@ -10,13 +10,12 @@ HTTP status. ``X-Gateway-Error`` names the code of a FAIL for logs and proxies."
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any
 
 from aiohttp import web
 from cryptography.fernet import Fernet
@@ -29,6 +28,7 @@ from gateway.config import Settings
 from gateway.envelope import Kind, Profile
 from gateway.errors import GatewayError
 from gateway.service import vxp
+from gateway.service.core import body_sha256
 from gateway.service.runtime import Runtime
 from gateway.service.tokens import Principal, Role
 from gateway.service.vxp_secrets import Credentials, key_file, open_key
@@ -87,8 +87,9 @@ def _reply(body: dict[str, Any]) -> web.Response:
 
 
 async def authenticate(request: web.Request, needs: tuple[str, ...]) -> Call:
-    """The signature, the timestamp and the request's novelty, in that order; a system that
-    passes speaks for its unit (its systemId) with the unit role."""
+    """The signed parameters, the timestamp, the secret and the request's novelty, in that
+    order (docs/national-axis.md); a system that passes speaks for its unit (its systemId)
+    with the unit role."""
     runtime = runtime_of(request)
     facade = request.app[FACADE]
     signed = read_signed(request.headers, needs)
@@ -137,17 +138,6 @@ def endpoint(
     return handle
 
 
-def _sha256(data: bytes | BinaryIO) -> str:
-    if isinstance(data, bytes):
-        return hashlib.sha256(data).hexdigest()
-    digest = hashlib.sha256()
-    data.seek(0)
-    while chunk := data.read(1024 * 1024):
-        digest.update(chunk)
-    data.seek(0)
-    return digest.hexdigest()
-
-
 def _recipients(text: str) -> list[str]:
     try:
         to = json.loads(text)
@@ -173,7 +163,7 @@ async def send_edoc(request: web.Request, call: Call) -> Answer:
         async with package_body(request, limit, uploads.timeout) as data:
             if not data:
                 raise GatewayError("bad_request", "the body must be the edXML file")
-            digest = _sha256(data)
+            digest = body_sha256(data)
             if digest != call.param("hash-file").strip().lower():
                 raise GatewayError(
                     "bad_request",

@@ -41,13 +41,16 @@ log = logging.getLogger(__name__)
 INLINE_VERIFY_BYTES = 64 * 1024
 
 
-def _sha256(data: bytes | BinaryIO) -> str:
+def body_sha256(data: bytes | BinaryIO) -> str:
+    """The SHA-256 of a body held in memory or spooled to a file (read from its start, and
+    left at its start for whoever reads it next)."""
     if isinstance(data, bytes):
         return hashlib.sha256(data).hexdigest()
     data.seek(0)
     digest = hashlib.sha256()
     while chunk := data.read(1024 * 1024):
         digest.update(chunk)
+    data.seek(0)
     return digest.hexdigest()
 
 
@@ -417,7 +420,7 @@ class Gateway:
             EventType.REJECTED,
             document=package.document_key[:300] if package else None,
             sender=sender,
-            package_sha256=_sha256(data),
+            package_sha256=body_sha256(data),
             code=error.code,
             details=details,
         )

@@ -18,7 +18,14 @@ import pytest
 from gatewaystack import PULL, SENDER, Stack, Webhook, directory_csv, open_stack
 from vxpsdk import SdkClient, file_hash
 
-from gateway.client import GatewayClient, build_letter, build_status, sign_as_unit, unit
+from gateway.client import (
+    GatewayClient,
+    build_letter,
+    build_status,
+    make_attachment,
+    sign_as_unit,
+    unit,
+)
 from gateway.config import VxpSettings
 from gateway.envelope import Organization, build_package, parse_package
 from gateway.service.vxp_secrets import issue_secret, key_file, open_key, revoke_secret
@@ -40,8 +47,10 @@ async def facade(
             yield stack, SdkClient(f"{stack.url}/vxp", FACADE, issued.secret, session)
 
 
-def letter(stack: Stack, sender: str, to: str, subject: str, *, signed: bool = True) -> bytes:
-    package = build_letter(unit(sender), [Organization(to, f"Đơn vị {to}")], subject)
+def letter(
+    stack: Stack, sender: str, to: str, subject: str, *, signed: bool = True, **options: Any
+) -> bytes:
+    package = build_letter(unit(sender), [Organization(to, f"Đơn vị {to}")], subject, **options)
     return sign_as_unit(package, stack.keys) if signed else build_package(package)
 
 
@@ -177,6 +186,29 @@ async def test_letters_and_statuses_travel_both_ways_as_natively(
         "code": FACADE, "oldCode": "", "pid": "000.00.00.H07", "name": "Sở Tài chính",
         "deleted": False,
     }  # fmt: skip
+
+
+async def test_a_scan_is_received_as_it_arrives_and_checked_against_its_hash(
+    facade: tuple[Stack, SdkClient],
+) -> None:
+    """A body over 1 MiB is spooled to disk as it arrives; its hash is worked out from there
+    and the same file is what the gateway verifies and keeps."""
+    stack, sdk = facade
+    scan = make_attachment("cong-van.pdf", b"%PDF-1.7\n" + bytes(range(256)) * 8192)
+    data = letter(stack, FACADE, NATIVE, "Công văn scan", attachments=[scan])
+    assert len(data) > 2 * 1024 * 1024
+    ok(await sdk.send_edoc(data, [NATIVE]))
+    assert await native_take(stack, NATIVE, key_of(data)) == data
+    other = letter(stack, FACADE, NATIVE, "Công văn scan khác", attachments=[scan])
+    params = {
+        "from": FACADE,
+        "to": json.dumps([NATIVE]),
+        "servicetype": "eDoc",
+        "messagetype": "edoc",
+        "hash-file": file_hash(other),
+    }
+    damaged = other[:-100] + b"0" * 100
+    fail(await sdk.send("sendEdoc", sdk.headers(params), body=damaged), "bad_request", "SHA-256")
 
 
 def fail(reply: dict[str, Any], code: str, says: str) -> None:
