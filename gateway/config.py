@@ -99,6 +99,20 @@ class PushSettings:
 
 
 @dataclass(frozen=True)
+class VxpSettings:
+    """The national-axis façade (docs/national-axis.md): off unless asked for, so that a
+    gateway serves only its own API by default."""
+
+    enabled: bool = False  # mount the façade at /vxp/ (gateway serve)
+    # Seconds a request's XroadVnpt-timestamp may be from the gateway's clock; a signed
+    # request is remembered for as long, so that the same one again is refused as a replay.
+    clock_skew: int = 300
+    # The key that encrypts the systems' secrets at rest (created on first use, mode 0600);
+    # None: <home>/vxp-secrets.key. Every gateway process sharing a database needs the same.
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = "text"  # text | json (one JSON object per line)
     level: str = "info"  # debug | info | warning | error
@@ -131,11 +145,14 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     push: PushSettings = field(default_factory=PushSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    vxp: VxpSettings = field(default_factory=VxpSettings)
 
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:
     text = str(raw).strip()
     try:
+        if kind in (bool, "bool"):
+            return _boolean(raw)
         if kind in (int, "int"):
             return int(raw)
         if kind in (Path, "Path") or kind == Path | None:
@@ -153,6 +170,21 @@ def _convert(name: str, raw: Any, kind: Any) -> Any:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{name}={raw!r} is not a valid {_kind_name(kind)}: {e}") from e
     raise ConfigError(f"{name}: unsupported setting type {kind!r}")
+
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+
+def _boolean(raw: Any) -> bool:
+    """A TOML boolean, or one of the usual words in a variable (true/false, 1/0, yes/no,
+    on/off); anything else is refused rather than read as false."""
+    if isinstance(raw, bool):
+        return raw
+    word = str(raw).strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError("expected true or false")
 
 
 def _kind_name(kind: Any) -> str:
@@ -189,9 +221,8 @@ def _build(cls: type[Any], prefix: str, env: Mapping[str, str], table: Mapping[s
 def _check_positive(section: Any, prefix: str) -> None:
     for f in fields(section):
         value = getattr(section, f.name)
-        bad = (isinstance(value, int) and value <= 0) or (
-            isinstance(value, tuple) and any(v <= 0 for v in value)
-        )
+        number = isinstance(value, int) and not isinstance(value, bool)
+        bad = (number and value <= 0) or (isinstance(value, tuple) and any(v <= 0 for v in value))
         if bad:
             raise ConfigError(f"{prefix}{f.name.upper()} must be positive, got {value!r}")
 

@@ -29,6 +29,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from gateway.api.openapi import openapi_document
+from gateway.errors import CODES
 
 BASE = "urn:gateway:openapi"
 JSON_TYPES = ("application/json", "application/problem+json")
@@ -109,7 +110,11 @@ class ApiDocument:
         ]
 
     def check(self, answer: Answer) -> list[str]:
-        """What is wrong with ``answer`` by this document; nothing when it conforms."""
+        """What is wrong with ``answer`` by this document; nothing when it conforms. The
+        national-axis façade (``/vxp/``) speaks that protocol, not this document's: its
+        answers are checked against the protocol's reply shape instead."""
+        if answer.path.startswith(VXP_ROOT):
+            return check_vxp_reply(answer)
         method = "get" if answer.method == "HEAD" else answer.method.lower()
         template = self.template(answer.path)
         operation = None
@@ -164,6 +169,35 @@ class ApiDocument:
         else:
             return problems  # bytes (the signed package): the content type is what is checked
         return [*problems, *self.validate(schema_at, instance)]
+
+
+VXP_ROOT = "/vxp/"
+
+
+def check_vxp_reply(answer: Answer) -> list[str]:
+    """A façade reply: HTTP 200 and the protocol's JSON (status OK with ErrorCode "0", or FAIL
+    with a catalogue code and a description), or a file streamed by downloadEdoc."""
+    if answer.status != 200:
+        return [f"a façade reply is HTTP 200, not {answer.status}"]
+    if answer.content_type == "application/octet-stream":
+        ok = answer.path.endswith("/downloadEdoc") and "x-gateway-error" not in answer.headers
+        return [] if ok else ["only downloadEdoc streams a file"]
+    if answer.content_type != "application/json":
+        return [f"content type {answer.content_type!r} is not application/json"]
+    try:
+        body = json.loads(answer.body)
+    except ValueError as e:
+        return [f"the body is not JSON: {e}"]
+    if not isinstance(body, dict) or body.get("status") not in ("OK", "FAIL"):
+        return ["the reply has no status OK or FAIL"]
+    code, desc = body.get("ErrorCode"), body.get("ErrorDesc")
+    if not isinstance(desc, str):
+        return ["ErrorDesc is not a string"]
+    if body["status"] == "OK":
+        return [] if code == "0" else [f"an OK reply with ErrorCode {code!r}"]
+    if code not in CODES or answer.headers.get("x-gateway-error") != code:
+        return [f"a FAIL reply's ErrorCode {code!r} is not a catalogue code in X-Gateway-Error"]
+    return [] if desc else ["a FAIL reply without ErrorDesc"]
 
 
 class Recorder:

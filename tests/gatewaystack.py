@@ -19,7 +19,14 @@ from apicheck import Recorder
 
 from gateway.api.app import build_app
 from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
-from gateway.config import ApiSettings, BusSettings, LedgerSettings, Secret, Settings
+from gateway.config import (
+    ApiSettings,
+    BusSettings,
+    LedgerSettings,
+    Secret,
+    Settings,
+    VxpSettings,
+)
 from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 from gateway.directory import load_directory
 from gateway.service.runtime import Runtime, start_runtime
@@ -133,6 +140,7 @@ async def open_stack(
     hook: Webhook,
     directory_text: str,
     api: ApiSettings | None = None,
+    vxp: VxpSettings | None = None,
 ) -> AsyncIterator[Stack]:
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_text, encoding="utf-8")
@@ -152,6 +160,7 @@ async def open_stack(
         bus=BusSettings(namespace=namespace, prefetch=4),
         ledger=LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
         api=api or ApiSettings(),
+        vxp=vxp or VxpSettings(),
     )
     runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5, 0.5))
     server = TestServer(build_app(runtime), host="127.0.0.1")

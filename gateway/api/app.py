@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api import admin, audit, exchange, health
+from gateway.api import admin, audit, exchange, health, vxp
 from gateway.api.context import LIMITER, RUNTIME, UPLOADS, RuntimeSlot, auth_middleware
 from gateway.api.health import METRICS, Metrics, metrics_middleware
 from gateway.api.limits import RateLimiter, Uploads
@@ -57,6 +57,8 @@ def _application(settings: Settings) -> web.Application:
     app.router.add_routes(admin.routes)
     app.router.add_routes(health.routes)
     app.router.add_get("/v1/openapi.json", _openapi)
+    if settings.vxp.enabled:  # the national-axis façade (docs/national-axis.md)
+        vxp.mount(app, settings)
     return app
 
 

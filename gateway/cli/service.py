@@ -22,6 +22,7 @@ from gateway.cli.common import (
 )
 from gateway.db.engine import database_exists, open_engine
 from gateway.db.migrate import upgrade
+from gateway.directory import DeliveryMode, Directory
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure_logging
 from gateway.service.actions import Actor, operator_event
@@ -131,14 +132,26 @@ def tokens() -> None:
 @click.option(
     "--expires", type=click.IntRange(min=1), help="Days until it expires (default never)."
 )
+@click.option(
+    "--vxp",
+    is_flag=True,
+    help="A national-axis façade secret instead: prints systemId=<unit> and secret=<secret> "
+    "(docs/national-axis.md); a new one replaces the unit's last.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
-def tokens_issue(unit: str, role: str, expires: int | None, as_json: bool) -> None:
+def tokens_issue(unit: str, role: str, expires: int | None, vxp: bool, as_json: bool) -> None:
     """Issue a token and print it once; only its hash is kept."""
     from gateway.cli.units import open_directory
 
     directory = open_directory(None)
-    if role == "unit" and unit not in directory:
+    if (role == "unit" or vxp) and unit not in directory:
         fail_environment(f"{unit} is not in the unit directory")
+    if vxp:
+        if role != "unit" or expires is not None:
+            click.echo("error: --vxp secrets are for units and do not expire", err=True)
+            sys.exit(EXIT_USAGE)
+        _issue_vxp(unit, directory, as_json)
+        return
     issued = _run(lambda engine: issue_token(engine, unit, Role(role), days=expires))
     expires_at = issued.expires_at.isoformat() if issued.expires_at else None
     record_action(
@@ -171,14 +184,52 @@ def tokens_issue(unit: str, role: str, expires: int | None, as_json: bool) -> No
         )
 
 
+def _issue_vxp(unit: str, directory: Directory, as_json: bool) -> None:
+    """A façade secret for the unit's system, printed once as ``systemId=`` and ``secret=``
+    lines (or JSON); stored encrypted under the façade key."""
+    from gateway.service.vxp_secrets import issue_secret, key_file, open_key
+
+    config = settings()
+    key = open_key(key_file(config))
+    issued = _run(lambda engine: issue_secret(engine, key, unit))
+    record_action(operator_event("vxp_secret_issue", Actor.command_line(), unit=unit))
+    if as_json:
+        click.echo(json.dumps({"systemId": issued.system_id, "secret": issued.secret}))
+    else:
+        click.echo(f"systemId={issued.system_id}")
+        click.echo(f"secret={issued.secret}")
+    found = directory.get(unit)
+    if found is not None and found.delivery is not DeliveryMode.PULL:
+        click.echo(
+            f"warning: {unit} takes its letters by {found.delivery.value}; a façade system "
+            "reads the pull inbox (gateway units update CODE --delivery pull)",
+            err=True,
+        )
+    if not config.vxp.enabled:
+        click.echo("note: the façade is served only with GATEWAY_VXP_ENABLED=true", err=True)
+    click.echo("keep the secret safe: it is not shown again", err=True)
+
+
 @tokens.command("revoke")
 @click.argument("token_id", required=False)
 @click.option("--unit", help="Revoke every token of this unit instead.")
-def tokens_revoke(token_id: str | None, unit: str | None) -> None:
-    """Revoke a token (by its id, the part after gw_) or every token of a unit."""
-    if (token_id is None) == (unit is None):
-        click.echo("error: give a TOKEN_ID or --unit", err=True)
+@click.option("--vxp", "vxp_system", metavar="CODE", help="Revoke this unit's façade secret.")
+def tokens_revoke(token_id: str | None, unit: str | None, vxp_system: str | None) -> None:
+    """Revoke a token (by its id, the part after gw_), every token of a unit, or a unit's
+    national-axis façade secret (refused at once by every running gateway)."""
+    if sum(x is not None for x in (token_id, unit, vxp_system)) != 1:
+        click.echo("error: give a TOKEN_ID, --unit or --vxp", err=True)
         sys.exit(EXIT_USAGE)
+    if vxp_system is not None:
+        from gateway.service.vxp_secrets import revoke_secret
+
+        revoked = _run(lambda engine: revoke_secret(engine, vxp_system))
+        if revoked:
+            record_action(
+                operator_event("vxp_secret_revoke", Actor.command_line(), unit=vxp_system)
+            )
+        click.echo(f"revoked {revoked} façade secret(s); refused from the next request")
+        sys.exit(EXIT_OK if revoked else 1)
     count = _run(lambda engine: revoke_tokens(engine, token_id=token_id, unit=unit))
     if count:
         which = {"token_id": token_id} if token_id else {"unit": unit}
@@ -193,9 +244,14 @@ def tokens_revoke(token_id: str | None, unit: str | None) -> None:
 @tokens.command("list")
 def tokens_list() -> None:
     """List tokens (ids, units, roles, dates; never the secrets)."""
+    from gateway.service.vxp_secrets import list_systems
+
     for t in _run(list_tokens):
         state = "revoked" if t.revoked_at else "active"
         click.echo(f"{t.token_id}  {t.unit:<16} {t.role:<8} {state}  created {t.created_at}")
+    for s in _run(list_systems):
+        state = "revoked" if s.revoked_at else "active"
+        click.echo(f"{'vxp':<12}  {s.system_id:<16} {'vxp':<8} {state}  created {s.created_at}")
 
 
 @click.command()

@@ -41,13 +41,16 @@ log = logging.getLogger(__name__)
 INLINE_VERIFY_BYTES = 64 * 1024
 
 
-def _sha256(data: bytes | BinaryIO) -> str:
+def body_sha256(data: bytes | BinaryIO) -> str:
+    """The SHA-256 of a body held in memory or spooled to a file (read from its start, and
+    left at its start for whoever reads it next)."""
     if isinstance(data, bytes):
         return hashlib.sha256(data).hexdigest()
     data.seek(0)
     digest = hashlib.sha256()
     while chunk := data.read(1024 * 1024):
         digest.update(chunk)
+    data.seek(0)
     return digest.hexdigest()
 
 
@@ -122,10 +125,16 @@ class Gateway:
     # -- submission ------------------------------------------------------------------------
 
     async def submit(
-        self, data: bytes | BinaryIO, principal: Principal, profile: Profile
+        self,
+        data: bytes | BinaryIO,
+        principal: Principal,
+        profile: Profile,
+        expect: Callable[[Package], None] | None = None,
     ) -> Submission:
         """Accept a package or status packet from ``principal``, or raise with a code. ``data``
-        may be an open file holding it (a large body spooled to disk)."""
+        may be an open file holding it (a large body spooled to disk). ``expect``, once the
+        package is verified and before anything is stored, may refuse it for not being what
+        the request said it was (the national-axis façade's headers)."""
         if principal.role is Role.AUDITOR:
             raise GatewayError("forbidden", "auditors read; they do not submit")
         if profile is Profile.COMPAT and principal.role is not Role.OPERATOR:
@@ -152,6 +161,8 @@ class Gateway:
                 f"this token speaks for {principal.unit}, the package is from "
                 f"{package.sender.organ_id}",
             )
+        if expect is not None:
+            expect(package)
         try:
             if package.kind is Kind.STATUS:
                 submission = await self._accept_status(verified)
@@ -409,7 +420,7 @@ class Gateway:
             EventType.REJECTED,
             document=package.document_key[:300] if package else None,
             sender=sender,
-            package_sha256=_sha256(data),
+            package_sha256=body_sha256(data),
             code=error.code,
             details=details,
         )

@@ -124,6 +124,34 @@ class TokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
+class VxpSystemRow(Base):
+    """A system connected through the national-axis façade: its unit (the systemId) and its
+    shared secret, encrypted with the gateway's façade key (the HMAC needs the secret itself,
+    so a digest would not do). One secret per system; issuing again replaces it."""
+
+    __tablename__ = "gw_vxp_system"
+
+    system_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class VxpSeenRow(Base):
+    """A signed façade request already answered, kept while its timestamp is inside the
+    clock-skew window: the same (system, timestamp, signature) again is a replay. In the
+    database, so that every worker process sees every other's."""
+
+    __tablename__ = "gw_vxp_seen"
+
+    system_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stamp: Mapped[str] = mapped_column(String(32), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (Index(None, "seen_at"),)
+
+
 class ProcessRow(Base):
     """A running gateway process, seen alive at ``seen_at`` (a heartbeat every few seconds):
     commands that would change deliveries behind a running gateway's back look here first."""
@@ -156,3 +184,5 @@ inbox_table = cast(Table, InboxRow.__table__)
 token_table = cast(Table, TokenRow.__table__)
 process_table = cast(Table, ProcessRow.__table__)
 webhook_key_table = cast(Table, WebhookKeyRow.__table__)
+vxp_system_table = cast(Table, VxpSystemRow.__table__)
+vxp_seen_table = cast(Table, VxpSeenRow.__table__)

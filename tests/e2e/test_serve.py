@@ -1,5 +1,6 @@
 """`gateway serve` as a user runs it: no configuration on a fresh folder, a letter accepted,
-a clean stop on SIGTERM, and the letter still there after a restart."""
+a clean stop on SIGTERM, the letter still there after a restart, and the national-axis
+façade mounted when it is enabled."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from apicheck import Recorder
+from vxpsdk import SdkClient
 
 from gateway.client import ApiError, GatewayClient, build_letter, sign_as_unit, unit
 
@@ -224,3 +226,22 @@ async def test_a_client_that_trickles_its_headers_is_disconnected(
         session.get(f"http://127.0.0.1:{port}/healthz") as response,
     ):
         assert response.status == 200  # a client that sends its request is served
+
+
+async def test_serve_mounts_the_national_axis_facade_when_enabled(
+    serve: tuple[Path, int, list[subprocess.Popen[str]]],
+) -> None:
+    folder, port, started = serve
+    process = start(folder, port, started, GATEWAY_VXP_ENABLED="true")
+    await wait_ready(port, process)
+    issued = gateway("tokens", "issue", "--unit", RECIPIENT, "--vxp", cwd=folder)
+    assert issued.returncode == 0, issued.stderr
+    values = dict(line.split("=", 1) for line in issued.stdout.splitlines())
+    assert values["systemId"] == RECIPIENT
+    async with aiohttp.ClientSession() as session:
+        sdk = SdkClient(f"http://127.0.0.1:{port}/vxp", RECIPIENT, values["secret"], session)
+        agencies = await sdk.call("getAgenciesList")
+        assert agencies["status"] == "OK" and len(agencies["data"]) == 809
+        assert (await sdk.call("countReceiveEdoc", method="GET"))["data"] == 0
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0

@@ -94,7 +94,7 @@ def production_section() -> str:
     return text
 
 
-SAMPLE_VALUES = {int: "7", str: "x", tuple[int, ...]: "3,4"}
+SAMPLE_VALUES = {bool: "true", int: "7", str: "x", tuple[int, ...]: "3,4"}
 # Settings that take one of a few words.
 SAMPLE_WORDS = {"GATEWAY_LOG_FORMAT": "json", "GATEWAY_LOG_LEVEL": "debug"}
 

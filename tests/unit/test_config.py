@@ -36,6 +36,16 @@ def test_environment_sets_sections_and_top_level() -> None:
     assert s.keys == Path("/etc/gateway/keys")
 
 
+def test_the_facade_is_off_unless_enabled_by_a_word_or_a_toml_boolean(tmp_path: Path) -> None:
+    assert load_settings({}).vxp.enabled is False
+    for word, enabled in (("true", True), ("ON", True), ("0", False), ("no", False)):
+        assert load_settings({"GATEWAY_VXP_ENABLED": word}).vxp.enabled is enabled
+    path = tmp_path / "gateway.toml"
+    path.write_text("[vxp]\nenabled = true\nclock_skew = 120\n")
+    s = load_settings({"GATEWAY_CONFIG": str(path)})
+    assert (s.vxp.enabled, s.vxp.clock_skew) == (True, 120)
+
+
 def test_secrets_do_not_show_in_repr() -> None:
     s = load_settings({"GATEWAY_DATABASE_URL": "postgresql://u:hunter2@db/x"})
     assert "hunter2" not in repr(s)
@@ -58,6 +68,8 @@ def test_toml_file_is_read_and_environment_wins(tmp_path: Path) -> None:
         ({"GATEWAY_BUS_TTL": "soon"}, "GATEWAY_BUS_TTL"),
         ({"GATEWAY_BUS_TTL": "0"}, "GATEWAY_BUS_TTL"),
         ({"GATEWAY_BUS_RETRY_SCHEDULE": "1,x"}, "GATEWAY_BUS_RETRY_SCHEDULE"),
+        ({"GATEWAY_VXP_ENABLED": "maybe"}, "GATEWAY_VXP_ENABLED"),
+        ({"GATEWAY_VXP_CLOCK_SKEW": "0"}, "GATEWAY_VXP_CLOCK_SKEW"),
         ({"GATEWAY_CONFIG": "/nonexistent.toml"}, "GATEWAY_CONFIG"),
     ],
 )

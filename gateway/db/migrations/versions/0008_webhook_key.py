@@ -1,7 +1,7 @@
 """push units: the generations of their webhook secrets
 
 Revision ID: 0008_webhook_key
-Revises: 0006_delivery_backlog
+Revises: 0007_vxp_system
 Create Date: 2026-12-05 01:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from gateway.db.engine import UtcDateTime
 
 revision = "0008_webhook_key"
-down_revision = "0006_delivery_backlog"
+down_revision = "0007_vxp_system"
 branch_labels = None
 depends_on = None
 
