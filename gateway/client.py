@@ -407,6 +407,12 @@ class GatewayClient:
         """GET /v1/inbox/{id}: the package bytes exactly as signed."""
         return await self._fetched(f"/v1/inbox/{quote(delivery_id, safe='')}", delivery_id)
 
+    async def delivery_body(self, delivery_id: str) -> Fetched:
+        """GET /v1/deliveries/{id}/body: the bytes of a copy that reached an AMQP unit's
+        queue as a claim (``gw-claim``), while the copy is live."""
+        path = f"/v1/deliveries/{quote(delivery_id, safe='')}/body"
+        return await self._fetched(path, delivery_id)
+
     async def _fetched(self, path: str, delivery_id: str) -> Fetched:
         _, body, headers = await self._request("GET", path, headers={"Accept": "application/xml"})
         return Fetched(
