@@ -131,8 +131,8 @@ def submit(
     with --sign-with-keys, already-submitted when the gateway had it), or ERROR <file>
     <code>: <message> when the gateway, or the signing, refused it; the other files are still
     sent. --json prints one object per file instead. Exit 0 when every file was accepted, 1
-    when one was refused, 2 when the gateway cannot be reached or a key is missing (files
-    after it are not sent).
+    when one was refused, 2 when the gateway cannot be reached, a file cannot be read or a
+    key is missing (the files after it are not sent).
 
     \b
     gateway submit letters/*.edxml
@@ -141,13 +141,11 @@ def submit(
     if files.count("-") > 1:
         raise click.UsageError("standard input (-) can be read only once")
     chosen = None if profile == Profile.STRICT else profile
-    # Read up front: a file that cannot be read stops the command before anything is sent.
-    contents = [(name, read_input(name)) for name in files]
 
     async def work(gw: GatewayClient) -> list[Outcome]:
         outcomes = []
-        for name, data in contents:
-            outcome = await _submit_one(gw, name, data, keys, chosen)
+        for name in files:  # one file in memory at a time: a folder of scans may be large
+            outcome = await _submit_one(gw, name, read_input(name), keys, chosen)
             if not as_json:
                 click.echo(outcome.line())
             outcomes.append(outcome)
