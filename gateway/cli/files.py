@@ -130,7 +130,9 @@ def submit(
     One line per file, in order: OK <file> <document key> (with signed-here when it was signed
     with --sign-with-keys, already-submitted when the gateway had it), or ERROR <file>
     <code>: <message> when the gateway, or the signing, refused it; the other files are still
-    sent. --json prints one object per file instead. Exit 0 when every file was accepted, 1
+    sent. An unsigned file signed here twice is two packages (ECDSA signatures differ) and
+    the second is a duplicate_conflict: to retry, sign it once with `gateway sign`. --json
+    prints one object per file instead. Exit 0 when every file was accepted, 1
     when one was refused, 2 when the gateway cannot be reached, a file cannot be read or a
     key is missing (the files after it are not sent).
 
