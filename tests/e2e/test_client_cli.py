@@ -246,8 +246,9 @@ async def test_a_gateway_that_does_not_answer_exits_2(stack: Stack) -> None:
     assert result.stderr.startswith("error: cannot reach the gateway at http://127.0.0.1:9")
 
 
-def hostile_letter(stack: Stack, sender: str = SENDER) -> Package:
-    """A letter whose attachment names try to leave the folder they are extracted to."""
+def hostile_letter(stack: Stack, number: str, sender: str = SENDER) -> Package:
+    """A letter whose attachment names try to leave the folder they are extracted to (its
+    number given: two letters made in the same millisecond would share a DocumentId)."""
     names = ["../../x", "/etc/passwd", "CON", "invoice\u202efdp.exe", "a.pdf", "A.PDF"]
     names += ["Công văn số 12.pdf", "..", "sub\\dir\\..\\..\\y.txt"]
     return build_letter(
@@ -257,18 +258,19 @@ def hostile_letter(stack: Stack, sender: str = SENDER) -> Package:
         attachments=[
             make_attachment(n, f"content {i}".encode(), i) for i, n in enumerate(names, 1)
         ],
+        number=number,
     )
 
 
 async def test_existing_files_are_submitted_one_line_each(stack: Stack, tmp_path: Path) -> None:
     unsigned = tmp_path / "unsigned.edxml"
-    unsigned.write_bytes(build_package(hostile_letter(stack)))
+    unsigned.write_bytes(build_package(hostile_letter(stack, "1")))
     signed = tmp_path / "signed.edxml"
-    signed.write_bytes(sign_as_unit(hostile_letter(stack), stack.keys))
+    signed.write_bytes(sign_as_unit(hostile_letter(stack, "2"), stack.keys))
     broken = tmp_path / "broken.xml"
     broken.write_bytes(b"<edXML><not closed")
     foreign = tmp_path / "foreign.edxml"  # another unit's letter: not this token's to send
-    foreign.write_bytes(sign_as_unit(hostile_letter(stack, OUTSIDER), stack.keys))
+    foreign.write_bytes(sign_as_unit(hostile_letter(stack, "3", OUTSIDER), stack.keys))
     files = [str(p) for p in (unsigned, signed, broken, foreign)]
 
     # Without keys the unsigned file goes as it is, and the gateway refuses it.
@@ -308,7 +310,7 @@ async def test_existing_files_are_submitted_one_line_each(stack: Stack, tmp_path
 
 
 async def test_attachments_are_extracted_under_safe_names(stack: Stack, tmp_path: Path) -> None:
-    data = sign_as_unit(hostile_letter(stack), stack.keys)
+    data = sign_as_unit(hostile_letter(stack, "4"), stack.keys)
     sent = tmp_path / "sent.edxml"
     sent.write_bytes(data)
     assert (await gateway(stack, SENDER, "submit", str(sent))).exit_code == 0
