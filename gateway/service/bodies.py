@@ -20,14 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.bus import ClaimStore, RetryPolicy
 from gateway.db.engine import reader
+from gateway.directory import DeliveryMode
 from gateway.errors import GatewayError
 from gateway.service import store
 from gateway.service.inbox import FetchedCopy
 from gateway.service.store import CopyBody
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import LIVE, Transport
-
-AMQP = "amqp"
 
 
 class ClaimedBodies:
@@ -62,7 +61,7 @@ class ClaimedBodies:
             raise GatewayError("forbidden", "only the recipient unit fetches its copy's body")
         async with self._reader.connect() as conn:
             copy = await store.copy_body(conn, delivery_id)
-        if copy is None or copy.item.recipient != principal.unit or copy.mode != AMQP:
+        if copy is None or copy.item.recipient != principal.unit or copy.mode != DeliveryMode.AMQP:
             raise GatewayError("not_found", f"no copy {delivery_id} for an AMQP unit of yours")
         transport = Transport(copy.transport)
         if transport not in LIVE:
