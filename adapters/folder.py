@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from adapters.base import Outgoing
-from gateway.client import Fetched
-from gateway.envelope import Profile, check
+from gateway.client import Fetched, sign_if_unsigned
 from gateway.errors import ConfigError, PackageRejected
-from gateway.trust import load_unit_signer, sign_package
+from gateway.trust import load_unit_signer
 
 SUFFIX = ".edxml"
 _ORGAN_ID = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}")
@@ -88,7 +87,8 @@ class FolderAdapter:
         self.pending_dir = self.outbox / ".pending"
         for folder in (self.sent_dir, self.rejected_dir, self.signed_dir, self.pending_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self._signer = None if settings.keys is None else load_unit_signer(settings.keys, self.unit)
+        if settings.keys is not None:
+            load_unit_signer(settings.keys, self.unit)  # ConfigError now if its key is missing
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Self:
@@ -146,11 +146,14 @@ class FolderAdapter:
         if staged.exists():
             return staged.read_bytes()
         data = path.read_bytes()
-        if self._signer is None or not _unsigned(data):
+        if self.settings.keys is None:
             return data
-        key, cert = self._signer
-        signed = sign_package(data, key, cert)
-        _write_atomically(staged, signed)
+        try:
+            signed, here = sign_if_unsigned(data, self.settings.keys)
+        except (PackageRejected, ConfigError):  # not edXML, or not this unit's to sign:
+            return data  # the gateway says what is wrong with it
+        if here:
+            _write_atomically(staged, signed)
         return signed
 
     def sent(self, item: Outgoing, document_key: str) -> None:
@@ -193,13 +196,3 @@ class FolderAdapter:
 
     def acknowledged(self, delivery_id: str) -> None:
         (self.pending_dir / (_SAFE.sub("_", delivery_id) + SUFFIX)).unlink(missing_ok=True)
-
-
-def _unsigned(data: bytes) -> bool:
-    """Whether a package carries no signature (one the envelope cannot read is sent as it
-    is: the gateway then says what is wrong with it)."""
-    try:
-        reading = check(data, Profile.COMPAT)
-    except PackageRejected:
-        return False
-    return any(w.code == "signature_absent" for w in reading.warnings)

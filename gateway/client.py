@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from gateway.config import Secret
+from gateway.config import EnvelopeSettings, Secret
 from gateway.directory import Directory
 from gateway.envelope import (
     STATUS_CODES,
@@ -40,8 +40,12 @@ from gateway.envelope import (
     TraceHeader,
     build_package,
     make_document_id,
+    names,
 )
 from gateway.envelope.names import DOCUMENT_ID, parse_date
+from gateway.envelope.parse import DEFAULT_LIMITS, header_first
+from gateway.envelope.xmlsafe import parse_xml
+from gateway.errors import PackageRejected
 from gateway.trust import load_unit_signer, sign_package
 
 # edXML dates and timestamps carry no zone; agency systems write Vietnam time, which has had
@@ -231,6 +235,27 @@ def sign_as_unit(package: Package, keys: Path) -> bytes:
     return sign_package(build_package(package), key, cert)
 
 
+def sign_if_unsigned(
+    data: bytes, keys: Path, limits: EnvelopeSettings = DEFAULT_LIMITS
+) -> tuple[bytes, bool]:
+    """An existing package (made by another system) as it should be submitted: signed with
+    its sender's key from a key folder when it carries no signature yet, else unchanged, so
+    that a folder of mixed files can be submitted as it is. Returns the bytes and whether
+    they were signed here. PackageRejected when the bytes are not edXML; ConfigError when the
+    sender's key is not in the folder."""
+    root = parse_xml(data, limits, content_only=True)
+    if next(root.iter(names.DS_SIGNATURE), None) is not None:
+        return data, False
+    first = header_first(root)
+    sender = (
+        first.findtext(f"{names.tag('From')}/{names.tag('OrganId')}") if first is not None else None
+    )
+    if not sender or not sender.strip():
+        raise PackageRejected("not_edxml", "the package names no From/OrganId to sign as")
+    key, cert = load_unit_signer(keys, sender.strip())
+    return sign_package(data, key, cert, limits=limits), True
+
+
 # -- HTTP ---------------------------------------------------------------------------------------
 
 
@@ -380,9 +405,16 @@ class GatewayClient:
 
     async def fetch(self, delivery_id: str) -> Fetched:
         """GET /v1/inbox/{id}: the package bytes exactly as signed."""
-        _, body, headers = await self._request(
-            "GET", f"/v1/inbox/{quote(delivery_id, safe='')}", headers={"Accept": "application/xml"}
-        )
+        return await self._fetched(f"/v1/inbox/{quote(delivery_id, safe='')}", delivery_id)
+
+    async def delivery_body(self, delivery_id: str) -> Fetched:
+        """GET /v1/deliveries/{id}/body: the bytes of a copy that reached an AMQP unit's
+        queue as a claim (``gw-claim``), while the copy is live."""
+        path = f"/v1/deliveries/{quote(delivery_id, safe='')}/body"
+        return await self._fetched(path, delivery_id)
+
+    async def _fetched(self, path: str, delivery_id: str) -> Fetched:
+        _, body, headers = await self._request("GET", path, headers={"Accept": "application/xml"})
         return Fetched(
             delivery_id=headers.get("x-gateway-delivery-id", delivery_id),
             document_key=headers.get("x-gateway-document-key"),

@@ -71,6 +71,7 @@ CodeName = Literal[
     "delivery_failed",
     "bus_unavailable",
     "not_found",
+    "delivery_closed",
     "database_unavailable",
     "ledger_corrupt",
     "proof_invalid",
@@ -209,6 +210,12 @@ CODES: dict[str, ErrorCode] = _catalogue(
         "bus_unavailable", _C.TRANSPORT, 503, "The message bus is unreachable", Origin.SERVER
     ),
     ErrorCode("not_found", _C.TRANSPORT, 404, "No such resource"),
+    ErrorCode(
+        "delivery_closed",
+        _C.TRANSPORT,
+        410,
+        "The copy is no longer live (delivered, expired or dead): its body is not served",
+    ),
     ErrorCode(
         "database_unavailable",
         _C.TRANSPORT,

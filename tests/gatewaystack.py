@@ -5,13 +5,16 @@ from it is checked against the OpenAPI document (tests/apicheck.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import aio_pika
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -89,6 +92,30 @@ class Stack:
     tokens: dict[str, str] = field(default_factory=dict)  # unit or role name -> bearer token
     amqp_url: str | None = None
     namespace: str = "gw"
+
+
+@dataclass(frozen=True)
+class Consumed:
+    """A message as a unit's own AMQP consumer reads it from its queue."""
+
+    delivery_id: str
+    body: bytes
+    headers: dict[str, Any]
+
+
+async def native_consume(stack: Stack, code: str, timeout: float = 15.0) -> Consumed:
+    """What a unit's own AMQP consumer does: read its queue on the broker, acknowledge."""
+    assert stack.amqp_url is not None
+    connection = await aio_pika.connect_robust(stack.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(f"{stack.namespace}.unit.{code}", passive=True)
+        async with asyncio.timeout(timeout):
+            while (message := await queue.get(fail=False)) is None:
+                await asyncio.sleep(0.1)
+        await message.ack()
+        headers = dict(message.headers)
+        return Consumed(str(headers["gw-delivery-id"]), message.body, headers)
 
 
 @pytest.fixture

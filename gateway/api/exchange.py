@@ -14,6 +14,7 @@ from gateway.api.context import OUTCOME, UPLOADS, principal_of, runtime_of
 from gateway.api.params import json_object, json_response, query_int
 from gateway.envelope import Profile
 from gateway.errors import GatewayError
+from gateway.service.inbox import FetchedCopy
 from gateway.service.views import document_view
 
 routes = web.RouteTableDef()
@@ -118,11 +119,8 @@ async def inbox(request: web.Request) -> web.Response:
     return json_response({"items": items, "next": None if page.next is None else str(page.next)})
 
 
-@routes.get("/v1/inbox/{delivery_id}")
-async def inbox_fetch(request: web.Request) -> web.Response:
-    copy = await runtime_of(request).gateway.inboxes.item(
-        principal_of(request), request.match_info["delivery_id"]
-    )
+def _package_answer(copy: FetchedCopy) -> web.Response:
+    """A copy's package bytes exactly as signed, with what the gateway knows of them."""
     return web.Response(
         body=copy.body,
         content_type="application/xml",
@@ -133,6 +131,23 @@ async def inbox_fetch(request: web.Request) -> web.Response:
             "X-Gateway-Package-Sha256": copy.sha256,
         },
     )
+
+
+@routes.get("/v1/inbox/{delivery_id}")
+async def inbox_fetch(request: web.Request) -> web.Response:
+    copy = await runtime_of(request).gateway.inboxes.item(
+        principal_of(request), request.match_info["delivery_id"]
+    )
+    return _package_answer(copy)
+
+
+@routes.get("/v1/deliveries/{delivery_id}/body")
+async def delivery_body(request: web.Request) -> web.Response:
+    """The bytes of a copy an AMQP unit received as a claim (``gw-claim``) on its queue."""
+    copy = await runtime_of(request).gateway.claimed.body(
+        principal_of(request), request.match_info["delivery_id"]
+    )
+    return _package_answer(copy)
 
 
 @routes.post("/v1/inbox/{delivery_id}/ack")

@@ -246,6 +246,21 @@ PATHS: dict[str, dict[str, Any]] = {
             errors={403: "An auditor's token", 404: "No such copy, or one for another unit"},
         )
     },
+    "/v1/deliveries/{delivery_id}/body": {
+        "get": op(
+            "fetchDeliveryBody",
+            "exchange",
+            "The package bytes of a copy an AMQP unit received as a claim (gw-claim), for that "
+            "unit only, while the copy is live",
+            {200: answer("The package", SIGNED, **INBOX_HEADERS)},
+            params=[DELIVERY],
+            errors={
+                403: "An operator's or auditor's token",
+                404: "No such copy, one for another unit, or one not for an AMQP unit",
+                410: "The copy is delivered, expired or dead",
+            },
+        )
+    },
     "/v1/inbox/{delivery_id}/ack": {
         "post": op(
             "acknowledgeInboxItem",

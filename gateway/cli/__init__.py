@@ -27,6 +27,7 @@ def _register() -> None:
     from gateway.cli.bus import bus
     from gateway.cli.client import inbox, receipts, send, status
     from gateway.cli.config import config
+    from gateway.cli.files import extract, submit
     from gateway.cli.ledger import db, ledger
     from gateway.cli.service import demo, serve, tokens, webhooks
     from gateway.cli.trust import keys, sign, verify
@@ -43,7 +44,9 @@ def _register() -> None:
     main.add_command(ledger)
     main.add_command(audit)
     main.add_command(send)
+    main.add_command(submit)
     main.add_command(inbox)
+    inbox.add_command(extract)
     main.add_command(status)
     main.add_command(receipts)
     main.add_command(serve)

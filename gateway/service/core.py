@@ -24,6 +24,7 @@ from gateway.envelope import BusinessType, Kind, Package, Profile
 from gateway.errors import CodeName, GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service import store
+from gateway.service.bodies import ClaimedBodies
 from gateway.service.inbox import Inboxes
 from gateway.service.moves import move
 from gateway.service.tokens import Principal, Role
@@ -118,6 +119,7 @@ class Gateway:
         self.bodies = ClaimStore(settings.home / "packages")
         self.bus = bus
         self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, self.bodies)
+        self.claimed = ClaimedBodies(ledger.engine, self.policy, self.bodies, clock)
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
         self._publisher: asyncio.Task[None] | None = None
         self.inbox_modes = inbox_modes

@@ -338,6 +338,34 @@ async def save_recipient_state(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CopyBody:
+    """A copy with what makes it live (its transport state since when, its priority, its inbox
+    row's expiry if any) and its package's bytes (``item``: those of an inbox copy)."""
+
+    mode: str
+    transport: str
+    transport_at: datetime
+    priority: int
+    inbox_expires_at: datetime | None
+    item: InboxItem
+
+
+async def copy_body(conn: AsyncConnection, delivery_id: str) -> CopyBody | None:
+    query = (
+        select(_d.recipient, _d.mode, _d.transport, _d.transport_at, _p.priority, _i.expires_at)
+        .add_columns(_p.document_key, _p.signature_state, _p.sha256, _p.raw, _p.raw_claim)
+        .join(package_table, _p.package_id == _d.package_id)
+        .outerjoin(inbox_table, _i.delivery_id == _d.delivery_id)
+        .where(_d.delivery_id == delivery_id)
+    )
+    r = (await conn.execute(query)).first()
+    if r is None:
+        return None
+    item = InboxItem(r.recipient, r.document_key, r.signature_state, r.sha256, r.raw, r.raw_claim)
+    return CopyBody(r.mode, r.transport, r.transport_at, r.priority, r.expires_at, item)
+
+
 # -- pull inboxes -------------------------------------------------------------------------------
 
 

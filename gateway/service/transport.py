@@ -40,6 +40,12 @@ _TRANSPORT_MOVES: dict[Transport, frozenset[Transport]] = {
 }
 
 
+# A copy is live while it may still be delivered: committed (and perhaps still on its way to
+# the bus), queued, or being retried. Delivered, expired and dead copies are over until an
+# operator redrives them.
+LIVE = frozenset({Transport.ACCEPTED, Transport.QUEUED, Transport.RETRYING})
+
+
 def transport_allows(current: Transport, new: Transport) -> bool:
     """Whether a delivery may move from ``current`` to ``new`` (late duplicates may not)."""
     return new in _TRANSPORT_MOVES[current]

@@ -1,11 +1,13 @@
-"""The client commands against a running gateway (embedded stack, real HTTP): send, inbox
-list/fetch/ack, status send/show, receipts verified against the pinned gateway key, and the
-gateway's refusals as ERROR lines with exit code 1."""
+"""The client commands against a running gateway (embedded stack, real HTTP): send, submit,
+inbox list/fetch/extract/ack, status send/show, receipts verified against the pinned gateway
+key, and the gateway's refusals as ERROR lines with exit code 1."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gatewaystack import OUTSIDER, PULL, PUSH, SENDER, Stack
 
 from gateway.cli import main
-from gateway.envelope import parse_package
+from gateway.client import build_letter, make_attachment, sign_as_unit, unit
+from gateway.envelope import Organization, Package, build_package, parse_package
 from gateway.ledger.receipt import public_key_pem
 
 # The client does not care which bus or database the gateway runs on: the embedded stack.
@@ -29,15 +32,18 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-async def gateway(stack: Stack, who: str | None, *args: str) -> Result:
+async def gateway(stack: Stack, who: str | None, *args: str, stdin: bytes | None = None) -> Result:
     """Run ``gateway ARGS`` as ``who`` (a unit or role of the stack) in a thread, since the
-    command runs its own event loop while the gateway serves from this one."""
+    command runs its own event loop while the gateway serves from this one; ``stdin`` is
+    its standard input."""
     login = ["--url", stack.url, "--token", stack.tokens[who] if who else "gw_nope_nope"]
     command = list(args)
     # --url and --token belong to the leaf command: after the group and command names.
     split = 2 if command[0] in ("inbox", "status") else 1
     argv = [*command[:split], *login, *command[split:]]
-    return await asyncio.to_thread(CliRunner().invoke, main, argv, catch_exceptions=False)
+    return await asyncio.to_thread(
+        CliRunner().invoke, main, argv, input=stdin, catch_exceptions=False
+    )
 
 
 def signing(stack: Stack) -> list[str]:
@@ -238,3 +244,105 @@ async def test_a_gateway_that_does_not_answer_exits_2(stack: Stack) -> None:
     result = await gateway(stack, SENDER, "inbox", "list")
     assert result.exit_code == 2
     assert result.stderr.startswith("error: cannot reach the gateway at http://127.0.0.1:9")
+
+
+def hostile_letter(stack: Stack, number: str, sender: str = SENDER) -> Package:
+    """A letter whose attachment names try to leave the folder they are extracted to (its
+    number given: two letters made in the same millisecond would share a DocumentId)."""
+    names = ["../../x", "/etc/passwd", "CON", "invoice\u202efdp.exe", "a.pdf", "A.PDF"]
+    names += ["Công văn số 12.pdf", "..", "sub\\dir\\..\\..\\y.txt"]
+    return build_letter(
+        unit(sender),
+        [Organization(PULL, "Sở Tài chính")],
+        "Về việc gửi tệp đính kèm",
+        attachments=[
+            make_attachment(n, f"content {i}".encode(), i) for i, n in enumerate(names, 1)
+        ],
+        number=number,
+    )
+
+
+async def test_existing_files_are_submitted_one_line_each(stack: Stack, tmp_path: Path) -> None:
+    unsigned = tmp_path / "unsigned.edxml"
+    unsigned.write_bytes(build_package(hostile_letter(stack, "1")))
+    signed = tmp_path / "signed.edxml"
+    signed.write_bytes(sign_as_unit(hostile_letter(stack, "2"), stack.keys))
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(b"<edXML><not closed")
+    foreign = tmp_path / "foreign.edxml"  # another unit's letter: not this token's to send
+    foreign.write_bytes(sign_as_unit(hostile_letter(stack, "3", OUTSIDER), stack.keys))
+    files = [str(p) for p in (unsigned, signed, broken, foreign)]
+
+    # Without keys the unsigned file goes as it is, and the gateway refuses it.
+    result = await gateway(stack, SENDER, "submit", *files)
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"ERROR {unsigned} signature_missing: ")
+    assert re.fullmatch(rf"OK {signed} {re.escape(SENDER)}\|\S+", lines[1])
+    assert lines[2].startswith(f"ERROR {broken} xml_malformed: ")
+    assert lines[3].startswith(f"ERROR {foreign} forbidden: ")
+    assert len(lines) == 4 and result.stderr == "1 accepted, 3 refused\n"
+
+    # With keys the unsigned file is signed as its sender; the signed one is sent again as
+    # it is (the gateway's first answer); - reads standard input.
+    result = await gateway(
+        stack, SENDER, "submit", "--sign-with-keys", str(stack.keys), str(unsigned), str(signed),
+        "-", stdin=signed.read_bytes(),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    first, again, piped = result.stdout.splitlines()
+    key = parse_package(signed.read_bytes()).document_key
+    assert first.startswith(f"OK {unsigned} {SENDER}|") and first.endswith(" signed-here")
+    assert again == f"OK {signed} {key} already-submitted"
+    assert piped == f"OK - {key} already-submitted"
+
+    as_json = await gateway(stack, SENDER, "submit", "--json", str(signed), str(broken))
+    assert as_json.exit_code == 1
+    answers = json.loads(as_json.stdout)
+    assert [(a["ok"], a["status"]) for a in answers] == [(True, 200), (False, 400)]
+    assert answers[0]["answer"]["document_key"] == key and answers[1]["code"] == "xml_malformed"
+
+    # A key folder without the sender's key is the environment's fault: exit 2.
+    empty = tmp_path / "no-keys"
+    empty.mkdir()
+    result = await gateway(stack, SENDER, "submit", "--sign-with-keys", str(empty), str(unsigned))
+    assert result.exit_code == 2 and result.stderr.startswith("error: ")
+
+
+async def test_attachments_are_extracted_under_safe_names(stack: Stack, tmp_path: Path) -> None:
+    data = sign_as_unit(hostile_letter(stack, "4"), stack.keys)
+    sent = tmp_path / "sent.edxml"
+    sent.write_bytes(data)
+    assert (await gateway(stack, SENDER, "submit", str(sent))).exit_code == 0
+    key = parse_package(data).document_key
+    (item,) = await waiting(stack, PULL, key, "document")
+    folder = tmp_path / "work" / "letter"
+    folder.mkdir(parents=True)
+    outside = tmp_path / "work" / "x"
+    os.symlink(outside, folder / "y.txt")  # planted: must not be written through
+
+    result = await gateway(
+        stack, PULL, "inbox", "extract", item["delivery_id"], "--to", str(folder)
+    )
+    assert result.exit_code == 0, result.output
+    names = ["x", "passwd", "_CON", "invoice_fdp.exe", "a.pdf", "A-2.PDF", "Công văn số 12.pdf"]
+    names += ["attachment-8", "y-2.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*names, "y.txt"])
+    for i, name in enumerate(names, 1):
+        assert (folder / name).read_bytes() == f"content {i}".encode()
+    assert not outside.exists() and not (tmp_path / "x").exists()
+    assert f"{folder.resolve() / 'x'}  9 bytes  application/octet-stream  (named '../../x')" in (
+        result.stdout.splitlines()
+    )
+
+    # --json names each file and its digest; the copy stays in the inbox until acknowledged.
+    again = await gateway(
+        stack, PULL, "inbox", "extract", item["delivery_id"], "--to", str(tmp_path / "j"), "--json"
+    )
+    files = json.loads(again.stdout)["files"]
+    assert [Path(f["path"]).name for f in files] == [*names[:-1], "y.txt"]
+    assert files[0]["sha256"] == hashlib.sha256(b"content 1").hexdigest()
+    assert [i["delivery_id"] for i in await inbox(stack, PULL)] == [item["delivery_id"]]
+
+    refused = await gateway(stack, OUTSIDER, "inbox", "extract", item["delivery_id"], "--to", "z")
+    assert refused.exit_code == 1 and refused.stderr.startswith("ERROR 404 not_found: ")

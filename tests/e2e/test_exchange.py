@@ -9,10 +9,9 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aio_pika
 import aiohttp
 import pytest
-from gatewaystack import NATIVE, OUTSIDER, PULL, PUSH, SENDER, SUSPENDED, Stack
+from gatewaystack import NATIVE, OUTSIDER, PULL, PUSH, SENDER, SUSPENDED, Stack, native_consume
 
 from gateway.client import (
     ApiError,
@@ -73,22 +72,6 @@ async def inbox_item(stack: Stack, who: str, key: str, kind: str = "document") -
     return item
 
 
-async def native_consume(stack: Stack, code: str) -> tuple[str, bytes]:
-    """What a unit's own AMQP consumer does: read its queue on the broker."""
-    assert stack.amqp_url is not None
-    connection = await aio_pika.connect_robust(stack.amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(f"{stack.namespace}.unit.{code}", passive=True)
-
-        async def get() -> aio_pika.abc.AbstractIncomingMessage | None:
-            return await queue.get(fail=False)
-
-        message = await eventually(get)
-        await message.ack()
-        return str(message.headers["gw-delivery-id"]), message.body
-
-
 async def test_a_letter_travels_to_three_units_and_its_statuses_come_back(stack: Stack) -> None:
     data = letter(stack, PULL, PUSH, NATIVE, subject="Báo cáo công tác cải cách hành chính")
     async with client(stack, SENDER) as gw:
@@ -123,8 +106,8 @@ async def test_a_letter_travels_to_three_units_and_its_statuses_come_back(stack:
 
     # The third unit: its own AMQP consumer on RabbitMQ; its inbox on the embedded bus.
     if stack.amqp_url:
-        delivery_id, body = await native_consume(stack, NATIVE)
-        assert body == data
+        consumed = await native_consume(stack, NATIVE)
+        assert consumed.body == data and consumed.headers["gw-document-key"] == key
         assert await transport(stack, key, NATIVE) == "queued"  # until it says 01
     else:
         item = await inbox_item(stack, NATIVE, key)

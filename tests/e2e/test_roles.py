@@ -13,7 +13,17 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from gatewaystack import OUTSIDER, PULL, PUSH, SENDER, Stack, Webhook, directory_csv, open_stack
+from gatewaystack import (
+    NATIVE,
+    OUTSIDER,
+    PULL,
+    PUSH,
+    SENDER,
+    Stack,
+    Webhook,
+    directory_csv,
+    open_stack,
+)
 
 from gateway.api.app import build_app
 from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
@@ -59,7 +69,8 @@ def role_table() -> dict[str, dict[str, str]]:
 class Letter:
     data: bytes
     key: str
-    delivery_id: str
+    delivery_id: str  # the pull unit's copy
+    amqp_delivery_id: str  # the AMQP unit's copy
 
 
 Call = tuple[str, str, dict[str, Any]]  # method, path and query, aiohttp request options
@@ -78,6 +89,11 @@ def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
             "POST",
             f"/v1/inbox/{letter.delivery_id}/ack",
             {"json": {"result": "done"}},
+        ),
+        "GET /v1/deliveries/{delivery_id}/body": lambda: (
+            "GET",
+            f"/v1/deliveries/{letter.amqp_delivery_id}/body",
+            {},
         ),
         "GET /v1/documents/{document_key}": lambda: ("GET", f"/v1/documents/{key}", {}),
         "GET /v1/ledger/receipts?document=KEY": lambda: (
@@ -136,19 +152,20 @@ def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
 
 
 def token_of(stack: Stack, route: str, role: str) -> str:
-    if role == "party":  # the copy's recipient for the inbox routes, else the sender
+    if role == "party":  # the copy's recipient for the inbox and delivery routes, else the sender
+        if "/v1/deliveries" in route:
+            return stack.tokens[NATIVE]
         return stack.tokens[PULL if "/v1/inbox" in route else SENDER]
     return stack.tokens[OUTSIDER if role == "other unit" else role]
 
 
 async def send_letter(stack: Stack) -> Letter:
-    package = build_letter(unit(SENDER), [Organization(PULL, "Sở Tài chính")], "Về việc phân quyền")
-    data = sign_as_unit(package, stack.keys)
+    to = [Organization(PULL, "Sở Tài chính"), Organization(NATIVE, "Phòng Nội vụ huyện")]
+    data = sign_as_unit(build_letter(unit(SENDER), to, "Về việc phân quyền"), stack.keys)
     async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
-        key = (await gw.submit(data)).document_key
-    async with GatewayClient(stack.url, stack.tokens[PULL]) as gw:
-        items = (await gw.inbox())["items"]
-    return Letter(data, key, next(i["delivery_id"] for i in items if i["document_key"] == key))
+        submitted = await gw.submit(data)
+    copies = {r["code"]: r["delivery_id"] for r in submitted.answer["recipients"]}
+    return Letter(data, submitted.document_key, copies[PULL], copies[NATIVE])
 
 
 async def test_every_cell_of_the_role_table_holds(embedded: Stack) -> None:
