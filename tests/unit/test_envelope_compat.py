@@ -46,6 +46,18 @@ COMPAT = Profile.COMPAT
 # What compat refuses when a package can no longer be routed (or, for a status, applied).
 ROUTING_CODES = {"sender_missing", "recipient_missing", "document_id_missing"}
 STATUS_ROUTING_CODES = ROUTING_CODES | {"status_code_unknown"}
+# Every warning compat may give for a header: the deviations and the compat profile's others.
+HEADER_WARNINGS = {
+    "element_missing",
+    "element_empty",
+    "element_repeated",
+    "element_out_of_order",
+    "element_unknown",
+    "organ_name_missing",
+    "organ_id_nonstandard",
+    "document_id_nonstandard",
+    "trace_organ_missing",
+}
 # The elements whose loss can leave a package without a sender, a recipient or a key.
 ROUTING_ELEMENTS = {
     "MessageHeader",
@@ -235,6 +247,7 @@ def test_compat_reads_each_deviation_that_strict_refuses(
         assert compat.code in codes and name in ROUTING_ELEMENTS, compat
         return
     assert compat.sender.organ_id and compat.recipients and compat.document_id
+    assert {w.code for w in compat.warnings} <= HEADER_WARNINGS, compat.warnings
     assert any(local in w.message for w in compat.warnings), compat.warnings
 
 
@@ -387,4 +400,28 @@ def test_several_deviations_at_once(case: tuple[str, list[tuple[Path, str]]]) ->
         assert compat.code in codes, compat
         return
     assert compat.sender.organ_id and compat.recipients and compat.document_id
+    assert {w.code for w in compat.warnings} <= HEADER_WARNINGS, compat.warnings
     assert isinstance(strict, Package) == (compat.warnings == ()), (strict, compat.warnings)
+
+
+def test_what_each_element_admits_and_requires_is_read_from_the_compat_schemas() -> None:
+    from gateway.envelope.deviations import schema_children
+
+    children = schema_children()
+    status = children["Status"]
+    assert status.admitted == {
+        "ResponseFor",
+        "From",
+        "StatusCode",
+        "Description",
+        "Timestamp",
+        "StaffInfo",
+    }
+    assert status.required == {"ResponseFor", "From", "StatusCode", "Timestamp"}
+    assert {"MessageHeader", "TraceHeaderList", "Signature"} <= children["edXMLHeader"].admitted
+    assert children["MessageHeader"].required == set()  # a choice: counted by constraints
+    assert children["From"].required == {"OrganId"}  # compat: OrganName is optional
+    assert children["TraceHeader"].required == {"Timestamp"}
+    # Code is complex in MessageHeader and a text in ResponseFor: its children are those of
+    # the one declaration that has any.
+    assert children["Code"].required == {"CodeNumber", "CodeNotation"}
