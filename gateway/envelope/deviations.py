@@ -17,9 +17,10 @@ schemas stay the one description of the structure.
 
 from __future__ import annotations
 
+import copy as copy_module
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,9 +117,10 @@ def _in_header(el: etree._Element) -> bool:
     return False
 
 
-def _blank(el: etree._Element) -> bool:
-    """No child element and no text but XML whitespace."""
-    return len(el) == 0 and not (el.text or "").strip(names.XML_SPACE)
+def _textless(el: etree._Element) -> bool:
+    """No text of its own (around any children) but XML whitespace: no value."""
+    own = (el.text or "") + "".join(c.tail or "" for c in el)
+    return not own.strip(names.XML_SPACE)
 
 
 def _warning(code: str, message: str, el: etree._Element) -> PackageWarning:
@@ -134,9 +136,7 @@ def _unexpected(el: etree._Element, message: str) -> PackageWarning:
     if any(s.tag == el.tag for s in el.itersiblings(preceding=True)):
         return _warning(ELEMENT_REPEATED, f"{parent_local} has more than one {local}", el)
     if etree.QName(el).namespace == names.NS and _admits(parent_local, local):
-        m = _EXPECTED.search(message)
-        expected = set() if m is None else set(_CLARK.sub("", m[1]).split(", "))
-        later = [_local(s) for s in el.itersiblings() if _local(s) in expected]
+        later = [_local(s) for s in el.itersiblings() if _local(s) in _expected(message)]
         before = f" (before {', '.join(later)})" if later else ""
         return _warning(
             ELEMENT_OUT_OF_ORDER, f"{local} is out of order in {parent_local}{before}", el
@@ -190,30 +190,158 @@ def _deviation(el: etree._Element, error: Any) -> PackageWarning | bool | None:
         return _constraint(el, error)
     if "This element is not expected" in error.message:
         return _unexpected(el, error.message)
-    if _blank(el):
-        return _warning(ELEMENT_EMPTY, f"{_local(el)} is empty", el)
     if "Missing child element(s)" in error.message:
+        if len(el) == 0 and _textless(el):
+            return _warning(ELEMENT_EMPTY, f"{_local(el)} is empty", el)
         return _missing(el, error.message)
     if "Character content other than whitespace is not allowed" in error.message:
         return _warning(ELEMENT_UNKNOWN, f"{_local(el)} holds text where only elements belong", el)
+    if "Element content is not allowed" in error.message:
+        children = ", ".join(_local(c) for c in el.iterchildren(tag=etree.Element))
+        return _warning(
+            ELEMENT_UNKNOWN, f"{_local(el)} holds {children}, where only text belongs", el
+        )
+    if _textless(el):
+        return _warning(ELEMENT_EMPTY, f"{_local(el)} is empty", el)
     return False  # a value that is there and wrong
 
 
+@dataclass(frozen=True, slots=True)
+class _Relocated:
+    """A schema error found on a working copy of the tree, located on the original element
+    (what ``schema.schema_rejection`` reads of an error)."""
+
+    type_name: str
+    message: str
+    path: str
+    line: int | None
+
+
+# libxml2 validates nothing after an unexpected element in the same parent, so the header is
+# validated again, on a copy without the unexpected elements, until none is left; a package
+# that needs more rounds than this is refused with its first unexpected element.
+MAX_ROUNDS = 20
+
+
+class _Deviations:
+    """The warnings and the remaining errors of one tree, gathered round by round."""
+
+    def __init__(self, root: etree._Element) -> None:
+        self.root = root
+        self.warnings: list[PackageWarning] = []
+        self.kept: list[Any] = []
+        self._seen: set[object] = set()  # errors and warnings already given
+
+    def round(
+        self, work: etree._Element, original: dict[Any, etree._Element], errors: list[Any]
+    ) -> list[tuple[etree._Element, Any]]:
+        """Take in one round's errors on ``work`` (``original`` maps its elements to the
+        root's, empty on the root itself); its unexpected elements, with their errors."""
+        unexpected = []
+        for error in errors:
+            found = element_at(work, error.path) if error.path else None
+            el = original.get(found, found) if found is not None else None
+            in_header = el is not None and _in_header(el)
+            if work is not self.root:  # the first round gave everything outside the header
+                if el is None or not in_header or (error.message, el) in self._seen:
+                    continue
+                line = el.sourceline
+                error = _Relocated(
+                    error.type_name,
+                    error.message,
+                    _path_of(el),
+                    line if isinstance(line, int) else None,
+                )
+            if el is not None:
+                self._seen.add((error.message, el))
+            deviation = _deviation(el, error) if el is not None and in_header else False
+            if deviation is False:
+                self.kept.append(error)
+            elif isinstance(deviation, PackageWarning):
+                self.add(deviation, el)
+            if found is not None and in_header and "This element is not expected" in error.message:
+                unexpected.append((found, error))
+        return unexpected
+
+    def add(self, warning: PackageWarning, el: etree._Element | None) -> None:
+        """A warning, unless it was given already."""
+        if _key(warning, el) not in self._seen:
+            self._seen.add(_key(warning, el))
+            self.warnings.append(warning)
+
+
 def header_deviations(
-    root: etree._Element, errors: list[Any]
+    root: etree._Element, errors: list[Any], validate: Callable[[etree._Element], list[Any]]
 ) -> tuple[list[PackageWarning], list[Any]]:
     """The compat warnings for the schema's errors inside edXMLHeader, and the errors that
-    stay errors (in their order)."""
-    warnings: list[PackageWarning] = []
-    kept: list[Any] = []
-    for error in errors:
-        el = element_at(root, error.path) if error.path else None
-        deviation = False if el is None or not _in_header(el) else _deviation(el, error)
-        if deviation is False:
-            kept.append(error)
-        elif isinstance(deviation, PackageWarning) and deviation not in warnings:
-            warnings.append(deviation)
-    return warnings, kept
+    stay errors (in their order). ``validate`` gives the schema's errors on a tree: libxml2
+    leaves the rest of a parent unvalidated after an unexpected element, so the header is
+    validated again without the unexpected elements (on a copy: nothing of the package
+    changes) until every element that is read has been validated."""
+    found = _Deviations(root)
+    work, original = root, dict[Any, etree._Element]()
+    unexpected = found.round(work, original, errors)
+    for _ in range(MAX_ROUNDS):
+        if not unexpected:
+            return found.warnings, found.kept
+        copy = copy_module.deepcopy(work)
+        pairs = list(zip(work.iter(), copy.iter(), strict=True))
+        original = {c: original.get(w, w) for w, c in pairs}
+        in_copy = dict(pairs)
+        for el, error in unexpected:
+            for gone in _set_aside(in_copy[el], error.message):
+                found.add(_unexpected(original[gone], error.message), original[gone])
+        work = copy
+        unexpected = found.round(work, original, validate(work))
+    return found.warnings, [error for _, error in unexpected] + found.kept
+
+
+def _key(warning: PackageWarning, el: etree._Element | None) -> object:
+    """What makes a warning new: an element is out of order, unknown or repeated once, however
+    often a round of validation meets it; anything else by its message."""
+    if warning.code in (ELEMENT_OUT_OF_ORDER, ELEMENT_UNKNOWN, ELEMENT_REPEATED):
+        return (warning.code, el)
+    return warning.message
+
+
+def _set_aside(el: etree._Element, message: str) -> list[etree._Element]:
+    """An unexpected element of the working copy set aside so that the rest of its parent is
+    validated: moved after the later sibling the schema expected first when it is out of
+    order (its content is then validated too), else removed, with every other unknown sibling
+    or every later repetition of it at once (libxml2 reports one per parent and round): those
+    are returned, to be named too."""
+    parent = el.getparent()
+    assert parent is not None  # an unexpected element has a parent
+    local, parent_local = _local(el), _local(parent)
+    if any(s.tag == el.tag for s in el.itersiblings(preceding=True)):
+        doomed = [s for s in el.itersiblings() if s.tag == el.tag]
+    elif etree.QName(el).namespace == names.NS and _admits(parent_local, local):
+        later = [s for s in el.itersiblings() if _local(s) in _expected(message)]
+        if later:
+            later[-1].addnext(el)
+            return []
+        doomed = []
+    else:
+        doomed = [
+            s
+            for s in parent.iterchildren(tag=etree.Element)
+            if etree.QName(s).namespace != names.NS or not _admits(parent_local, _local(s))
+        ]
+    for s in doomed:
+        parent.remove(s)
+    if el not in doomed:
+        parent.remove(el)
+    return doomed
+
+
+def _expected(message: str) -> set[str]:
+    """The element names a libxml2 message says were expected."""
+    m = _EXPECTED.search(message)
+    return set() if m is None else set(_CLARK.sub("", m[1]).split(", "))
+
+
+def _path_of(el: etree._Element) -> str:
+    return str(el.getroottree().getpath(el))
 
 
 def signature_warnings(header: etree._Element) -> list[PackageWarning]:

@@ -37,6 +37,7 @@ from gateway.envelope.schema import (
     is_value_error,
     schema_errors,
     schema_rejection,
+    where,
 )
 from gateway.envelope.signature import check_signature_policy
 from gateway.envelope.xmlsafe import check_tree_depth, parse_xml
@@ -257,12 +258,15 @@ def read_checked(
     check_signature_policy(root, profile)
     deviations: list[PackageWarning] = []
     if profile is Profile.COMPAT:
-        deviations, errors = header_deviations(root, errors)
-        if header_block(root) is None:
+        deviations, errors = header_deviations(
+            root, errors, lambda tree: schema_errors(tree, kind, profile)
+        )
+        header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
+        if header is not None and header_block(root) is None:
             raise PackageRejected(
                 "sender_missing",
                 "edXMLHeader has neither MessageHeader nor Status: no sender",
-                where=f"line {root.sourceline}",
+                where=where(header),
             )
     structural = next((e for e in errors if not is_value_error(e)), None)
     if structural is not None:

@@ -1,7 +1,7 @@
 """The compat reader: every element of a valid package's header, trace list and business
-block deleted, emptied, duplicated and moved in turn. Compat accepts each with a warning that
-names the element, unless the package can no longer be routed (then a routing code); strict
-refuses each deviation with a precise code, as before."""
+block deleted, emptied, duplicated, moved and given an unknown child in turn. Compat accepts
+each with a warning that names the element, unless the package can no longer be routed (then
+a routing code); strict refuses each deviation with a precise code, as before."""
 
 from __future__ import annotations
 
@@ -165,13 +165,29 @@ def _up(el: etree._Element) -> None:
     grandparent.append(el)
 
 
+def _foreign(el: etree._Element) -> None:
+    """An element of another vocabulary as its first child: unknown there."""
+    el.insert(0, etree.Element("{urn:example:other}Extra"))
+
+
 OPERATIONS: dict[str, Callable[[etree._Element], None]] = {
     "delete": _delete,
     "empty": _empty,
     "duplicate": _duplicate,
     "last": _last,
     "up": _up,
+    "foreign": _foreign,
 }
+
+
+def _garble(el: etree._Element) -> None:
+    """A value that is no number, date or code (only text elements take it)."""
+    el.text = "x#1"
+
+
+# Combined with the others when several deviations meet in one package: a wrong value where
+# the header has other deviations is still refused (or read, where any text is allowed).
+COMBINED = {**OPERATIONS, "garble": _garble}
 
 
 def _cases() -> list[tuple[str, Path, str, str]]:
@@ -197,7 +213,7 @@ def _package(base: str, changes: list[tuple[Path, str]]) -> bytes:
         except IndexError:
             continue  # an earlier change removed it
         if el.getparent() is not None and (operation != "up" or len(path) > 3):
-            OPERATIONS[operation](el)
+            COMBINED[operation](el)
     return with_dummy_signature(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 
@@ -237,7 +253,7 @@ def test_compat_reads_each_deviation_that_strict_refuses(
 ) -> None:
     data = _package(base, [(path, operation)])
     strict, compat = _verdict(data, STRICT), _verdict(data, COMPAT)
-    local = name.rpartition("/")[2]
+    local = "Extra" if operation == "foreign" else name.rpartition("/")[2]
     if isinstance(strict, Package):  # no deviation (an optional element, an order that is free)
         assert isinstance(compat, Package) and compat == strict and compat.warnings == ()
         return
@@ -379,7 +395,7 @@ def test_bytes_that_are_not_xml_are_not_repaired() -> None:
             st.lists(
                 st.tuples(
                     st.sampled_from([c[1] for c in CASES if c[0] == base]),
-                    st.sampled_from(sorted(OPERATIONS)),
+                    st.sampled_from(sorted(COMBINED)),
                 ),
                 min_size=2,
                 max_size=4,
@@ -388,8 +404,9 @@ def test_bytes_that_are_not_xml_are_not_repaired() -> None:
     )
 )
 def test_several_deviations_at_once(case: tuple[str, list[tuple[Path, str]]]) -> None:
-    """Several deviations in one package: compat reads it or refuses it with a routing code;
-    whatever it reads can be routed; strict accepts only what compat reads without warnings."""
+    """Several deviations in one package: compat reads it or refuses it with a routing code
+    (or, when a value is garbled, that value's code); whatever it reads can be routed; strict
+    accepts only what compat reads without warnings."""
     base, changes = case
     data = _package(base, changes)
     strict, compat = _verdict(data, STRICT), _verdict(data, COMPAT)
@@ -397,7 +414,10 @@ def test_several_deviations_at_once(case: tuple[str, list[tuple[Path, str]]]) ->
         _assert_precise(strict)
     if isinstance(compat, PackageRejected):
         codes = STATUS_ROUTING_CODES if base == "status" else ROUTING_CODES
-        assert compat.code in codes, compat
+        if any(operation == "garble" for _, operation in changes):
+            _assert_precise(compat)
+        else:
+            assert compat.code in codes, compat
         return
     assert compat.sender.organ_id and compat.recipients and compat.document_id
     assert {w.code for w in compat.warnings} <= HEADER_WARNINGS, compat.warnings
@@ -425,3 +445,39 @@ def test_what_each_element_admits_and_requires_is_read_from_the_compat_schemas()
     # Code is complex in MessageHeader and a text in ResponseFor: its children are those of
     # the one declaration that has any.
     assert children["Code"].required == {"CodeNumber", "CodeNotation"}
+
+
+def test_what_follows_an_unexpected_element_is_still_checked() -> None:
+    """libxml2 validates nothing after an unexpected element in the same parent; compat
+    validates the rest again, so what follows is still named, or refused when it is wrong."""
+
+    def unknown_first(root: etree._Element) -> None:
+        first(root, "//e:MessageHeader").insert(0, etree.Element("{urn:x}Extra"))
+
+    def then(*changes: Callable[[etree._Element], None]) -> Callable[[etree._Element], None]:
+        def change(root: etree._Element) -> None:
+            for c in (unknown_first, *changes):
+                c(root)
+
+        return change
+
+    with pytest.raises(PackageRejected) as caught:
+        parse_package(mutated(then(set_text("//e:OtherInfo/e:Priority", "abc"))), COMPAT)
+    assert caught.value.code == "schema_invalid" and "Priority" in str(caught.value.where)
+    warnings = _warnings(mutated(then(set_text("//e:MessageHeader/e:Subject", ""))))
+    assert set(warnings) == {"element_unknown", "element_empty"}
+
+    def trace_list_first(root: etree._Element) -> None:
+        first(root, "//e:edXMLHeader").insert(0, first(root, "//e:TraceHeaderList"))
+        set_text("//e:Bussiness/e:BussinessDocType", "7")(root)
+
+    with pytest.raises(PackageRejected) as caught:
+        parse_package(mutated(trace_list_first, DOCUMENT), COMPAT)
+    assert caught.value.code == "schema_invalid" and "BussinessDocType" in str(caught.value.where)
+
+    def many_unknown(root: etree._Element) -> None:
+        for i in range(30):
+            first(root, "//e:MessageHeader").insert(0, etree.Element(f"{{urn:x}}Extra{i}"))
+
+    package = parse_package(mutated(many_unknown), COMPAT)
+    assert [w.code for w in package.warnings] == ["element_unknown"] * 30
