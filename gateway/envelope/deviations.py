@@ -306,10 +306,10 @@ def _key(warning: PackageWarning, el: etree._Element | None) -> object:
 
 def _set_aside(el: etree._Element, message: str) -> list[etree._Element]:
     """An unexpected element of the working copy set aside so that the rest of its parent is
-    validated: moved after the later sibling the schema expected first when it is out of
-    order (its content is then validated too), else removed, with every other unknown sibling
-    or every later repetition of it at once (libxml2 reports one per parent and round): those
-    are returned, to be named too."""
+    validated: when it is out of order, moved after the later sibling the schema expected
+    first, or else one place back (its content is then validated too); else removed, with
+    every other unknown sibling or every later repetition of it at once (libxml2 reports one
+    per parent and round): those are returned, to be named too."""
     parent = el.getparent()
     assert parent is not None  # an unexpected element has a parent
     local, parent_local = _local(el), _local(parent)
@@ -317,8 +317,12 @@ def _set_aside(el: etree._Element, message: str) -> list[etree._Element]:
         doomed = [s for s in el.itersiblings() if s.tag == el.tag]
     elif etree.QName(el).namespace == names.NS and _admits(parent_local, local):
         later = [s for s in el.itersiblings() if _local(s) in _expected(message)]
+        before = el.getprevious()
         if later:
             later[-1].addnext(el)
+            return []
+        if before is not None:  # nothing expected after it: one step back, each round
+            before.addprevious(el)
             return []
         doomed = []
     else:

@@ -120,9 +120,8 @@ class Findings:
     def __init__(self, profile: Profile, *, checked: bool = False) -> None:
         self.profile = profile
         self.checked = checked
-        # compat reads what is there: a header element may be missing or empty (the schema's
-        # error on it is a warning already, gateway.envelope.deviations); strict never gets
-        # that far with one
+        # compat reads what is there, a header element may be missing or empty (a warning of
+        # gateway.envelope.deviations says so); strict never gets that far with one
         self.tolerant = profile is Profile.COMPAT
         self.warnings: list[PackageWarning] = []
 
@@ -150,9 +149,17 @@ def _texts(el: etree._Element) -> Texts:
     return {child.tag: child.text for child in reversed(el)}
 
 
-def _int(value: str | None) -> int | None:
+def _int(value: str | None, at: etree._Element) -> int | None:
+    """A whole number the schema has checked (else schema_invalid at ``at``: a safety net)."""
     value = _clean(value)
-    return None if value is None else int(value)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise PackageRejected(
+            "schema_invalid", f"{value!r} is not a whole number", where=where(at)
+        ) from None
 
 
 def _real(parse: Callable[[str], _T], el: etree._Element) -> _T:
@@ -322,6 +329,21 @@ def _staff(el: etree._Element | None) -> StaffInfo | None:
     )
 
 
+def _document_type(el: etree._Element) -> DocumentType:
+    texts = _texts(el)
+    return DocumentType(
+        _int(texts.get(TYPE), el) or 0,
+        _int(texts.get(TYPE_DETAIL), el),
+        _clean(texts.get(TYPE_NAME)),
+    )
+
+
+def _business_type(value: int, at: etree._Element) -> BusinessType:
+    if 0 <= value <= max(BusinessType):
+        return BusinessType(value)
+    raise PackageRejected("schema_invalid", f"BussinessDocType {value} is not 0-3", where=where(at))
+
+
 def _business(trace_list: etree._Element | None) -> Business | None:
     el = None if trace_list is None else _first(trace_list, BUSSINESS)
     if el is None:
@@ -337,10 +359,10 @@ def _business(trace_list: etree._Element | None) -> Business | None:
         )
     )
     return Business(
-        doc_type=BusinessType(_int(texts.get(BUSSINESS_DOC_TYPE)) or 0),
+        doc_type=_business_type(_int(texts.get(BUSSINESS_DOC_TYPE), el) or 0, el),
         reason=_clean(texts.get(BUSSINESS_DOC_REASON)),
         document_id=_clean(texts.get(DOCUMENT_ID)),
-        paper=_int(texts.get(PAPER)),
+        paper=_int(texts.get(PAPER), el),
         staff=_staff(_first(el, STAFF_INFO)),
         receivers=receivers,
     )
@@ -478,8 +500,7 @@ def read_document(
             document_id, sender.organ_id, promulgation_date, str(code), document_id_el, findings
         )
 
-    doc_type_el = _one(groups, DOCUMENT_TYPE)
-    doc_type = None if doc_type_el is None else _texts(doc_type_el)
+    doc_type = _one(groups, DOCUMENT_TYPE)
     signer_el = _one(groups, SIGNER_INFO)
     signer = None if signer_el is None else _texts(signer_el)
     other = _one(groups, OTHER_INFO)
@@ -501,13 +522,7 @@ def read_document(
         content=None if content is None else _clean(content.text),
         promulgation_place=_clean(info_texts.get(PLACE)),
         promulgation_date=promulgation_date,
-        document_type=None
-        if doc_type is None
-        else DocumentType(
-            type=_int(doc_type.get(TYPE)) or 0,
-            detail=_int(doc_type.get(TYPE_DETAIL)),
-            name=_clean(doc_type.get(TYPE_NAME)),
-        ),
+        document_type=None if doc_type is None else _document_type(doc_type),
         signer=None
         if signer is None
         else SignerInfo(
@@ -516,8 +531,8 @@ def read_document(
             full_name=_clean(signer.get(FULL_NAME)),
         ),
         due_date=_real_or_none(names.parse_date, due, findings),
-        priority=(None if other is None else _int(_first_text(other, PRIORITY))) or 0,
-        steering_type=None if steering is None else _int(steering.text),
+        priority=(None if other is None else _int(_first_text(other, PRIORITY), other)) or 0,
+        steering_type=None if steering is None else _int(steering.text, steering),
         to_places=()
         if places is None
         else tuple(_clean(p.text) or "" for p in places.iterchildren(PLACE)),

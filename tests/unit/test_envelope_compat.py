@@ -34,6 +34,7 @@ from gateway.envelope import (
     ResponseFor,
     StaffInfo,
     TraceHeader,
+    build_package,
     build_tree,
     names,
     parse_package,
@@ -474,6 +475,14 @@ def test_what_follows_an_unexpected_element_is_still_checked() -> None:
     with pytest.raises(PackageRejected) as caught:
         parse_package(mutated(trace_list_first, DOCUMENT), COMPAT)
     assert caught.value.code == "schema_invalid" and "BussinessDocType" in str(caught.value.where)
+
+    # After the signature, where nothing is expected: validated one place back.
+    root = etree.fromstring(with_dummy_signature(build_package(DOCUMENT)))
+    first(root, "//e:edXMLHeader").append(first(root, "//e:TraceHeaderList"))
+    set_text("//e:Bussiness/e:Paper", "abc")(root)
+    with pytest.raises(PackageRejected) as caught:
+        parse_package(etree.tostring(root), COMPAT)
+    assert caught.value.code == "schema_invalid" and "Paper" in str(caught.value.where)
 
     def many_unknown(root: etree._Element) -> None:
         for i in range(30):
