@@ -43,7 +43,7 @@ from gateway.envelope import (
     names,
 )
 from gateway.envelope.names import DOCUMENT_ID, parse_date
-from gateway.envelope.parse import DEFAULT_LIMITS, header_first
+from gateway.envelope.parse import DEFAULT_LIMITS, header_block
 from gateway.envelope.xmlsafe import parse_xml
 from gateway.errors import PackageRejected
 from gateway.trust import load_unit_signer, sign_package
@@ -246,7 +246,7 @@ def sign_if_unsigned(
     root = parse_xml(data, limits, content_only=True)
     if next(root.iter(names.DS_SIGNATURE), None) is not None:
         return data, False
-    first = header_first(root)
+    first = header_block(root)
     sender = (
         first.findtext(f"{names.tag('From')}/{names.tag('OrganId')}") if first is not None else None
     )

@@ -37,8 +37,10 @@ CodeName = Literal[
     "organ_id_invalid",
     "document_id_invalid",
     "date_invalid",
+    "sender_missing",
     "recipient_missing",
     "recipient_duplicate",
+    "document_id_missing",
     "status_code_unknown",
     "signature_missing",
     "signature_invalid",
@@ -147,8 +149,12 @@ CODES: dict[str, ErrorCode] = _catalogue(
         "document_id_invalid", _C.CONTENT, 422, "The DocumentId is malformed or inconsistent"
     ),
     ErrorCode("date_invalid", _C.CONTENT, 422, "A date or timestamp is not a real date"),
+    ErrorCode("sender_missing", _C.CONTENT, 422, "The package names no sender"),
     ErrorCode("recipient_missing", _C.CONTENT, 422, "The package names no recipient"),
     ErrorCode("recipient_duplicate", _C.CONTENT, 422, "A recipient is named more than once"),
+    ErrorCode(
+        "document_id_missing", _C.CONTENT, 422, "The package names no DocumentId to key it by"
+    ),
     ErrorCode(
         "status_code_unknown", _C.CONTENT, 422, "The status packet has an unknown StatusCode"
     ),

@@ -7,6 +7,7 @@ edXMLHeader) and uses the element order of existing systems, so that any of them
 from __future__ import annotations
 
 import base64
+from datetime import date, datetime
 
 from lxml import etree
 
@@ -37,6 +38,15 @@ def _add_optional(parent: etree._Element, local: str, text: object | None) -> No
         _add(parent, local, text)
 
 
+def _date(value: date | None) -> str | None:
+    """A date as written, None for one a compat reading found missing (written as missing)."""
+    return None if value is None else names.format_date(value)
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return None if value is None else names.format_timestamp(value)
+
+
 def _organization(parent: etree._Element, local: str, org: Organization) -> None:
     el = _add(parent, local)
     _add(el, "OrganId", org.organ_id)
@@ -53,7 +63,7 @@ def _response_for(parent: etree._Element, r: ResponseFor) -> None:
     el = _add(parent, "ResponseFor")
     _add(el, "OrganId", r.organ_id)
     _add(el, "Code", r.code)
-    _add(el, "PromulgationDate", names.format_date(r.promulgation_date))
+    _add_optional(el, "PromulgationDate", _date(r.promulgation_date))
     _add(el, "DocumentId", r.document_id)
 
 
@@ -92,7 +102,7 @@ def _trace_list(
     for t in traces:
         trace = _add(el, "TraceHeader")
         _add_optional(trace, "OrganId", t.organ_id)
-        _add(trace, "Timestamp", names.format_timestamp(t.timestamp))
+        _add_optional(trace, "Timestamp", _timestamp(t.timestamp))
     if business is not None:
         _business(el, business)
 
@@ -144,7 +154,7 @@ def _status(header: etree._Element, p: Package) -> None:
     _organization(st, "From", p.sender)
     _add(st, "StatusCode", p.status.code)
     _add_optional(st, "Description", p.status.description)
-    _add(st, "Timestamp", names.format_timestamp(p.status.timestamp))
+    _add_optional(st, "Timestamp", _timestamp(p.status.timestamp))
     _staff(st, p.status.staff)
 
 

@@ -76,14 +76,14 @@ class ResponseFor:
 
     organ_id: str
     code: str  # "<number>/<notation>" as one text
-    promulgation_date: date
+    promulgation_date: date | None  # None only in compat, when the packet leaves it out
     document_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class TraceHeader:
     organ_id: str | None
-    timestamp: datetime
+    timestamp: datetime | None  # None only in compat, when the packet leaves it out
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ class Attachment:
 @dataclass(frozen=True, slots=True)
 class StatusInfo:
     code: str
-    timestamp: datetime
+    timestamp: datetime | None  # None only in compat, when the packet leaves it out
     response_for: ResponseFor
     description: str | None = None
     staff: StaffInfo | None = None

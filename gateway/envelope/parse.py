@@ -24,19 +24,20 @@ from lxml import etree
 
 from gateway.config import EnvelopeSettings
 from gateway.envelope import names
+from gateway.envelope.deviations import header_deviations, signature_warnings
 from gateway.envelope.model import Kind, Package, PackageWarning, Profile
 from gateway.envelope.read import (
     Findings,
     decode_attachments,
     read_document,
     read_status,
-    signature_warnings,
 )
 from gateway.envelope.schema import (
     constraint_failure,
     is_value_error,
     schema_errors,
     schema_rejection,
+    where,
 )
 from gateway.envelope.signature import check_signature_policy
 from gateway.envelope.xmlsafe import check_tree_depth, parse_xml
@@ -45,35 +46,35 @@ from gateway.errors import PackageRejected
 DEFAULT_LIMITS = EnvelopeSettings()
 
 
-def header_first(root: etree._Element) -> etree._Element | None:
-    """The first element of an edXML package's edXMLHeader (MessageHeader or Status)."""
+_BLOCKS = (names.MESSAGE_HEADER, names.STATUS)
+
+
+def header_block(root: etree._Element) -> etree._Element | None:
+    """The MessageHeader or Status of an edXML package's edXMLHeader: its first element, as
+    the schemas require, or (compat reads a header out of order) the first such element."""
     if root.tag != names.ROOT:
         return None
     try:  # the common case: no comment or processing instruction before them
         envelope = root[0]
         header = envelope[0]
         first = header[0]
-        if (
-            envelope.tag == names.ENVELOPE
-            and header.tag == names.HEADER
-            and isinstance(first.tag, str)
-        ):
+        if envelope.tag == names.ENVELOPE and header.tag == names.HEADER and first.tag in _BLOCKS:
             return first
     except IndexError:
         pass
     for envelope in root.iterchildren(names.ENVELOPE):
         for header in envelope.iterchildren(names.HEADER):
-            return next(header.iterchildren(tag=etree.Element), None)
+            return next(header.iterchildren(*_BLOCKS), None)
     return None
 
 
-def package_kind(root: etree._Element, first: etree._Element | None = None) -> Kind | None:
-    """Document or status packet, from the first element of edXMLHeader (``first`` when
-    already found); None if not edXML."""
+def package_kind(root: etree._Element, block: etree._Element | None = None) -> Kind | None:
+    """Document or status packet, from the block of edXMLHeader (``block`` when already
+    found); None if not edXML."""
     if root.tag != names.ROOT:
         return None
-    first = header_first(root) if first is None else first
-    return Kind.STATUS if first is not None and first.tag == names.STATUS else Kind.DOCUMENT
+    block = header_block(root) if block is None else block
+    return Kind.STATUS if block is not None and block.tag == names.STATUS else Kind.DOCUMENT
 
 
 def not_edxml(root: etree._Element) -> PackageRejected:
@@ -142,7 +143,7 @@ class Reading:
         """From/OrganId (a status packet's responder), without reading the rest."""
         if self._package is not None:
             return self._package.sender.organ_id
-        first = header_first(self.tree)
+        first = header_block(self.tree)
         assert first is not None  # checked
         return str(_local.sender(first))
 
@@ -205,7 +206,7 @@ def check(
     if tree is None:
         tree = parse_xml(data, limits, check_depth=False, content_only=True)
         unchecked_depth = limits.max_depth
-    first = header_first(tree)
+    first = header_block(tree)
     kind = package_kind(tree, first)
     errors = [] if kind is None else schema_errors(tree, kind, profile)
     reading = None
@@ -251,8 +252,22 @@ def read_checked(
     schema's. The signature's place, SignedInfo and algorithms come first (in compat those of
     a W3C signature if there is one), then structural schema
     errors as schema_invalid, then the identity constraints under their own codes; value errors
-    (formats, real dates) are left to the reading, which names them precisely."""
+    (formats, real dates) are left to the reading, which names them precisely. In compat the
+    errors inside edXMLHeader are warnings instead (``deviations``), and the reading refuses
+    what cannot be routed."""
     check_signature_policy(root, profile)
+    deviations: list[PackageWarning] = []
+    if profile is Profile.COMPAT:
+        deviations, errors = header_deviations(
+            root, errors, lambda tree: schema_errors(tree, kind, profile)
+        )
+        header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
+        if header is not None and header_block(root) is None:
+            raise PackageRejected(
+                "sender_missing",
+                "edXMLHeader has neither MessageHeader nor Status: no sender",
+                where=where(header),
+            )
     structural = next((e for e in errors if not is_value_error(e)), None)
     if structural is not None:
         raise schema_rejection(root, structural)
@@ -263,7 +278,8 @@ def read_checked(
     header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
     assert header is not None  # the schema requires it
     if profile is Profile.COMPAT:
-        signature_warnings(header, findings)
+        findings.warnings.extend(signature_warnings(header))
+        findings.warnings.extend(deviations)
     digest = hashlib.sha256(data).hexdigest()
     if kind is Kind.STATUS:
         package = read_status(header, findings, raw=data, sha256=digest)

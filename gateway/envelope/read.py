@@ -1,7 +1,10 @@
 """Reading a schema-valid edXML tree into the model, with the checks the schema cannot express.
 
 Under ``strict`` every deviation raises PackageRejected; under ``compat`` the deviations that
-real systems produce are collected as named warnings (``Findings``) and nothing is repaired.
+real systems produce are collected as named warnings (``Findings``) and nothing is repaired:
+a header element that is missing or empty is read as None (or the field's default), the first
+of repeated ones is read, and only a package without a sender, a recipient or a DocumentId
+(for a status also a StatusCode) is refused, since it cannot be routed.
 This runs for every package, so it reads each element's children in one pass and works out
 an error's location only when there is an error.
 """
@@ -36,7 +39,6 @@ from gateway.envelope.model import (
 )
 from gateway.envelope.names import tag
 from gateway.envelope.schema import where
-from gateway.envelope.signature import weak_algorithms
 from gateway.errors import CodeName, PackageRejected
 
 _T = TypeVar("_T")
@@ -118,6 +120,9 @@ class Findings:
     def __init__(self, profile: Profile, *, checked: bool = False) -> None:
         self.profile = profile
         self.checked = checked
+        # compat reads what is there, a header element may be missing or empty (a warning of
+        # gateway.envelope.deviations says so); strict never gets that far with one
+        self.tolerant = profile is Profile.COMPAT
         self.warnings: list[PackageWarning] = []
 
     def deviation(
@@ -140,12 +145,21 @@ def _clean(value: str | None) -> str | None:
 
 
 def _texts(el: etree._Element) -> Texts:
-    return {child.tag: child.text for child in el}
+    """The text of each child by tag, the first of repeated ones (compat reads the first)."""
+    return {child.tag: child.text for child in reversed(el)}
 
 
-def _int(value: str | None) -> int | None:
+def _int(value: str | None, at: etree._Element) -> int | None:
+    """A whole number the schema has checked (else schema_invalid at ``at``: a safety net)."""
     value = _clean(value)
-    return None if value is None else int(value)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise PackageRejected(
+            "schema_invalid", f"{value!r} is not a whole number", where=where(at)
+        ) from None
 
 
 def _real(parse: Callable[[str], _T], el: etree._Element) -> _T:
@@ -162,6 +176,21 @@ def _real(parse: Callable[[str], _T], el: etree._Element) -> _T:
         ) from e
 
 
+def _real_or_none(
+    parse: Callable[[str], _T], el: etree._Element | None, findings: Findings
+) -> _T | None:
+    """``_real`` of an element the schema requires; None when compat finds it missing or
+    empty (a warning already says so)."""
+    if el is None or (findings.tolerant and not (el.text or "").strip(names.XML_SPACE)):
+        return None
+    return _real(parse, el)
+
+
+def _refuse(code: CodeName, message: str, at: etree._Element) -> PackageRejected:
+    """A package that cannot be routed or keyed: refused in both profiles."""
+    return PackageRejected(code, message, where=where(at))
+
+
 def _first(el: etree._Element, clark: str) -> etree._Element | None:
     """The first child with that tag (faster than find(), which parses a path)."""
     return next(el.iterchildren(clark), None)
@@ -172,13 +201,6 @@ def _first_text(el: etree._Element, clark: str) -> str | None:
     return None if child is None else child.text
 
 
-def _child(el: etree._Element, clark: str) -> etree._Element:
-    """A child the schema requires."""
-    child = _first(el, clark)
-    assert child is not None, clark
-    return child
-
-
 def _group(parent: etree._Element) -> dict[Any, list[etree._Element]]:
     """Children of ``parent`` by Clark tag, in document order."""
     groups: dict[Any, list[etree._Element]] = {}
@@ -187,22 +209,27 @@ def _group(parent: etree._Element) -> dict[Any, list[etree._Element]]:
     return groups
 
 
-def _check_cardinality(header: etree._Element, groups: dict[Any, list[etree._Element]]) -> None:
+def _check_cardinality(
+    header: etree._Element, groups: dict[Any, list[etree._Element]], findings: Findings
+) -> None:
     for clark, local, low, high in _CARDINALITY:
         found = groups.get(clark, ())
         if low and not found:
             code: CodeName = "recipient_missing" if clark == TO else "schema_invalid"
             raise PackageRejected(code, f"MessageHeader has no {local}", where=where(header))
         if high is not None and len(found) > high:
-            raise PackageRejected(
+            findings.deviation(
                 "schema_invalid",
+                "element_repeated",
                 f"MessageHeader has {len(found)} {local} elements; at most {high} allowed",
-                where=where(found[high]),
+                found[high],
             )
 
 
 def _organ_id(value: str | None, el: etree._Element, findings: Findings, what: str) -> str:
     organ_id = _clean(value) or ""
+    if findings.tolerant and not organ_id:
+        return organ_id  # missing or empty: a warning says so, or the reader refuses
     if not findings.checked and names.ORGAN_ID.fullmatch(organ_id) is None:
         findings.deviation(
             "organ_id_invalid",
@@ -265,7 +292,7 @@ def _response_for(el: etree._Element, findings: Findings) -> ResponseFor:
     return ResponseFor(
         organ_id=_organ_id(texts.get(ORGAN_ID), el, findings, "ResponseFor"),
         code=_clean(texts.get(CODE)) or "",
-        promulgation_date=_real(names.parse_date, _child(el, PROMULGATION_DATE)),
+        promulgation_date=_real_or_none(names.parse_date, _first(el, PROMULGATION_DATE), findings),
         document_id=_clean(texts.get(DOCUMENT_ID)) or "",
     )
 
@@ -285,7 +312,7 @@ def _traces(trace_list: etree._Element | None, findings: Findings) -> tuple[Trac
             organ_id = None
         else:
             _organ_id(organ_id, el, findings, "TraceHeader")
-        timestamp = _real(names.parse_timestamp, _child(el, TIMESTAMP))
+        timestamp = _real_or_none(names.parse_timestamp, _first(el, TIMESTAMP), findings)
         traces.append(TraceHeader(organ_id=organ_id, timestamp=timestamp))
     return tuple(traces)
 
@@ -300,6 +327,21 @@ def _staff(el: etree._Element | None) -> StaffInfo | None:
         mobile=_clean(texts.get(MOBILE)),
         email=_clean(texts.get(EMAIL)),
     )
+
+
+def _document_type(el: etree._Element) -> DocumentType:
+    texts = _texts(el)
+    return DocumentType(
+        _int(texts.get(TYPE), el) or 0,
+        _int(texts.get(TYPE_DETAIL), el),
+        _clean(texts.get(TYPE_NAME)),
+    )
+
+
+def _business_type(value: int, at: etree._Element) -> BusinessType:
+    if 0 <= value <= max(BusinessType):
+        return BusinessType(value)
+    raise PackageRejected("schema_invalid", f"BussinessDocType {value} is not 0-3", where=where(at))
 
 
 def _business(trace_list: etree._Element | None) -> Business | None:
@@ -317,10 +359,10 @@ def _business(trace_list: etree._Element | None) -> Business | None:
         )
     )
     return Business(
-        doc_type=BusinessType(_int(texts.get(BUSSINESS_DOC_TYPE)) or 0),
+        doc_type=_business_type(_int(texts.get(BUSSINESS_DOC_TYPE), el) or 0, el),
         reason=_clean(texts.get(BUSSINESS_DOC_REASON)),
         document_id=_clean(texts.get(DOCUMENT_ID)),
-        paper=_int(texts.get(PAPER)),
+        paper=_int(texts.get(PAPER), el),
         staff=_staff(_first(el, STAFF_INFO)),
         receivers=receivers,
     )
@@ -383,33 +425,34 @@ def read_attachments(
     return tuple([_attachment(att, c) for att, c in zip(elements, contents, strict=True)])
 
 
-def signature_warnings(header: etree._Element, findings: Findings) -> None:
-    """Compat only: say what is wrong with the signature without verifying it."""
-    signatures = [
-        c for c in header if isinstance(c.tag, str) and etree.QName(c).localname == "Signature"
-    ]
-    if not signatures:
-        findings.warnings.append(PackageWarning("signature_absent", "the package is not signed"))
-        return
-    sig = signatures[-1]
-    if sig.tag != names.DS_SIGNATURE:
-        ns = etree.QName(sig).namespace or "no namespace"
-        findings.warnings.append(
-            PackageWarning(
-                "signature_not_xmldsig", f"Signature is in {ns}, not W3C XMLDSig ({where(sig)})"
-            )
-        )
-        return
-    weak = weak_algorithms(sig)
-    if weak:
-        findings.warnings.append(
-            PackageWarning("signature_weak_algorithm", f"the signature uses {', '.join(weak)}")
-        )
-
-
 def _one(groups: dict[Any, list[etree._Element]], clark: str) -> etree._Element | None:
     found = groups.get(clark)
     return found[0] if found else None
+
+
+def _sender(
+    found: list[etree._Element] | None, at: etree._Element, findings: Findings, role: str
+) -> Organization:
+    """The first From, which must name an OrganId: without one the package cannot be routed."""
+    sender = None if not found else _organization(found[0], findings, role)
+    if sender is None or not sender.organ_id:
+        raise _refuse("sender_missing", f"{role} names no OrganId: no sender", at)
+    return sender
+
+
+def _recipients(
+    found: list[etree._Element], at: etree._Element, findings: Findings
+) -> tuple[Organization, ...]:
+    """Each To with an OrganId, once (compat may find one empty or named twice, and has said
+    so); without any the package cannot be routed."""
+    recipients: dict[str, Organization] = {}
+    for el in found:
+        org = _organization(el, findings, "To")
+        if org.organ_id:
+            recipients.setdefault(org.organ_id, org)
+    if not recipients:
+        raise _refuse("recipient_missing", "MessageHeader names no recipient OrganId", at)
+    return tuple(recipients.values())
 
 
 def read_document(
@@ -420,30 +463,44 @@ def read_document(
     **reading: Any,
 ) -> Package:
     """The model of a document package; ``contents``: the attachments' content, when already
-    decoded; ``reading`` are Package's raw/sha256 fields."""
+    decoded; ``reading`` are Package's raw/sha256 fields. In compat, a header element that is
+    missing is None (or the field's default) in the model; the routing ones are refused."""
     message = _first(header, names.MESSAGE_HEADER)
-    assert message is not None  # the caller decided the kind from it
+    if message is None:  # compat only: the strict schema requires it
+        raise _refuse("sender_missing", "edXMLHeader has no MessageHeader: no sender", header)
     groups = _group(message)
     if not findings.checked:
-        _check_cardinality(message, groups)
-    sender = _organization(groups[FROM][0], findings, "From")
-    recipients = tuple([_organization(el, findings, "To") for el in groups[TO]])
+        _check_cardinality(message, groups, findings)
+    sender = _sender(groups.get(FROM), message, findings, "From")
+    recipients = _recipients(groups.get(TO, []), message, findings)
+    document_id_el = _one(groups, DOCUMENT_ID)
+    document_id = None if document_id_el is None else _clean(document_id_el.text)
+    if document_id is None:
+        raise _refuse("document_id_missing", "MessageHeader names no DocumentId", message)
 
-    code_texts = _texts(groups[CODE][0])
-    code = Code(
-        _clean(code_texts.get(CODE_NUMBER)) or "", _clean(code_texts.get(CODE_NOTATION)) or ""
+    code_el = _one(groups, CODE)
+    code_texts = {} if code_el is None else _texts(code_el)
+    code = (
+        None
+        if code_el is None
+        else Code(
+            _clean(code_texts.get(CODE_NUMBER)) or "", _clean(code_texts.get(CODE_NOTATION)) or ""
+        )
     )
-    info = groups[PROMULGATION_INFO][0]
-    info_texts = _texts(info)
-    promulgation_date = _real(names.parse_date, _child(info, PROMULGATION_DATE))
-    document_id_el = groups[DOCUMENT_ID][0]
-    document_id = _clean(document_id_el.text) or ""
-    if not findings.checked:
+    info = _one(groups, PROMULGATION_INFO)
+    info_texts = {} if info is None else _texts(info)
+    promulgation_date = (
+        None
+        if info is None
+        else _real_or_none(names.parse_date, _first(info, PROMULGATION_DATE), findings)
+    )
+    if not findings.checked and promulgation_date is not None and code is not None:
+        assert document_id_el is not None
         _check_document_id(
             document_id, sender.organ_id, promulgation_date, str(code), document_id_el, findings
         )
 
-    doc_type = _texts(groups[DOCUMENT_TYPE][0])
+    doc_type = _one(groups, DOCUMENT_TYPE)
     signer_el = _one(groups, SIGNER_INFO)
     signer = None if signer_el is None else _texts(signer_el)
     other = _one(groups, OTHER_INFO)
@@ -451,6 +508,7 @@ def read_document(
     due = _one(groups, DUE_DATE)
     steering = _one(groups, STEERING_TYPE)
     content = _one(groups, CONTENT)
+    subject = _one(groups, SUBJECT)
     trace_list = _first(header, names.TRACE_LIST)
     traces = _traces(trace_list, findings)
     response_for = tuple(_response_for(el, findings) for el in groups.get(RESPONSE_FOR, ()))
@@ -460,15 +518,11 @@ def read_document(
         recipients=recipients,
         document_id=document_id,
         code=code,
-        subject=_clean(groups[SUBJECT][0].text),
+        subject=None if subject is None else _clean(subject.text),
         content=None if content is None else _clean(content.text),
         promulgation_place=_clean(info_texts.get(PLACE)),
         promulgation_date=promulgation_date,
-        document_type=DocumentType(
-            type=_int(doc_type.get(TYPE)) or 0,
-            detail=_int(doc_type.get(TYPE_DETAIL)),
-            name=_clean(doc_type.get(TYPE_NAME)),
-        ),
+        document_type=None if doc_type is None else _document_type(doc_type),
         signer=None
         if signer is None
         else SignerInfo(
@@ -476,9 +530,9 @@ def read_document(
             position=_clean(signer.get(POSITION)),
             full_name=_clean(signer.get(FULL_NAME)),
         ),
-        due_date=None if due is None else _real(names.parse_date, due),
-        priority=(None if other is None else _int(_first_text(other, PRIORITY))) or 0,
-        steering_type=None if steering is None else _int(steering.text),
+        due_date=_real_or_none(names.parse_date, due, findings),
+        priority=(None if other is None else _int(_first_text(other, PRIORITY), other)) or 0,
+        steering_type=None if steering is None else _int(steering.text, steering),
         to_places=()
         if places is None
         else tuple(_clean(p.text) or "" for p in places.iterchildren(PLACE)),
@@ -492,30 +546,38 @@ def read_document(
 
 
 def read_status(header: etree._Element, findings: Findings, **reading: Any) -> Package:
-    """The model of a status packet; ``reading`` are Package's raw/sha256 fields."""
+    """The model of a status packet; ``reading`` are Package's raw/sha256 fields. Its
+    StatusCode decides where it goes (gateway.workflow), so without one it is refused as the
+    sender, recipient and DocumentId are."""
     status = _first(header, names.STATUS)
     assert status is not None  # the caller decided the kind from it
     groups = _group(status)
-    status_code_el = groups[STATUS_CODE][0]
-    status_code = _clean(status_code_el.text) or ""
+    status_code_el = _one(groups, STATUS_CODE)
+    status_code = "" if status_code_el is None else _clean(status_code_el.text) or ""
     if status_code not in STATUS_CODES:
-        raise PackageRejected(
+        raise _refuse(
             "status_code_unknown",
             f"StatusCode {status_code!r} is not one of {', '.join(STATUS_CODES)}",
-            where=where(status_code_el),
+            status if status_code_el is None else status_code_el,
         )
-    responder = _organization(groups[FROM][0], findings, "Status/From")
-    response_el = groups[RESPONSE_FOR][0]
+    responder = _sender(groups.get(FROM), status, findings, "Status/From")
+    response_el = _one(groups, RESPONSE_FOR)
+    if response_el is None:
+        raise _refuse("recipient_missing", "Status has no ResponseFor: it answers nobody", status)
     response_for = _response_for(response_el, findings)
-    _check_document_id(
-        response_for.document_id,
-        response_for.organ_id,
-        response_for.promulgation_date,
-        response_for.code,
-        response_el,
-        findings,
-    )
-    stamp_el = groups[TIMESTAMP][0]
+    if not response_for.organ_id:
+        raise _refuse("recipient_missing", "ResponseFor names no OrganId", response_el)
+    if not response_for.document_id:
+        raise _refuse("document_id_missing", "ResponseFor names no DocumentId", response_el)
+    if response_for.promulgation_date is not None and response_for.code:
+        _check_document_id(
+            response_for.document_id,
+            response_for.organ_id,
+            response_for.promulgation_date,
+            response_for.code,
+            response_el,
+            findings,
+        )
     description = _one(groups, DESCRIPTION)
     traces = _traces(_first(header, names.TRACE_LIST), findings)
     return Package(
@@ -526,7 +588,7 @@ def read_status(header: etree._Element, findings: Findings, **reading: Any) -> P
         traces=traces,
         status=StatusInfo(
             code=status_code,
-            timestamp=_real(names.parse_timestamp, stamp_el),
+            timestamp=_real_or_none(names.parse_timestamp, _one(groups, TIMESTAMP), findings),
             response_for=response_for,
             description=None if description is None else _clean(description.text),
             staff=_staff(_one(groups, STAFF_INFO)),

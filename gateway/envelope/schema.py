@@ -118,7 +118,7 @@ def constraint_failure(root: etree._Element, errors: list[Any]) -> PackageReject
             continue
         if "Not all fields" in error.message:
             counted = _constrained(error).removesuffix("Once")
-            header = _element_at(root, error.path) if error.path else None
+            header = element_at(root, error.path) if error.path else None
             if header is not None and next(header.iterchildren(tag(counted)), None) is not None:
                 continue  # present, with a value the schema refuses
         return constraint_rejection(root, error)
@@ -191,7 +191,7 @@ def constraint_rejection(root: etree._Element, error: Any) -> PackageRejected:
 def _location(root: etree._Element, error: Any) -> str:
     """The line and readable path of a schema error: from libxml2's path when it gives one,
     else (a keyref, checked at the end of its scope) the element it names on that line."""
-    found = None if not error.path else _element_at(root, error.path)
+    found = None if not error.path else element_at(root, error.path)
     named = _ERROR_ELEMENT.match(error.message)
     if found is None and named is not None:
         found = next(
@@ -207,7 +207,7 @@ def _location(root: etree._Element, error: Any) -> str:
     return f"line {error.line}, {error.path}" if error.path else f"line {error.line}"
 
 
-def _element_at(root: etree._Element, path: str) -> etree._Element | None:
+def element_at(root: etree._Element, path: str) -> etree._Element | None:
     """The element libxml2's error path names (its prefixes are the document's own)."""
     prefixes = {p: ns for el in root.iter(tag=etree.Element) for p, ns in el.nsmap.items() if p}
     try:

@@ -5,6 +5,7 @@ the sender, a recall, receipts verified offline, idempotency, conflicts, and who
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from gatewaystack import NATIVE, OUTSIDER, PULL, PUSH, SENDER, SUSPENDED, Stack, native_consume
+from lxml import etree
 
 from gateway.client import (
     ApiError,
@@ -22,9 +24,10 @@ from gateway.client import (
     sign_as_unit,
     unit,
 )
-from gateway.envelope import Organization, parse_package
+from gateway.envelope import Organization, build_tree, names, parse_package
 from gateway.ledger import verify_receipt
 from gateway.ledger.keys import load_gateway_public_key
+from gateway.trust import load_unit_signer, sign_package
 
 
 def client(stack: Stack, who: str) -> GatewayClient:
@@ -349,3 +352,46 @@ async def test_a_revoked_token_is_refused_and_auditors_get_csv(stack: Stack) -> 
             lines = (await response.text()).splitlines()
     assert lines[0].startswith("seq,time,type,document,sender,recipient,code")
     assert [line.split(",")[2] for line in lines[1:3]] == ["submitted", "queued"]
+
+
+def deviating_letter(stack: Stack, change: Callable[[etree._Element], None], number: str) -> bytes:
+    """A letter from SENDER to PULL whose header ``change`` alters before SENDER signs it."""
+    root = build_tree(
+        build_letter(unit(SENDER), [Organization(PULL, f"Đơn vị {PULL}")], "x", number=number)
+    )
+    change(root.find(f".//{names.MESSAGE_HEADER}"))
+    key, cert = load_unit_signer(stack.keys, SENDER)
+    return sign_package(etree.tostring(root, xml_declaration=True, encoding="UTF-8"), key, cert)
+
+
+async def test_an_operator_relays_a_deviating_header_in_compat_and_it_is_delivered(
+    stack: Stack,
+) -> None:
+    def deviate(message: etree._Element) -> None:
+        subject = message.find(names.tag("Subject"))
+        to = message.find(names.tag("To"))
+        assert subject is not None and to is not None
+        message.remove(subject)  # missing
+        to.addnext(copy.deepcopy(to))  # the same recipient twice
+        etree.SubElement(message, names.tag("Urgency")).text = "high"  # unknown
+
+    data = deviating_letter(stack, deviate, "96")
+    async with client(stack, SENDER) as gw:
+        with pytest.raises(ApiError) as caught:
+            await gw.submit(data)
+        assert (caught.value.status, caught.value.code) == (422, "schema_invalid")
+    async with client(stack, "operator") as gw:
+        answer = (await gw.submit(data, profile="compat")).answer
+    assert [r["code"] for r in answer["recipients"]] == [PULL]  # routed once
+    item = await inbox_item(stack, PULL, answer["document_key"])
+    assert item["subject"] is None
+
+    def no_document_id(message: etree._Element) -> None:
+        document_id = message.find(names.tag("DocumentId"))
+        assert document_id is not None
+        message.remove(document_id)
+
+    async with client(stack, "operator") as gw:
+        with pytest.raises(ApiError) as caught:
+            await gw.submit(deviating_letter(stack, no_document_id, "97"), profile="compat")
+        assert (caught.value.status, caught.value.code) == (422, "document_id_missing")

@@ -226,6 +226,24 @@ def test_compat_unsigned_package_is_recorded_absent(kit: Pki) -> None:
     assert "signature_absent" in [w.code for w in result.package.warnings]
 
 
+def test_compat_verifies_a_signed_package_whose_header_deviates(kit: Pki) -> None:
+    """The signer wrote a header without Subject and with an element of its own: compat
+    verifies the signature and reads the signed header as it is, a warning for each."""
+    root = tree(build_package(document_from(SENDER)))
+    message = root.find(f".//{names.MESSAGE_HEADER}")
+    subject = root.find(f".//{names.tag('Subject')}")
+    assert message is not None and subject is not None
+    message.remove(subject)
+    etree.SubElement(message, names.tag("Urgency")).text = "high"
+    key, cert = kit.unit(SENDER)
+    data = sign_package(serialize(root), key, cert)
+    result = verify_package(data, kit.trust(), kit.directory(), COMPAT, NOW)
+    assert result.signature_state is SignatureState.VALID and result.signer == SENDER
+    assert result.package.subject is None and result.package.sender.organ_id == SENDER
+    assert {w.code for w in result.package.warnings} == {"element_missing", "element_unknown"}
+    assert rejected(data, kit).code == "schema_invalid"
+
+
 def test_compat_signature_in_another_namespace_is_not_xmldsig(kit: Pki) -> None:
     root = tree(build_package(sample_document()))
     header = root.find(f"{names.ENVELOPE}/{names.HEADER}")
