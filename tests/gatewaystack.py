@@ -140,6 +140,17 @@ async def stack(
         yield opened
 
 
+@pytest.fixture(params=["embedded"])
+async def embedded(
+    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
+) -> AsyncIterator[Stack]:
+    """The embedded stack alone: for what does not depend on the bus or the database (who may
+    do what, how requests are checked, the adapters)."""
+    hook, hook_url = webhook
+    async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
+        yield opened
+
+
 def province_csv(webhook_url: str) -> str:
     """The bundled sample province (809 units), every push unit posting to the test webhook."""
     from gateway.directory.load import SAMPLE_PATH

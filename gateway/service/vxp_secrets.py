@@ -9,7 +9,6 @@ database together do, so the key file is kept apart from database backups."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from gateway.config import Settings
 from gateway.db.engine import reader, write_transaction
 from gateway.errors import ConfigError
 from gateway.service import vxp_store
+from gateway.service.keyfile import read_or_make
 from gateway.service.vxp_store import SystemRecord
 
 
@@ -31,19 +31,11 @@ def key_file(settings: Settings) -> Path:
 
 
 def open_key(path: Path) -> Fernet:
-    """The secrets' key, made on first use (readable by its owner only). Two processes
-    making it at once agree: the second reads what the first wrote."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The secrets' key, made on first use (readable by its owner only)."""
+    key = read_or_make(path, Fernet.generate_key, "the façade key")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "wb") as f:
-            f.write(Fernet.generate_key())
-    try:
-        return Fernet(path.read_bytes().strip())
-    except (OSError, ValueError) as e:
+        return Fernet(key.strip())
+    except ValueError as e:
         raise ConfigError(f"the façade key {path} cannot be read: {e}") from e
 
 

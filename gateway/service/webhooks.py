@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db.engine import reader, write_transaction
 from gateway.errors import ConfigError
+from gateway.service.keyfile import read_or_make
 from gateway.service.models import webhook_key_table
 
 PREFIX = "whsec_"
@@ -38,20 +39,9 @@ _CACHE_SECONDS = 10.0  # a rotation by another process is seen within this
 
 
 def master_key(home: Path) -> bytes:
-    """The webhook master key at ``home/webhook-master.key``, made on first use (mode 0600);
-    two processes making it at once agree (the second reads what the first wrote)."""
+    """The webhook master key at ``home/webhook-master.key``, made on first use (mode 0600)."""
     path = home / MASTER_FILE
-    home.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.urandom(32))
-            f.flush()
-            os.fsync(f.fileno())
-    key = path.read_bytes()
+    key = read_or_make(path, lambda: os.urandom(32), "the webhook master key")
     if len(key) != 32:
         raise ConfigError(f"the webhook master key {path} is not 32 bytes")
     return key

@@ -2,6 +2,6 @@
 of every answer it gives against the OpenAPI document (see tests/apicheck.py)."""
 
 from apicheck import api_document, api_responses
-from gatewaystack import province, stack, webhook
+from gatewaystack import embedded, province, stack, webhook
 
-__all__ = ["api_document", "api_responses", "province", "stack", "webhook"]
+__all__ = ["api_document", "api_responses", "embedded", "province", "stack", "webhook"]

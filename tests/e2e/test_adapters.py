@@ -6,12 +6,12 @@ acknowledging gives the system nothing twice, and refusals come back with their 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from gatewaystack import PULL, SENDER, Stack, Webhook, directory_csv, open_stack
+from gatewaystack import PULL, SENDER, Stack
 
 from adapters import AgencyAdapter, Connector, adapter_class, registered
 from gateway.client import GatewayClient, build_letter, build_status, sign_as_unit, unit
@@ -65,23 +65,14 @@ def test_every_registered_adapter_has_its_agency_in_the_contract() -> None:
     assert set(registered()) == set(AGENCIES)
 
 
-@pytest.fixture(params=["embedded"])
-async def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
-) -> AsyncIterator[Stack]:
-    hook, hook_url = webhook
-    async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
-        yield opened
-
-
 @pytest.fixture(params=sorted(AGENCIES))
 def agency(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Agency]:
     return request.param, AGENCIES[request.param](tmp_path / "agency")
 
 
-def connector(stack: Stack, name: str, agency: Agency) -> tuple[AgencyAdapter, GatewayClient]:
-    adapter = adapter_class(name).from_settings(agency.settings(AGENCY_UNIT, stack.keys))
-    return adapter, GatewayClient(stack.url, stack.tokens[AGENCY_UNIT])
+def connector(embedded: Stack, name: str, agency: Agency) -> tuple[AgencyAdapter, GatewayClient]:
+    adapter = adapter_class(name).from_settings(agency.settings(AGENCY_UNIT, embedded.keys))
+    return adapter, GatewayClient(embedded.url, embedded.tokens[AGENCY_UNIT])
 
 
 def letter_from_agency(number: str, to: str = SENDER) -> bytes:
@@ -93,16 +84,18 @@ def letter_from_agency(number: str, to: str = SENDER) -> bytes:
     )
 
 
-async def letter_to_agency(stack: Stack, number: str) -> str:
+async def letter_to_agency(embedded: Stack, number: str) -> str:
     package = build_letter(unit(SENDER), [unit(AGENCY_UNIT)], "Giấy mời", number=number)
-    async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
-        return (await gw.submit(sign_as_unit(package, stack.keys))).document_key
+    async with GatewayClient(embedded.url, embedded.tokens[SENDER]) as gw:
+        return (await gw.submit(sign_as_unit(package, embedded.keys))).document_key
 
 
-async def test_letters_and_statuses_go_both_ways(stack: Stack, agency: tuple[str, Agency]) -> None:
+async def test_letters_and_statuses_go_both_ways(
+    embedded: Stack, agency: tuple[str, Agency]
+) -> None:
     name, system = agency
-    adapter, client = connector(stack, name, system)
-    incoming = await letter_to_agency(stack, "41")
+    adapter, client = connector(embedded, name, system)
+    incoming = await letter_to_agency(embedded, "41")
     system.put("outgoing", letter_from_agency("42"))
     async with client:
         done = await Connector(adapter, client).run_once()
@@ -120,32 +113,32 @@ async def test_letters_and_statuses_go_both_ways(stack: Stack, agency: tuple[str
         "delivered",
         ["01"],
     )
-    async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
+    async with GatewayClient(embedded.url, embedded.tokens[SENDER]) as gw:
         items = (await gw.inbox())["items"]
     assert {i["kind"] for i in items} == {"document", "status"}  # the letter and the status
 
 
 async def test_a_crash_before_the_acknowledgement_hands_nothing_over_twice(
-    stack: Stack, agency: tuple[str, Agency]
+    embedded: Stack, agency: tuple[str, Agency]
 ) -> None:
     name, system = agency
-    adapter, client = connector(stack, name, system)
-    await letter_to_agency(stack, "51")
+    adapter, client = connector(embedded, name, system)
+    await letter_to_agency(embedded, "51")
     async with client:
         (item,) = (await client.inbox())["items"]
         adapter.deliver(await client.fetch(item["delivery_id"]))  # ...and the process dies
         assert len(system.received()) == 1
-        restarted, _ = connector(stack, name, system)
+        restarted, _ = connector(embedded, name, system)
         assert (await Connector(restarted, client).run_once()).delivered == 1  # acknowledged
         assert (await client.inbox())["items"] == []
     assert len(system.received()) == 1
 
 
 async def test_refusals_come_back_with_their_codes(
-    stack: Stack, agency: tuple[str, Agency]
+    embedded: Stack, agency: tuple[str, Agency]
 ) -> None:
     name, system = agency
-    adapter, client = connector(stack, name, system)
+    adapter, client = connector(embedded, name, system)
     system.put("broken", b"<edXML><unfinished")
     system.put("nobody", letter_from_agency("61", to="000.00.99.H07"))
     system.put("fine", letter_from_agency("62"))

@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
-from gatewaystack import PULL, SENDER, Stack, Webhook, directory_csv, open_stack
+from gatewaystack import PULL, SENDER, Stack
 
 from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
 from gateway.envelope import build_package
@@ -22,22 +21,13 @@ FILES_IN, LETTERS_OUT = 200, 50
 T = TypeVar("T")
 
 
-@pytest.fixture(params=["embedded"])
-async def stack(
-    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
-) -> AsyncIterator[Stack]:
-    hook, hook_url = webhook
-    async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
-        yield opened
-
-
-def start(stack: Stack, root: Path, log: Path) -> subprocess.Popen[bytes]:
+def start(embedded: Stack, root: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "gateway", "adapter", "folder", "--unit", PULL,
-             "--in", str(root / "in"), "--out", str(root / "out"), "--url", stack.url,
-             "--token", stack.tokens[PULL], "--keys", str(stack.keys), "--interval", "0.2"],
+             "--in", str(root / "in"), "--out", str(root / "out"), "--url", embedded.url,
+             "--token", embedded.tokens[PULL], "--keys", str(embedded.keys), "--interval", "0.2"],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -60,27 +50,27 @@ async def all_items(client: GatewayClient) -> list[dict[str, object]]:
 
 
 async def test_a_kill_in_the_middle_loses_nothing_and_sends_nothing_twice(
-    stack: Stack, tmp_path: Path
+    embedded: Stack, tmp_path: Path
 ) -> None:
     root = tmp_path / "agency"
     (root / "in").mkdir(parents=True)
     for n in range(FILES_IN):  # unsigned, as the agency's system writes them
         letter = build_letter(unit(PULL), [unit(SENDER)], f"Báo cáo số {n}", number=f"{n + 1}")
         (root / "in" / f"letter-{n:03}.edxml").write_bytes(build_package(letter))
-    async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
+    async with GatewayClient(embedded.url, embedded.tokens[SENDER]) as gw:
         for n in range(LETTERS_OUT):
             letter = build_letter(unit(SENDER), [unit(PULL)], f"Giấy mời {n}", number=f"{n + 1}")
-            await gw.submit(sign_as_unit(letter, stack.keys))
+            await gw.submit(sign_as_unit(letter, embedded.keys))
 
     log = tmp_path / "connector.log"
-    first = start(stack, root, log)
+    first = start(embedded, root, log)
     sent = root / "in" / "sent"
     await until(lambda: len(list(sent.glob("*.edxml"))) >= FILES_IN // 4)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     assert len(list(sent.glob("*.edxml"))) < FILES_IN  # killed in the middle
 
-    second = start(stack, root, log)
+    second = start(embedded, root, log)
     try:
         out = root / "out"
         await until(
@@ -89,7 +79,7 @@ async def test_a_kill_in_the_middle_loses_nothing_and_sends_nothing_twice(
                 and len(list(out.glob("*.edxml"))) == LETTERS_OUT
             )
         )
-        async with GatewayClient(stack.url, stack.tokens[PULL]) as gw:
+        async with GatewayClient(embedded.url, embedded.tokens[PULL]) as gw:
             await until_async(lambda: all_items(gw), lambda items: items == [])
     finally:
         second.send_signal(signal.SIGTERM)
@@ -99,7 +89,7 @@ async def test_a_kill_in_the_middle_loses_nothing_and_sends_nothing_twice(
     assert not list((root / "in" / "rejected").iterdir())
     received = [p.read_bytes() for p in (root / "out").glob("*.edxml")]
     assert len(set(received)) == LETTERS_OUT  # each letter once
-    async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
+    async with GatewayClient(embedded.url, embedded.tokens[SENDER]) as gw:
         items = await all_items(gw)
     keys = [str(i["document_key"]) for i in items]
     assert len(keys) == len(set(keys)) == FILES_IN  # every file once, none twice

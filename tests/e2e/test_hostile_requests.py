@@ -25,15 +25,6 @@ from gateway.envelope import Organization, build_package
 
 
 @pytest.fixture(params=["embedded"])
-async def embedded(
-    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
-) -> AsyncIterator[Stack]:
-    hook, hook_url = webhook
-    async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
-        yield opened
-
-
-@pytest.fixture(params=["embedded"])
 async def strict_limits(
     request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
 ) -> AsyncIterator[Stack]:

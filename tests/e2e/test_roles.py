@@ -5,14 +5,13 @@ stands for both), and every route the gateway serves is in the table."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 from gatewaystack import (
     NATIVE,
     OUTSIDER,
@@ -20,9 +19,6 @@ from gatewaystack import (
     PUSH,
     SENDER,
     Stack,
-    Webhook,
-    directory_csv,
-    open_stack,
 )
 
 from gateway.api.app import build_app
@@ -38,15 +34,6 @@ PUBLIC = {
     "GET /metrics",
     "GET /v1/openapi.json",
 }  # no token  # suspended and resumed by the operator's cells; no token uses it
-
-
-@pytest.fixture(params=["embedded"])
-async def embedded(
-    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str]
-) -> AsyncIterator[Stack]:
-    hook, hook_url = webhook
-    async with open_stack(request, tmp_path, hook, directory_csv(hook_url)) as opened:
-        yield opened
 
 
 def role_table() -> dict[str, dict[str, str]]:
