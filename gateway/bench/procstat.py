@@ -85,3 +85,11 @@ class CpuMeter:
             before = self._before[name]
             used[name] = sum(max(0.0, cpu_seconds(p) - before.get(p, 0.0)) for p in pids())
         return used
+
+
+def open_files(pid: int) -> int:
+    """File descriptors the process holds now (0 if unknown)."""
+    try:
+        return len(list((PROC / str(pid) / "fd").iterdir()))
+    except OSError:
+        return 0

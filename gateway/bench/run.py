@@ -26,6 +26,7 @@ import aiohttp
 
 from gateway.bench import stages
 from gateway.bench.procstat import CpuMeter, memory_kib, pids_named, with_children
+from gateway.bench.soak import Soak, format_soak
 from gateway.client import build_letter, make_attachment, unit
 from gateway.directory import Directory, load_directory
 from gateway.envelope import Package, build_package
@@ -47,12 +48,16 @@ class BenchOptions:
     workers: int = 1  # gateway processes (gateway serve --workers)
     stage_seconds: float = 1.0
     timeout: float = 600.0  # the whole load phase
+    # A soak: the gateway's memory and open files sampled this often (seconds), reported
+    # with the memory's slope and the latency's drift; None: no sampling.
+    sample_every: float | None = None
 
 
 @dataclass
 class _Tally:
     started: float = 0.0
     submit_latency: list[float] = field(default_factory=list)
+    latency_at: list[tuple[float, float]] = field(default_factory=list)  # (since start, latency)
     cycle_latency: list[float] = field(default_factory=list)
     accepted: int = 0
     refused: Counter[str] = field(default_factory=Counter)
@@ -60,6 +65,9 @@ class _Tally:
     acked: int = 0
     last_acked: float = 0.0
     sent_at: dict[str, float] = field(default_factory=dict)  # document key -> submit start
+
+    def counts(self) -> tuple[int, int]:
+        return self.accepted, sum(self.refused.values())
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -222,6 +230,7 @@ async def _submit_all(
                 tally.accepted += 1
                 tally.last_accepted = done
                 tally.submit_latency.append(done - start)
+                tally.latency_at.append((start - tally.started, done - start))
                 tally.sent_at[answer["document_key"]] = start
             else:
                 tally.refused[str(answer.get("code", r.status))] += 1
@@ -339,6 +348,10 @@ async def run_bench(
             tally = _Tally(started=time.perf_counter())
             meter.start()
             progress = asyncio.create_task(_progress(tally, len(packages), say_progress))
+            soak = None if options.sample_every is None else Soak(pid, options.sample_every)
+            sampling = None
+            if soak is not None:
+                sampling = asyncio.create_task(soak.run(tally.started, tally.counts))
             try:
                 async with asyncio.timeout(options.timeout):
                     submitting = asyncio.create_task(
@@ -356,9 +369,14 @@ async def run_bench(
                         await receiving
             finally:
                 progress.cancel()
+                if sampling is not None:
+                    sampling.cancel()
                 cpu = meter.stop()
             memory = {key: _memory(pid, key) for key in ("VmRSS", "VmHWM")}
-    return _report(options, tally, raw, cpu, rss_before, memory)
+    report = _report(options, tally, raw, cpu, rss_before, memory)
+    if soak is not None and soak.samples:
+        report["soak"] = soak.report(tally.latency_at)
+    return report
 
 
 def _memory(pid: int, key: str) -> int:
@@ -448,4 +466,6 @@ def format_report(report: dict[str, Any]) -> str:
         f"stage-sum limit: {report['stage_sum_limit_per_s']:,.0f}/s; "
         f"accepted/s is {report['ratio_to_limit']:.0%} of it",
     ]
+    if "soak" in report:
+        lines += format_soak(report["soak"])
     return "\n".join(lines)

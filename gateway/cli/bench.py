@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -79,6 +80,14 @@ from gateway.cli.common import EXIT_USAGE, fail_environment
     help="Time spent measuring each raw stage.",
 )
 @click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="A soak: offer --rate letters a second for this long (instead of --packages), "
+    "sampling the gateway's memory and open files; reports the memory's slope after "
+    "warm-up and the latency's drift.",
+)
+@click.option(
     "--json",
     "json_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -95,6 +104,7 @@ def bench(
     units: int,
     workers: int,
     stage_seconds: float,
+    duration: float | None,
     json_file: Path | None,
 ) -> None:
     """Measure the whole gateway over HTTP, beside its raw stages.
@@ -113,6 +123,11 @@ def bench(
         click.echo("error: --embedded cannot go with --amqp or --db", err=True)
         sys.exit(EXIT_USAGE)
 
+    if duration is not None and rate is None:
+        click.echo("error: --duration needs --rate (letters a second to offer)", err=True)
+        sys.exit(EXIT_USAGE)
+    if duration is not None and rate is not None:
+        packages = math.ceil(rate * duration)
     options = BenchOptions(
         amqp_url=amqp_url,
         database_url=database_url,
@@ -123,6 +138,8 @@ def bench(
         units=units,
         workers=workers,
         stage_seconds=stage_seconds,
+        timeout=600.0 if duration is None else duration + 600.0,
+        sample_every=None if duration is None else max(1.0, min(10.0, duration / 60)),
     )
     tty = sys.stderr.isatty()
     last = [0.0]

@@ -63,3 +63,39 @@ def test_embedded_and_a_broker_together_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["bench", "--embedded", "--amqp", "amqp://x/"])
     assert result.exit_code == 2
     assert "--embedded cannot go with --amqp or --db" in result.output
+
+
+def test_a_soak_samples_memory_and_open_files_and_reports_drift(tmp_path: Path) -> None:
+    report_file = tmp_path / "soak.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", "--rate", "10", "--duration", "4",
+         "--units", "2", "--stage-seconds", "0.05", "--json", str(report_file)],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(report_file.read_text())
+    assert report["accepted"] == 40 == report["cycles"]  # rate x duration letters
+    soak = report["soak"]
+    assert len(soak["samples"]) >= 3
+    assert [s["at"] for s in soak["samples"]] == sorted(s["at"] for s in soak["samples"])
+    assert all(s["rss_mib"] > 0 and s["open_files"] > 0 for s in soak["samples"])
+    assert isinstance(soak["rss_mib_per_min_after_warm_up"], float)
+    assert soak["submit_p50_ms"]["first_fifth"] > 0 and soak["submit_p50_ms"]["last_fifth"] > 0
+    assert "MiB/min after warm-up" in run.stdout
+
+
+def test_a_soak_needs_a_rate() -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "--duration", "60"])
+    assert result.exit_code == 2 and "--duration needs --rate" in result.output
+
+
+def test_the_slope_is_least_squares() -> None:
+    from gateway.bench.soak import slope
+
+    assert slope([(0, 100.0), (60, 101.0), (120, 102.0)]) * 60 == 1.0  # 1 MiB a minute
+    assert slope([(0, 5.0)]) == 0.0
