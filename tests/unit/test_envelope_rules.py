@@ -471,3 +471,18 @@ def test_signature_in_a_nested_header_is_ambiguous() -> None:
     outer = etree.fromstring(build_package(sample_document()))
     first(outer, "//e:MessageHeader/e:Content").append(inner)
     assert rejected(etree.tostring(outer)).code == "signature_ambiguous"
+
+
+def test_the_readers_safety_nets_refuse_with_a_code_not_an_exception() -> None:
+    """Values the schema refuses never reach the reader; if one did, it is schema_invalid at
+    its element, never a ValueError."""
+    from gateway.envelope import read
+
+    el = etree.fromstring(b"<Priority>abc</Priority>")
+    with pytest.raises(PackageRejected) as number:
+        read._int("abc", el)
+    assert (number.value.code, "whole number" in number.value.message) == ("schema_invalid", True)
+    assert read._int(" 7 ", el) == 7 and read._int("  ", el) is None
+    with pytest.raises(PackageRejected) as business:
+        read._business_type(9, el)
+    assert business.value.code == "schema_invalid" and "0-3" in business.value.message
