@@ -8,21 +8,29 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway.bench.procstat import cpu_seconds, memory_kib
 from gateway.bench.run import percentile
 
 
-def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
+def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``gateway bench ARGS`` in a process of its own, without the caller's settings; its
+    output and its JSON report."""
     report_file = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     run = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", "--packages", "24", "--units", "3",
-         "--connections", "4", "--stage-seconds", "0.1", "--json", str(report_file)],
+        [sys.executable, "-m", "gateway", "bench", *args, "--json", str(report_file)],
         capture_output=True, text=True, timeout=300, env=env,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    report = json.loads(report_file.read_text())
+    return run, json.loads(report_file.read_text())
+
+
+def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
+    run, report = bench(
+        tmp_path, "--packages", "24", "--units", "3", "--connections", "4", "--stage-seconds", "0.1"
+    )
     assert report["accepted"] == 24 and report["refused"] == {}
     assert report["cycles"] == 24
     assert report["accepted_per_s"] > 0 and report["cycles_per_s"] > 0
@@ -66,15 +74,9 @@ def test_embedded_and_a_broker_together_is_a_usage_error() -> None:
 
 
 def test_a_soak_samples_memory_and_open_files_and_reports_drift(tmp_path: Path) -> None:
-    report_file = tmp_path / "soak.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    run = subprocess.run(
-        [sys.executable, "-m", "gateway", "bench", "--rate", "10", "--duration", "4",
-         "--units", "2", "--stage-seconds", "0.05", "--json", str(report_file)],
-        capture_output=True, text=True, timeout=300, env=env,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-2000:]
-    report = json.loads(report_file.read_text())
+    run, report = bench(
+        tmp_path, "--rate", "10", "--duration", "4", "--units", "2", "--stage-seconds", "0.05"
+    )
     assert report["accepted"] == 40 == report["cycles"]  # rate x duration letters
     soak = report["soak"]
     assert len(soak["samples"]) >= 3
