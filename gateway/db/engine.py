@@ -39,6 +39,9 @@ NAMING_CONVENTION = {
 }
 
 POOL_SIZE = 32  # connections kept open per engine
+# SQLite's memory in one process, all connections together (page caches first): without it
+# each pooled connection's cache fills to 32 MiB in turn, 2 GiB for a full pool.
+SQLITE_MEMORY = 128 * 2**20
 
 # Execution option that makes a SQLite transaction take the write lock at BEGIN.
 WRITE_OPTION = "gateway_write"
@@ -98,7 +101,8 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     """An async engine for a gateway database.
 
     SQLite: the parent folder is created, WAL journal (synchronous stays FULL: a committed
-    event survives a power cut), a busy timeout, a 32 MiB page cache, and transactions begin
+    event survives a power cut), a busy timeout, a 32 MiB page cache per connection within
+    :data:`SQLITE_MEMORY` for the process, and transactions begin
     explicitly (``BEGIN IMMEDIATE`` for connections carrying :data:`WRITE_OPTION`) so that
     writers serialise at BEGIN instead of failing on lock upgrade. PostgreSQL (asyncpg): a
     ``search_path`` query parameter (``...?search_path=gateway``) selects the schema.
@@ -179,6 +183,9 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> AsyncEngine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA cache_size=-32768")  # 32 MiB: indexes of a big ledger stay hot
+        # ... but all connections together stay within SQLITE_MEMORY: past it SQLite reuses
+        # cached pages instead of growing (the limit is the process's, not the connection's).
+        cursor.execute(f"PRAGMA soft_heap_limit={SQLITE_MEMORY}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

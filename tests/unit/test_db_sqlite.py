@@ -13,7 +13,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db import sqlite
-from gateway.db.engine import create_engine, reader, write_transaction
+from gateway.db.engine import SQLITE_MEMORY, create_engine, reader, write_transaction
 
 pytestmark = pytest.mark.asyncio
 
@@ -97,3 +97,11 @@ async def test_a_committed_transaction_is_seen_by_another_connection(
             assert (await conn.execute(sa.text("SELECT v FROM t"))).scalar_one() == "kept"
     finally:
         await other.dispose()
+
+
+async def test_sqlite_memory_is_bounded_for_the_whole_process(engine: AsyncEngine) -> None:
+    async with reader(engine).connect() as conn:
+        limit = (await conn.exec_driver_sql("PRAGMA soft_heap_limit")).scalar_one()
+        cache = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
+    assert limit == SQLITE_MEMORY
+    assert cache == -32768  # each connection's own cache, in KiB
