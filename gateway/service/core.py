@@ -17,13 +17,15 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.upstream.links import QUEUE_PREFIX as LINK_PREFIX
+from adapters.upstream.links import Link, Links
 from gateway.bus import Bus, ClaimStore, Delivery, RetryPolicy
 from gateway.config import EnvelopeSettings, Settings
-from gateway.directory import Directory
+from gateway.directory import DeliveryMode, Directory, Unit, UnitStatus
 from gateway.envelope import BusinessType, Kind, Package, Profile
 from gateway.errors import CodeName, GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
-from gateway.service import store
+from gateway.service import remote_store, store
 from gateway.service.bodies import ClaimedBodies
 from gateway.service.inbox import Inboxes
 from gateway.service.moves import move
@@ -74,6 +76,24 @@ def _verify_and_read(
     return verified
 
 
+# The bus header that names the unit a copy queued for an upstream link is for (the queue is
+# the link's, shared by every unit behind it).
+UPSTREAM_TO = "upstream-to"
+
+
+def _remote_sender(link: Link) -> Callable[[str], Unit | None]:
+    """The directory's answer for a sender behind ``link``: a unit the link vouches for, whose
+    certificate must name it like any unit's (no pins: they are the other side's business)."""
+
+    def guest(code: str) -> Unit | None:
+        if not link.serves_code(code):
+            return None
+        name = f"behind link {link.name}"
+        return Unit(code, name, None, 1, DeliveryMode.PULL, None, UnitStatus.ACTIVE)
+
+    return guest
+
+
 class Rejected(PackageRejected):
     """A refusal with extra problem members (e.g. the unknown recipients)."""
 
@@ -103,9 +123,11 @@ class Gateway:
         inbox_modes: frozenset[str],
         policy: RetryPolicy | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        links: Links | None = None,
     ) -> None:
         """``inbox_modes``: the delivery modes whose copies wait in a pull inbox (pull units,
-        and amqp units when the bus is the embedded one, which they cannot reach)."""
+        and amqp units when the bus is the embedded one, which they cannot reach);
+        ``links``: the upstream links, which serve the units outside the directory."""
         self.settings = settings
         self.directory = directory
         self.trust = trust
@@ -123,6 +145,7 @@ class Gateway:
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
         self._publisher: asyncio.Task[None] | None = None
         self.inbox_modes = inbox_modes
+        self.links = links or Links()
 
     # -- submission ------------------------------------------------------------------------
 
@@ -132,11 +155,21 @@ class Gateway:
         principal: Principal,
         profile: Profile,
         expect: Callable[[Package], None] | None = None,
+        *,
+        origin: Link | None = None,
+        claimed: Sequence[str] = (),
     ) -> Submission:
         """Accept a package or status packet from ``principal``, or raise with a code. ``data``
         may be an open file holding it (a large body spooled to disk). ``expect``, once the
         package is verified and before anything is stored, may refuse it for not being what
-        the request said it was (the national-axis façade's headers)."""
+        the request said it was (the national-axis façade's headers).
+
+        ``origin``: the package arrived from this upstream link (``principal`` is the link),
+        judged in the link's profile. Its sender must be behind the link; it is delivered to
+        the recipients of our directory only (never relayed to another link), and ``claimed``,
+        the recipients the link said it is for, must all be ours."""
+        if origin is not None:
+            return await self._relayed_in(data, principal, origin, expect, claimed)
         if principal.role is Role.AUDITOR:
             raise GatewayError("forbidden", "auditors read; they do not submit")
         if profile is Profile.COMPAT and principal.role is not Role.OPERATOR:
@@ -147,15 +180,7 @@ class Gateway:
                 "operators relay packets in the compat profile; a strict package comes with "
                 "its sender unit's own token",
             )
-        args = (data, self.trust, self.directory, profile, self.clock(), self.settings.envelope)
-        try:
-            if isinstance(data, bytes) and len(data) <= INLINE_VERIFY_BYTES:
-                verified = _verify_and_read(*args)
-            else:
-                verified = await asyncio.to_thread(_verify_and_read, *args)
-        except PackageRejected as e:
-            await self._record_rejection(data, principal.unit, None, e)
-            raise
+        verified = await self._verify(data, principal.unit, self.directory, profile)
         package = verified.package
         if principal.role is Role.UNIT and package.sender.organ_id != principal.unit:
             raise GatewayError(
@@ -163,36 +188,125 @@ class Gateway:
                 f"this token speaks for {principal.unit}, the package is from "
                 f"{package.sender.organ_id}",
             )
+        return await self._accept(data, verified, expect, None)
+
+    async def _relayed_in(
+        self,
+        data: bytes | BinaryIO,
+        principal: Principal,
+        origin: Link,
+        expect: Callable[[Package], None] | None,
+        claimed: Sequence[str],
+    ) -> Submission:
+        directory = self.directory.with_guests(_remote_sender(origin))
+        verified = await self._verify(data, principal.unit, directory, origin.profile)
+        sender = verified.package.sender.organ_id
+        if sender in self.directory or not origin.serves_code(sender):
+            raise GatewayError(
+                "forbidden",
+                f"link {origin.name} does not serve {sender}: it may relay only for the units "
+                "behind it",
+            )
+        if expect is not None:
+            expect(verified.package)
+        ours = [c for c in claimed if c not in self.directory]
+        if ours:
+            raise Rejected(
+                "unknown_recipient",
+                f"not in the unit directory: {', '.join(ours)}; nothing was queued",
+                recipients=ours,
+            )
+        return await self._accept(data, verified, None, origin)
+
+    async def _verify(
+        self, data: bytes | BinaryIO, who: str, directory: Directory, profile: Profile
+    ) -> VerifiedPackage:
+        args = (data, self.trust, directory, profile, self.clock(), self.settings.envelope)
+        try:
+            if isinstance(data, bytes) and len(data) <= INLINE_VERIFY_BYTES:
+                return _verify_and_read(*args)
+            return await asyncio.to_thread(_verify_and_read, *args)
+        except PackageRejected as e:
+            await self._record_rejection(data, who, None, e)
+            raise
+
+    async def _accept(
+        self,
+        data: bytes | BinaryIO,
+        verified: VerifiedPackage,
+        expect: Callable[[Package], None] | None,
+        origin: Link | None,
+    ) -> Submission:
+        package = verified.package
         if expect is not None:
             expect(package)
         try:
             if package.kind is Kind.STATUS:
-                submission = await self._accept_status(verified)
+                submission = await self._accept_status(verified, origin)
             else:
-                submission = await self._accept_document(verified)
+                submission = await self._accept_document(verified, origin)
         except PackageRejected as e:
             await self._record_rejection(data, package.sender.organ_id, package, e)
             raise
         return submission
 
-    def _route(self, codes: Sequence[str]) -> dict[str, str]:
-        """Delivery mode per recipient; unknown or suspended recipients refuse the package."""
-        unknown = [c for c in codes if c not in self.directory]
+    async def _route(
+        self, codes: Sequence[str], origin: Link | None, conn: AsyncConnection | None = None
+    ) -> dict[str, str]:
+        """Delivery mode per recipient: a unit of the directory is delivered locally, any
+        other one through the upstream link that serves it (``link:<name>``); unknown or
+        suspended recipients refuse the package. What arrived from a link goes to our own
+        units only."""
+        outside = [c for c in codes if c not in self.directory]
+        remote: dict[str, str] = {}
+        deleted: list[str] = []
+        if outside and origin is None and len(self.links):
+            if conn is None:
+                async with self.engine.connect() as own:
+                    remote, deleted = await self._remote_routes(own, outside)
+            else:
+                remote, deleted = await self._remote_routes(conn, outside)
+        unknown = [c for c in outside if c not in remote and c not in deleted]
         if unknown:
             raise Rejected(
                 "unknown_recipient",
                 f"not in the unit directory: {', '.join(unknown)}; nothing was queued",
                 recipients=unknown,
             )
-        units = {c: self.directory.get(c) for c in codes}
-        suspended = [c for c, u in units.items() if u is not None and not u.active]
+        units = {c: self.directory.get(c) for c in codes if c in self.directory}
+        suspended = [c for c, u in units.items() if u is not None and not u.active] + deleted
         if suspended:
             raise Rejected(
                 "recipient_suspended",
                 f"suspended: {', '.join(suspended)}; nothing was queued",
                 recipients=suspended,
             )
-        return {c: str(u.delivery) for c, u in units.items() if u is not None}
+        local = {c: str(u.delivery) for c, u in units.items() if u is not None}
+        return {c: local[c] if c in local else remote[c] for c in codes}
+
+    async def _remote_routes(
+        self, conn: AsyncConnection, codes: Sequence[str]
+    ) -> tuple[dict[str, str], list[str]]:
+        """The link mode of each code a link serves (once a link's directory is synchronised,
+        only the units it lists), and the codes it lists as deleted."""
+        links = {c: link for c in codes if (link := self.links.route(c)) is not None}
+        if not links:
+            return {}, []
+        synced = await remote_store.synced_links(conn, {link.name for link in links.values()})
+        listed = {
+            (u.link, u.code): u for u in await remote_store.units(conn, links) if u.link in synced
+        }
+        routes: dict[str, str] = {}
+        deleted: list[str] = []
+        for code, link in links.items():
+            if link.name not in synced:
+                routes[code] = link.queue
+            elif (unit := listed.get((link.name, code))) is not None:
+                if unit.deleted:
+                    deleted.append(code)
+                else:
+                    routes[code] = link.queue
+        return routes, deleted
 
     async def _claim(self, package: Package) -> str | None:
         """Keep a large package's bytes as a file (before the transaction: a refused one
@@ -201,15 +315,31 @@ class Gateway:
             return None
         return await self.bodies.put(package.raw)
 
-    async def _accept_document(self, verified: VerifiedPackage) -> Submission:
-        modes = self._route([r.organ_id for r in verified.package.recipients])
+    async def _accept_document(self, verified: VerifiedPackage, origin: Link | None) -> Submission:
+        codes = [r.organ_id for r in verified.package.recipients]
+        if origin is not None:  # the link delivers the others; ours are what it brings us
+            ours = [c for c in codes if c in self.directory]
+            if not ours:
+                raise Rejected(
+                    "unknown_recipient",
+                    f"none of the recipients is in the unit directory ({', '.join(codes)}); "
+                    "nothing was queued",
+                    recipients=codes,
+                )
+            codes = ours
+        modes = await self._route(codes, origin)
         claim = await self._claim(verified.package)
         return await self.writer.run(
-            lambda batch: self._store_document(batch, verified, modes, claim)
+            lambda batch: self._store_document(batch, verified, modes, claim, origin)
         )
 
     async def _store_document(
-        self, batch: Batch, verified: VerifiedPackage, modes: dict[str, str], claim: str | None
+        self,
+        batch: Batch,
+        verified: VerifiedPackage,
+        modes: dict[str, str],
+        claim: str | None,
+        origin: Link | None,
     ) -> Submission:
         """The same package again answers as before; else its DocumentId must be new for the
         sender, and a revoke, update or replace must name one the sender sent. One query."""
@@ -237,14 +367,16 @@ class Gateway:
                 f"a {business.doc_type.name.lower()} must name a DocumentId that {sender} "
                 f"sent before; {target!r} is not one",
             )
-        return await self._insert(batch, verified, modes, EventType.SUBMITTED, claim)
+        return await self._insert(batch, verified, modes, EventType.SUBMITTED, claim, origin)
 
-    async def _accept_status(self, verified: VerifiedPackage) -> Submission:
+    async def _accept_status(self, verified: VerifiedPackage, origin: Link | None) -> Submission:
         claim = await self._claim(verified.package)
-        return await self.writer.run(lambda batch: self._store_status(batch, verified, claim))
+        return await self.writer.run(
+            lambda batch: self._store_status(batch, verified, claim, origin)
+        )
 
     async def _store_status(
-        self, batch: Batch, verified: VerifiedPackage, claim: str | None
+        self, batch: Batch, verified: VerifiedPackage, claim: str | None, origin: Link | None
     ) -> Submission:
         package = verified.package
         assert package.status is not None
@@ -261,8 +393,8 @@ class Gateway:
                 f"no document {package.document_key} was sent through this gateway",
             )
         step = check_status(document, responder, code)
-        modes = self._route(step.route_to)
-        submission = await self._insert(batch, verified, modes, EventType.STATUS, claim)
+        modes = await self._route(step.route_to, origin, conn)
+        submission = await self._insert(batch, verified, modes, EventType.STATUS, claim, origin)
         apply_status(document, step)
         await self._save_states(batch, package.document_key, document, step.recipients)
         if code not in ("13",) and verified.valid:
@@ -284,11 +416,12 @@ class Gateway:
         modes: dict[str, str],
         event_type: EventType,
         claim: str | None,
+        origin: Link | None = None,
     ) -> Submission:
         """Ledger the package and store it with its copies (its bytes in the row, or named by
         ``claim`` when they are in the package store). Copies for an inbox are placed in
         it now (queued, in the same transaction); the others are the outbox, published to the
-        bus once the batch has committed."""
+        bus once the batch has committed. A package from a link names it in its event."""
         package = verified.package
         now = batch.now
         package_id = "p-" + secrets.token_hex(12)
@@ -306,6 +439,8 @@ class Gateway:
             "recipient_count": len(codes),
             "recipients_sha256": hashlib.sha256("\n".join(codes).encode()).hexdigest(),
         }
+        if origin is not None:
+            details["link"] = origin.name
         about = {
             "document": package.document_key,
             "sender": sender,
@@ -395,7 +530,9 @@ class Gateway:
             else [],
         )
         outbox = [
-            Delivery(deliveries[c], package.document_key, c, package.raw, package.priority)
+            self._delivery(
+                deliveries[c], package.document_key, c, modes[c], package.raw, package.priority
+            )
             for c in codes
             if c not in inboxed
         ]
@@ -464,6 +601,16 @@ class Gateway:
 
     # -- the bus -----------------------------------------------------------------------------
 
+    @staticmethod
+    def _delivery(
+        delivery_id: str, key: str, recipient: str, mode: str, body: bytes, priority: int
+    ) -> Delivery:
+        """A copy for the bus: on its unit's queue, or on its link's with the unit named."""
+        if mode.startswith(LINK_PREFIX):
+            headers = {UPSTREAM_TO: recipient}
+            return Delivery(delivery_id, key, mode, body, priority, headers)
+        return Delivery(delivery_id, key, recipient, body, priority)
+
     def _publish_later(self, deliveries: list[Delivery]) -> None:
         """Hand committed copies to the publisher task (started when there is work)."""
         self._outbox.extend(deliveries)
@@ -501,10 +648,11 @@ class Gateway:
             copies = await store.unpublished(conn, cutoff)
         return await self._hand_to_bus(
             [
-                Delivery(
+                self._delivery(
                     c.delivery_id,
                     c.document_key,
                     c.recipient,
+                    c.mode,
                     await self.bodies.get(c.raw_claim) if c.raw_claim else c.raw,
                     c.priority,
                 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -135,7 +136,8 @@ class TrustStore:
         for data in crls:
             try:
                 if b"-----BEGIN" in data:
-                    loaded.append(x509.load_pem_x509_crl(data))
+                    # one file may hold the CRLs of several CAs (every root we trust)
+                    loaded += [x509.load_pem_x509_crl(block) for block in _pem_blocks(data)]
                 else:
                     loaded.append(x509.load_der_x509_crl(data))
             except ValueError as e:
@@ -144,7 +146,8 @@ class TrustStore:
 
     @classmethod
     def from_files(cls, trust_pem: Path, crl: Path | None = None) -> TrustStore:
-        """Read a PEM CA bundle and, optionally, one CRL file (PEM or DER)."""
+        """Read a PEM CA bundle and, optionally, one CRL file (DER, or PEM holding one CRL
+        per CA)."""
         try:
             bundle = Path(trust_pem).read_bytes()
             crls = [Path(crl).read_bytes()] if crl is not None else []
@@ -299,6 +302,12 @@ class TrustStore:
                     "cert_revoked",
                     f"the signer certificate (serial {cert.serial_number:x}) was revoked{when}",
                 )
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    """Each ``-----BEGIN …-----`` … ``-----END …-----`` block of a PEM file."""
+    blocks = re.findall(rb"-----BEGIN [^-]+-----.+?-----END [^-]+-----", data, re.DOTALL)
+    return blocks or [data]
 
 
 def _weak_hash(cert: x509.Certificate) -> str | None:
