@@ -7,10 +7,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.service.models import delivery_table, remote_unit_table
+from gateway.service.store import STOPPED, WAITING
 from gateway.service.transport import Transport
 
 _r = remote_unit_table.c
@@ -81,29 +82,33 @@ class LinkState:
 
 
 async def link_states(conn: AsyncConnection) -> dict[str, LinkState]:
-    """Per link mode (``link:<name>``), the state of its copies."""
-    waiting = (Transport.ACCEPTED.value, Transport.QUEUED.value, Transport.RETRYING.value)
-    stopped = (Transport.DEAD.value, Transport.EXPIRED.value)
-    delivered = _d.transport == Transport.DELIVERED.value
+    """Per link (its mode, ``link:<name>``), the state of its copies."""
     query = (
-        select(
-            _d.mode,
-            func.sum(case((_d.transport.in_(waiting), 1), else_=0)),
-            func.sum(case((_d.transport == Transport.RETRYING.value, 1), else_=0)),
-            func.sum(case((_d.transport.in_(stopped), 1), else_=0)),
-            func.sum(case((delivered, 1), else_=0)),
-            func.max(case((delivered, _d.transport_at), else_=None)),
-        )
+        select(_d.mode, _d.transport, func.count(), func.max(_d.transport_at))
         .where(_d.mode.like("link:%"))
-        .group_by(_d.mode)
+        .group_by(_d.mode, _d.transport)
     )
+    counts: dict[str, dict[str, tuple[int, datetime | None]]] = {}
+    for mode, transport, count, last in await conn.execute(query):
+        counts.setdefault(mode, {})[transport] = (int(count), last)
     states: dict[str, LinkState] = {}
-    for mode, w, r, s, d, last in await conn.execute(query):
+    for mode, by_state in counts.items():
         reason = await conn.scalar(
             select(_d.reason)
-            .where(_d.mode == mode, _d.reason.is_not(None), _d.transport != "delivered")
+            .where(
+                _d.mode == mode,
+                _d.reason.is_not(None),
+                _d.transport != Transport.DELIVERED.value,
+            )
             .order_by(_d.transport_at.desc())
             .limit(1)
         )
-        states[mode] = LinkState(int(w), int(r), int(s), int(d), last, reason)
+        states[mode] = LinkState(
+            waiting=sum(by_state.get(t.value, (0, None))[0] for t in WAITING),
+            retrying=by_state.get(Transport.RETRYING.value, (0, None))[0],
+            stopped=sum(by_state.get(t.value, (0, None))[0] for t in STOPPED),
+            delivered=by_state.get(Transport.DELIVERED.value, (0, None))[0],
+            last_delivered_at=by_state.get(Transport.DELIVERED.value, (0, None))[1],
+            last_reason=reason,
+        )
     return states

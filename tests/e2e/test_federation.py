@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from adapters.upstream.pair import Province, ProvinceSpec, prepare_pair, province_directory
 from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
-from gateway.client import GatewayClient, build_letter, build_status, sign_as_unit, unit
+from gateway.cli import main
+from gateway.client import ApiError, GatewayClient, build_letter, build_status, sign_as_unit, unit
 from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 from gateway.envelope import parse_package
 from gateway.ledger import verify_receipt
@@ -51,6 +53,8 @@ class Pair:
             engine = province.live.ledger.engine
             issued = await issue_token(engine, province.spec.system_id, Role.AUDITOR)
             self.tokens[province.spec.code] = issued.token
+            issued = await issue_token(engine, province.spec.system_id, Role.OPERATOR)
+            self.tokens[f"{province.spec.code}-operator"] = issued.token
 
     def client(self, province: Province, who: str) -> GatewayClient:
         return GatewayClient(province.url, self.tokens[who])
@@ -229,3 +233,80 @@ async def test_letters_queued_while_the_other_province_is_down_are_relayed_once(
     async with pair.client(b, "H08") as gw:
         submitted = [e for e in (await gw.entries(event="submitted"))["entries"]]
     assert sorted(e["document"] for e in submitted) == sorted(keys)  # each once
+
+
+async def cli(province: Province, *args: str) -> tuple[int, str]:
+    """A ``gateway`` command run where the province's gateway runs (its settings), in a
+    thread of its own (it runs its own event loop)."""
+    config = province.settings
+    env = {
+        "GATEWAY_HOME": str(config.home),
+        "GATEWAY_DIRECTORY": str(config.directory),
+        "GATEWAY_KEYS": str(config.keys),
+        "GATEWAY_FEDERATION_LINKS": str(config.federation.links),
+        "GATEWAY_DATABASE_URL": config.database_url.reveal() if config.database_url else "",
+    }
+    result = await asyncio.to_thread(CliRunner().invoke, main, list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout
+
+
+async def test_the_remote_directory_decides_who_is_addressable_and_dead_copies_are_redriven(
+    pair: Pair,
+) -> None:
+    a, b = pair.a, pair.b
+    newcomer = "000.00.77.H08"  # served by the link's patterns, not yet in province B
+
+    # Before the link's directory is synchronised its patterns route: B refuses the unit it
+    # does not know, and A's copy is dead at once (a refusal, not an outage).
+    data = letter(a, COMMUNE_A, [newcomer], "Gửi đơn vị mới thành lập")
+    key = f"{COMMUNE_A}|{parse_package(data).document_id}"
+    async with pair.client(a, COMMUNE_A) as gw:
+        await gw.submit(data)
+
+    async def dead() -> bool:
+        view = await recipient_view(pair, COMMUNE_A, key, newcomer)
+        return bool(view["transport"] == "dead")
+
+    await until(dead)
+    code, out = await cli(a, "links", "--json")
+    assert code == 0, out
+    (state,) = json.loads(out)
+    assert code == 0 and state["stopped"] == 1 and "unknown_recipient" in state["last_failure"]
+
+    # B adds the unit; A's operator redrives the link's dead copies: now it arrives.
+    async with pair.client(b, "H08-operator") as gw:
+        fields = {"name": "Ban quản lý mới", "parent_code": "000.00.00.H08", "level": "2"}
+        await gw.add_unit(newcomer, fields | {"delivery": "pull"})
+    async with pair.client(a, "H07-operator") as gw:
+        assert await gw.redrive("link:h08") == 1
+
+    async def delivered() -> bool:
+        view = await recipient_view(pair, COMMUNE_A, key, newcomer)
+        return bool(view["transport"] == "delivered")
+
+    await until(delivered)
+
+    # Synchronised, the link's directory is what is addressable behind it.
+    code, out = await cli(a, "units", "sync", "--link", "h08", "--json")
+    synced = json.loads(out)
+    assert code == 0 and (synced["version"], synced["units"]) == (1, len(UNITS) + 1)
+    code, out = await cli(a, "units", "show", DEPARTMENT_B, "--json")
+    shown = json.loads(out)
+    assert code == 0 and (shown["link"], shown["name"], shown["listed"]) == (
+        "h08",
+        "Sở Nội vụ",
+        True,
+    )
+    assert (await cli(a, "units", "show", "000.00.88.H08"))[0] == 1
+    code, out = await cli(a, "units", "show", COMMUNE_A, "--json")
+    assert code == 0 and json.loads(out)["delivery"] == "pull"  # local
+    stranger = letter(a, COMMUNE_A, ["000.00.88.H08"], "Gửi đơn vị không có")
+    async with pair.client(a, COMMUNE_A) as gw:
+        with pytest.raises(ApiError) as refused:
+            await gw.submit(stranger)
+    assert refused.value.code == "unknown_recipient"
+    async with pair.client(a, "H07") as gw:
+        events = (await gw.entries(event="operator"))["entries"]
+    (sync,) = [e for e in events if e["code"] == "remote_units_sync"]
+    assert sync["details"]["link"] == "h08" and sync["details"]["version"] == 1
