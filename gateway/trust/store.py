@@ -1,8 +1,10 @@
 """The trust store: the CA certificates we trust, their CRLs, and the signer-certificate check
 (key strength, usage, validity, chain, revocation) with the chain cached per certificate.
 
-Only our own CAs are trusted: the roots are the self-signed certificates of the bundle, the
-other certificates of the bundle are intermediates. Pure: certificates and a clock in.
+Only the CAs of the bundle are trusted (our own, and those of the other provinces and the
+national axis we are configured to trust): the roots are its self-signed certificates, the
+others are intermediates; each CA's CRL must be loaded (one PEM file may hold them all).
+Pure: certificates and a clock in.
 """
 
 from __future__ import annotations
