@@ -260,7 +260,12 @@ def tokens_list() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Run in this folder and keep it (database, keys, bus) instead of a temporary one.",
 )
-def demo(keep: Path | None) -> None:
+@click.option(
+    "--federated",
+    is_flag=True,
+    help="Two provinces, each with its own gateway, each the other's upstream link.",
+)
+def demo(keep: Path | None, federated: bool) -> None:
     """Watch the gateway at work in under a minute, with nothing to set up.
 
     Starts an embedded gateway (SQLite, local bus, the sample province, a fresh development
@@ -268,12 +273,20 @@ def demo(keep: Path | None) -> None:
     the HTTP API, fetch and acknowledge them, answer with statuses, recall one letter, and try
     things the gateway must refuse; then prints a summary and checks the whole ledger and one
     receipt the way an auditor would.
+
+    With --federated: two provinces' gateways linked to each other; a letter from a commune of
+    one to a department of the other, its statuses, a recall, one gateway stopped and started
+    again, and the letter's path through both ledgers with both receipts verified.
     """
     from gateway.demo import demo_in_temporary_folder
+    from gateway.demo_federated import federated_demo_in_temporary_folder
 
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR if federated else logging.WARNING)
     try:
-        demo_in_temporary_folder(keep, click.echo)
+        if federated:
+            federated_demo_in_temporary_folder(keep, click.echo)
+        else:
+            demo_in_temporary_folder(keep, click.echo)
     except (ConfigError, GatewayError) as e:
         fail_environment(e.message)
 

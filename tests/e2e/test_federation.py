@@ -197,11 +197,14 @@ async def test_a_letter_crosses_to_another_province_and_its_answers_come_back(pa
             for e in verified.entries
         ]
     assert halves["H07"][0] == ("submitted", None, None)
-    assert ("delivered", DEPARTMENT_B, None) in halves["H07"]
+    assert ("delivered", DEPARTMENT_B, "h08") in halves["H07"]  # handed to the link
     assert [s for s in halves["H07"] if s[0] == "status"] == [("status", COMMUNE_A, "h08")] * 3
     assert halves["H08"][0] == ("submitted", None, "h07")
     assert ("delivered", DEPARTMENT_B, None) in halves["H08"]
     assert [s for s in halves["H08"] if s[0] == "status"] == [("status", COMMUNE_A, None)] * 3
+    assert [s for s in halves["H08"] if s[0] == "delivered" and s[1] == COMMUNE_A] == [
+        ("delivered", COMMUNE_A, "h07")
+    ] * 3
 
 
 async def test_letters_queued_while_the_other_province_is_down_are_relayed_once(
