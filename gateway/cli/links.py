@@ -21,9 +21,9 @@ def _time(value: Any) -> str | None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per link.")
 def links(as_json: bool) -> None:
     """The upstream links (GATEWAY_FEDERATION_LINKS) and the state of each: its copies waiting
-    to be sent (retrying among them), stopped (dead or expired: `gateway admin redrive --unit
-    link:NAME`), sent, the last time the upstream took one, the last failure, and its
-    directory's version."""
+    to be sent (retrying among them), stopped (dead or expired: `gateway admin redrive
+    link:NAME --all`), sent, the last time the upstream took one, the last failure, and its
+    directory's version. Reads the gateway's database."""
     from adapters.upstream.links import load_links
     from gateway.service import remote_store
 

@@ -141,11 +141,14 @@ def tokens() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
 def tokens_issue(unit: str, role: str, expires: int | None, vxp: bool, as_json: bool) -> None:
     """Issue a token and print it once; only its hash is kept."""
+    from adapters.upstream.links import load_links
     from gateway.cli.units import open_directory
 
     directory = open_directory(None)
-    if (role == "unit" or vxp) and unit not in directory:
-        fail_environment(f"{unit} is not in the unit directory")
+    # a façade secret may also be for the peer of an upstream link (another province's gateway)
+    peer = vxp and load_links(settings().federation.links).of_peer(unit) is not None
+    if (role == "unit" or vxp) and unit not in directory and not peer:
+        fail_environment(f"{unit} is not in the unit directory (nor an upstream link's peer)")
     if vxp:
         if role != "unit" or expires is not None:
             click.echo("error: --vxp secrets are for units and do not expire", err=True)
