@@ -22,7 +22,8 @@ from adapters.upstream.links import Link
 from gateway.bus import Message, Subscription
 from gateway.envelope import BusinessType, Kind, Profile, parse_package
 from gateway.errors import GatewayError, PackageRejected
-from gateway.service.core import UPSTREAM_TO, Gateway
+from gateway.service.core import Gateway
+from gateway.service.routing import UPSTREAM_TO
 from gateway.service.tokens import Principal, Role
 
 log = logging.getLogger(__name__)

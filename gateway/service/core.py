@@ -17,18 +17,18 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.upstream.links import QUEUE_PREFIX as LINK_PREFIX
 from adapters.upstream.links import Link, Links
 from gateway.bus import Bus, ClaimStore, Delivery, RetryPolicy
 from gateway.config import EnvelopeSettings, Settings
-from gateway.directory import DeliveryMode, Directory, Unit, UnitStatus
+from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
-from gateway.errors import CodeName, GatewayError, PackageRejected
+from gateway.errors import GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
-from gateway.service import remote_store, store
+from gateway.service import store
 from gateway.service.bodies import ClaimedBodies
 from gateway.service.inbox import Inboxes
 from gateway.service.moves import move
+from gateway.service.routing import Rejected, bus_delivery, remote_sender, route
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import Transport, transport_allows
 from gateway.service.writer import Batch, Writer
@@ -74,32 +74,6 @@ def _verify_and_read(
     verified = verify_package(data, trust, directory, profile, now, limits=limits)
     verified.package  # noqa: B018  # read the model now, here
     return verified
-
-
-# The bus header that names the unit a copy queued for an upstream link is for (the queue is
-# the link's, shared by every unit behind it).
-UPSTREAM_TO = "upstream-to"
-
-
-def _remote_sender(link: Link) -> Callable[[str], Unit | None]:
-    """The directory's answer for a sender behind ``link``: a unit the link vouches for, whose
-    certificate must name it like any unit's (no pins: they are the other side's business)."""
-
-    def guest(code: str) -> Unit | None:
-        if not link.serves_code(code):
-            return None
-        name = f"behind link {link.name}"
-        return Unit(code, name, None, 1, DeliveryMode.PULL, None, UnitStatus.ACTIVE)
-
-    return guest
-
-
-class Rejected(PackageRejected):
-    """A refusal with extra problem members (e.g. the unknown recipients)."""
-
-    def __init__(self, code: CodeName, message: str, **extra: Any) -> None:
-        super().__init__(code, message)
-        self.extra = extra
 
 
 @dataclass(frozen=True)
@@ -198,7 +172,7 @@ class Gateway:
         expect: Callable[[Package], None] | None,
         claimed: Sequence[str],
     ) -> Submission:
-        directory = self.directory.with_guests(_remote_sender(origin))
+        directory = self.directory.with_guests(remote_sender(origin))
         verified = await self._verify(data, principal.unit, directory, origin.profile)
         sender = verified.package.sender.organ_id
         if sender in self.directory or not origin.serves_code(sender):
@@ -207,8 +181,6 @@ class Gateway:
                 f"link {origin.name} does not serve {sender}: it may relay only for the units "
                 "behind it",
             )
-        if expect is not None:
-            expect(verified.package)
         ours = [c for c in claimed if c not in self.directory]
         if ours:
             raise Rejected(
@@ -216,7 +188,7 @@ class Gateway:
                 f"not in the unit directory: {', '.join(ours)}; nothing was queued",
                 recipients=ours,
             )
-        return await self._accept(data, verified, None, origin)
+        return await self._accept(data, verified, expect, origin)
 
     async def _verify(
         self, data: bytes | BinaryIO, who: str, directory: Directory, profile: Profile
@@ -250,64 +222,6 @@ class Gateway:
             raise
         return submission
 
-    async def _route(
-        self, codes: Sequence[str], origin: Link | None, conn: AsyncConnection | None = None
-    ) -> dict[str, str]:
-        """Delivery mode per recipient: a unit of the directory is delivered locally, any
-        other one through the upstream link that serves it (``link:<name>``); unknown or
-        suspended recipients refuse the package. What arrived from a link goes to our own
-        units only."""
-        outside = [c for c in codes if c not in self.directory]
-        remote: dict[str, str] = {}
-        deleted: list[str] = []
-        if outside and origin is None and len(self.links):
-            if conn is None:
-                async with self.engine.connect() as own:
-                    remote, deleted = await self._remote_routes(own, outside)
-            else:
-                remote, deleted = await self._remote_routes(conn, outside)
-        unknown = [c for c in outside if c not in remote and c not in deleted]
-        if unknown:
-            raise Rejected(
-                "unknown_recipient",
-                f"not in the unit directory: {', '.join(unknown)}; nothing was queued",
-                recipients=unknown,
-            )
-        units = {c: self.directory.get(c) for c in codes if c in self.directory}
-        suspended = [c for c, u in units.items() if u is not None and not u.active] + deleted
-        if suspended:
-            raise Rejected(
-                "recipient_suspended",
-                f"suspended: {', '.join(suspended)}; nothing was queued",
-                recipients=suspended,
-            )
-        local = {c: str(u.delivery) for c, u in units.items() if u is not None}
-        return {c: local[c] if c in local else remote[c] for c in codes}
-
-    async def _remote_routes(
-        self, conn: AsyncConnection, codes: Sequence[str]
-    ) -> tuple[dict[str, str], list[str]]:
-        """The link mode of each code a link serves (once a link's directory is synchronised,
-        only the units it lists), and the codes it lists as deleted."""
-        links = {c: link for c in codes if (link := self.links.route(c)) is not None}
-        if not links:
-            return {}, []
-        synced = await remote_store.synced_links(conn, {link.name for link in links.values()})
-        listed = {
-            (u.link, u.code): u for u in await remote_store.units(conn, links) if u.link in synced
-        }
-        routes: dict[str, str] = {}
-        deleted: list[str] = []
-        for code, link in links.items():
-            if link.name not in synced:
-                routes[code] = link.queue
-            elif (unit := listed.get((link.name, code))) is not None:
-                if unit.deleted:
-                    deleted.append(code)
-                else:
-                    routes[code] = link.queue
-        return routes, deleted
-
     async def _claim(self, package: Package) -> str | None:
         """Keep a large package's bytes as a file (before the transaction: a refused one
         leaves a file nobody names, content-addressed, which a replay would reuse)."""
@@ -327,7 +241,7 @@ class Gateway:
                     recipients=codes,
                 )
             codes = ours
-        modes = await self._route(codes, origin)
+        modes = await route(self.directory, self.links, self.engine, codes, origin)
         claim = await self._claim(verified.package)
         return await self.writer.run(
             lambda batch: self._store_document(batch, verified, modes, claim, origin)
@@ -393,7 +307,7 @@ class Gateway:
                 f"no document {package.document_key} was sent through this gateway",
             )
         step = check_status(document, responder, code)
-        modes = await self._route(step.route_to, origin, conn)
+        modes = await route(self.directory, self.links, self.engine, step.route_to, origin, conn)
         submission = await self._insert(batch, verified, modes, EventType.STATUS, claim, origin)
         apply_status(document, step)
         await self._save_states(batch, package.document_key, document, step.recipients)
@@ -530,7 +444,7 @@ class Gateway:
             else [],
         )
         outbox = [
-            self._delivery(
+            bus_delivery(
                 deliveries[c], package.document_key, c, modes[c], package.raw, package.priority
             )
             for c in codes
@@ -601,16 +515,6 @@ class Gateway:
 
     # -- the bus -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _delivery(
-        delivery_id: str, key: str, recipient: str, mode: str, body: bytes, priority: int
-    ) -> Delivery:
-        """A copy for the bus: on its unit's queue, or on its link's with the unit named."""
-        if mode.startswith(LINK_PREFIX):
-            headers = {UPSTREAM_TO: recipient}
-            return Delivery(delivery_id, key, mode, body, priority, headers)
-        return Delivery(delivery_id, key, recipient, body, priority)
-
     def _publish_later(self, deliveries: list[Delivery]) -> None:
         """Hand committed copies to the publisher task (started when there is work)."""
         self._outbox.extend(deliveries)
@@ -648,7 +552,7 @@ class Gateway:
             copies = await store.unpublished(conn, cutoff)
         return await self._hand_to_bus(
             [
-                self._delivery(
+                bus_delivery(
                     c.delivery_id,
                     c.document_key,
                     c.recipient,
