@@ -96,12 +96,8 @@ class LinkRelay:
             await self.gateway.submit(
                 data, link_principal(self.link), self.link.profile, origin=self.link
             )
-        except PackageRejected as e:
-            log.warning("link %s: %s refused: %s %s", self.link.name, doc_id, e.code, e.message)
-            await self.client.update_status(doc_id, "fail")
-            return False
         except GatewayError as e:
-            if e.code in TRANSIENT_CODES:
+            if not isinstance(e, PackageRejected) and e.code in TRANSIENT_CODES:
                 return False  # the gateway cannot take it now: the next poll tries again
             log.warning("link %s: %s refused: %s %s", self.link.name, doc_id, e.code, e.message)
             await self.client.update_status(doc_id, "fail")

@@ -179,19 +179,10 @@ async def send_edoc(request: web.Request, call: Call) -> Answer:
                     "bad_request",
                     f"the file's SHA-256 is {digest}, not {PREFIX}hash-file; nothing was sent",
                 )
-            if call.link is None:
-                submission = await call.runtime.gateway.submit(
-                    data, call.principal, Profile.STRICT, expect
-                )
-            else:
-                submission = await call.runtime.gateway.submit(
-                    data,
-                    call.principal,
-                    call.link.profile,
-                    expect,
-                    origin=call.link,
-                    claimed=to,
-                )
+            profile = Profile.STRICT if call.link is None else call.link.profile
+            submission = await call.runtime.gateway.submit(
+                data, call.principal, profile, expect, origin=call.link, claimed=to
+            )
     return {"DocId": submission.answer["package_id"]}
 
 
