@@ -26,8 +26,11 @@ from gateway.ledger import verify_receipt
 from gateway.ledger.keys import load_gateway_public_key
 from gateway.service.tokens import Role, issue_token
 
-# A short schedule: a link that is down is tried again within a second.
-POLICY = RetryPolicy.of_seconds([0.3, 0.5], ttl=120, max_attempts=200)
+# A short schedule: a link that is down is tried again within a second; an urgent letter
+# expires after 2 s.
+POLICY = RetryPolicy.of_seconds(
+    [0.3, 0.5], ttl=120, urgent_delays=[0.3], urgent_ttl=2, max_attempts=200
+)
 
 UNITS = [
     ("000.00.00", "Ủy ban nhân dân tỉnh", "", 1),
@@ -107,8 +110,10 @@ async def pair(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
                 await drop_scratch_schema(db)
 
 
-def letter(province: Province, sender: str, to: list[str], subject: str) -> bytes:
-    package = build_letter(unit(sender), [unit(code) for code in to], subject)
+def letter(
+    province: Province, sender: str, to: list[str], subject: str, priority: int = 0
+) -> bytes:
+    package = build_letter(unit(sender), [unit(code) for code in to], subject, priority=priority)
     return sign_as_unit(package, province.keys)
 
 
@@ -218,17 +223,24 @@ async def test_letters_queued_while_the_other_province_is_down_are_relayed_once(
         keys.append(f"{COMMUNE_A}|{parse_package(data).document_id}")
         async with pair.client(a, COMMUNE_A) as gw:
             await gw.submit(data)
+    urgent = letter(a, COMMUNE_A, [DEPARTMENT_B], "Hỏa tốc: quá hạn khi mất kết nối", priority=1)
+    keys.append(f"{COMMUNE_A}|{parse_package(urgent).document_id}")
+    async with pair.client(a, COMMUNE_A) as gw:
+        await gw.submit(urgent)
 
-    async def retrying() -> bool:
-        views = [await recipient_view(pair, COMMUNE_A, k, DEPARTMENT_B) for k in keys]
-        return all(v["transport"] == "retrying" for v in views)
+    async def transports() -> list[str]:
+        return [(await recipient_view(pair, COMMUNE_A, k, DEPARTMENT_B))["transport"] for k in keys]
 
-    await until(retrying)
+    async def retrying_and_expired() -> bool:
+        return await transports() == ["retrying"] * 4 + ["expired"]
+
+    await until(retrying_and_expired)
     await b.start(POLICY, (0.5, 0.5, 0.5))
+    async with pair.client(a, "H07-operator") as gw:  # the expired one is redriven
+        assert await gw.redrive("link:h08") == 1
 
     async def delivered() -> bool:
-        views = [await recipient_view(pair, COMMUNE_A, k, DEPARTMENT_B) for k in keys]
-        return all(v["transport"] == "delivered" for v in views)
+        return await transports() == ["delivered"] * 5
 
     await until(delivered)
     for k in keys:
