@@ -1,20 +1,25 @@
 """Two provinces' gateways, each with its own directory, PKI, database and bus, each the
 other's upstream link, embedded and on RabbitMQ + PostgreSQL: a letter from a commune of one
 province to a department of the other arrives and verifies, its statuses come back, a recall
-crosses and is answered, each ledger holds its half with receipts that verify offline, and
-what was queued while one gateway was stopped is relayed once it is back, once."""
+crosses and is answered, each ledger holds its half with receipts that verify offline, what
+was queued while one gateway was stopped is relayed once it is back, once; the remote
+directory decides who is addressable, dead and expired copies of a link are redriven, and a
+peer speaks only for the units behind its link."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from click.testing import CliRunner
+from vxpsdk import SdkClient, file_hash
 
 from adapters.upstream.pair import Province, ProvinceSpec, prepare_pair, province_directory
 from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
@@ -325,3 +330,44 @@ async def test_the_remote_directory_decides_who_is_addressable_and_dead_copies_a
         events = (await gw.entries(event="operator"))["entries"]
     (sync,) = [e for e in events if e["code"] == "remote_units_sync"]
     assert sync["details"]["link"] == "h08" and sync["details"]["version"] == 1
+
+
+async def test_a_peer_speaks_only_for_the_units_behind_its_link(pair: Pair) -> None:
+    """What province B's gateway may send to A's façade as the peer of A's link h08: letters
+    of B's units, for A's units; never one of A's own units' letters, never for a unit the
+    file does not name, and only with the secret A issued it."""
+    a, b = pair.a, pair.b
+    links = tomllib.loads((b.home / "links.toml").read_text(encoding="utf-8"))
+    secret = links["link"][0]["secret"]  # what A issued B's gateway
+    async with aiohttp.ClientSession() as session:
+        peer = SdkClient(f"{a.url}/vxp", b.spec.system_id, secret, session)
+        impostor = SdkClient(f"{a.url}/vxp", b.spec.system_id, "not-the-secret", session)
+
+        forged = letter(a, OFFICE_A, [COMMUNE_A], "Thư mạo danh đơn vị của tỉnh A")
+        reply = await send_as_peer(peer, forged, OFFICE_A, [COMMUNE_A])
+        assert (reply["status"], reply["ErrorCode"]) == ("FAIL", "forbidden")
+
+        genuine = letter(b, DEPARTMENT_B, [COMMUNE_A], "Thư của tỉnh B")
+        reply = await send_as_peer(peer, genuine, DEPARTMENT_B, [OFFICE_A])
+        assert (reply["status"], reply["ErrorCode"]) == ("FAIL", "bad_request")
+        reply = await send_as_peer(impostor, genuine, DEPARTMENT_B, [COMMUNE_A])
+        assert (reply["status"], reply["ErrorCode"]) == ("FAIL", "unauthenticated")
+
+        reply = await send_as_peer(peer, genuine, DEPARTMENT_B, [COMMUNE_A])
+        assert reply["status"] == "OK"
+    key = f"{DEPARTMENT_B}|{parse_package(genuine).document_id}"
+    assert (await take(pair, a, COMMUNE_A, key, "document"))["data"] == genuine
+
+
+async def send_as_peer(
+    client: SdkClient, data: bytes, sender: str, to: list[str]
+) -> dict[str, Any]:
+    params = {
+        "from": sender,
+        "to": json.dumps(to),
+        "servicetype": "eDoc",
+        "messagetype": "edoc",
+        "hash-file": file_hash(data),
+    }
+    reply: dict[str, Any] = await client.send("sendEdoc", client.headers(params), body=data)
+    return reply
