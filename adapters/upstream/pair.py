@@ -26,7 +26,8 @@ from gateway.config import (
 from gateway.db.engine import open_engine
 from gateway.db.migrate import upgrade
 from gateway.directory import load_directory
-from gateway.service.runtime import Runtime, start_runtime
+from gateway.service.reload import WATCH_SECONDS
+from gateway.service.runtime import RELAY_SECONDS, SWEEP_SECONDS, Runtime, start_runtime
 from gateway.service.vxp_secrets import issue_secret, key_file, open_key
 from gateway.trust import KeysLayout, init_keys
 
@@ -73,15 +74,12 @@ class Province:
     async def start(
         self,
         policy: RetryPolicy | None = None,
-        intervals: tuple[float, float, float] | None = None,
+        intervals: tuple[float, float, float] = (RELAY_SECONDS, SWEEP_SECONDS, WATCH_SECONDS),
     ) -> None:
         """Start the gateway (again) on its own port, with its database and bus as they are."""
-        if intervals is None:
-            self.runtime = await start_runtime(self.settings, policy=policy, say=lambda _: None)
-        else:
-            self.runtime = await start_runtime(
-                self.settings, policy=policy, intervals=intervals, say=lambda _: None
-            )
+        self.runtime = await start_runtime(
+            self.settings, policy=policy, intervals=intervals, say=lambda _: None
+        )
         self.runner = web.AppRunner(build_app(self.runtime), access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
