@@ -120,9 +120,10 @@ def _show_remote(code: str, as_json: bool) -> None:
     from adapters.upstream.links import load_links
     from gateway.service import remote_store
 
-    config = settings()
-    links = load_links(config.federation.links)
-    link = links.route(code)
+    try:
+        link = load_links(settings().federation.links).route(code)
+    except ConfigError as e:
+        fail_environment(e.message)
     listed: list[remote_store.RemoteUnit] = []
     synced: set[str] = set()
     if link is not None:
