@@ -113,6 +113,15 @@ class VxpSettings:
 
 
 @dataclass(frozen=True)
+class FederationSettings:
+    """Upstream links (docs/federation.md): none unless a links file is given."""
+
+    # A TOML file of [[link]] tables: each an upstream endpoint, our systemId and secret
+    # there, the OrganId patterns it serves, its profile and its poll interval.
+    links: Path | None = None
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = "text"  # text | json (one JSON object per line)
     level: str = "info"  # debug | info | warning | error
@@ -146,6 +155,7 @@ class Settings:
     push: PushSettings = field(default_factory=PushSettings)
     log: LogSettings = field(default_factory=LogSettings)
     vxp: VxpSettings = field(default_factory=VxpSettings)
+    federation: FederationSettings = field(default_factory=FederationSettings)
 
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:

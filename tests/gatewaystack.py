@@ -25,6 +25,7 @@ from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
 from gateway.config import (
     ApiSettings,
     BusSettings,
+    FederationSettings,
     LedgerSettings,
     Secret,
     Settings,
@@ -179,6 +180,7 @@ async def open_stack(
     directory_text: str,
     api: ApiSettings | None = None,
     vxp: VxpSettings | None = None,
+    federation: FederationSettings | None = None,
 ) -> AsyncIterator[Stack]:
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_text, encoding="utf-8")
@@ -199,6 +201,7 @@ async def open_stack(
         ledger=LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
         api=api or ApiSettings(),
         vxp=vxp or VxpSettings(),
+        federation=federation or FederationSettings(),
     )
     runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5, 0.5))
     server = TestServer(build_app(runtime), host="127.0.0.1")
@@ -229,6 +232,7 @@ async def open_stack(
             cleaner = AmqpBus(
                 amqp_url, namespace=namespace, claims=ClaimStore(tmp_path / "c"), policy=POLICY
             )
-            await cleaner.destroy(unit.code for unit in runtime.gateway.directory)
+            links = [link.queue for link in runtime.gateway.links]
+            await cleaner.destroy([*(unit.code for unit in runtime.gateway.directory), *links])
         if database_url:
             await drop_scratch_schema(database_url)

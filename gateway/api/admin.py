@@ -130,8 +130,13 @@ async def redrive(request: web.Request) -> web.Response:
     actor = _operator(request)
     body = await json_object(request)
     unit = body.get("unit")
-    if not isinstance(unit, str) or unit not in runtime_of(request).gateway.directory:
-        raise GatewayError("bad_request", "unit must be a unit code of the directory")
+    gateway = runtime_of(request).gateway
+    if not isinstance(unit, str) or (
+        unit not in gateway.directory and gateway.links.of_queue(unit) is None
+    ):
+        raise GatewayError(
+            "bad_request", "unit must be a unit code of the directory, or link:<name>"
+        )
     ids = body.get("ids")
     if body.get("all") is True:
         ids = None

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from cryptography.fernet import Fernet
 
+from adapters.upstream.links import Link
 from gateway.api.context import LIMITER, UPLOADS, runtime_of
 from gateway.api.exchange import package_body
 from gateway.api.params import json_response
@@ -62,11 +63,13 @@ FACADE = web.AppKey("vxp_facade", Facade)
 
 @dataclass(frozen=True)
 class Call:
-    """An authenticated call: the system's unit as a principal and its signed parameters."""
+    """An authenticated call: the system's unit as a principal and its signed parameters;
+    ``link``: the upstream link whose peer the system is (another province's gateway)."""
 
     principal: Principal
     params: dict[str, str]
     runtime: Runtime
+    link: Link | None = None
 
     def param(self, name: str) -> str:
         value = self.params.get(name.lower())
@@ -108,13 +111,17 @@ async def authenticate(request: web.Request, needs: tuple[str, ...]) -> Call:
             f"the signature does not verify for system {signed.system_id} (unknown system, "
             "revoked or wrong secret)",
         )
-    if signed.system_id not in runtime.gateway.directory:
-        raise GatewayError("unauthenticated", f"{signed.system_id} is not in the unit directory")
+    link = runtime.gateway.links.of_peer(signed.system_id)
+    if signed.system_id not in runtime.gateway.directory and link is None:
+        raise GatewayError(
+            "unauthenticated",
+            f"{signed.system_id} is neither in the unit directory nor an upstream link's peer",
+        )
     if not await credentials.first_time(signed.system_id, signed.stamp, signed.signature):
         raise GatewayError("unauthenticated", "this signed request was received before (replay)")
     principal = Principal(f"vxp:{signed.system_id}", signed.system_id, Role.UNIT)
     request.app[LIMITER].take(principal.token_id)
-    return Call(principal, signed.params, runtime)
+    return Call(principal, signed.params, runtime, link)
 
 
 def endpoint(
@@ -149,14 +156,17 @@ def _recipients(text: str) -> list[str]:
 
 
 async def send_edoc(request: web.Request, call: Call) -> Answer:
-    """A letter or status packet, submitted as the system's unit in the strict profile."""
+    """A letter or status packet, submitted as the system's unit in the strict profile; from
+    a link's peer, as received from the link, in the link's profile."""
     unit = call.principal.unit
-    if call.param("from") != unit:
+    if call.link is None and call.param("from") != unit:
         raise GatewayError("forbidden", f"system {unit} sends as itself, not {call.param('from')}")
     kind = vxp.service_kind(call.param("servicetype"))
     message_type = call.param("messagetype")
     vxp.check_message_type(kind, message_type)
-    expect = vxp.expected(kind, message_type, _recipients(call.param("to")))
+    to = _recipients(call.param("to"))
+    relayed_from = call.param("from") if call.link is not None else None
+    expect = vxp.expected(kind, message_type, to, relayed_from)
     uploads = request.app[UPLOADS]
     limit = call.runtime.settings.envelope.max_bytes
     with uploads.hold(call.principal.token_id):
@@ -169,8 +179,9 @@ async def send_edoc(request: web.Request, call: Call) -> Answer:
                     "bad_request",
                     f"the file's SHA-256 is {digest}, not {PREFIX}hash-file; nothing was sent",
                 )
+            profile = Profile.STRICT if call.link is None else call.link.profile
             submission = await call.runtime.gateway.submit(
-                data, call.principal, Profile.STRICT, expect
+                data, call.principal, profile, expect, origin=call.link, claimed=to
             )
     return {"DocId": submission.answer["package_id"]}
 

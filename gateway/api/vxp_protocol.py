@@ -55,6 +55,13 @@ def parse_timestamp(text: str) -> datetime:
     return when + timedelta(milliseconds=millis % 1000)
 
 
+def format_timestamp(at: datetime) -> str:
+    """``ddMMyyyy'T'HHmmss+SSSS`` in Vietnam time, milliseconds after the ``+``: how the SDK
+    stamps a request (what ``parse_timestamp`` reads)."""
+    at = at.astimezone(VIETNAM)
+    return at.strftime("%d%m%YT%H%M%S") + f"+{at.microsecond // 1000:04d}"
+
+
 def signature_of(secret: str, signed_text: str) -> str:
     """Lowercase hex HMAC-SHA256 of the exact text of the sign-header under the secret."""
     return hmac.new(secret.encode("utf-8"), signed_text.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -29,6 +29,7 @@ def _register() -> None:
     from gateway.cli.config import config
     from gateway.cli.files import extract, submit
     from gateway.cli.ledger import db, ledger
+    from gateway.cli.links import links
     from gateway.cli.service import demo, serve, tokens, webhooks
     from gateway.cli.trust import keys, sign, verify
     from gateway.cli.units import units
@@ -37,6 +38,7 @@ def _register() -> None:
     main.add_command(validate)
     main.add_command(bus)
     main.add_command(units)
+    main.add_command(links)
     main.add_command(keys)
     main.add_command(sign)
     main.add_command(verify)

@@ -55,7 +55,8 @@ def redrive(
     as_json: bool,
 ) -> None:
     """Put unit CODE's dead or expired copies back (on its queue, or in its pull inbox) with
-    attempt 1 and a fresh time-to-live. Exit 1 when nothing was redriven.
+    attempt 1 and a fresh time-to-live; CODE link:NAME: the dead or expired copies of upstream
+    link NAME. Exit 1 when nothing was redriven.
 
     \b
       redrove 2 copies of 000.00.05.H07

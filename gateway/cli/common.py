@@ -16,6 +16,8 @@ from gateway.config import Settings, load_settings, setting_sources, unknown_var
 from gateway.errors import ConfigError, GatewayError, Origin
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from gateway.ledger import Event
 
 T = TypeVar("T")
@@ -173,3 +175,27 @@ FILES_ARGUMENT = click.argument(
     required=True,
     type=click.Path(exists=True, dir_okay=False, allow_dash=True),
 )
+
+
+def with_database(work: Callable[[AsyncEngine], Awaitable[None]]) -> None:
+    """Run ``work`` on the configured gateway's database (migrated first); exit 2 when there
+    is none here."""
+    from gateway.db.engine import database_exists, open_engine
+    from gateway.db.migrate import upgrade
+
+    config = settings()
+    if not database_exists(config):
+        fail_environment(
+            f"no gateway database at {config.home / 'ledger.db'} (GATEWAY_HOME): run this "
+            "where the gateway runs, or set GATEWAY_HOME or GATEWAY_DATABASE_URL"
+        )
+
+    async def main() -> None:
+        engine = open_engine(config)
+        try:
+            await upgrade(engine)
+            await work(engine)
+        finally:
+            await engine.dispose()
+
+    run_async(main(), config)

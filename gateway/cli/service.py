@@ -141,11 +141,14 @@ def tokens() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
 def tokens_issue(unit: str, role: str, expires: int | None, vxp: bool, as_json: bool) -> None:
     """Issue a token and print it once; only its hash is kept."""
+    from adapters.upstream.links import load_links
     from gateway.cli.units import open_directory
 
     directory = open_directory(None)
-    if (role == "unit" or vxp) and unit not in directory:
-        fail_environment(f"{unit} is not in the unit directory")
+    # a façade secret may also be for the peer of an upstream link (another province's gateway)
+    peer = vxp and load_links(settings().federation.links).of_peer(unit) is not None
+    if (role == "unit" or vxp) and unit not in directory and not peer:
+        fail_environment(f"{unit} is not in the unit directory (nor an upstream link's peer)")
     if vxp:
         if role != "unit" or expires is not None:
             click.echo("error: --vxp secrets are for units and do not expire", err=True)
@@ -260,7 +263,12 @@ def tokens_list() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Run in this folder and keep it (database, keys, bus) instead of a temporary one.",
 )
-def demo(keep: Path | None) -> None:
+@click.option(
+    "--federated",
+    is_flag=True,
+    help="Two provinces, each with its own gateway, each the other's upstream link.",
+)
+def demo(keep: Path | None, federated: bool) -> None:
     """Watch the gateway at work in under a minute, with nothing to set up.
 
     Starts an embedded gateway (SQLite, local bus, the sample province, a fresh development
@@ -268,12 +276,20 @@ def demo(keep: Path | None) -> None:
     the HTTP API, fetch and acknowledge them, answer with statuses, recall one letter, and try
     things the gateway must refuse; then prints a summary and checks the whole ledger and one
     receipt the way an auditor would.
+
+    With --federated: two provinces' gateways linked to each other; a letter from a commune of
+    one to a department of the other, its statuses, a recall, one gateway stopped and started
+    again, and the letter's path through both ledgers with both receipts verified.
     """
     from gateway.demo import demo_in_temporary_folder
+    from gateway.demo_federated import federated_demo_in_temporary_folder
 
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.ERROR if federated else logging.WARNING)
     try:
-        demo_in_temporary_folder(keep, click.echo)
+        if federated:
+            federated_demo_in_temporary_folder(keep, click.echo)
+        else:
+            demo_in_temporary_folder(keep, click.echo)
     except (ConfigError, GatewayError) as e:
         fail_environment(e.message)
 

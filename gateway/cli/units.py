@@ -19,12 +19,15 @@ from gateway.cli.common import (
     fail_environment,
     record_action,
     settings,
+    with_database,
 )
 from gateway.directory import Directory, DirectoryInvalid, Unit, load_directory
 from gateway.errors import ConfigError
 from gateway.service.runtime import directory_file
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from gateway.client import GatewayClient
 
 DIRECTORY_OPTION = click.option(
@@ -89,12 +92,13 @@ def list_units(
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @click.argument("code")
 def show_unit(directory_file: Path | None, as_json: bool, code: str) -> None:
-    """Show one unit, its parents and how many units sit below it. Exit 1 if CODE is unknown."""
+    """Show one unit, its parents and how many units sit below it; for a unit outside the
+    directory, the upstream link it is behind. Exit 1 if CODE is unknown."""
     directory = open_directory(directory_file)
     unit = directory.get(code)
     if unit is None:
-        click.echo(f"{code} is not in the directory", err=True)
-        sys.exit(EXIT_REJECTED)
+        _show_remote(code, as_json)
+        return
     summary = unit.as_dict()
     summary["parents"] = [{"code": p.code, "name": p.name} for p in directory.ancestors(code)]
     summary["children"] = len(directory.children(code))
@@ -108,6 +112,114 @@ def show_unit(directory_file: Path | None, as_json: bool, code: str) -> None:
     for p in directory.ancestors(code):
         click.echo(f"{'parent:':<12} {p.code}  {p.name}")
     click.echo(f"{'below:':<12} {summary['children']} children, {summary['descendants']} in all")
+
+
+def _show_remote(code: str, as_json: bool) -> None:
+    """A unit behind a link: listed by the link's synchronised directory, or (before the
+    first synchronisation) matching its patterns."""
+    from adapters.upstream.links import load_links
+    from gateway.service import remote_store
+
+    try:
+        link = load_links(settings().federation.links).route(code)
+    except ConfigError as e:
+        fail_environment(e.message)
+    listed: list[remote_store.RemoteUnit] = []
+    synced: set[str] = set()
+    if link is not None:
+
+        async def look(engine: AsyncEngine) -> None:
+            async with engine.connect() as conn:
+                synced.update(await remote_store.synced_links(conn, [link.name]))
+                listed.extend(
+                    u for u in await remote_store.units(conn, [code]) if u.link == link.name
+                )
+
+        with_database(look)
+    if link is None or (link.name in synced and not listed):
+        why = "" if link is None else f" nor in link {link.name}'s directory"
+        click.echo(f"{code} is not in the directory{why}", err=True)
+        sys.exit(EXIT_REJECTED)
+    found = listed[0] if listed else None
+    summary: dict[str, Any] = {
+        "code": code,
+        "local": False,
+        "link": link.name,
+        "upstream": link.url,
+        "name": found.name if found else None,
+        "parent_code": found.parent_code if found else None,
+        "status": "suspended" if found is not None and found.deleted else "active",
+        "listed": found is not None,
+        "directory_version": found.version if found else None,
+        "synced_at": found.synced_at.isoformat() if found else None,
+    }
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"{'code:':<12} {code}")
+    click.echo(f"{'behind:':<12} link {link.name} ({link.url})")
+    if found is None:
+        click.echo(
+            f"{'listed:':<12} no: the link's directory is not synchronised; "
+            f"routed by its patterns ({', '.join(link.serves)})"
+        )
+        return
+    click.echo(f"{'name:':<12} {found.name}")
+    click.echo(f"{'parent:':<12} {found.parent_code or '-'}")
+    click.echo(f"{'status:':<12} {summary['status']}")
+    click.echo(
+        f"{'listed:':<12} version {found.version}, "
+        f"synchronised {found.synced_at:%Y-%m-%d %H:%M:%S}Z"
+    )
+
+
+@units.command("sync")
+@click.option("--link", "name", required=True, help="The upstream link (GATEWAY_FEDERATION_LINKS).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def sync_units(name: str, as_json: bool) -> None:
+    """Fetch an upstream link's directory (getAgenciesList) into the remote units: from then
+    on a unit the link serves is addressable only if the link lists it. Each run is a new
+    version, ledgered as an operator event (remote_units_sync)."""
+    from adapters.upstream.client import UpstreamRefused, UpstreamUnavailable
+    from adapters.upstream.directory import Synced
+    from adapters.upstream.directory import sync_units as sync
+    from adapters.upstream.links import load_links
+    from gateway.service.actions import Actor
+
+    config = settings()
+    try:
+        link = load_links(config.federation.links).named(name)
+    except ConfigError as e:
+        fail_environment(e.message)
+    local = open_directory(None)
+    done: list[Synced] = []
+
+    async def work(engine: AsyncEngine) -> None:
+        click.echo(f"asking {link.url} for its directory (getAgenciesList)…", err=True)
+        try:
+            done.append(await sync(engine, link, local))
+        except (UpstreamRefused, UpstreamUnavailable) as e:
+            fail_environment(f"link {link.name}: {e}")
+
+    with_database(work)
+    (synced,) = done
+    record_action(synced.event(Actor.command_line()))
+    if as_json:
+        echo_json(
+            {
+                "link": synced.link,
+                "version": synced.version,
+                "units": synced.units,
+                "listed": synced.listed,
+                "units_sha256": synced.sha256,
+                "synced_at": synced.at.isoformat(),
+            }
+        )
+        return
+    click.echo(
+        f"link {synced.link}: directory version {synced.version}, {synced.units} units behind "
+        f"the link (of {synced.listed} listed)"
+    )
 
 
 @units.command("check")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -56,9 +56,10 @@ class Directory:
     Queries on a code the directory does not hold return nothing (``None`` or an empty tuple);
     ``code in directory`` tells the two cases apart."""
 
-    __slots__ = ("_by_code", "_children", "_units")
+    __slots__ = ("_by_code", "_children", "_guest", "_units")
 
     def __init__(self, units: Iterable[Unit]) -> None:
+        self._guest: Callable[[str], Unit | None] | None = None
         self._units = tuple(units)
         self._by_code = {u.code: u for u in self._units}
         if len(self._by_code) != len(self._units):
@@ -70,7 +71,19 @@ class Directory:
         self._children = {code: tuple(units) for code, units in children.items()}
 
     def get(self, code: str) -> Unit | None:
-        return self._by_code.get(code)
+        unit = self._by_code.get(code)
+        if unit is None and self._guest is not None:
+            return self._guest(code)
+        return unit
+
+    def with_guests(self, guest: Callable[[str], Unit | None]) -> Directory:
+        """This directory, whose ``get`` also answers for the codes ``guest`` vouches for
+        (the senders behind an upstream link, when their packages are verified). Everything
+        else, ``in`` included, is about the directory's own units only."""
+        other = Directory.__new__(Directory)
+        other._units, other._by_code, other._children = self._units, self._by_code, self._children
+        other._guest = guest
+        return other
 
     def __contains__(self, code: object) -> bool:
         return code in self._by_code

@@ -17,16 +17,18 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.upstream.links import Link, Links
 from gateway.bus import Bus, ClaimStore, Delivery, RetryPolicy
 from gateway.config import EnvelopeSettings, Settings
 from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
-from gateway.errors import CodeName, GatewayError, PackageRejected
+from gateway.errors import GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service import store
 from gateway.service.bodies import ClaimedBodies
 from gateway.service.inbox import Inboxes
 from gateway.service.moves import move
+from gateway.service.routing import Rejected, bus_delivery, remote_sender, route
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import Transport, transport_allows
 from gateway.service.writer import Batch, Writer
@@ -74,14 +76,6 @@ def _verify_and_read(
     return verified
 
 
-class Rejected(PackageRejected):
-    """A refusal with extra problem members (e.g. the unknown recipients)."""
-
-    def __init__(self, code: CodeName, message: str, **extra: Any) -> None:
-        super().__init__(code, message)
-        self.extra = extra
-
-
 @dataclass(frozen=True)
 class Submission:
     status: int  # 202 first time, 200 the same package again
@@ -103,9 +97,11 @@ class Gateway:
         inbox_modes: frozenset[str],
         policy: RetryPolicy | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        links: Links | None = None,
     ) -> None:
         """``inbox_modes``: the delivery modes whose copies wait in a pull inbox (pull units,
-        and amqp units when the bus is the embedded one, which they cannot reach)."""
+        and amqp units when the bus is the embedded one, which they cannot reach);
+        ``links``: the upstream links, which serve the units outside the directory."""
         self.settings = settings
         self.directory = directory
         self.trust = trust
@@ -123,6 +119,7 @@ class Gateway:
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
         self._publisher: asyncio.Task[None] | None = None
         self.inbox_modes = inbox_modes
+        self.links = links or Links()
 
     # -- submission ------------------------------------------------------------------------
 
@@ -132,11 +129,21 @@ class Gateway:
         principal: Principal,
         profile: Profile,
         expect: Callable[[Package], None] | None = None,
+        *,
+        origin: Link | None = None,
+        claimed: Sequence[str] = (),
     ) -> Submission:
         """Accept a package or status packet from ``principal``, or raise with a code. ``data``
         may be an open file holding it (a large body spooled to disk). ``expect``, once the
         package is verified and before anything is stored, may refuse it for not being what
-        the request said it was (the national-axis façade's headers)."""
+        the request said it was (the national-axis façade's headers).
+
+        ``origin``: the package arrived from this upstream link (``principal`` is the link),
+        judged in the link's profile. Its sender must be behind the link; it is delivered to
+        the recipients of our directory only (never relayed to another link), and ``claimed``,
+        the recipients the link said it is for, must all be ours."""
+        if origin is not None:
+            return await self._relayed_in(data, principal, origin, expect, claimed)
         if principal.role is Role.AUDITOR:
             raise GatewayError("forbidden", "auditors read; they do not submit")
         if profile is Profile.COMPAT and principal.role is not Role.OPERATOR:
@@ -147,15 +154,7 @@ class Gateway:
                 "operators relay packets in the compat profile; a strict package comes with "
                 "its sender unit's own token",
             )
-        args = (data, self.trust, self.directory, profile, self.clock(), self.settings.envelope)
-        try:
-            if isinstance(data, bytes) and len(data) <= INLINE_VERIFY_BYTES:
-                verified = _verify_and_read(*args)
-            else:
-                verified = await asyncio.to_thread(_verify_and_read, *args)
-        except PackageRejected as e:
-            await self._record_rejection(data, principal.unit, None, e)
-            raise
+        verified = await self._verify(data, principal.unit, self.directory, profile)
         package = verified.package
         if principal.role is Role.UNIT and package.sender.organ_id != principal.unit:
             raise GatewayError(
@@ -163,36 +162,65 @@ class Gateway:
                 f"this token speaks for {principal.unit}, the package is from "
                 f"{package.sender.organ_id}",
             )
+        return await self._accept(data, verified, expect, None)
+
+    async def _relayed_in(
+        self,
+        data: bytes | BinaryIO,
+        principal: Principal,
+        origin: Link,
+        expect: Callable[[Package], None] | None,
+        claimed: Sequence[str],
+    ) -> Submission:
+        directory = self.directory.with_guests(remote_sender(origin))
+        verified = await self._verify(data, principal.unit, directory, origin.profile)
+        sender = verified.package.sender.organ_id
+        if sender in self.directory or not origin.serves_code(sender):
+            raise GatewayError(
+                "forbidden",
+                f"link {origin.name} does not serve {sender}: it may relay only for the units "
+                "behind it",
+            )
+        ours = [c for c in claimed if c not in self.directory]
+        if ours:
+            raise Rejected(
+                "unknown_recipient",
+                f"not in the unit directory: {', '.join(ours)}; nothing was queued",
+                recipients=ours,
+            )
+        return await self._accept(data, verified, expect, origin)
+
+    async def _verify(
+        self, data: bytes | BinaryIO, who: str, directory: Directory, profile: Profile
+    ) -> VerifiedPackage:
+        args = (data, self.trust, directory, profile, self.clock(), self.settings.envelope)
+        try:
+            if isinstance(data, bytes) and len(data) <= INLINE_VERIFY_BYTES:
+                return _verify_and_read(*args)
+            return await asyncio.to_thread(_verify_and_read, *args)
+        except PackageRejected as e:
+            await self._record_rejection(data, who, None, e)
+            raise
+
+    async def _accept(
+        self,
+        data: bytes | BinaryIO,
+        verified: VerifiedPackage,
+        expect: Callable[[Package], None] | None,
+        origin: Link | None,
+    ) -> Submission:
+        package = verified.package
         if expect is not None:
             expect(package)
         try:
             if package.kind is Kind.STATUS:
-                submission = await self._accept_status(verified)
+                submission = await self._accept_status(verified, origin)
             else:
-                submission = await self._accept_document(verified)
+                submission = await self._accept_document(verified, origin)
         except PackageRejected as e:
             await self._record_rejection(data, package.sender.organ_id, package, e)
             raise
         return submission
-
-    def _route(self, codes: Sequence[str]) -> dict[str, str]:
-        """Delivery mode per recipient; unknown or suspended recipients refuse the package."""
-        unknown = [c for c in codes if c not in self.directory]
-        if unknown:
-            raise Rejected(
-                "unknown_recipient",
-                f"not in the unit directory: {', '.join(unknown)}; nothing was queued",
-                recipients=unknown,
-            )
-        units = {c: self.directory.get(c) for c in codes}
-        suspended = [c for c, u in units.items() if u is not None and not u.active]
-        if suspended:
-            raise Rejected(
-                "recipient_suspended",
-                f"suspended: {', '.join(suspended)}; nothing was queued",
-                recipients=suspended,
-            )
-        return {c: str(u.delivery) for c, u in units.items() if u is not None}
 
     async def _claim(self, package: Package) -> str | None:
         """Keep a large package's bytes as a file (before the transaction: a refused one
@@ -201,15 +229,31 @@ class Gateway:
             return None
         return await self.bodies.put(package.raw)
 
-    async def _accept_document(self, verified: VerifiedPackage) -> Submission:
-        modes = self._route([r.organ_id for r in verified.package.recipients])
+    async def _accept_document(self, verified: VerifiedPackage, origin: Link | None) -> Submission:
+        codes = [r.organ_id for r in verified.package.recipients]
+        if origin is not None:  # the link delivers the others; ours are what it brings us
+            ours = [c for c in codes if c in self.directory]
+            if not ours:
+                raise Rejected(
+                    "unknown_recipient",
+                    f"none of the recipients is in the unit directory ({', '.join(codes)}); "
+                    "nothing was queued",
+                    recipients=codes,
+                )
+            codes = ours
+        modes = await route(self.directory, self.links, self.engine, codes, origin)
         claim = await self._claim(verified.package)
         return await self.writer.run(
-            lambda batch: self._store_document(batch, verified, modes, claim)
+            lambda batch: self._store_document(batch, verified, modes, claim, origin)
         )
 
     async def _store_document(
-        self, batch: Batch, verified: VerifiedPackage, modes: dict[str, str], claim: str | None
+        self,
+        batch: Batch,
+        verified: VerifiedPackage,
+        modes: dict[str, str],
+        claim: str | None,
+        origin: Link | None,
     ) -> Submission:
         """The same package again answers as before; else its DocumentId must be new for the
         sender, and a revoke, update or replace must name one the sender sent. One query."""
@@ -237,14 +281,16 @@ class Gateway:
                 f"a {business.doc_type.name.lower()} must name a DocumentId that {sender} "
                 f"sent before; {target!r} is not one",
             )
-        return await self._insert(batch, verified, modes, EventType.SUBMITTED, claim)
+        return await self._insert(batch, verified, modes, EventType.SUBMITTED, claim, origin)
 
-    async def _accept_status(self, verified: VerifiedPackage) -> Submission:
+    async def _accept_status(self, verified: VerifiedPackage, origin: Link | None) -> Submission:
         claim = await self._claim(verified.package)
-        return await self.writer.run(lambda batch: self._store_status(batch, verified, claim))
+        return await self.writer.run(
+            lambda batch: self._store_status(batch, verified, claim, origin)
+        )
 
     async def _store_status(
-        self, batch: Batch, verified: VerifiedPackage, claim: str | None
+        self, batch: Batch, verified: VerifiedPackage, claim: str | None, origin: Link | None
     ) -> Submission:
         package = verified.package
         assert package.status is not None
@@ -261,8 +307,8 @@ class Gateway:
                 f"no document {package.document_key} was sent through this gateway",
             )
         step = check_status(document, responder, code)
-        modes = self._route(step.route_to)
-        submission = await self._insert(batch, verified, modes, EventType.STATUS, claim)
+        modes = await route(self.directory, self.links, self.engine, step.route_to, origin, conn)
+        submission = await self._insert(batch, verified, modes, EventType.STATUS, claim, origin)
         apply_status(document, step)
         await self._save_states(batch, package.document_key, document, step.recipients)
         if code not in ("13",) and verified.valid:
@@ -284,11 +330,12 @@ class Gateway:
         modes: dict[str, str],
         event_type: EventType,
         claim: str | None,
+        origin: Link | None = None,
     ) -> Submission:
         """Ledger the package and store it with its copies (its bytes in the row, or named by
         ``claim`` when they are in the package store). Copies for an inbox are placed in
         it now (queued, in the same transaction); the others are the outbox, published to the
-        bus once the batch has committed."""
+        bus once the batch has committed. A package from a link names it in its event."""
         package = verified.package
         now = batch.now
         package_id = "p-" + secrets.token_hex(12)
@@ -306,6 +353,8 @@ class Gateway:
             "recipient_count": len(codes),
             "recipients_sha256": hashlib.sha256("\n".join(codes).encode()).hexdigest(),
         }
+        if origin is not None:
+            details["link"] = origin.name
         about = {
             "document": package.document_key,
             "sender": sender,
@@ -395,7 +444,9 @@ class Gateway:
             else [],
         )
         outbox = [
-            Delivery(deliveries[c], package.document_key, c, package.raw, package.priority)
+            bus_delivery(
+                deliveries[c], package.document_key, c, modes[c], package.raw, package.priority
+            )
             for c in codes
             if c not in inboxed
         ]
@@ -501,10 +552,11 @@ class Gateway:
             copies = await store.unpublished(conn, cutoff)
         return await self._hand_to_bus(
             [
-                Delivery(
+                bus_delivery(
                     c.delivery_id,
                     c.document_key,
                     c.recipient,
+                    c.mode,
                     await self.bodies.get(c.raw_claim) if c.raw_claim else c.raw,
                     c.priority,
                 )

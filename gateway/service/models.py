@@ -62,7 +62,8 @@ class DeliveryRow(Base):
     document_key: Mapped[str] = mapped_column(String(300), nullable=False)
     sender: Mapped[str] = mapped_column(String(64), nullable=False)  # of the package
     recipient: Mapped[str] = mapped_column(String(64), nullable=False)
-    mode: Mapped[str] = mapped_column(String(8), nullable=False)  # pull | push | amqp
+    # pull | push | amqp, or link:<name> for a unit behind an upstream link
+    mode: Mapped[str] = mapped_column(String(48), nullable=False)
     transport: Mapped[str] = mapped_column(String(16), nullable=False)
     transport_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     last_outcome: Mapped[str | None] = mapped_column(String(16))  # the last bus transition
@@ -177,6 +178,23 @@ class WebhookKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
 
 
+class RemoteUnitRow(Base):
+    """A unit behind an upstream link, as the link's directory (getAgenciesList) listed it at
+    its last synchronisation; ``version`` counts the link's synchronisations."""
+
+    __tablename__ = "gw_remote_unit"
+
+    link: Mapped[str] = mapped_column(String(40), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    parent_code: Mapped[str | None] = mapped_column(String(64))
+    deleted: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (Index(None, "code"),)
+
+
 package_table = cast(Table, PackageRow.__table__)
 delivery_table = cast(Table, DeliveryRow.__table__)
 recipient_state_table = cast(Table, RecipientStateRow.__table__)
@@ -186,3 +204,4 @@ process_table = cast(Table, ProcessRow.__table__)
 webhook_key_table = cast(Table, WebhookKeyRow.__table__)
 vxp_system_table = cast(Table, VxpSystemRow.__table__)
 vxp_seen_table = cast(Table, VxpSeenRow.__table__)
+remote_unit_table = cast(Table, RemoteUnitRow.__table__)

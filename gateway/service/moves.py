@@ -74,6 +74,9 @@ class TransitionRecorder:
             return  # reported again after a crash or redelivery
         transport, event_type = OUTCOMES[t.outcome]
         current = copy.transport
+        # A copy for a unit behind an upstream link travels on the link's queue: its events
+        # name the link, so that this ledger shows to whom it was handed.
+        via = {"link": t.recipient.split(":", 1)[1]} if t.recipient != copy.recipient else {}
         if current is Transport.ACCEPTED:
             # The bus holds the copy; its ``queued`` report may still be on its way (a fast
             # consumer can report ``delivered`` first), so record the queueing now.
@@ -83,7 +86,7 @@ class TransitionRecorder:
                 Transport.QUEUED,
                 EventType.QUEUED,
                 t.attempt,
-                {"attempt": t.attempt},
+                {"attempt": t.attempt, **via},
                 published=True,
             )
             current = Transport.QUEUED
@@ -117,7 +120,7 @@ class TransitionRecorder:
                 {"last_outcome": t.outcome.value, "attempt": t.attempt, "published": True},
             )
             return
-        details: dict[str, Any] = {"attempt": t.attempt}
+        details: dict[str, Any] = {"attempt": t.attempt, **via}
         if t.reason:
             details["reason"] = t.reason[:1000]
         if t.retry_at:

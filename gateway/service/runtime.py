@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from adapters.upstream.links import load_links
+from adapters.upstream.relay import Federation
 from gateway.bus import Bus, RetryPolicy, open_bus
 from gateway.config import Settings
 from gateway.db.engine import UNAVAILABLE, unavailable
@@ -99,11 +101,13 @@ class Runtime:
     reloader: Reloader
     admin: Admin
     presence: Presence
+    federation: Federation
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Consumers finish their current message, background loops stop, all is closed."""
         log.info("stopping: consumers finish their current message (up to %g s)", grace)
+        await self.federation.stop(grace)
         await self.deliverer.stop(grace)
         try:
             async with asyncio.timeout(grace):
@@ -152,6 +156,7 @@ async def start_runtime(
     files = sources(settings, keys, say)
     directory, trust, digests = files.load()
     key = load_gateway_key(keys)
+    links = load_links(settings.federation.links)
     ledger = open_ledger(settings, key=key.private_key, certificate_chain=key.certificate_chain)
     policy = policy or RetryPolicy.from_settings(settings.bus)
     native_amqp = settings.amqp_url is not None
@@ -168,8 +173,10 @@ async def start_runtime(
             f"{identity.origin}, {await ledger.size()} entries"
         )
         await bus.start()
-        await bus.declare(unit.code for unit in directory)
+        await bus.declare([*(unit.code for unit in directory), *(link.queue for link in links)])
         say(f"bus: {bus.where}, {len(directory)} unit queues declared")
+        if len(links):
+            say(f"upstream links: {', '.join(f'{link.name} ({link.url})' for link in links)}")
         await presence.start()
     except BaseException as e:
         with contextlib.suppress(Exception):
@@ -187,6 +194,7 @@ async def start_runtime(
         bus=bus,
         inbox_modes=inbox_modes,
         policy=policy,
+        links=links,
     )
     push = settings.push
     signer = WebhookSigner(
@@ -196,8 +204,12 @@ async def start_runtime(
     reloader = Reloader(files, gateway, deliverer, digests)
     tokens = TokenChecker(ledger.engine, settings.api.token_cache)
     admin = Admin(gateway, reloader, tokens)
-    runtime = Runtime(settings, gateway, ledger, bus, tokens, deliverer, reloader, admin, presence)
+    federation = Federation(gateway)
+    runtime = Runtime(
+        settings, gateway, ledger, bus, tokens, deliverer, reloader, admin, presence, federation
+    )
     await deliverer.start()
+    await federation.start()
     relay, sweep, watch = intervals
     runtime.tasks = [
         asyncio.create_task(_every(relay, gateway.publish_pending, "relay")),

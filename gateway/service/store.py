@@ -142,11 +142,20 @@ class Unpublished:
     raw: bytes
     raw_claim: str | None
     priority: int
+    mode: str  # where it goes: a unit's mode, or link:<name>
 
 
 async def unpublished(conn: AsyncConnection, before: datetime) -> list[Unpublished]:
     query = (
-        select(_d.delivery_id, _d.document_key, _d.recipient, _p.raw, _p.raw_claim, _p.priority)
+        select(
+            _d.delivery_id,
+            _d.document_key,
+            _d.recipient,
+            _p.raw,
+            _p.raw_claim,
+            _p.priority,
+            _d.mode,
+        )
         .join(package_table, _p.package_id == _d.package_id)
         .where(
             _d.transport_at < before,

@@ -45,11 +45,19 @@ def check_message_type(kind: Kind, value: str | None) -> None:
         )
 
 
-def expected(kind: Kind, message_type: str, to: list[str]) -> Callable[[Package], None]:
+def expected(
+    kind: Kind, message_type: str, to: list[str], relayed_from: str | None = None
+) -> Callable[[Package], None]:
     """What a sendEdoc's headers say the package is: the façade refuses a package that is
-    something else rather than route it by one and record it as the other."""
+    something else rather than route it by one and record it as the other. A package relayed
+    by an upstream link (``relayed_from``: the ``from`` header) must be from that sender, and
+    ``to`` names those of its recipients the link brings it for."""
 
     def check(package: Package) -> None:
+        if relayed_from is not None and package.sender.organ_id != relayed_from:
+            raise GatewayError(
+                "bad_request", f"from is {relayed_from}; the file is from {package.sender.organ_id}"
+            )
         if package.kind is not kind:
             raise GatewayError(
                 "bad_request", f"servicetype {SERVICE_OF[kind]}, but the file is a {package.kind}"
@@ -63,6 +71,8 @@ def expected(kind: Kind, message_type: str, to: list[str]) -> Callable[[Package]
                     f"{business.name.lower()}",
                 )
         recipients = sorted(r.organ_id for r in package.recipients)
+        if relayed_from is not None and (kind is Kind.STATUS or set(to) <= set(recipients)):
+            return  # a status goes where the workflow says (a recall to the recipients)
         if sorted(set(to)) != recipients:
             raise GatewayError(
                 "bad_request",

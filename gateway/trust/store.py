@@ -1,14 +1,17 @@
 """The trust store: the CA certificates we trust, their CRLs, and the signer-certificate check
 (key strength, usage, validity, chain, revocation) with the chain cached per certificate.
 
-Only our own CAs are trusted: the roots are the self-signed certificates of the bundle, the
-other certificates of the bundle are intermediates. Pure: certificates and a clock in.
+Only the CAs of the bundle are trusted (our own, and those of the other provinces and the
+national axis we are configured to trust): the roots are its self-signed certificates, the
+others are intermediates; each CA's CRL must be loaded (one PEM file may hold them all).
+Pure: certificates and a clock in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -135,7 +138,8 @@ class TrustStore:
         for data in crls:
             try:
                 if b"-----BEGIN" in data:
-                    loaded.append(x509.load_pem_x509_crl(data))
+                    # one file may hold the CRLs of several CAs (every root we trust)
+                    loaded += [x509.load_pem_x509_crl(block) for block in _pem_blocks(data)]
                 else:
                     loaded.append(x509.load_der_x509_crl(data))
             except ValueError as e:
@@ -144,7 +148,8 @@ class TrustStore:
 
     @classmethod
     def from_files(cls, trust_pem: Path, crl: Path | None = None) -> TrustStore:
-        """Read a PEM CA bundle and, optionally, one CRL file (PEM or DER)."""
+        """Read a PEM CA bundle and, optionally, one CRL file (DER, or PEM holding one CRL
+        per CA)."""
         try:
             bundle = Path(trust_pem).read_bytes()
             crls = [Path(crl).read_bytes()] if crl is not None else []
@@ -299,6 +304,12 @@ class TrustStore:
                     "cert_revoked",
                     f"the signer certificate (serial {cert.serial_number:x}) was revoked{when}",
                 )
+
+
+def _pem_blocks(data: bytes) -> list[bytes]:
+    """Each ``-----BEGIN …-----`` … ``-----END …-----`` block of a PEM file."""
+    blocks = re.findall(rb"-----BEGIN [^-]+-----.+?-----END [^-]+-----", data, re.DOTALL)
+    return blocks or [data]
 
 
 def _weak_hash(cert: x509.Certificate) -> str | None:

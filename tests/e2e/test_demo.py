@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from gateway.cli import main
 from gateway.config import Settings
 from gateway.demo import run_demo
+from gateway.demo_federated import run_federated_demo
 from gateway.ledger.identity import LedgerMismatch
 from gateway.service.runtime import start_runtime
 
@@ -61,3 +62,18 @@ async def test_a_kept_demo_ledger_verifies_from_its_database_alone(tmp_path: Pat
     assert "configuration mismatch" in other.output and "demo.gateway.local/ledger" in other.output
     with pytest.raises(LedgerMismatch):
         await start_runtime(Settings(home=tmp_path / "var"))
+
+
+async def test_the_federated_demo_relays_between_two_provinces(tmp_path: Path) -> None:
+    lines: list[str] = []
+    summary = await run_federated_demo(tmp_path, say=lines.append)
+    # every copy for the other province handed to its link once: two letters, the recall (13)
+    # and the three letters sent while H08 was stopped
+    assert summary["relayed"] == 6
+    verified = [line for line in lines if "receipt verified offline" in line]
+    assert [line.split(":")[0].strip() for line in verified] == [
+        "gateway.h07/ledger",
+        "gateway.h08/ledger",
+    ]
+    assert any("from link h07" in line for line in lines)
+    assert any("to link h08" in line for line in lines)
