@@ -113,6 +113,16 @@ class VxpSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """When the console and ``GET /v1/alerts`` raise an alert (docs/console.md)."""
+
+    push_failing_minutes: int = 15  # a push endpoint failing for longer than this
+    waiting_minutes: int = 60  # a copy waiting undelivered for longer than this
+    cert_days: int = 30  # a certificate expiring within this many days
+    checkpoint_minutes: int = 10  # the latest signed checkpoint older than this
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = "text"  # text | json (one JSON object per line)
     level: str = "info"  # debug | info | warning | error
@@ -146,6 +156,7 @@ class Settings:
     push: PushSettings = field(default_factory=PushSettings)
     log: LogSettings = field(default_factory=LogSettings)
     vxp: VxpSettings = field(default_factory=VxpSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:

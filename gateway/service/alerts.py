@@ -1,0 +1,153 @@
+"""Alerts: what an operator should look at now, from the backlog, the certificates and the
+ledger's latest checkpoint, against the thresholds of ``AlertSettings``. The rules are a pure
+function (:func:`alerts_of`); :func:`current_alerts` gathers their inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.config import AlertSettings
+from gateway.service.certificates import CertificateFacts, Certificates
+from gateway.service.runtime import Runtime
+from gateway.service.views import backlog_view
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert: its kind (a stable snake_case word), what it concerns (a unit code, a
+    certificate fingerprint, ``ledger``), since when, and a sentence for people."""
+
+    kind: str  # push_failing | copy_waiting | dead_letters | cert_expiring | checkpoint_old
+    subject: str
+    since: datetime | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "since": self.since.isoformat() if self.since else None,
+            "message": self.message,
+        }
+
+
+def _time(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def alerts_of(
+    limits: AlertSettings,
+    backlog: dict[str, Any],
+    certificates: Iterable[CertificateFacts],
+    checkpoint_at: datetime | None,
+    checkpoint_size: int,
+    ledger_size: int,
+    now: datetime,
+) -> list[Alert]:
+    """The alerts raised by these facts (``backlog`` as :func:`backlog_view` gives it)."""
+    found: list[Alert] = []
+    for row in backlog["units"]:
+        unit = row["unit"]
+        failure = row.get("last_failure")
+        if failure is not None:
+            failed_at = _time(failure["at"])
+            delivered = _time(row.get("last_delivered_at"))
+            # failing since the first failure after the last delivery: approximated by the
+            # oldest copy still waiting when there was no delivery since
+            since = _time(row["oldest_waiting_at"]) or failed_at
+            if delivered is not None and since is not None and delivered > since:
+                since = delivered
+            if (
+                failed_at is not None
+                and since is not None
+                and (delivered is None or failed_at > delivered)
+                and now - since > timedelta(minutes=limits.push_failing_minutes)
+            ):
+                found.append(
+                    Alert(
+                        "push_failing",
+                        unit,
+                        since,
+                        f"the push endpoint of {unit} has failed since {since:%Y-%m-%d %H:%M}Z: "
+                        f"{failure['reason'] or 'no reason given'}",
+                    )
+                )
+        oldest = _time(row["oldest_waiting_at"])
+        if oldest is not None and now - oldest > timedelta(minutes=limits.waiting_minutes):
+            found.append(
+                Alert(
+                    "copy_waiting",
+                    unit,
+                    oldest,
+                    f"{row['waiting']} copies for {unit} wait, the oldest since "
+                    f"{oldest:%Y-%m-%d %H:%M}Z",
+                )
+            )
+        if row["dead"] or row["expired"]:
+            found.append(
+                Alert(
+                    "dead_letters",
+                    unit,
+                    None,
+                    f"{row['dead']} dead and {row['expired']} expired copies for {unit} "
+                    "wait for an operator",
+                )
+            )
+    horizon = now + timedelta(days=limits.cert_days)
+    for cert in certificates:
+        if cert.not_after <= horizon:
+            found.append(
+                Alert(
+                    "cert_expiring",
+                    cert.sha256,
+                    cert.not_after,
+                    f"the certificate of {cert.owner} ({cert.subject}) expires on "
+                    f"{cert.not_after:%Y-%m-%d}",
+                )
+            )
+    stale = timedelta(minutes=limits.checkpoint_minutes)
+    if ledger_size > checkpoint_size and (checkpoint_at is None or now - checkpoint_at > stale):
+        found.append(
+            Alert(
+                "checkpoint_old",
+                "ledger",
+                checkpoint_at,
+                f"{ledger_size - checkpoint_size} ledger entries are not covered by a signed "
+                "checkpoint "
+                + (f"since {checkpoint_at:%Y-%m-%d %H:%M}Z" if checkpoint_at else "(none yet)"),
+            )
+        )
+    return found
+
+
+async def current_alerts(
+    runtime: Runtime, certificates: Iterable[CertificateFacts], now: datetime | None = None
+) -> tuple[list[Alert], dict[str, Any]]:
+    """The alerts now, and the backlog they were read from (the overview shows both)."""
+    now = now or datetime.now(UTC)
+    backlog = await backlog_view(runtime.ledger.engine, runtime.gateway.directory, now=now)
+    latest = await runtime.ledger.latest_checkpoint()
+    size = await runtime.ledger.size()
+    found = alerts_of(
+        runtime.settings.alerts,
+        backlog,
+        certificates,
+        latest.created_at if latest else None,
+        latest.tree_size if latest else 0,
+        size,
+        now,
+    )
+    return found, backlog
+
+
+def watched_certificates(certificates: Certificates, runtime: Runtime) -> list[CertificateFacts]:
+    """The trust bundle's certificates and every unit's the gateway holds a copy of."""
+    found = list(certificates.bundle())
+    for unit in runtime.gateway.directory:
+        cert = certificates.of_unit(unit.code)
+        if cert is not None:
+            found.append(cert)
+    return found
