@@ -63,6 +63,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "receipt": ("Biên nhận", "Receipt"),
     "download_receipt": ("Tải biên nhận", "Download receipt"),
     "event": ("Sự kiện", "Event"),
+    "event_code": ("Mã", "Code"),
     "time": ("Thời điểm", "Time"),
     "details": ("Chi tiết", "Details"),
     "transport": ("Chuyển phát", "Transport"),
