@@ -113,6 +113,14 @@ CONSOLE_PATHS: dict[str, Any] = {
             params=[_path("key")],
         )
     },
+    "/documents/{key}/attachments/{index}": {
+        "get": _op(
+            "consoleAttachment",
+            "An attachment's content to download (operators)",
+            {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            params=[_path("key"), _path("index")],
+        )
+    },
     "/dead": {
         "get": _op(
             "consoleDead",

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -15,13 +16,14 @@ from gateway.api.audit import entries_csv, entries_query, entry_rows
 from gateway.api.context import CERTIFICATES
 from gateway.api.params import query_int
 from gateway.console.chart import activity_chart
-from gateway.console.web import Caller, caller_of, page, render
+from gateway.console.web import Caller, Refused, caller_of, page, render
 from gateway.db.engine import reader
 from gateway.directory import DeliveryMode
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query
 from gateway.service import searches
 from gateway.service.alerts import current_alerts, watched_certificates
+from gateway.service.attachments import document_attachments
 from gateway.service.transport import Transport
 from gateway.service.views import backlog_view, document_view
 
@@ -148,7 +150,6 @@ async def document(request: web.Request) -> web.StreamResponse:
     ledger = caller.runtime.ledger
     view = await document_view(ledger, caller.principal, key)
     timeline: dict[str, list[dict[str, Any]]] = {r["code"]: [] for r in view["recipients"]}
-    shared: list[dict[str, Any]] = []  # document-wide entries (submitted)
     after: int | None = None
     while True:
         found = await ledger.query(Query(document=key), after=after, limit=1000)
@@ -164,8 +165,6 @@ async def document(request: web.Request) -> web.StreamResponse:
             }
             if who in timeline and event.type in JOURNEY:
                 timeline[who].append(row)
-            elif event.recipient is None:
-                shared.append(row)
         if found.next_after is None:
             break
         after = found.next_after
@@ -176,7 +175,31 @@ async def document(request: web.Request) -> web.StreamResponse:
         caller=caller,
         doc=view,
         timeline=timeline,
-        shared=shared,
+        attachments=await document_attachments(caller.runtime.gateway, key),
+    )
+
+
+@routes.get("/documents/{key}/attachments/{index}")
+@page
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """An attachment's content, for operators (who may read every unit's inbox; auditors read
+    the facts, not the content). Always a download, never shown in the console's own origin."""
+    caller = await caller_of(request)
+    if not caller.operator:
+        raise Refused(403, "forbidden")
+    key = request.match_info["key"]
+    found = await document_attachments(caller.runtime.gateway, key)
+    try:
+        chosen = found[int(request.match_info["index"])]
+    except (ValueError, IndexError) as e:
+        raise GatewayError("not_found", f"{key} has no such attachment") from e
+    return web.Response(
+        body=chosen.data,
+        content_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(chosen.name or 'file')}",
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

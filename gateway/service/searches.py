@@ -115,3 +115,17 @@ async def stopped_copies(
     if unit is not None:
         query = query.where(_d.recipient == unit)
     return [StoppedCopy(*row) for row in await conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class PackageBytes:
+    """A document's package as accepted: its bytes, or the package store's name for them."""
+
+    raw: bytes
+    raw_claim: str | None
+
+
+async def document_bytes(conn: AsyncConnection, key: str) -> PackageBytes | None:
+    query = select(_p.raw, _p.raw_claim).where(_p.document_key == key, _p.kind == DOCUMENT)
+    row = (await conn.execute(query)).first()
+    return None if row is None else PackageBytes(*row)

@@ -19,7 +19,7 @@ import aiohttp
 from consolekit import Console
 from gatewaystack import OUTSIDER, PULL, PUSH, SENDER, Stack
 
-from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
+from gateway.client import GatewayClient, build_letter, make_attachment, sign_as_unit, unit
 from gateway.envelope import Organization
 from gateway.ledger import verify_receipt
 from gateway.ledger.keys import load_gateway_public_key
@@ -195,6 +195,28 @@ async def test_a_subject_with_markup_is_shown_as_text(embedded: Stack) -> None:
             status, page = await console.get(path)
             assert status == 200
             assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+async def test_attachments_are_listed_for_both_and_downloaded_by_operators_only(
+    embedded: Stack,
+) -> None:
+    scan = make_attachment("Công văn số 12.pdf", b"%PDF-1.4 " + bytes(range(256)))
+    key = await send(embedded, "Về việc gửi hồ sơ", PULL, attachments=[scan])
+    path = f"/documents/{quote(key, safe='')}"
+    for role in ("operator", "auditor"):
+        async with Console(embedded.url) as console:
+            await console.sign_in(embedded.tokens[role])
+            _, page = await console.get(path)
+            assert "Công văn số 12.pdf" in page and scan.sha256 in page
+            assert (f"{path}/attachments/0" in page) == (role == "operator")
+            async with console.session.get(embedded.url + path + "/attachments/0") as response:
+                body = await response.read()
+                if role == "operator":
+                    assert response.status == 200 and body == scan.data
+                    assert response.content_type == "application/octet-stream"
+                    assert response.headers["Content-Disposition"].startswith("attachment;")
+                else:
+                    assert response.status == 403
 
 
 async def test_the_document_page_shows_each_recipient_s_timeline_and_its_receipts_verify(

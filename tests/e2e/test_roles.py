@@ -23,7 +23,7 @@ from gatewaystack import (
 )
 
 from gateway.api.app import build_app
-from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
+from gateway.client import GatewayClient, build_letter, make_attachment, sign_as_unit, unit
 from gateway.envelope import Organization
 
 TABLE = Path(__file__).parents[2] / "docs" / "api.md"
@@ -160,7 +160,9 @@ def token_of(stack: Stack, route: str, role: str) -> str:
 
 async def send_letter(stack: Stack) -> Letter:
     to = [Organization(PULL, "Sở Tài chính"), Organization(NATIVE, "Phòng Nội vụ huyện")]
-    data = sign_as_unit(build_letter(unit(SENDER), to, "Về việc phân quyền"), stack.keys)
+    scan = make_attachment("Tờ trình.pdf", "%PDF-1.4 tờ trình".encode())  # for the console
+    letter = build_letter(unit(SENDER), to, "Về việc phân quyền", attachments=[scan])
+    data = sign_as_unit(letter, stack.keys)
     async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
         submitted = await gw.submit(data)
     copies = {r["code"]: r["delivery_id"] for r in submitted.answer["recipients"]}
@@ -214,6 +216,7 @@ def console_calls(letter: Letter, token: str) -> dict[str, tuple[str, str, dict[
         "GET /": ("GET", "/", {}),
         "GET /documents": ("GET", "/documents?q=x", {}),
         "GET /documents/{key}": ("GET", f"/documents/{key}", {}),
+        "GET /documents/{key}/attachments/{index}": ("GET", f"/documents/{key}/attachments/0", {}),
         "GET /dead": ("GET", "/dead", {}),
         "GET /units": ("GET", "/units", {}),
         "GET /ledger": ("GET", "/ledger", {}),
