@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -23,6 +24,7 @@ from gateway.service.actions import Actor
 from gateway.service.tokens import Role
 
 log = logging.getLogger(__name__)
+LOCAL_PATH = re.compile(r"/(?![/\\])[^\s\\]*")
 routes = web.RouteTableDef()
 
 
@@ -76,7 +78,9 @@ async def language(request: web.Request) -> web.StreamResponse:
     if not session.check_csrf(form.get("csrf")):
         raise Refused(403, "expired_form")
     back = form.get("back")
-    to = back if isinstance(back, str) and back.startswith("/") and "//" not in back else "/"
+    # back to the page it was asked from: a path of this site, never another's ("//host",
+    # "/\\host" are other sites to a browser)
+    to = back if isinstance(back, str) and LOCAL_PATH.fullmatch(back) else "/"
     return _back(request, session.speaking(str(form.get("lang", "vi"))), to)
 
 

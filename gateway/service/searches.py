@@ -20,8 +20,8 @@ _p = package_table.c
 
 @dataclass(frozen=True, slots=True)
 class DocumentFilter:
-    """What a search for documents asks (None: any). ``text`` is a DocumentId or words of the
-    subject; ``recipient`` and ``state`` (a transport state) match any one of its copies."""
+    """What a search for documents asks (None: any). ``text`` is found in the DocumentId or
+    the subject; ``recipient`` and ``state`` (a transport state) match any one of its copies."""
 
     text: str | None = None
     sender: str | None = None
@@ -68,7 +68,10 @@ async def search_documents(
     if find.text:
         pattern = "%" + find.text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
         query = query.where(
-            or_(_p.document_id == find.text, _p.subject.like(pattern + "%", escape="\\"))
+            or_(
+                _p.document_id.like(pattern + "%", escape="\\"),
+                _p.subject.like(pattern + "%", escape="\\"),
+            )
         )
     copies = select(_d.delivery_id).where(_d.document_key == e.document)
     if find.recipient:

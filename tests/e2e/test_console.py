@@ -170,6 +170,8 @@ async def test_search_finds_by_document_id_subject_sender_recipient_and_state_an
         assert "Kế hoạch phòng chống lụt bão" in page and "tài chính" not in page
         page = await found(q=document_id)
         assert "Báo cáo tài chính quý IV" in page and "lụt bão" not in page
+        page = await found(q=document_id.rsplit(",", 1)[1])  # its number and notation alone
+        assert "Báo cáo tài chính quý IV" in page and "lụt bão" not in page
         page = await found(recipient=PULL)
         assert "lụt bão" in page and "tài chính" in page and "Thông báo" not in page
         page = await found(sender=SENDER, state="queued")
@@ -265,6 +267,30 @@ async def test_the_language_is_vietnamese_until_switched_and_the_switch_is_remem
         assert status == 200 and "Units (" in page
         _, page = await console.get("/")
         assert "Overview" in page and "Tổng quan" not in page
+        # back to a page of the console only, never to another site
+        for elsewhere in ("//example.org/x", "/\\example.org", "https://example.org"):
+            async with console.session.post(
+                embedded.url + "/lang",
+                data={"lang": "vi", "back": elsewhere, "csrf": console.csrf},
+                allow_redirects=False,
+            ) as response:
+                assert response.status == 303 and response.headers["Location"] == "/"
+
+
+async def test_a_verification_of_the_whole_ledger_shows_its_result(embedded: Stack) -> None:
+    await send(embedded, "Về việc kiểm tra sổ cái", PULL)
+    async with Console(embedded.url) as console:
+        await console.sign_in(embedded.tokens["auditor"])
+        await console.get("/ledger")
+        await console.post("/ledger/verify", {})
+
+        async def result() -> str | None:
+            _, page = await console.get("/ledger")
+            found = re.search(r'<p id="verify-result">(.*?)</p>', page, re.S)
+            text = found.group(1) if found else ""
+            return text if "Sổ cái" in text else None
+
+        assert "Sổ cái toàn vẹn" in await eventually(result)
 
 
 async def test_alerts_name_dead_letters_for_operators_and_auditors_only(stack: Stack) -> None:
