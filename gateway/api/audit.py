@@ -130,7 +130,7 @@ def entries_query(request: web.Request, unit: str | None) -> Query:
         except ValueError as e:
             raise GatewayError("bad_request", f"unknown event type: {e}") from e
     try:
-        query = Query(
+        return Query(
             document=request.query.get("document") or None,
             unit=unit,
             events=events,
@@ -139,7 +139,6 @@ def entries_query(request: web.Request, unit: str | None) -> Query:
         )
     except ValueError as e:
         raise GatewayError("bad_request", str(e)) from e
-    return query
 
 
 @routes.get("/v1/ledger/entries")

@@ -16,13 +16,15 @@ from gateway.api.audit import entries_csv, entries_query, entry_rows
 from gateway.api.context import CERTIFICATES
 from gateway.api.params import query_int
 from gateway.console.chart import activity_chart
-from gateway.console.web import Caller, Refused, caller_of, page, render
+from gateway.console.forms import VERIFY
+from gateway.console.text import LOCAL
+from gateway.console.web import Refused, caller_of, page, render
 from gateway.db.engine import reader
 from gateway.directory import DeliveryMode
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query
 from gateway.service import searches
-from gateway.service.alerts import current_alerts, watched_certificates
+from gateway.service.alerts import current_alerts, is_failing, watched_certificates
 from gateway.service.attachments import document_attachments
 from gateway.service.transport import Transport
 from gateway.service.views import backlog_view, document_view
@@ -31,16 +33,6 @@ routes = web.RouteTableDef()
 
 WINDOW = timedelta(hours=3)  # the overview's chart
 PAGE = 50  # documents per search page, unless asked for (limit)
-
-
-def _failing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Push units whose last failure is newer than their last delivery."""
-    return [
-        r
-        for r in rows
-        if r.get("last_failure")
-        and (r.get("last_delivered_at") is None or r["last_failure"]["at"] > r["last_delivered_at"])
-    ]
 
 
 @routes.get("/")
@@ -67,7 +59,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
         refusals=refusals.most_common(),
         totals=backlog["totals"],
         top=backlog["units"][:10],
-        failing=_failing(backlog["units"]),
+        failing=[r for r in backlog["units"] if is_failing(r)],
         expiring=sorted(
             (c for c in certificates if c.not_after <= horizon), key=lambda c: c.not_after
         ),
@@ -80,8 +72,6 @@ async def overview(request: web.Request) -> web.StreamResponse:
 
 def _day(request: web.Request, name: str, end: bool = False) -> datetime | None:
     """A date (YYYY-MM-DD, a day in Asia/Ho_Chi_Minh) of the search form, as a UTC time."""
-    from gateway.console.text import LOCAL
-
     value = request.query.get(name, "").strip()
     if not value:
         return None
@@ -255,8 +245,6 @@ async def units(request: web.Request) -> web.StreamResponse:
 @routes.get("/ledger")
 @page
 async def ledger(request: web.Request) -> web.StreamResponse:
-    from gateway.console.forms import VERIFY
-
     caller = await caller_of(request)
     store = caller.runtime.ledger
     entry = None
@@ -320,6 +308,3 @@ async def receipt(request: web.Request) -> web.StreamResponse:
         content_type="application/json",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
-
-
-__all__ = ["Caller", "routes"]

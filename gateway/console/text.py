@@ -7,7 +7,7 @@ import unicodedata
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -159,6 +159,3 @@ def age(seconds: float | None) -> str:
     if s < 2 * 86400:
         return f"{s // 3600} h"
     return f"{s // 86400} d"
-
-
-__all__ = ["LOCAL", "WORDS", "age", "escape", "nfc", "when", "words"]

@@ -38,6 +38,15 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
+def is_failing(row: dict[str, Any]) -> bool:
+    """A push unit's backlog row whose last failure is newer than its last delivery."""
+    failure = row.get("last_failure")
+    if not failure:
+        return False
+    delivered = _time(row.get("last_delivered_at"))
+    return delivered is None or datetime.fromisoformat(failure["at"]) > delivered
+
+
 def alerts_of(
     limits: AlertSettings,
     backlog: dict[str, Any],
@@ -51,21 +60,14 @@ def alerts_of(
     found: list[Alert] = []
     for row in backlog["units"]:
         unit = row["unit"]
-        failure = row.get("last_failure")
-        if failure is not None:
-            failed_at = _time(failure["at"])
+        if is_failing(row):
+            failure = row["last_failure"]
             delivered = _time(row.get("last_delivered_at"))
-            # failing since the first failure after the last delivery: approximated by the
-            # oldest copy still waiting when there was no delivery since
-            since = _time(row["oldest_waiting_at"]) or failed_at
+            # failing since the later of its last delivery and its oldest waiting copy
+            since = _time(row["oldest_waiting_at"]) or _time(failure["at"])
             if delivered is not None and since is not None and delivered > since:
                 since = delivered
-            if (
-                failed_at is not None
-                and since is not None
-                and (delivered is None or failed_at > delivered)
-                and now - since > timedelta(minutes=limits.push_failing_minutes)
-            ):
+            if since is not None and now - since > timedelta(minutes=limits.push_failing_minutes):
                 found.append(
                     Alert(
                         "push_failing",
