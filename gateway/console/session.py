@@ -1,6 +1,7 @@
 """The console's session: an encrypted, authenticated cookie (Fernet, under a key kept in the
 gateway's home) holding the caller's token, a CSRF secret and the chosen language. The token
-is checked again on every request, so a revoked one ends its sessions at once."""
+is checked again on every request, so revoking it ends its sessions (within the token cache's
+seconds, as for the API)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from gateway.service.keyfile import read_or_make
 
 COOKIE = "gw_console"
-LIFETIME = 8 * 3600  # seconds a session lasts from its sign-in
+LIFETIME = 8 * 3600  # seconds a session lasts after its last page (each page renews it)
 LANGUAGES = ("vi", "en")
 
 

@@ -1,5 +1,5 @@
 """The console's plumbing: templates (Jinja2, autoescaped), the signed-in caller, CSRF checks,
-and HTML error pages (a console page never answers with a JSON problem)."""
+and the refusals and gateway errors of a page answered as HTML pages saying why."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from gateway.api.context import RUNTIME, runtime_of
+from gateway.api.context import runtime_of
 from gateway.console.session import Session, Sessions
 from gateway.console.text import age, nfc, when, words
 from gateway.errors import GatewayError
@@ -31,7 +31,6 @@ def environment() -> jinja2.Environment:
     )
     env.filters["when"] = when
     env.filters["age"] = age
-    env.filters["nfc"] = nfc
     return env
 
 
@@ -140,7 +139,3 @@ def page(handler: Page) -> Page:
             )
 
     return wrapped
-
-
-def runtime_started(request: web.Request) -> bool:
-    return request.app[RUNTIME].runtime is not None
