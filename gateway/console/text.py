@@ -92,6 +92,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "expires": ("Hết hạn", "Expires"),
     "status": ("Tình trạng", "Status"),
     "actions": ("Thao tác", "Actions"),
+    "status_active": ("Đang hoạt động", "Active"),
+    "status_suspended": ("Tạm dừng", "Suspended"),
     "suspend": ("Tạm dừng", "Suspend"),
     "resume": ("Hoạt động lại", "Resume"),
     "add_unit": ("Thêm đơn vị", "Add a unit"),

@@ -72,9 +72,9 @@ async def page_of(browser: Any, stack: Stack, role: str) -> Any:
     return page
 
 
-async def shoot(page: Any, name: str) -> None:
+async def shoot(page: Any, name: str, *, full_page: bool = True) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 async def send(stack: Stack, subject: str, *to: str, **options: Any) -> str:
@@ -220,8 +220,23 @@ async def test_the_units_page_of_the_whole_province(province_embedded: Stack, br
     started = time.perf_counter()
     await page.goto(stack.url + "/units")
     loaded = time.perf_counter() - started
+    timing = await page.evaluate("performance.getEntriesByType('navigation')[0].toJSON()")
     rows = await page.locator("#units tr[id^=unit-]").count()
-    print(f"\nunits page with {rows} units: loaded in {loaded * 1000:.0f} ms")
+    print(
+        f"\nunits page with {rows} units: loaded in {loaded * 1000:.0f} ms "
+        f"(HTML received after {timing['responseEnd']:.0f} ms, "
+        f"laid out after {timing['domContentLoadedEventEnd']:.0f} ms)"
+    )
     assert rows == len(list(stack.runtime.gateway.directory)) == 809
-    await shoot(page, "units")
+    await shoot(page, "units", full_page=False)  # the first screenful of 809 rows
+    # an operator suspends a unit from its row, and resumes it
+    code = (await page.locator("#units tr[id^=unit-]").nth(5).get_attribute("id") or "")[5:]
+    row = page.locator(f"#unit-{code.replace('.', chr(92) + '.')}")
+    assert await row.locator(".status").get_attribute("data-status") == "active"
+    await row.locator("button").click()
+    await page.wait_for_url(f"{stack.url}/units?done=suspended*")
+    assert await row.locator(".status").get_attribute("data-status") == "suspended"
+    await row.locator("button").click()
+    await page.wait_for_url(f"{stack.url}/units?done=active*")
+    assert await row.locator(".status").get_attribute("data-status") == "active"
     await page.context.close()
