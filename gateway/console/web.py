@@ -12,7 +12,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
-from gateway.api.context import runtime_of
+from gateway.api.context import LIMITER, runtime_of
 from gateway.console.session import Session, Sessions
 from gateway.console.text import age, nfc, when, words
 from gateway.errors import GatewayError
@@ -105,6 +105,7 @@ async def caller_of(request: web.Request) -> Caller:
         raise
     if principal.role not in (Role.OPERATOR, Role.AUDITOR):
         raise Refused(403, "unit_token")
+    request.app[LIMITER].take(principal.token_id)  # the token's rate, shared with the API
     return Caller(session, principal, runtime)
 
 
