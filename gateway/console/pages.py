@@ -222,7 +222,7 @@ async def units(request: web.Request) -> web.StreamResponse:
     caller = await caller_of(request)
     runtime = caller.runtime
     directory = runtime.gateway.directory
-    backlog = await backlog_view(runtime.ledger.engine, directory)
+    backlog = await backlog_view(runtime.ledger.engine, directory, every_push_unit=True)
     rows = {r["unit"]: r for r in backlog["units"]}
     certificates = request.app[CERTIFICATES].of(runtime)
     q = request.query.get("q", "").strip().casefold()

@@ -316,3 +316,21 @@ async def test_alerts_name_dead_letters_for_operators_and_auditors_only(stack: S
         assert re.search(r"Đã nhận: [1-9]", page)  # the chart counted the letter this minute
         _, page = await console.get("/dead")
         assert key.replace("|", "%7C") in page or key in page
+
+
+async def test_the_units_page_shows_a_push_unit_s_last_delivery(embedded: Stack) -> None:
+    key = await send(embedded, "Về việc giao nhận", PUSH)
+
+    async def delivered() -> bool:
+        async with GatewayClient(embedded.url, embedded.tokens["auditor"]) as gw:
+            view = await gw.document(key)
+        return view["recipients"][0]["transport"] == "delivered"
+
+    await eventually(delivered)
+    async with Console(embedded.url) as console:
+        await console.sign_in(embedded.tokens["auditor"])
+        _, page = await console.get("/units")
+    row = re.search(rf'<tr id="unit-{re.escape(PUSH)}">.*?</tr>', page, re.S)
+    assert row is not None
+    health = re.search(r'<td class="health">(.*?)</td>', row.group(0), re.S)
+    assert health is not None and "<time" in health.group(1) and "bad" not in health.group(1)
