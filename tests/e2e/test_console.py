@@ -16,10 +16,18 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 from consolekit import Console
 from gatewaystack import OUTSIDER, PULL, PUSH, SENDER, Stack
 
-from gateway.client import GatewayClient, build_letter, make_attachment, sign_as_unit, unit
+from gateway.client import (
+    ApiError,
+    GatewayClient,
+    build_letter,
+    make_attachment,
+    sign_as_unit,
+    unit,
+)
 from gateway.envelope import Organization
 from gateway.ledger import verify_receipt
 from gateway.ledger.keys import load_gateway_public_key
@@ -302,6 +310,9 @@ async def test_alerts_name_dead_letters_for_operators_and_auditors_only(stack: S
         async with GatewayClient(embedded.url, embedded.tokens["auditor"]) as gw:
             return [a for a in await gw.alerts() if a["kind"] == "dead_letters"]
 
+    async with GatewayClient(embedded.url, embedded.tokens[SENDER]) as gw:
+        with pytest.raises(ApiError):
+            await gw.submit(b"<not-a-package")  # a refusal, counted by code
     (alert,) = await eventually(alerts)
     assert alert["subject"] == PUSH
     async with aiohttp.ClientSession() as session:
@@ -314,6 +325,7 @@ async def test_alerts_name_dead_letters_for_operators_and_auditors_only(stack: S
         _, page = await console.get("/")
         assert "dead_letters" in page
         assert re.search(r"Đã nhận: [1-9]", page)  # the chart counted the letter this minute
+        assert '<code>xml_malformed</code></td><td class="num">1</td>' in page  # refusals
         _, page = await console.get("/dead")
         assert key.replace("|", "%7C") in page or key in page
 
