@@ -17,7 +17,7 @@ from gateway.api.context import CERTIFICATES
 from gateway.api.params import query_int
 from gateway.console.chart import activity_chart
 from gateway.console.forms import VERIFY
-from gateway.console.text import LOCAL
+from gateway.console.text import LOCAL, nfc
 from gateway.console.web import Refused, caller_of, page, render
 from gateway.db.engine import reader
 from gateway.directory import DeliveryMode
@@ -91,7 +91,7 @@ async def documents(request: web.Request) -> web.StreamResponse:
     if state is not None and state not in {t.value for t in Transport}:
         raise GatewayError("bad_request", f"unknown state {state}")
     find = searches.DocumentFilter(
-        text=q.get("q", "").strip() or None,
+        text=nfc(q.get("q", "").strip()) or None,
         sender=q.get("sender", "").strip() or None,
         recipient=q.get("recipient", "").strip() or None,
         state=state,

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.ledger.entry import EventType
 from gateway.ledger.models import entry_table
 from gateway.service.models import delivery_table, package_table
 from gateway.service.store import DOCUMENT, STOPPED
@@ -21,7 +22,9 @@ _p = package_table.c
 @dataclass(frozen=True, slots=True)
 class DocumentFilter:
     """What a search for documents asks (None: any). ``text`` is found in the DocumentId or
-    the subject; ``recipient`` and ``state`` (a transport state) match any one of its copies."""
+    the subject, regardless of case (every letter's on PostgreSQL with a UTF-8 locale,
+    ASCII letters' on SQLite); ``recipient`` and ``state`` (a transport state) match any
+    one of its copies."""
 
     text: str | None = None
     sender: str | None = None
@@ -53,7 +56,7 @@ async def search_documents(
     query = (
         select(e.seq, _p.document_key, _p.document_id, _p.sender, _p.subject, _p.submitted_at)
         .join(package_table, (_p.document_key == e.document) & (_p.kind == DOCUMENT))
-        .where(e.type == "submitted")
+        .where(e.type == EventType.SUBMITTED.value)
         .order_by(e.seq.desc())
         .limit(limit)
     )
@@ -69,8 +72,8 @@ async def search_documents(
         pattern = "%" + find.text.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
         query = query.where(
             or_(
-                _p.document_id.like(pattern + "%", escape="\\"),
-                _p.subject.like(pattern + "%", escape="\\"),
+                _p.document_id.ilike(pattern + "%", escape="\\"),
+                _p.subject.ilike(pattern + "%", escape="\\"),
             )
         )
     copies = select(_d.delivery_id).where(_d.document_key == e.document)
