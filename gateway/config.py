@@ -119,7 +119,7 @@ class AlertSettings:
     push_failing_minutes: int = 15  # a push endpoint failing for longer than this
     waiting_minutes: int = 60  # a copy waiting undelivered for longer than this
     cert_days: int = 30  # a certificate expiring within this many days
-    checkpoint_minutes: int = 10  # the latest signed checkpoint older than this
+    checkpoint_minutes: int = 10  # an entry waiting longer for a checkpoint to cover it
 
 
 @dataclass(frozen=True)

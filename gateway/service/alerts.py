@@ -51,12 +51,12 @@ def alerts_of(
     limits: AlertSettings,
     backlog: dict[str, Any],
     certificates: Iterable[CertificateFacts],
-    checkpoint_at: datetime | None,
-    checkpoint_size: int,
-    ledger_size: int,
+    uncovered: int,
+    uncovered_since: datetime | None,
     now: datetime,
 ) -> list[Alert]:
-    """The alerts raised by these facts (``backlog`` as :func:`backlog_view` gives it)."""
+    """The alerts raised by these facts: ``backlog`` as :func:`backlog_view` gives it; the
+    ledger's entries no signed checkpoint covers yet, and the time of the first of them."""
     found: list[Alert] = []
     for row in backlog["units"]:
         unit = row["unit"]
@@ -111,15 +111,14 @@ def alerts_of(
                 )
             )
     stale = timedelta(minutes=limits.checkpoint_minutes)
-    if ledger_size > checkpoint_size and (checkpoint_at is None or now - checkpoint_at > stale):
+    if uncovered and uncovered_since is not None and now - uncovered_since > stale:
         found.append(
             Alert(
                 "checkpoint_old",
                 "ledger",
-                checkpoint_at,
-                f"{ledger_size - checkpoint_size} ledger entries are not covered by a signed "
-                "checkpoint "
-                + (f"since {checkpoint_at:%Y-%m-%d %H:%M}Z" if checkpoint_at else "(none yet)"),
+                uncovered_since,
+                f"{uncovered} ledger entries, the first of {uncovered_since:%Y-%m-%d %H:%M}Z, "
+                "are not covered by a signed checkpoint",
             )
         )
     return found
@@ -131,17 +130,13 @@ async def current_alerts(
     """The alerts now, and the backlog they were read from (the overview shows both)."""
     now = now or datetime.now(UTC)
     backlog = await backlog_view(runtime.ledger.engine, runtime.gateway.directory, now=now)
-    latest = await runtime.ledger.latest_checkpoint()
-    size = await runtime.ledger.size()
-    found = alerts_of(
-        runtime.settings.alerts,
-        backlog,
-        certificates,
-        latest.created_at if latest else None,
-        latest.tree_size if latest else 0,
-        size,
-        now,
-    )
+    ledger = runtime.ledger
+    latest = await ledger.latest_checkpoint()
+    covered = latest.tree_size if latest else 0
+    size = await ledger.size()
+    # the first entry no checkpoint covers: when a checkpoint became due (one read by key)
+    since = (await ledger.entry(covered)).time if size > covered else None
+    found = alerts_of(runtime.settings.alerts, backlog, certificates, size - covered, since, now)
     return found, backlog
 
 

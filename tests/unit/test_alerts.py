@@ -25,19 +25,13 @@ def at(minutes_ago: float) -> str:
 
 
 def kinds(units: list[dict[str, Any]], **more: Any) -> list[tuple[str, str]]:
-    options: dict[str, Any] = {
-        "certificates": [],
-        "checkpoint_at": NOW,
-        "checkpoint_size": 10,
-        "ledger_size": 10,
-    } | more
+    options: dict[str, Any] = {"certificates": [], "uncovered": 0, "since": None} | more
     found = alerts_of(
         LIMITS,
         {"units": units},
         options["certificates"],
-        options["checkpoint_at"],
-        options["checkpoint_size"],
-        options["ledger_size"],
+        options["uncovered"],
+        options["since"],
         NOW,
     )
     return [(a.kind, a.subject) for a in found]
@@ -75,12 +69,9 @@ def test_a_certificate_expiring_within_the_days() -> None:
     assert kinds([], certificates=[soon, later]) == [("cert_expiring", "ab" * 32)]
 
 
-def test_a_checkpoint_older_than_expected_while_the_ledger_grew() -> None:
-    old = NOW - timedelta(minutes=11)
-    assert kinds([], checkpoint_at=old, checkpoint_size=10, ledger_size=10) == []  # nothing new
-    assert kinds([], checkpoint_at=old, checkpoint_size=10, ledger_size=12) == [
-        ("checkpoint_old", "ledger")
-    ]
-    assert kinds([], checkpoint_at=None, checkpoint_size=0, ledger_size=1) == [
+def test_entries_waiting_for_a_checkpoint_longer_than_expected() -> None:
+    assert kinds([], uncovered=0, since=None) == []  # every entry is covered
+    assert kinds([], uncovered=3, since=NOW - timedelta(minutes=9)) == []  # not yet due
+    assert kinds([], uncovered=3, since=NOW - timedelta(minutes=11)) == [
         ("checkpoint_old", "ledger")
     ]
