@@ -470,6 +470,11 @@ class GatewayClient:
         )
         return dict(answer)
 
+    async def alerts(self) -> list[dict[str, Any]]:
+        """GET /v1/alerts (operators, auditors): what needs looking at now."""
+        _, answer = await self._json("GET", "/v1/alerts")
+        return list(answer["alerts"])
+
     async def reload(self) -> dict[str, Any]:
         """POST /v1/admin/reload (operators): read the directory and trust files again."""
         _, answer = await self._json("POST", "/v1/admin/reload")

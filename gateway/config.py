@@ -122,6 +122,16 @@ class FederationSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """When the console and ``GET /v1/alerts`` raise an alert (docs/console.md)."""
+
+    push_failing_minutes: int = 15  # a push endpoint failing for longer than this
+    waiting_minutes: int = 60  # a copy waiting undelivered for longer than this
+    cert_days: int = 30  # a certificate expiring within this many days
+    checkpoint_minutes: int = 10  # an entry waiting longer for a checkpoint to cover it
+
+
+@dataclass(frozen=True)
 class LogSettings:
     format: str = "text"  # text | json (one JSON object per line)
     level: str = "info"  # debug | info | warning | error
@@ -156,6 +166,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     vxp: VxpSettings = field(default_factory=VxpSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:

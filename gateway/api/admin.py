@@ -7,13 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.api.context import require_role, runtime_of
+from gateway.api.context import CERTIFICATES, require_role, runtime_of
 from gateway.api.params import json_object, json_response
 from gateway.api.problems import problem
 from gateway.directory.edit import FIELDS
 from gateway.errors import GatewayError
 from gateway.service.actions import Actor
 from gateway.service.admin import UnitChanged
+from gateway.service.alerts import current_alerts, watched_certificates
 from gateway.service.tokens import Role
 from gateway.service.views import backlog_view
 
@@ -123,6 +124,18 @@ async def backlog(request: web.Request) -> web.Response:
         raise GatewayError("not_found", f"no unit {unit}")
     view = await backlog_view(runtime.ledger.engine, runtime.gateway.directory, unit)
     return json_response(view)
+
+
+@routes.get("/v1/alerts")
+async def alerts(request: web.Request) -> web.Response:
+    """What needs looking at now (operators, auditors): push endpoints failing, copies
+    waiting too long, dead letters, certificates expiring, an old checkpoint; thresholds are
+    the GATEWAY_ALERTS_* settings."""
+    require_role(request, Role.OPERATOR, Role.AUDITOR)
+    runtime = runtime_of(request)
+    certificates = watched_certificates(request.app[CERTIFICATES].of(runtime), runtime)
+    found, _ = await current_alerts(runtime, certificates)
+    return json_response({"alerts": [a.to_json() for a in found]})
 
 
 @routes.post("/v1/admin/redrive")

@@ -15,8 +15,17 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import console
 from gateway.api import admin, audit, exchange, health, vxp
-from gateway.api.context import LIMITER, RUNTIME, UPLOADS, RuntimeSlot, auth_middleware
+from gateway.api.context import (
+    CERTIFICATES,
+    LIMITER,
+    RUNTIME,
+    UPLOADS,
+    CertificatesSlot,
+    RuntimeSlot,
+    auth_middleware,
+)
 from gateway.api.health import METRICS, Metrics, metrics_middleware
 from gateway.api.limits import RateLimiter, Uploads
 from gateway.api.openapi import openapi_document
@@ -49,6 +58,7 @@ def _application(settings: Settings) -> web.Application:
     )
     app[METRICS] = Metrics()
     app[RUNTIME] = RuntimeSlot()
+    app[CERTIFICATES] = CertificatesSlot()
     app[LIMITER] = RateLimiter(settings.api.rate, settings.api.burst)
     api = settings.api
     app[UPLOADS] = Uploads(api.uploads_per_token, api.uploads, api.body_timeout)
@@ -57,6 +67,7 @@ def _application(settings: Settings) -> web.Application:
     app.router.add_routes(admin.routes)
     app.router.add_routes(health.routes)
     app.router.add_get("/v1/openapi.json", _openapi)
+    console.mount(app, settings)
     if settings.vxp.enabled:  # the national-axis façade (docs/national-axis.md)
         vxp.mount(app, settings)
     return app

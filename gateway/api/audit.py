@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from gateway.api.context import principal_of, require_role, runtime_of
 from gateway.api.limits import RateLimited
 from gateway.api.params import json_response, query_int
 from gateway.errors import GatewayError
-from gateway.ledger import EventType, Query
+from gateway.ledger import Entry, EventType, Query
 from gateway.service.tokens import Role
 from gateway.service.views import check_party, document_parties
 
@@ -91,34 +92,9 @@ def _time(request: web.Request, name: str) -> datetime | None:
         raise GatewayError("bad_request", f"{name} must be an ISO 8601 time") from e
 
 
-@routes.get("/v1/ledger/entries")
-async def entries(request: web.Request) -> web.Response:
-    principal = principal_of(request)
-    unit = request.query.get("unit") or None
-    if principal.role is Role.UNIT:
-        if unit not in (None, principal.unit):
-            raise GatewayError("forbidden", f"{principal.unit} may read only its own entries")
-        unit = principal.unit
-    events: tuple[EventType, ...] = ()
-    if request.query.get("event"):
-        try:
-            events = tuple(EventType(e) for e in request.query["event"].split(","))
-        except ValueError as e:
-            raise GatewayError("bad_request", f"unknown event type: {e}") from e
-    try:
-        query = Query(
-            document=request.query.get("document") or None,
-            unit=unit,
-            events=events,
-            since=_time(request, "since"),
-            until=_time(request, "until"),
-        )
-    except ValueError as e:
-        raise GatewayError("bad_request", str(e)) from e
-    limit = query_int(request, "limit", 100, low=1, high=1000)
-    after = query_int(request, "after") if request.query.get("after") else None
-    page = await runtime_of(request).ledger.query(query, after=after, limit=limit)
-    rows = [
+def entry_rows(entries: list[Entry]) -> list[dict[str, Any]]:
+    """Ledger entries as the API and the console's exports write them."""
+    return [
         {
             "seq": e.seq,
             "time": e.time.isoformat(),
@@ -130,18 +106,58 @@ async def entries(request: web.Request) -> web.Response:
             "package_sha256": e.event.package_sha256,
             "details": dict(e.event.details),
         }
-        for e in page.entries
+        for e in entries
     ]
+
+
+def entries_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["seq"])
+    writer.writeheader()
+    writer.writerows(
+        row | {"details": json.dumps(row["details"], ensure_ascii=False)} for row in rows
+    )
+    return out.getvalue()
+
+
+def entries_query(request: web.Request, unit: str | None) -> Query:
+    """The ledger query of a request's parameters: document, event (a comma-separated list of
+    event types), since and until (ISO 8601 times), and ``unit``."""
+    events: tuple[EventType, ...] = ()
+    if request.query.get("event"):
+        try:
+            events = tuple(EventType(e) for e in request.query["event"].split(","))
+        except ValueError as e:
+            raise GatewayError("bad_request", f"unknown event type: {e}") from e
+    try:
+        return Query(
+            document=request.query.get("document") or None,
+            unit=unit,
+            events=events,
+            since=_time(request, "since"),
+            until=_time(request, "until"),
+        )
+    except ValueError as e:
+        raise GatewayError("bad_request", str(e)) from e
+
+
+@routes.get("/v1/ledger/entries")
+async def entries(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    unit = request.query.get("unit") or None
+    if principal.role is Role.UNIT:
+        if unit not in (None, principal.unit):
+            raise GatewayError("forbidden", f"{principal.unit} may read only its own entries")
+        unit = principal.unit
+    query = entries_query(request, unit)
+    limit = query_int(request, "limit", 100, low=1, high=1000)
+    after = query_int(request, "after") if request.query.get("after") else None
+    page = await runtime_of(request).ledger.query(query, after=after, limit=limit)
+    rows = entry_rows(page.entries)
     nxt = None if page.next_after is None else str(page.next_after)
     if request.query.get("format", "json") == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else ["seq"])
-        writer.writeheader()
-        writer.writerows(
-            row | {"details": json.dumps(row["details"], ensure_ascii=False)} for row in rows
-        )
         headers = {"X-Next-After": nxt} if nxt else {}
-        return web.Response(text=out.getvalue(), content_type="text/csv", headers=headers)
+        return web.Response(text=entries_csv(rows), content_type="text/csv", headers=headers)
     return json_response({"entries": rows, "next": nxt})
 
 

@@ -11,6 +11,7 @@ from gateway.api.limits import RateLimiter, Uploads
 from gateway.api.problems import Handler
 from gateway.api.tls import check_client_certificate, client_certificate
 from gateway.errors import GatewayError
+from gateway.service.certificates import Certificates
 from gateway.service.runtime import Runtime
 from gateway.service.tokens import Principal, Role
 
@@ -22,6 +23,22 @@ class RuntimeSlot:
 
     runtime: Runtime | None = None
     waiting: GatewayError | None = None
+
+
+class CertificatesSlot:
+    """The certificates the alerts watch, made on first use (the runtime starts after the
+    application is built)."""
+
+    def __init__(self) -> None:
+        self.value: Certificates | None = None
+
+    def of(self, runtime: Runtime) -> Certificates:
+        if self.value is None:
+            self.value = Certificates(runtime.reloader.sources.trust, runtime.settings.keys)
+        return self.value
+
+
+CERTIFICATES = web.AppKey("certificates", CertificatesSlot)
 
 
 RUNTIME = web.AppKey("runtime", RuntimeSlot)

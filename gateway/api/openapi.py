@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.api.openapi_console import CONSOLE_PATHS
 from gateway.api.problems import PROBLEM_TYPE
 from gateway.api.schemas import EXTRAS, SCHEMAS, Schema, integer, ref, text, values
 from gateway.errors import CODES
@@ -405,6 +406,17 @@ PATHS: dict[str, dict[str, Any]] = {
             errors={403: "A unit's token", 404: "No such unit"},
         )
     },
+    "/v1/alerts": {
+        "get": op(
+            "getAlerts",
+            "admin",
+            "What needs looking at now: push endpoints failing, copies waiting too long, dead "
+            "letters, certificates expiring, an old checkpoint (operators, auditors; the "
+            "thresholds are the GATEWAY_ALERTS_* settings)",
+            {200: answer("The alerts, none when all is well", body("Alerts"))},
+            errors={403: "A unit's token"},
+        )
+    },
     "/v1/admin/reload": {
         "post": op(
             "reloadSources",
@@ -534,6 +546,7 @@ TAGS = [
     {"name": "directory", "description": "The unit directory"},
     {"name": "admin", "description": "Operators' actions and views"},
     {"name": "probes", "description": "Health, readiness, metrics and this document"},
+    {"name": "console", "description": "The operators' and auditors' pages (docs/console.md)"},
 ]
 
 
@@ -548,10 +561,13 @@ def openapi_document(version: str) -> dict[str, Any]:
             "problem details whose code is from the error catalogue. See docs/api.md.",
         },
         "tags": TAGS,
-        "paths": PATHS,
+        "paths": PATHS | CONSOLE_PATHS,
         "security": [{"bearer": []}],
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "console": {"type": "apiKey", "in": "cookie", "name": "gw_console"},
+            },
             "schemas": SCHEMAS | problem_schemas,
             "headers": HEADERS,
             "responses": problem_answers,

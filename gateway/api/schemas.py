@@ -367,6 +367,28 @@ SCHEMAS: dict[str, Schema] = {
         ],
     },
     "RedriveAnswer": closed({"unit": text(), "redriven": integer()}),
+    "Alerts": closed(
+        {
+            "alerts": array(
+                closed(
+                    {
+                        "kind": values(
+                            [
+                                "push_failing",
+                                "copy_waiting",
+                                "dead_letters",
+                                "cert_expiring",
+                                "checkpoint_old",
+                            ]
+                        ),
+                        "subject": text("a unit code, a certificate's SHA-256, or ledger"),
+                        "since": nullable(TIME),
+                        "message": text(),
+                    }
+                )
+            )
+        }
+    ),
     "TokenRevoked": closed(
         {"token_id": text(), "revoked": integer(description="0: no such token, or revoked before")}
     ),

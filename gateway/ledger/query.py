@@ -6,9 +6,9 @@ The same :class:`Query` backs ``gateway audit query`` and the HTTP API's entry l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, case, func, literal, or_, select
 
 from gateway.ledger.entry import Entry, EventType
 from gateway.ledger.models import entry_table
@@ -62,3 +62,37 @@ def select_entries(query: Query, *, after: int | None, limit: int) -> Select[byt
     if query.until is not None:
         stmt = stmt.where(t.time < query.until)
     return stmt
+
+
+# What the console's overview counts per minute: documents accepted, copies delivered, refusals.
+ACTIVITY = (EventType.SUBMITTED, EventType.DELIVERED, EventType.REJECTED)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """How many entries of one type (and code, for refusals) one minute holds."""
+
+    minute: datetime  # UTC, to the minute
+    type: EventType
+    code: str | None
+    count: int
+
+
+def select_activity(dialect: str, since: datetime) -> Select[str, str, str | None, int]:
+    """Counts of ACTIVITY entries per minute, type and code from ``since``, along the time
+    index: the database groups, so a page reads one row per minute and type."""
+    t = entry_table.c
+    if dialect == "sqlite":  # naive UTC text: "YYYY-MM-DD HH:MM:SS…"
+        minute = func.substr(t.time, 1, 16)
+    else:
+        minute = func.to_char(t.time.op("AT TIME ZONE")(literal("UTC")), "YYYY-MM-DD HH24:MI")
+    code = case((t.type == EventType.REJECTED.value, t.code), else_=None)
+    return (
+        select(minute.label("minute"), t.type, code.label("code"), func.count())
+        .where(t.time >= since, t.type.in_([e.value for e in ACTIVITY]))
+        .group_by(minute, t.type, code)
+    )
+
+
+def parse_minute(text: str) -> datetime:
+    return datetime.strptime(text[:16], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)

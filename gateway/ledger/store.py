@@ -29,7 +29,7 @@ from gateway.errors import GatewayError
 from gateway.ledger.append import Appender, Head, Transaction
 from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
 from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
-from gateway.ledger.entry import Entry, Event, parse_entry
+from gateway.ledger.entry import Entry, Event, EventType, parse_entry
 from gateway.ledger.merkle import (
     HASH_SIZE,
     CompactRange,
@@ -42,7 +42,14 @@ from gateway.ledger.merkle import (
     root_nodes,
 )
 from gateway.ledger.models import checkpoint_table, entry_table
-from gateway.ledger.query import Page, Query, select_entries
+from gateway.ledger.query import (
+    Activity,
+    Page,
+    Query,
+    parse_minute,
+    select_activity,
+    select_entries,
+)
 from gateway.ledger.receipt import Receipt, ReceiptEntry, build_receipt
 
 log = logging.getLogger(__name__)
@@ -434,6 +441,16 @@ class SqlLedger:
         entries = [parse_entry(data) for data, _ in rows]
         more = len(rows) == limit
         return Page(entries, rows[-1][1] if more else None)
+
+    async def activity(self, since: datetime) -> list[Activity]:
+        """Documents accepted, copies delivered and refusals (by code) per minute since
+        ``since``: what the console's overview draws."""
+        async with self._reading() as conn:
+            rows = await conn.execute(select_activity(conn.dialect.name, since))
+            return [
+                Activity(parse_minute(minute), EventType(kind), code, count)
+                for minute, kind, code, count in rows
+            ]
 
     # -- verification ----------------------------------------------------------------------
 

@@ -103,11 +103,17 @@ def _recall(state: RecipientState | None) -> str | None:
 
 
 async def backlog_view(
-    engine: AsyncEngine, directory: Directory, unit: str | None = None, now: datetime | None = None
+    engine: AsyncEngine,
+    directory: Directory,
+    unit: str | None = None,
+    now: datetime | None = None,
+    *,
+    every_push_unit: bool = False,
 ) -> dict[str, Any]:
     """What waits, per unit (the pull inbox and the bus together: every copy not delivered),
     with the oldest waiting copy's age, and for push units their last delivery and last
-    failure; units with nothing waiting and nothing failing are left out unless asked for."""
+    failure; units with nothing waiting and nothing failing are left out unless asked for
+    (``unit``; ``every_push_unit``: each push unit, for its last delivery)."""
     now = now or datetime.now(UTC)
     async with reader(engine).connect() as conn:
         found = await store.backlogs(conn, unit)
@@ -120,6 +126,8 @@ async def backlog_view(
     codes = set(found) | {c for c, d in last.items() if d.failed_at is not None}
     if unit is not None:
         codes.add(unit)
+    if every_push_unit:
+        codes |= set(last)
     rows = []
     for code in codes:
         b = found.get(code) or store.UnitBacklog(code)

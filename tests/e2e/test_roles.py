@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from consolekit import CSRF, Console
 from gatewaystack import (
     NATIVE,
     OUTSIDER,
@@ -22,7 +23,7 @@ from gatewaystack import (
 )
 
 from gateway.api.app import build_app
-from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
+from gateway.client import GatewayClient, build_letter, make_attachment, sign_as_unit, unit
 from gateway.envelope import Organization
 
 TABLE = Path(__file__).parents[2] / "docs" / "api.md"
@@ -36,10 +37,13 @@ PUBLIC = {
 }  # no token  # suspended and resumed by the operator's cells; no token uses it
 
 
-def role_table() -> dict[str, dict[str, str]]:
+def role_table(
+    header: str = "| route | party | other unit | operator | auditor |",
+    roles: tuple[str, ...] = ROLES,
+) -> dict[str, dict[str, str]]:
     """route (as the table writes it) -> role -> the cell ("✓" or a status)."""
     text = TABLE.read_text(encoding="utf-8")
-    start = text.index("| route | party | other unit | operator | auditor |")
+    start = text.index(header)
     rows: dict[str, dict[str, str]] = {}
     for line in text[start:].splitlines()[2:]:
         if not line.startswith("|"):
@@ -47,9 +51,16 @@ def role_table() -> dict[str, dict[str, str]]:
         cells = [c.strip() for c in line.strip("|").split("|")]
         for route in re.findall(r"`([A-Z]+ [^`]+)`", cells[0]):
             rows[route] = {
-                role: cell.split()[0] for role, cell in zip(ROLES, cells[1:], strict=True)
+                role: cell.split()[0] for role, cell in zip(roles, cells[1:], strict=True)
             }
     return rows
+
+
+CONSOLE_ROLES = ("operator", "auditor", "signed out")
+
+
+def console_table() -> dict[str, dict[str, str]]:
+    return role_table("| console route | operator | auditor | signed out |", CONSOLE_ROLES)
 
 
 @dataclass
@@ -103,6 +114,7 @@ def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
         "GET /v1/units": lambda: ("GET", "/v1/units", {}),
         "GET /v1/units/{code}": lambda: ("GET", f"/v1/units/{SENDER}", {}),
         "GET /v1/admin/backlog": lambda: ("GET", "/v1/admin/backlog", {}),
+        "GET /v1/alerts": lambda: ("GET", "/v1/alerts", {}),
         "POST /v1/admin/redrive": lambda: (
             "POST",
             "/v1/admin/redrive",
@@ -148,7 +160,9 @@ def token_of(stack: Stack, route: str, role: str) -> str:
 
 async def send_letter(stack: Stack) -> Letter:
     to = [Organization(PULL, "Sở Tài chính"), Organization(NATIVE, "Phòng Nội vụ huyện")]
-    data = sign_as_unit(build_letter(unit(SENDER), to, "Về việc phân quyền"), stack.keys)
+    scan = make_attachment("Tờ trình.pdf", "%PDF-1.4 tờ trình".encode())  # for the console
+    letter = build_letter(unit(SENDER), to, "Về việc phân quyền", attachments=[scan])
+    data = sign_as_unit(letter, stack.keys)
     async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
         submitted = await gw.submit(data)
     copies = {r["code"]: r["delivery_id"] for r in submitted.answer["recipients"]}
@@ -187,8 +201,77 @@ def test_the_table_names_every_route_the_gateway_serves(embedded: Stack) -> None
         for route in build_app(embedded.runtime).router.routes()
         if route.resource is not None and route.method != "HEAD"
     }
-    described = {route.split("?")[0] for route in role_table()}
+    described = {route.split("?")[0] for route in [*role_table(), *console_table()]}
     assert served == described
+
+
+def console_calls(letter: Letter, token: str) -> dict[str, tuple[str, str, dict[str, str]]]:
+    """How each console route is asked: a valid request (its form with the session's CSRF
+    secret), so that only the role decides."""
+    key = quote(letter.key, safe="")
+    return {
+        "GET /login": ("GET", "/login", {}),
+        "POST /login": ("POST", "/login", {"token": token}),
+        "POST /lang": ("POST", "/lang", {"lang": "vi"}),
+        "GET /": ("GET", "/", {}),
+        "GET /documents": ("GET", "/documents?q=x", {}),
+        "GET /documents/{key}": ("GET", f"/documents/{key}", {}),
+        "GET /documents/{key}/attachments/{index}": ("GET", f"/documents/{key}/attachments/0", {}),
+        "GET /dead": ("GET", "/dead", {}),
+        "GET /units": ("GET", "/units", {}),
+        "GET /ledger": ("GET", "/ledger", {}),
+        "GET /ledger/export": ("GET", "/ledger/export?format=csv", {}),
+        "GET /ledger/receipt": ("GET", "/ledger/receipt?seq=0", {}),
+        "POST /ledger/verify": ("POST", "/ledger/verify", {}),
+        "POST /dead/redrive": ("POST", "/dead/redrive", {"all": PUSH}),  # asks to confirm
+        "POST /units": (
+            "POST",
+            "/units",
+            {"code": "000.00.21.H07", "name": "Sở Công Thương", "level": "2", "delivery": "pull"},
+        ),
+        "POST /units/{code}/suspend": ("POST", f"/units/{SPARE_UNIT}/suspend", {}),
+        "POST /units/{code}/resume": ("POST", f"/units/{SPARE_UNIT}/resume", {}),
+        "POST /logout": ("POST", "/logout", {}),  # last: it ends the session
+    }
+
+
+async def test_every_cell_of_the_console_table_holds(embedded: Stack) -> None:
+    letter = await send_letter(embedded)
+    table = console_table()
+    wrong = []
+    for role in CONSOLE_ROLES:
+        token = embedded.tokens["operator" if role == "signed out" else role]
+        asks = console_calls(letter, token)
+        assert set(asks) == set(table)
+        async with Console(embedded.url) as console:
+            if role == "signed out":
+                await console.get("/login")  # a session without sign-in, for its CSRF secret
+            else:
+                await console.sign_in(token)
+            for route, (method, path, form) in asks.items():
+                if route == "POST /login" and role == "signed out":
+                    continue  # it would sign in: asked last, below
+                fields = [*form.items(), ("csrf", console.csrf)] if method == "POST" else None
+                async with console.session.request(
+                    method, embedded.url + path, data=fields, allow_redirects=False
+                ) as response:
+                    status, where = response.status, response.headers.get("Location")
+                    text = await response.text()
+                if found := CSRF.search(text):
+                    console.csrf = found.group(1)
+                elif status == 303 and where:
+                    await console.get(where)  # the page a browser goes on to: its CSRF secret
+                public = table[route]["signed out"] == "✓"
+                got = "303" if status == 303 and where == "/login" and not public else "✓"
+                if status >= 400:
+                    got = str(status)
+                if got != table[route][role]:
+                    wrong.append(f"{route} {role}: {status} {where or ''}")
+            if role == "signed out":
+                status, _ = await console.post("/login", {"token": token})
+                if status != 200:
+                    wrong.append(f"POST /login signed out: {status}")
+    assert wrong == []
 
 
 async def test_no_route_answers_a_token_that_is_missing_malformed_unknown_revoked_or_expired(

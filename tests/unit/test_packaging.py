@@ -59,6 +59,7 @@ def test_wheel_contains_schemas_sample_directory_and_migrations(tmp_path: Path) 
     migrations = {p.name for p in (ROOT / "gateway/db/migrations/versions").glob("0*.py")}
     assert {f"gateway/db/migrations/versions/{m}" for m in migrations} <= names
     assert "gateway/db/migrations/script.py.mako" in names
+    assert "gateway/console/templates/base.html" in names  # the console's templates
     assert "adapters/folder.py" in names  # the adapters, registered as entry points
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     registered = zipfile.ZipFile(wheel).read(entry_points).decode()
