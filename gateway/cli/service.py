@@ -63,11 +63,13 @@ def serve(host: str, port: int, grace: float, workers: int | None) -> None:
     """
     from gateway.api.app import serve
     from gateway.api.tls import server_ssl_context
+    from gateway.memory import bound_malloc_arenas
     from gateway.service.runtime import keys_folder
     from gateway.trust import KeysLayout
 
     config = settings()
     configure_logging(config.log)
+    bound_malloc_arenas()  # before the first thread: see gateway/memory.py
     if workers is None:
         workers = (os.cpu_count() or 1) if config.database_url is not None else 1
     try:
