@@ -179,6 +179,7 @@ async def open_stack(
     directory_text: str,
     api: ApiSettings | None = None,
     vxp: VxpSettings | None = None,
+    ledger: LedgerSettings | None = None,
 ) -> AsyncIterator[Stack]:
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_text, encoding="utf-8")
@@ -196,7 +197,7 @@ async def open_stack(
         directory=directory_file,
         keys=keys,
         bus=BusSettings(namespace=namespace, prefetch=4),
-        ledger=LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
+        ledger=ledger or LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
         api=api or ApiSettings(),
         vxp=vxp or VxpSettings(),
     )

@@ -159,9 +159,12 @@ async def inbox_ack(request: web.Request) -> web.Response:
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise GatewayError("bad_request", "reason must be a string")
+    statement = body.get("acknowledgement")
+    if statement is not None and (not isinstance(statement, str) or result != "done"):
+        raise GatewayError("bad_request", "acknowledgement is a compact JWS, with result done")
     delivery_id = request.match_info["delivery_id"]
-    state = await runtime_of(request).gateway.inboxes.ack(
-        principal_of(request), delivery_id, result == "done", reason
+    state = await runtime_of(request).gateway.acknowledge(
+        principal_of(request), delivery_id, result == "done", reason, statement
     )
     return json_response({"delivery_id": delivery_id, "state": state})
 

@@ -275,6 +275,8 @@ PATHS: dict[str, dict[str, Any]] = {
                 404: "No such copy, or one for another unit",
                 408: BODY_LATE,
                 413: JSON_TOO_LARGE,
+                422: "The signed acknowledgement does not verify or names another copy "
+                "(ack_invalid, cert_*), or the unit must sign (ack_signature_required)",
             },
         )
     },
@@ -321,6 +323,39 @@ PATHS: dict[str, dict[str, Any]] = {
                 404: "No such document, one the token's unit neither sent nor received, or "
                 "a recipient that was not one",
             },
+        )
+    },
+    "/v1/ledger/cosignatures": {
+        "post": op(
+            "postCosignature",
+            "ledger",
+            "A witness's cosignature of one of the gateway's checkpoints (auditors, operators)",
+            {201: answer("Kept with the checkpoint", body("CosignatureAnswer"))},
+            request=body("Cosignature"),
+            errors={
+                400: "The body is not a checkpoint and a cosignature line",
+                403: "Not an auditor or operator",
+                404: "The gateway signed no such checkpoint",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
+                422: "The witness is not configured (witness_unknown) or the cosignature does "
+                "not verify (proof_invalid)",
+            },
+        )
+    },
+    "/v1/ledger/bundles/{document_key}": {
+        "get": op(
+            "getEvidenceBundle",
+            "ledger",
+            "The letter's evidence bundle: a zip checked offline by gateway audit verify-bundle",
+            {
+                200: answer(
+                    "The bundle (docs/evidence.md)",
+                    {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                )
+            },
+            params=[path("document_key", "<sender OrganId>|<DocumentId>, URL-encoded")],
+            errors={404: "No such document, or one the token's unit neither sent nor received"},
         )
     },
     "/v1/ledger/consistency": {

@@ -25,6 +25,7 @@ from gateway.errors import CodeName, GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service import store
 from gateway.service.bodies import ClaimedBodies
+from gateway.service.evidence import received
 from gateway.service.inbox import Inboxes
 from gateway.service.moves import move
 from gateway.service.tokens import Principal, Role
@@ -511,6 +512,30 @@ class Gateway:
                 for c in copies
             ]
         )
+
+    async def acknowledge(
+        self,
+        principal: Principal,
+        delivery_id: str,
+        done: bool,
+        reason: str | None,
+        statement: str | None = None,
+    ) -> str:
+        """A pull unit's answer for a copy in its inbox; a ``done`` is checked against the
+        signed-acknowledgement policy and, when signed, against the trust store (CPU work
+        outside the writer). Returns the transport state."""
+        ack = None
+        if done and principal.role is Role.UNIT:
+            ack = received(
+                self.settings.ledger,
+                self.trust,
+                self.directory,
+                self.clock(),
+                delivery_id,
+                principal.unit,
+                statement,
+            )
+        return await self.inboxes.ack(principal, delivery_id, done, reason, ack)
 
     async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
         """Put a unit's dead or expired copies back: the bus's, and its inbox's."""

@@ -177,6 +177,22 @@ class WebhookKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
 
 
+class AckRow(Base):
+    """How a recipient acknowledged a copy: with a signed statement (the JWS, verified when it
+    arrived) or without one. The ledger's ``delivered`` entry names the statement's SHA-256."""
+
+    __tablename__ = "gw_ack"
+
+    delivery_id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    document_key: Mapped[str] = mapped_column(String(300), nullable=False)
+    recipient: Mapped[str] = mapped_column(String(64), nullable=False)
+    statement: Mapped[str | None] = mapped_column(Text)  # the compact JWS; None: unsigned
+    sha256: Mapped[str | None] = mapped_column(String(64))  # of the JWS
+    acknowledged_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (Index(None, "document_key"),)
+
+
 package_table = cast(Table, PackageRow.__table__)
 delivery_table = cast(Table, DeliveryRow.__table__)
 recipient_state_table = cast(Table, RecipientStateRow.__table__)
@@ -186,3 +202,4 @@ process_table = cast(Table, ProcessRow.__table__)
 webhook_key_table = cast(Table, WebhookKeyRow.__table__)
 vxp_system_table = cast(Table, VxpSystemRow.__table__)
 vxp_seen_table = cast(Table, VxpSeenRow.__table__)
+ack_table = cast(Table, AckRow.__table__)

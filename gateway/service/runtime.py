@@ -30,6 +30,7 @@ from gateway.ledger.keys import load_gateway_key
 from gateway.service.admin import Admin
 from gateway.service.core import Gateway
 from gateway.service.delivery import Deliverer, client_cert
+from gateway.service.evidence import configured_witnesses
 from gateway.service.moves import TransitionRecorder
 from gateway.service.presence import HEARTBEAT_SECONDS, Presence
 from gateway.service.reload import WATCH_SECONDS, Reloader, Sources
@@ -149,6 +150,7 @@ async def start_runtime(
     seconds."""
     say(f"gateway home {settings.home.resolve()} (GATEWAY_HOME): local state lives there")
     keys = keys_folder(settings, say)
+    configured_witnesses(settings.ledger)  # a malformed witness key stops the start
     files = sources(settings, keys, say)
     directory, trust, digests = files.load()
     key = load_gateway_key(keys)

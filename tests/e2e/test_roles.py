@@ -100,6 +100,16 @@ def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
             "/v1/ledger/consistency?from=1&to=1",
             {},
         ),
+        "POST /v1/ledger/cosignatures": lambda: (
+            "POST",
+            "/v1/ledger/cosignatures",
+            {"json": {"checkpoint": "", "cosignature": ""}},
+        ),
+        "GET /v1/ledger/bundles/{document_key}": lambda: (
+            "GET",
+            f"/v1/ledger/bundles/{key}",
+            {},
+        ),
         "GET /v1/units": lambda: ("GET", "/v1/units", {}),
         "GET /v1/units/{code}": lambda: ("GET", f"/v1/units/{SENDER}", {}),
         "GET /v1/admin/backlog": lambda: ("GET", "/v1/admin/backlog", {}),

@@ -1,0 +1,52 @@
+"""evidence: recipients' acknowledgements and witnesses' cosignatures of checkpoints
+
+Revision ID: 0010_evidence
+Revises: 0008_webhook_key
+Create Date: 2026-12-05 02:30:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from gateway.db.engine import UtcDateTime
+
+revision = "0010_evidence"
+down_revision = "0008_webhook_key"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "gw_ack",
+        sa.Column("delivery_id", sa.String(length=48), nullable=False),
+        sa.Column("document_key", sa.String(length=300), nullable=False),
+        sa.Column("recipient", sa.String(length=64), nullable=False),
+        sa.Column("statement", sa.Text(), nullable=True),
+        sa.Column("sha256", sa.String(length=64), nullable=True),
+        sa.Column("acknowledged_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("delivery_id", name=op.f("pk_gw_ack")),
+    )
+    op.create_index(op.f("ix_gw_ack_document_key"), "gw_ack", ["document_key"])
+    op.create_table(
+        "ledger_cosignature",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("checkpoint_id", sa.Integer(), nullable=False),
+        sa.Column("witness", sa.Text(), nullable=False),
+        sa.Column("timestamp", sa.BigInteger(), nullable=False),
+        sa.Column("line", sa.Text(), nullable=False),
+        sa.Column("received_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_cosignature")),
+    )
+    op.create_index(
+        op.f("ix_ledger_cosignature_checkpoint_id"), "ledger_cosignature", ["checkpoint_id"]
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_ledger_cosignature_checkpoint_id"), table_name="ledger_cosignature")
+    op.drop_table("ledger_cosignature")
+    op.drop_index(op.f("ix_gw_ack_document_key"), table_name="gw_ack")
+    op.drop_table("gw_ack")

@@ -1,0 +1,174 @@
+"""Acknowledgements of reception as the service takes them: the per-unit policy (whether a
+unit must sign), the check of a signed statement against the trust store and the directory,
+and the rows that keep the statements for receipts and evidence bundles."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.bus import ClaimStore
+from gateway.config import LedgerSettings
+from gateway.db.engine import reader
+from gateway.directory import Directory
+from gateway.envelope import Kind
+from gateway.errors import ConfigError, GatewayError
+from gateway.evidence.ack import verify_ack
+from gateway.evidence.bundle import Materials, build_bundle
+from gateway.ledger import Receipt, SqlLedger
+from gateway.ledger.cosignature import WitnessKey
+from gateway.service import store
+from gateway.service.models import ack_table
+from gateway.trust import TrustStore
+from gateway.trust.verify import speaks_for
+
+
+@dataclass(frozen=True)
+class Received:
+    """How a recipient acknowledged a copy: ``statement`` is the verified JWS, or None for an
+    unsigned acknowledgement (allowed only where the policy does not require a signature)."""
+
+    statement: str | None = None
+    sha256: str | None = None  # of the JWS
+    package_sha256: str | None = None  # what the statement says it received
+
+    def details(self) -> dict[str, str]:
+        """What the ``delivered`` ledger entry says of the acknowledgement."""
+        if self.statement is None:
+            return {"ack": "unsigned"}
+        assert self.sha256 is not None
+        return {"ack": "signed", "ack_sha256": self.sha256}
+
+
+def configured_witnesses(settings: LedgerSettings) -> tuple[WitnessKey, ...]:
+    """The witnesses whose cosignatures the gateway keeps (GATEWAY_LEDGER_WITNESSES)."""
+    try:
+        return tuple(WitnessKey.from_vkey(v) for v in settings.witnesses)
+    except ValueError as e:
+        raise ConfigError(f"GATEWAY_LEDGER_WITNESSES: {e}") from e
+
+
+def signature_required(settings: LedgerSettings, unit: str) -> bool:
+    return "*" in settings.signed_ack or unit in settings.signed_ack
+
+
+def received(
+    settings: LedgerSettings,
+    trust: TrustStore,
+    directory: Directory,
+    now: datetime,
+    delivery_id: str,
+    unit: str,
+    statement: str | None,
+) -> Received:
+    """Check ``unit``'s acknowledgement of ``delivery_id`` before it is recorded: a signed
+    statement must verify, chain to the trust store, be signed by a certificate that speaks
+    for the unit and name this copy; without one, the policy must allow it."""
+    if statement is None:
+        if signature_required(settings, unit):
+            raise GatewayError(
+                "ack_signature_required",
+                f"{unit} must acknowledge with a signed statement (gateway inbox ack --keys)",
+            )
+        return Received()
+    verified = verify_ack(statement, trust, now=now)
+    said = verified.statement
+    if said.delivery_id != delivery_id or said.recipient != unit:
+        raise GatewayError(
+            "ack_invalid",
+            f"the statement is about {said.delivery_id} for {said.recipient}, "
+            f"not {delivery_id} for {unit}",
+        )
+    if not speaks_for(unit, verified.signer.sha256, verified.signer.organ_ids, directory):
+        raise GatewayError(
+            "ack_invalid", f"the statement's signer certificate does not speak for {unit}"
+        )
+    return Received(statement, verified.sha256, said.package_sha256)
+
+
+async def record_ack(
+    conn: AsyncConnection,
+    delivery_id: str,
+    document_key: str,
+    recipient: str,
+    ack: Received,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        insert(ack_table).values(
+            delivery_id=delivery_id,
+            document_key=document_key,
+            recipient=recipient,
+            statement=ack.statement,
+            sha256=ack.sha256,
+            acknowledged_at=now,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class StoredAck:
+    delivery_id: str
+    recipient: str
+    statement: str | None
+    acknowledged_at: datetime
+
+
+async def acks_of(
+    conn: AsyncConnection, document_key: str, recipient: str | None = None
+) -> list[StoredAck]:
+    """The acknowledgements of a document's copies (one recipient's, when given)."""
+    a = ack_table.c
+    stmt = select(a.delivery_id, a.recipient, a.statement, a.acknowledged_at).where(
+        a.document_key == document_key
+    )
+    if recipient is not None:
+        stmt = stmt.where(a.recipient == recipient)
+    return [StoredAck(*row) for row in await conn.execute(stmt.order_by(a.delivery_id))]
+
+
+async def receipt_with_acks(
+    ledger: SqlLedger, document_key: str, recipient: str | None = None
+) -> Receipt:
+    """The document's receipt (one recipient's, when given) with the signed acknowledgements
+    its ``delivered`` entries name."""
+    receipt = await ledger.receipt_for_document(document_key, recipient)
+    async with reader(ledger.engine).connect() as conn:
+        acks = await acks_of(conn, document_key, recipient)
+    signed = tuple(a.statement for a in acks if a.statement is not None)
+    return dataclasses.replace(receipt, acknowledgements=signed)
+
+
+async def bundle_for(
+    ledger: SqlLedger, trust: TrustStore, bodies: ClaimStore, document_key: str, now: datetime
+) -> bytes:
+    """The letter's evidence bundle (gateway.evidence.bundle), signed with the ledger's key;
+    ``bodies`` holds the packages too large for their database row."""
+    if ledger.signer is None:
+        raise GatewayError("config_invalid", "evidence bundles need the gateway's signing key")
+    receipt = await receipt_with_acks(ledger, document_key)
+    async with reader(ledger.engine).connect() as conn:
+        packages = await store.packages_of(conn, document_key)
+        acks = await acks_of(conn, document_key)
+    letter = [p for p in packages if p.kind == Kind.DOCUMENT.value]
+    if not letter:
+        raise GatewayError("not_found", f"no document {document_key}")
+
+    async def body(p: store.StoredPackage) -> bytes:
+        return await bodies.get(p.raw_claim) if p.raw_claim else p.raw
+
+    ca_pem, crls_pem = trust.to_pem()
+    materials = Materials(
+        document_key=document_key,
+        package=await body(letter[0]),
+        receipt=receipt.to_json(),
+        acknowledgements={a.delivery_id: a.statement for a in acks if a.statement is not None},
+        statuses={p.ledger_seq: await body(p) for p in packages if p.kind != Kind.DOCUMENT.value},
+        ca_pem=ca_pem,
+        crls_pem=crls_pem,
+    )
+    return build_bundle(materials, ledger.signer, now)
