@@ -103,6 +103,7 @@ def gateway_cert(stack: Stack) -> str:
     return str(stack.keys / "gateway" / "cert.pem")
 
 
+@pytest.mark.parametrize("gw", ["embedded", "rabbitmq+postgresql"], indirect=True)
 async def test_one_recipient_signs_its_acknowledgement_the_other_may_not(gw: Stack) -> None:
     key, copies = await send(gw, PULL, OUTSIDER)
     async with GatewayClient(gw.url, gw.tokens[PULL]) as client:
