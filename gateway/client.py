@@ -452,6 +452,18 @@ class GatewayClient:
         )
         return dict(answer)
 
+    async def notices(self, *, unit: str | None = None, after: str | None = None) -> dict[str, Any]:
+        """GET /v1/notices: one page ``{"notices": [...], "next": cursor|None}`` of the
+        transport notices (expired, dead-lettered, redriven copies) not yet acknowledged."""
+        params = {k: v for k, v in {"unit": unit, "after": after}.items() if v is not None}
+        _, page = await self._json("GET", "/v1/notices", params=params)
+        return dict(page)
+
+    async def ack_notices(self, ids: list[str]) -> int:
+        """POST /v1/notices/ack: how many of these notices were newly acknowledged."""
+        _, answer = await self._json("POST", "/v1/notices/ack", body={"ids": ids})
+        return int(answer["acknowledged"])
+
     async def document(self, key: str) -> dict[str, Any]:
         """GET /v1/documents/{key}: every recipient's transport state and status timeline."""
         _, answer = await self._json("GET", f"/v1/documents/{quote(key, safe='')}")

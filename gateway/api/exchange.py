@@ -169,6 +169,29 @@ async def inbox_ack(request: web.Request) -> web.Response:
     return json_response({"delivery_id": delivery_id, "state": state})
 
 
+@routes.get("/v1/notices")
+async def notices(request: web.Request) -> web.Response:
+    """A sender's transport notices not yet acknowledged (its copies that expired, were
+    dead-lettered or redriven), oldest first; operators may name another unit."""
+    unit = _inbox_unit(request)
+    limit = query_int(request, "limit", 50, low=1, high=500)
+    after = query_int(request, "after", 0)
+    found, nxt = await runtime_of(request).gateway.notices.waiting([unit], after=after, limit=limit)
+    return json_response(
+        {"notices": [n.to_json() for n in found], "next": None if nxt is None else str(nxt)}
+    )
+
+
+@routes.post("/v1/notices/ack")
+async def notices_ack(request: web.Request) -> web.Response:
+    body = await json_object(request)
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 500:
+        raise GatewayError("bad_request", "ids must be a list of at most 500 notice ids")
+    count = await runtime_of(request).gateway.notices.acknowledge(principal_of(request), ids)
+    return json_response({"acknowledged": count})
+
+
 @routes.get("/v1/documents/{document_key:.+}")
 async def document(request: web.Request) -> web.Response:
     key = request.match_info["document_key"]

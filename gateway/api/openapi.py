@@ -280,6 +280,39 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         )
     },
+    "/v1/notices": {
+        "get": op(
+            "listNotices",
+            "exchange",
+            "The sender's transport notices not yet acknowledged: copies that expired, were "
+            "dead-lettered or redriven",
+            {200: answer("One page", body("NoticePage"))},
+            params=[
+                LIMIT_INBOX,
+                query("after", "the cursor from next"),
+                query("unit", "operators: another unit's notices"),
+            ],
+            errors={
+                400: "limit or after is not valid",
+                403: "Another unit's notices, or an auditor's token",
+            },
+        )
+    },
+    "/v1/notices/ack": {
+        "post": op(
+            "acknowledgeNotices",
+            "exchange",
+            "The unit has these notices (ledgered as notified); others' ids are ignored",
+            {200: answer("How many were newly acknowledged", body("NoticeAckAnswer"))},
+            request=body("NoticeAck"),
+            errors={
+                400: "ids is not a list of at most 500 strings",
+                403: "Not a unit's token",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
+            },
+        )
+    },
     "/v1/documents/{document_key}": {
         "get": op(
             "getDocument",

@@ -251,6 +251,21 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "AckAnswer": closed({"delivery_id": text(), "state": TRANSPORT}),
+    "Notice": closed(
+        {
+            "notice_id": text(pattern="^n-"),
+            "event": values(("expired", "dead_lettered", "redriven")),
+            "delivery_id": DELIVERY_ID,
+            "document_key": DOCUMENT_KEY,
+            "recipient": ORGAN_ID,
+            "reason": nullable(text()),
+            "at": TIME,
+        },
+        description="One of the sender's copies expired, was dead-lettered or redriven",
+    ),
+    "NoticePage": closed({"notices": array(ref("Notice")), "next": CURSOR}),
+    "NoticeAck": closed({"ids": array(text(pattern="^n-"), maxItems=500)}),
+    "NoticeAckAnswer": closed({"acknowledged": integer()}),
     "DocumentView": closed(
         {
             "document_key": DOCUMENT_KEY,

@@ -28,6 +28,7 @@ from gateway.service.bodies import ClaimedBodies
 from gateway.service.evidence import received
 from gateway.service.inbox import Inboxes
 from gateway.service.moves import move
+from gateway.service.notices import Notices
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import Transport, transport_allows
 from gateway.service.writer import Batch, Writer
@@ -121,6 +122,7 @@ class Gateway:
         self.bus = bus
         self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, self.bodies)
         self.claimed = ClaimedBodies(ledger.engine, self.policy, self.bodies, clock)
+        self.notices = Notices(self.writer, ledger.engine)
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
         self._publisher: asyncio.Task[None] | None = None
         self.inbox_modes = inbox_modes

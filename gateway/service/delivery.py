@@ -5,6 +5,7 @@ their RabbitMQ queue themselves."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -110,6 +111,38 @@ class Deliverer:
             for listener in self.on_push_failure:
                 listener(message.recipient)
             raise
+
+    async def push_notices(self) -> int:
+        """POST the waiting notices of push senders to their webhooks (JSON, signed like a
+        package push, ``X-Gateway-Notice`` naming the event); a failure is tried again at the
+        next sweep. Returns how many arrived."""
+        push = [u.code for u in self.gateway.directory if str(u.delivery) == "push" and u.endpoint]
+        if not push or self.session is None:
+            return 0
+        notices, _ = await self.gateway.notices.waiting(push, limit=100)
+        arrived = 0
+        for notice in notices:
+            unit = self.gateway.directory.get(notice.unit)
+            assert unit is not None and unit.endpoint
+            body = json.dumps(notice.to_json(), ensure_ascii=False).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Gateway-Notice": notice.event,
+                "X-Gateway-Delivery-Id": notice.delivery_id,
+                "X-Gateway-Document-Key": notice.document_key,
+                **await self.signer.headers(unit.code, notice.notice_id, body),
+            }
+            try:
+                async with self.session.post(unit.endpoint, data=body, headers=headers) as r:
+                    ok = 200 <= r.status < 300
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            if ok:
+                await self.gateway.notices.delivered(notice, "webhook")
+                arrived += 1
+            else:
+                await self.gateway.notices.failed(notice)
+        return arrived
 
     async def _push(self, message: Message) -> None:
         unit = self.gateway.directory.get(message.recipient)

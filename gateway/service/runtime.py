@@ -204,6 +204,7 @@ async def start_runtime(
     runtime.tasks = [
         asyncio.create_task(_every(relay, gateway.publish_pending, "relay")),
         asyncio.create_task(_every(sweep, gateway.inboxes.expire, "inbox expiry")),
+        asyncio.create_task(_every(sweep, deliverer.push_notices, "sender notices")),
         asyncio.create_task(ledger.run_checkpointer()),
         asyncio.create_task(reloader.watch(watch)),
         asyncio.create_task(_every(HEARTBEAT_SECONDS, presence.beat, "heartbeat")),

@@ -82,6 +82,12 @@ def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
             f"/v1/deliveries/{letter.amqp_delivery_id}/body",
             {},
         ),
+        "GET /v1/notices": lambda: ("GET", "/v1/notices", {}),
+        "POST /v1/notices/ack": lambda: (
+            "POST",
+            "/v1/notices/ack",
+            {"json": {"ids": ["n-000000000000000000000000"]}},
+        ),
         "GET /v1/documents/{document_key}": lambda: ("GET", f"/v1/documents/{key}", {}),
         "GET /v1/ledger/receipts?document=KEY": lambda: (
             "GET",

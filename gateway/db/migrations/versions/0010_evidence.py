@@ -1,4 +1,4 @@
-"""evidence: recipients' acknowledgements and witnesses' cosignatures of checkpoints
+"""evidence: recipients' acknowledgements, witnesses' cosignatures, senders' notices
 
 Revision ID: 0010_evidence
 Revises: 0008_webhook_key
@@ -31,6 +31,27 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_gw_ack_document_key"), "gw_ack", ["document_key"])
     op.create_table(
+        "gw_notice",
+        sa.Column("position", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("notice_id", sa.String(length=48), nullable=False),
+        sa.Column("unit", sa.String(length=64), nullable=False),
+        sa.Column("event", sa.String(length=16), nullable=False),
+        sa.Column("delivery_id", sa.String(length=48), nullable=False),
+        sa.Column("document_key", sa.String(length=300), nullable=False),
+        sa.Column("recipient", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("delivered_at", UtcDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("position", name=op.f("pk_gw_notice")),
+        sa.UniqueConstraint("notice_id", name=op.f("uq_gw_notice_notice_id")),
+    )
+    op.create_index(
+        op.f("ix_gw_notice_unit_delivered_at_position"),
+        "gw_notice",
+        ["unit", "delivered_at", "position"],
+    )
+    op.create_table(
         "ledger_cosignature",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("checkpoint_id", sa.Integer(), nullable=False),
@@ -48,5 +69,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_ledger_cosignature_checkpoint_id"), table_name="ledger_cosignature")
     op.drop_table("ledger_cosignature")
+    op.drop_index(op.f("ix_gw_notice_unit_delivered_at_position"), table_name="gw_notice")
+    op.drop_table("gw_notice")
     op.drop_index(op.f("ix_gw_ack_document_key"), table_name="gw_ack")
     op.drop_table("gw_ack")
