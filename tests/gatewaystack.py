@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,14 +71,20 @@ class Webhook:
         self.received: list[tuple[str, bytes]] = []  # (delivery id, body) of accepted posts
         self.headers: list[dict[str, str]] = []  # and their headers
         self.refused = 0
+        # Answer each package with a signed statement of reception made by this (delivery id,
+        # body -> compact JWS), as a receiving system that signs does.
+        self.sign: Callable[[str, bytes], str] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         if self.status != 200:
             self.refused += 1
             return web.Response(status=self.status, text="down for maintenance")
-        self.received.append((request.headers["X-Gateway-Delivery-Id"], body))
+        delivery_id = request.headers["X-Gateway-Delivery-Id"]
+        self.received.append((delivery_id, body))
         self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        if self.sign is not None and "X-Gateway-Notice" not in request.headers:
+            return web.json_response({"acknowledgement": self.sign(delivery_id, body)})
         return web.Response(status=200, text="ok")
 
 

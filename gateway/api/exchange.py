@@ -62,6 +62,10 @@ async def _spool(request: web.Request, spool: BinaryIO, limit: int) -> BinaryIO:
     return spool
 
 
+# A native AMQP unit's signed statement of reception, sent with its first status packet.
+ACK_HEADER = "X-Gateway-Acknowledgement"
+
+
 @routes.post("/v1/packages")
 async def submit_package(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -81,7 +85,12 @@ async def submit_package(request: web.Request) -> web.Response:
         async with package_body(request, limit, uploads.timeout) as data:
             if not data:
                 raise GatewayError("bad_request", "the body must be the edXML package")
-            submission = await runtime.gateway.submit(data, principal, Profile(profile_name))
+            submission = await runtime.gateway.submit(
+                data,
+                principal,
+                Profile(profile_name),
+                acknowledgement=request.headers.get(ACK_HEADER),
+            )
     request[OUTCOME] = "accepted" if submission.status == 202 else "replayed"
     return json_response(submission.answer, submission.status)
 

@@ -201,7 +201,15 @@ PATHS: dict[str, dict[str, Any]] = {
                     "profile",
                     "strict (default); compat for operators relaying legacy packets",
                     values(("strict", "compat")),
-                )
+                ),
+                {
+                    "name": "X-Gateway-Acknowledgement",
+                    "in": "header",
+                    "required": False,
+                    "description": "with an AMQP unit's first status packet: its signed "
+                    "statement of reception of the copy (compact JWS, docs/evidence.md)",
+                    "schema": text(),
+                },
             ],
             request=SIGNED,
             errors={
@@ -214,7 +222,8 @@ PATHS: dict[str, dict[str, Any]] = {
                 415: "Not sent as application/xml (or text/xml, application/octet-stream)",
                 429: "The token, or the gateway, has too many packages in flight; Retry-After",
                 422: "Refused by the schema, signature, certificate, sender, routing or "
-                "workflow checks; unknown or suspended recipients are listed in recipients",
+                "workflow checks (unknown or suspended recipients are listed in recipients), "
+                "or an acknowledgement that does not verify (ack_invalid) or is required",
             },
             requires={409: ("package_id",), 422: ("recipients",)},
         )

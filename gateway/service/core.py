@@ -25,7 +25,7 @@ from gateway.errors import CodeName, GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service import store
 from gateway.service.bodies import ClaimedBodies
-from gateway.service.evidence import received
+from gateway.service.evidence import Received, bind_ack, received
 from gateway.service.inbox import Inboxes
 from gateway.service.moves import move
 from gateway.service.notices import Notices
@@ -135,11 +135,13 @@ class Gateway:
         principal: Principal,
         profile: Profile,
         expect: Callable[[Package], None] | None = None,
+        acknowledgement: str | None = None,
     ) -> Submission:
         """Accept a package or status packet from ``principal``, or raise with a code. ``data``
         may be an open file holding it (a large body spooled to disk). ``expect``, once the
         package is verified and before anything is stored, may refuse it for not being what
-        the request said it was (the national-axis façade's headers)."""
+        the request said it was (the national-axis façade's headers). ``acknowledgement`` is
+        the signed statement of reception an AMQP unit sends with its first status packet."""
         if principal.role is Role.AUDITOR:
             raise GatewayError("forbidden", "auditors read; they do not submit")
         if profile is Profile.COMPAT and principal.role is not Role.OPERATOR:
@@ -168,9 +170,21 @@ class Gateway:
             )
         if expect is not None:
             expect(package)
+        ack = None
+        if acknowledgement is not None:
+            if package.kind is not Kind.STATUS:
+                raise GatewayError("bad_request", "an acknowledgement comes with a status packet")
+            ack = received(
+                self.settings.ledger,
+                self.trust,
+                self.directory,
+                self.clock(),
+                package.sender.organ_id,
+                acknowledgement,
+            )
         try:
             if package.kind is Kind.STATUS:
-                submission = await self._accept_status(verified)
+                submission = await self._accept_status(verified, ack)
             else:
                 submission = await self._accept_document(verified)
         except PackageRejected as e:
@@ -242,12 +256,12 @@ class Gateway:
             )
         return await self._insert(batch, verified, modes, EventType.SUBMITTED, claim)
 
-    async def _accept_status(self, verified: VerifiedPackage) -> Submission:
+    async def _accept_status(self, verified: VerifiedPackage, ack: Received | None) -> Submission:
         claim = await self._claim(verified.package)
-        return await self.writer.run(lambda batch: self._store_status(batch, verified, claim))
+        return await self.writer.run(lambda batch: self._store_status(batch, verified, claim, ack))
 
     async def _store_status(
-        self, batch: Batch, verified: VerifiedPackage, claim: str | None
+        self, batch: Batch, verified: VerifiedPackage, claim: str | None, ack: Received | None
     ) -> Submission:
         package = verified.package
         assert package.status is not None
@@ -270,7 +284,7 @@ class Gateway:
         await self._save_states(batch, package.document_key, document, step.recipients)
         if code not in ("13",) and verified.valid:
             # only a status the responder signed proves that its copy arrived
-            await self._implicit_delivery(batch, package.document_key, responder)
+            await self._implicit_delivery(batch, package.document_key, responder, ack)
         return submission
 
     async def _replay(self, conn: AsyncConnection, sender: str, sha256: str) -> Submission | None:
@@ -450,19 +464,26 @@ class Gateway:
                 batch.conn, key, code, document.recipients[code], batch.now
             )
 
-    async def _implicit_delivery(self, batch: Batch, key: str, recipient: str) -> None:
+    async def _implicit_delivery(
+        self, batch: Batch, key: str, recipient: str, ack: Received | None
+    ) -> None:
         """A unit served over its own AMQP consumer is heard from only by its statuses: the
-        first one proves the copy arrived."""
+        first one proves the copy arrived, and may carry its signed acknowledgement."""
         copy = await store.amqp_copy(batch.conn, key, recipient)
         if copy is None or not transport_allows(copy.transport, Transport.DELIVERED):
             return
+        if ack is None:  # the policy decides whether this unit may go without one
+            ack = received(
+                self.settings.ledger, self.trust, self.directory, batch.now, recipient, None
+            )
+        details = await bind_ack(batch.conn, ack, copy, batch.now)
         await move(
             batch,
             copy,
             Transport.DELIVERED,
             EventType.DELIVERED,
             copy.attempt,
-            {"via": "status"},
+            {"via": "status", **details},
         )
 
     # -- the bus -----------------------------------------------------------------------------
@@ -533,7 +554,6 @@ class Gateway:
                 self.trust,
                 self.directory,
                 self.clock(),
-                delivery_id,
                 principal.unit,
                 statement,
             )

@@ -34,13 +34,13 @@ class Received:
 
     statement: str | None = None
     sha256: str | None = None  # of the JWS
-    package_sha256: str | None = None  # what the statement says it received
+    delivery_id: str | None = None  # what the statement says it is about...
+    package_sha256: str | None = None  # ...and that it received
 
     def details(self) -> dict[str, str]:
         """What the ``delivered`` ledger entry says of the acknowledgement."""
-        if self.statement is None:
+        if self.statement is None or self.sha256 is None:
             return {"ack": "unsigned"}
-        assert self.sha256 is not None
         return {"ack": "signed", "ack_sha256": self.sha256}
 
 
@@ -61,53 +61,69 @@ def received(
     trust: TrustStore,
     directory: Directory,
     now: datetime,
-    delivery_id: str,
     unit: str,
     statement: str | None,
 ) -> Received:
-    """Check ``unit``'s acknowledgement of ``delivery_id`` before it is recorded: a signed
-    statement must verify, chain to the trust store, be signed by a certificate that speaks
-    for the unit and name this copy; without one, the policy must allow it."""
+    """Check ``unit``'s acknowledgement before anything is written (CPU work, no database):
+    a signed statement must verify, chain to the trust store, be signed by a certificate that
+    speaks for the unit and name the unit; without one, the policy must allow it. Which copy
+    it names is checked by ``bind_ack``, against the copy."""
     if statement is None:
         if signature_required(settings, unit):
             raise GatewayError(
                 "ack_signature_required",
-                f"{unit} must acknowledge with a signed statement (gateway inbox ack --keys)",
+                f"{unit} must acknowledge its copies with a signed statement",
             )
         return Received()
     verified = verify_ack(statement, trust, now=now)
     said = verified.statement
-    if said.delivery_id != delivery_id or said.recipient != unit:
-        raise GatewayError(
-            "ack_invalid",
-            f"the statement is about {said.delivery_id} for {said.recipient}, "
-            f"not {delivery_id} for {unit}",
-        )
+    if said.recipient != unit:
+        raise GatewayError("ack_invalid", f"the statement is by {said.recipient}, not {unit}")
     if not speaks_for(unit, verified.signer.sha256, verified.signer.organ_ids, directory):
         raise GatewayError(
             "ack_invalid", f"the statement's signer certificate does not speak for {unit}"
         )
-    return Received(statement, verified.sha256, said.package_sha256)
+    return Received(statement, verified.sha256, said.delivery_id, said.package_sha256)
 
 
-async def record_ack(
-    conn: AsyncConnection,
-    delivery_id: str,
-    document_key: str,
-    recipient: str,
-    ack: Received,
-    now: datetime,
-) -> None:
+async def bind_ack(
+    conn: AsyncConnection, ack: Received, copy: store.Copy, now: datetime
+) -> dict[str, str]:
+    """Keep the acknowledgement of ``copy`` once it is known to name that copy and the bytes
+    of its package (ack_invalid otherwise); the details for its ``delivered`` entry."""
+    if ack.statement is not None:
+        if ack.delivery_id != copy.delivery_id:
+            raise GatewayError(
+                "ack_invalid",
+                f"the statement is about {ack.delivery_id}, not {copy.delivery_id}",
+            )
+        if ack.package_sha256 != await store.package_sha256(conn, copy.package_id):
+            raise GatewayError(
+                "ack_invalid", "the statement names other package bytes than this copy's"
+            )
+    a = ack_table.c
+    if await conn.scalar(select(a.delivery_id).where(a.delivery_id == copy.delivery_id)):
+        return ack.details()  # kept before (a push answered again after a redelivery)
     await conn.execute(
         insert(ack_table).values(
-            delivery_id=delivery_id,
-            document_key=document_key,
-            recipient=recipient,
+            delivery_id=copy.delivery_id,
+            document_key=copy.document_key,
+            recipient=copy.recipient,
             statement=ack.statement,
             sha256=ack.sha256,
             acknowledged_at=now,
         )
     )
+    return ack.details()
+
+
+async def ack_details(conn: AsyncConnection, delivery_id: str) -> dict[str, str]:
+    """The ``delivered`` details of an acknowledgement kept before the bus reported the
+    delivery (a webhook's answer); none when there is none."""
+    a = ack_table.c
+    query = select(a.statement, a.sha256).where(a.delivery_id == delivery_id)
+    row = (await conn.execute(query)).first()
+    return {} if row is None else Received(row.statement, row.sha256).details()
 
 
 @dataclass(frozen=True)

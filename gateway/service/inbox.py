@@ -15,7 +15,7 @@ from gateway.db.engine import reader
 from gateway.errors import GatewayError
 from gateway.ledger import EventType
 from gateway.service import store
-from gateway.service.evidence import Received, record_ack
+from gateway.service.evidence import Received, bind_ack
 from gateway.service.moves import move
 from gateway.service.store import InboxPage
 from gateway.service.tokens import Principal, Role
@@ -162,15 +162,7 @@ class Inboxes:
         if not done:
             details["reason"] = (reason or "no reason given")[:1000]
         else:
-            said = received.package_sha256
-            if said is not None and said != await store.package_sha256(batch.conn, copy.package_id):
-                raise GatewayError(
-                    "ack_invalid", "the statement names other package bytes than this copy's"
-                )
-            details |= received.details()
-            await record_ack(
-                batch.conn, delivery_id, copy.document_key, copy.recipient, received, batch.now
-            )
+            details |= await bind_ack(batch.conn, received, copy, batch.now)
         answer = inbox_answer(done, found.tries, self.policy)
         await store.update_inbox(
             batch.conn,

@@ -9,6 +9,7 @@ from typing import Any
 from gateway.bus import Outcome, Transition
 from gateway.ledger import Event, EventType
 from gateway.service import store
+from gateway.service.evidence import ack_details
 from gateway.service.notices import issue
 from gateway.service.store import Copy
 from gateway.service.transport import OUTCOMES, Transport, transport_allows
@@ -123,6 +124,8 @@ class TransitionRecorder:
             )
             return
         details: dict[str, Any] = {"attempt": t.attempt}
+        if event_type is EventType.DELIVERED:  # a webhook may have answered with a statement
+            details |= await ack_details(batch.conn, t.delivery_id)
         if t.reason:
             details["reason"] = t.reason[:1000]
         if t.retry_at:

@@ -17,7 +17,18 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from gatewaystack import OUTSIDER, PULL, SENDER, Stack, Webhook, directory_csv, open_stack
+from gatewaystack import (
+    NATIVE,
+    OUTSIDER,
+    PULL,
+    PUSH,
+    SENDER,
+    Stack,
+    Webhook,
+    directory_csv,
+    native_consume,
+    open_stack,
+)
 from sqlalchemy import select, text, update
 
 from gateway.cli import main
@@ -141,6 +152,42 @@ async def test_one_recipient_signs_its_acknowledgement_the_other_may_not(gw: Sta
     mine["acknowledgements"] = [forged]
     with pytest.raises(Exception, match="named by no delivered entry"):
         verify_receipt(mine, trusted)
+
+
+@pytest.mark.parametrize("gw", ["rabbitmq+postgresql"], indirect=True)
+async def test_a_webhooks_answer_and_an_amqp_units_first_status_carry_signed_acknowledgements(
+    gw: Stack,
+) -> None:
+    gw.webhook.sign = lambda delivery_id, body: sign_acknowledgement(
+        delivery_id, body, PUSH, gw.keys
+    )
+    key, copies = await send(gw, PUSH, NATIVE)
+    consumed = await native_consume(gw, NATIVE)
+    statement = sign_acknowledgement(consumed.delivery_id, consumed.body, NATIVE, gw.keys)
+    arrived = sign_as_unit(build_status(unit(NATIVE), key, "01"), gw.keys)
+    async with GatewayClient(gw.url, gw.tokens[NATIVE]) as client:
+        await client._request(
+            "POST",
+            "/v1/packages",
+            data=arrived,
+            headers={"Content-Type": "application/xml", "X-Gateway-Acknowledgement": statement},
+        )
+    ledger = gw.runtime.ledger
+
+    async def delivered() -> dict[str, Any]:
+        page = await ledger.query(Query(document=key, events=(EventType.DELIVERED,)))
+        return {e.event.recipient: e.event.details for e in page.entries}
+
+    for _ in range(100):
+        if len(how := await delivered()) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert how[PUSH]["ack"] == how[NATIVE]["ack"] == "signed", how
+    async with GatewayClient(gw.url, gw.tokens[SENDER]) as client:
+        (receipt,) = await client.receipts(key)
+    trusted = load_verifier((gw.keys / "gateway" / "cert.pem").read_text())
+    said = {s.recipient: s.delivery_id for s in verify_receipt(receipt, trusted).acknowledgements}
+    assert said == {PUSH: copies[PUSH], NATIVE: copies[NATIVE]}
 
 
 async def cosign(stack: Stack, tmp_path: Path) -> Result:

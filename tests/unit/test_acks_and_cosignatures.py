@@ -81,17 +81,16 @@ def test_the_policy_and_the_binding_of_the_signer_to_the_recipient() -> None:
     assert signature_required(strict, SENDER) and not signature_required(strict, OTHER)
     assert signature_required(LedgerSettings(signed_ack=("*",)), OTHER)
     with pytest.raises(GatewayError) as unsigned:
-        received(strict, trust, directory, NOW, "d-1-0", SENDER, None)
+        received(strict, trust, directory, NOW, SENDER, None)
     assert unsigned.value.code == "ack_signature_required"
-    assert received(strict, trust, directory, NOW, "d-1-0", OTHER, None).details() == {
-        "ack": "unsigned"
-    }
+    assert received(strict, trust, directory, NOW, OTHER, None).details() == {"ack": "unsigned"}
     key, cert = kit.unit(SENDER)
     jws = sign_ack(statement(), key, cert)
-    ok = received(strict, trust, directory, NOW, "d-1-0", SENDER, jws)
+    ok = received(strict, trust, directory, NOW, SENDER, jws)
     assert ok.details() == {"ack": "signed", "ack_sha256": ack_sha256(jws)}
-    with pytest.raises(GatewayError, match="not d-2-0"):
-        received(strict, trust, directory, NOW, "d-2-0", SENDER, jws)
+    assert (ok.delivery_id, ok.package_sha256) == ("d-1-0", SHA)
+    with pytest.raises(GatewayError, match=f"by {SENDER}, not {OTHER}"):
+        received(strict, trust, directory, NOW, OTHER, jws)
     # PINNED's directory row pins one certificate: another one naming it does not speak for it.
     other_key, _ = kit.unit(OTHER)
     unpinned = kit.certificate(other_key, organ_id=PINNED)
@@ -101,7 +100,6 @@ def test_the_policy_and_the_binding_of_the_signer_to_the_recipient() -> None:
             trust,
             directory,
             NOW,
-            "d-1-0",
             PINNED,
             sign_ack(statement(PINNED), other_key, unpinned),
         )
