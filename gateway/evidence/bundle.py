@@ -34,8 +34,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.errors import GatewayError, PackageRejected
-from gateway.evidence.ack import verify_ack
-from gateway.ledger.checkpoint import NoteSigner, NoteVerifier, parse_checkpoint, parse_note
+from gateway.evidence.ack import Statement, verify_ack
+from gateway.ledger.checkpoint import NoteSigner, NoteVerifier, parse_note
 from gateway.ledger.cosignature import WitnessKey
 from gateway.ledger.entry import Entry, EventType, format_time
 from gateway.ledger.receipt import verify_receipt
@@ -49,6 +49,7 @@ SIGNATURE = "META-INF/manifest.sig"
 PACKAGE = "package.xml"
 RECEIPT = "ledger/receipt.json"
 MAX_MEMBERS = 10_000
+MAX_BYTES = 1 << 31  # what the members may inflate to, in all
 
 
 Say = Callable[[str], None]
@@ -115,8 +116,8 @@ def _read(data: bytes) -> dict[str, bytes]:
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
         infos = z.infolist()
-        if len(infos) > MAX_MEMBERS:
-            raise BundleInvalid("(zip)", f"more than {MAX_MEMBERS} members")
+        if len(infos) > MAX_MEMBERS or sum(i.file_size for i in infos) > MAX_BYTES:
+            raise BundleInvalid("(zip)", f"more than {MAX_MEMBERS} members or 2 GiB")
         if not infos or infos[0].filename != "mimetype":
             raise BundleInvalid("mimetype", "the first member is not mimetype")
         if infos[0].compress_type != zipfile.ZIP_STORED:
@@ -193,10 +194,12 @@ def _check_manifest(
         raise BundleInvalid(MANIFEST, "the manifest or its signature is missing")
     note = members[SIGNATURE].decode("utf-8", "replace")
     try:
-        claimed = parse_note(note).text
+        parsed = parse_note(note)
+        claimed = parsed.text
         lines = claimed.split("\n")
-        origin = parse_checkpoint(_receipt_checkpoint(members)).origin
-        verifier = key if isinstance(key, NoteVerifier) else NoteVerifier(origin, key)
+        # a bare public key is named as the note's signer names itself (the ledger's origin)
+        name = parsed.signatures[0].name
+        verifier = key if isinstance(key, NoteVerifier) else NoteVerifier(name, key)
         text = verifier.verify(note)
     except GatewayError as e:
         raise BundleInvalid(SIGNATURE, e.message) from e
@@ -219,14 +222,6 @@ def _check_manifest(
         if name not in members:
             raise BundleInvalid(name, "the manifest lists the member but it is missing")
     return manifest
-
-
-def _receipt_checkpoint(members: dict[str, bytes]) -> str:
-    """The receipt's checkpoint text (for its origin, which names a bare PEM key)."""
-    try:
-        return parse_note(json.loads(members[RECEIPT])["checkpoint"]).text
-    except (KeyError, ValueError, TypeError) as e:
-        raise BundleInvalid(RECEIPT, f"no readable checkpoint: {e}") from e
 
 
 def _json_member(members: dict[str, bytes], name: str) -> dict[str, Any]:
@@ -287,7 +282,7 @@ def _check_package(
 
 def _check_acks(
     members: dict[str, bytes],
-    statements: Sequence[Any],
+    statements: Sequence[Statement],
     trust: TrustStore,
     say: Callable[[str], None],
 ) -> None:

@@ -89,18 +89,18 @@ def received(
 async def bind_ack(
     conn: AsyncConnection, ack: Received, copy: store.Copy, now: datetime
 ) -> dict[str, str]:
-    """Keep the acknowledgement of ``copy`` once it is known to name that copy and the bytes
-    of its package (ack_invalid otherwise); the details for its ``delivered`` entry."""
-    if ack.statement is not None:
-        if ack.delivery_id != copy.delivery_id:
-            raise GatewayError(
-                "ack_invalid",
-                f"the statement is about {ack.delivery_id}, not {copy.delivery_id}",
-            )
-        if ack.package_sha256 != await store.package_sha256(conn, copy.package_id):
-            raise GatewayError(
-                "ack_invalid", "the statement names other package bytes than this copy's"
-            )
+    """Keep a signed acknowledgement of ``copy`` once it is known to name that copy and the
+    bytes of its package (ack_invalid otherwise); the details for its ``delivered`` entry."""
+    if ack.statement is None:
+        return ack.details()
+    if ack.delivery_id != copy.delivery_id:
+        raise GatewayError(
+            "ack_invalid", f"the statement is about {ack.delivery_id}, not {copy.delivery_id}"
+        )
+    if ack.package_sha256 != await store.package_sha256(conn, copy.package_id):
+        raise GatewayError(
+            "ack_invalid", "the statement names other package bytes than this copy's"
+        )
     a = ack_table.c
     if await conn.scalar(select(a.delivery_id).where(a.delivery_id == copy.delivery_id)):
         return ack.details()  # kept before (a push answered again after a redelivery)
@@ -130,7 +130,7 @@ async def ack_details(conn: AsyncConnection, delivery_id: str) -> dict[str, str]
 class StoredAck:
     delivery_id: str
     recipient: str
-    statement: str | None
+    statement: str
     acknowledged_at: datetime
 
 
@@ -155,7 +155,7 @@ async def receipt_with_acks(
     receipt = await ledger.receipt_for_document(document_key, recipient)
     async with reader(ledger.engine).connect() as conn:
         acks = await acks_of(conn, document_key, recipient)
-    signed = tuple(a.statement for a in acks if a.statement is not None)
+    signed = tuple(a.statement for a in acks)
     return dataclasses.replace(receipt, acknowledgements=signed)
 
 
@@ -182,7 +182,7 @@ async def bundle_for(
         document_key=document_key,
         package=await body(letter[0]),
         receipt=receipt.to_json(),
-        acknowledgements={a.delivery_id: a.statement for a in acks if a.statement is not None},
+        acknowledgements={a.delivery_id: a.statement for a in acks},
         statuses={p.ledger_seq: await body(p) for p in packages if p.kind != Kind.DOCUMENT.value},
         ca_pem=ca_pem,
         crls_pem=crls_pem,

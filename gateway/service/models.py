@@ -178,16 +178,16 @@ class WebhookKeyRow(Base):
 
 
 class AckRow(Base):
-    """How a recipient acknowledged a copy: with a signed statement (the JWS, verified when it
-    arrived) or without one. The ledger's ``delivered`` entry names the statement's SHA-256."""
+    """A recipient's signed statement of reception of a copy (the compact JWS, verified when
+    it arrived). The copy's ``delivered`` ledger entry names its SHA-256."""
 
     __tablename__ = "gw_ack"
 
     delivery_id: Mapped[str] = mapped_column(String(48), primary_key=True)
     document_key: Mapped[str] = mapped_column(String(300), nullable=False)
     recipient: Mapped[str] = mapped_column(String(64), nullable=False)
-    statement: Mapped[str | None] = mapped_column(Text)  # the compact JWS; None: unsigned
-    sha256: Mapped[str | None] = mapped_column(String(64))  # of the JWS
+    statement: Mapped[str] = mapped_column(Text, nullable=False)  # the compact JWS
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)  # of the JWS
     acknowledged_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
 
     __table_args__ = (Index(None, "document_key"),)

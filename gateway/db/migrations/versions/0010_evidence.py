@@ -24,8 +24,8 @@ def upgrade() -> None:
         sa.Column("delivery_id", sa.String(length=48), nullable=False),
         sa.Column("document_key", sa.String(length=300), nullable=False),
         sa.Column("recipient", sa.String(length=64), nullable=False),
-        sa.Column("statement", sa.Text(), nullable=True),
-        sa.Column("sha256", sa.String(length=64), nullable=True),
+        sa.Column("statement", sa.Text(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("acknowledged_at", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("delivery_id", name=op.f("pk_gw_ack")),
     )
