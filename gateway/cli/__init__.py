@@ -30,6 +30,7 @@ def _register() -> None:
     from gateway.cli.evidence import audit_bundle, audit_verify_bundle
     from gateway.cli.files import extract, submit
     from gateway.cli.ledger import db, ledger
+    from gateway.cli.notices import inbox_notices
     from gateway.cli.service import demo, serve, tokens, webhooks
     from gateway.cli.trust import keys, sign, verify
     from gateway.cli.units import units
@@ -52,6 +53,7 @@ def _register() -> None:
     main.add_command(submit)
     main.add_command(inbox)
     inbox.add_command(extract)
+    inbox.add_command(inbox_notices)
     main.add_command(status)
     main.add_command(receipts)
     main.add_command(serve)

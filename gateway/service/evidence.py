@@ -22,7 +22,7 @@ from gateway.evidence.bundle import Materials, build_bundle
 from gateway.ledger import Receipt, SqlLedger
 from gateway.ledger.cosignature import WitnessKey
 from gateway.service import store
-from gateway.service.models import ack_table
+from gateway.service.models import ack_table, package_table
 from gateway.trust import TrustStore
 from gateway.trust.verify import speaks_for
 
@@ -86,6 +86,14 @@ def received(
     return Received(statement, verified.sha256, said.delivery_id, said.package_sha256)
 
 
+_p = package_table.c
+
+
+async def _package_sha256(conn: AsyncConnection, package_id: str) -> str | None:
+    sha: str | None = await conn.scalar(select(_p.sha256).where(_p.package_id == package_id))
+    return sha
+
+
 async def bind_ack(
     conn: AsyncConnection, ack: Received, copy: store.Copy, now: datetime
 ) -> dict[str, str]:
@@ -97,7 +105,7 @@ async def bind_ack(
         raise GatewayError(
             "ack_invalid", f"the statement is about {ack.delivery_id}, not {copy.delivery_id}"
         )
-    if ack.package_sha256 != await store.package_sha256(conn, copy.package_id):
+    if ack.package_sha256 != await _package_sha256(conn, copy.package_id):
         raise GatewayError(
             "ack_invalid", "the statement names other package bytes than this copy's"
         )
@@ -124,6 +132,26 @@ async def ack_details(conn: AsyncConnection, delivery_id: str) -> dict[str, str]
     query = select(a.statement, a.sha256).where(a.delivery_id == delivery_id)
     row = (await conn.execute(query)).first()
     return {} if row is None else Received(row.statement, row.sha256).details()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPackage:
+    """A package about a document (the letter, or a status packet), with where its bytes are."""
+
+    kind: str
+    ledger_seq: int
+    raw: bytes
+    raw_claim: str | None
+
+
+async def packages_of(conn: AsyncConnection, key: str) -> list[StoredPackage]:
+    """The letter ``key`` and the status packets about it, in ledger order."""
+    query = (
+        select(_p.kind, _p.ledger_seq, _p.raw, _p.raw_claim)
+        .where(_p.document_key == key)
+        .order_by(_p.ledger_seq)
+    )
+    return [StoredPackage(*row) for row in await conn.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -168,13 +196,13 @@ async def bundle_for(
         raise GatewayError("config_invalid", "evidence bundles need the gateway's signing key")
     receipt = await receipt_with_acks(ledger, document_key)
     async with reader(ledger.engine).connect() as conn:
-        packages = await store.packages_of(conn, document_key)
+        packages = await packages_of(conn, document_key)
         acks = await acks_of(conn, document_key)
     letter = [p for p in packages if p.kind == Kind.DOCUMENT.value]
     if not letter:
         raise GatewayError("not_found", f"no document {document_key}")
 
-    async def body(p: store.StoredPackage) -> bytes:
+    async def body(p: StoredPackage) -> bytes:
         return await bodies.get(p.raw_claim) if p.raw_claim else p.raw
 
     ca_pem, crls_pem = trust.to_pem()

@@ -305,26 +305,6 @@ async def document(conn: AsyncConnection, key: str) -> Document | None:
     return None if row is None else Document(*row)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredPackage:
-    """A package about a document (the letter, or a status packet), with where its bytes are."""
-
-    kind: str
-    ledger_seq: int
-    raw: bytes
-    raw_claim: str | None
-
-
-async def packages_of(conn: AsyncConnection, key: str) -> list[StoredPackage]:
-    """The letter ``key`` and the status packets about it, in ledger order."""
-    query = (
-        select(_p.kind, _p.ledger_seq, _p.raw, _p.raw_claim)
-        .where(_p.document_key == key)
-        .order_by(_p.ledger_seq)
-    )
-    return [StoredPackage(*row) for row in await conn.execute(query)]
-
-
 async def document_sender(conn: AsyncConnection, key: str) -> str | None:
     sender: str | None = await conn.scalar(
         select(_p.sender).where(_p.document_key == key, _p.kind == DOCUMENT)
@@ -482,11 +462,6 @@ def _inbox_copy(row: Row[Any]) -> InboxCopy:
 async def inbox_copy(conn: AsyncConnection, delivery_id: str) -> InboxCopy | None:
     row = (await conn.execute(_inbox_copies().where(_d.delivery_id == delivery_id))).first()
     return None if row is None else _inbox_copy(row)
-
-
-async def package_sha256(conn: AsyncConnection, package_id: str) -> str | None:
-    sha: str | None = await conn.scalar(select(_p.sha256).where(_p.package_id == package_id))
-    return sha
 
 
 async def overdue_inbox_copies(conn: AsyncConnection, now: datetime) -> list[InboxCopy]:

@@ -9,8 +9,10 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from click.testing import CliRunner
 from gatewaystack import PULL, PUSH, SENDER, Stack
 
+from gateway.cli import main
 from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
 from gateway.envelope import Organization
 from gateway.ledger import EventType, Query
@@ -45,7 +47,13 @@ async def test_an_expired_copy_is_noticed_to_its_sender_by_its_own_mode(stack: S
         (notice,) = await eventually(waiting)
         assert (notice["event"], notice["delivery_id"]) == ("expired", pulled_copy)
         assert (notice["document_key"], notice["recipient"]) == (pulled_key, PULL)
-        assert await gw.ack_notices([notice["notice_id"]]) == 1
+        login = ["--url", stack.url, "--token", stack.tokens[SENDER]]
+        listed = await asyncio.to_thread(
+            CliRunner().invoke, main, ["inbox", "notices", *login, "--ack"]
+        )
+        assert listed.exit_code == 0, listed.output
+        assert f"{notice['notice_id']}  expired  {PULL}  {pulled_copy}" in listed.output
+        assert "1 notice (acknowledged)" in listed.output
         assert await gw.ack_notices([notice["notice_id"]]) == 0  # once
         assert (await gw.notices())["notices"] == []
     entries = (await ledger.query(Query(document=pulled_key))).entries
