@@ -56,6 +56,12 @@ async def test_an_expired_copy_is_noticed_to_its_sender_by_its_own_mode(stack: S
         assert "1 notice (acknowledged)" in listed.output
         assert await gw.ack_notices([notice["notice_id"]]) == 0  # once
         assert (await gw.notices())["notices"] == []
+    # An operator's redrive of the expired copy is noticed too.
+    async with GatewayClient(stack.url, stack.tokens["operator"]) as op:
+        assert await op.redrive(PULL, [pulled_copy]) == 1
+    async with GatewayClient(stack.url, stack.tokens[SENDER]) as gw:
+        (redriven,) = (await gw.notices())["notices"]
+        assert (redriven["event"], redriven["delivery_id"]) == ("redriven", pulled_copy)
     entries = (await ledger.query(Query(document=pulled_key))).entries
     (expired,) = [e for e in entries if e.event.type is EventType.EXPIRED]
     (notified,) = [e for e in entries if e.event.type is EventType.NOTIFIED]
