@@ -15,7 +15,7 @@ from gateway.api.limits import RateLimited
 from gateway.api.params import json_object, json_response, query_int
 from gateway.errors import GatewayError
 from gateway.ledger import EventType, Query
-from gateway.ledger.checkpoint import SIGNATURE_PREFIX, parse_note
+from gateway.ledger.checkpoint import parse_note
 from gateway.service.evidence import bundle_for, configured_witnesses, receipt_with_acks
 from gateway.service.tokens import Role
 from gateway.service.views import check_party, document_parties
@@ -64,12 +64,12 @@ async def cosignature(request: web.Request) -> web.Response:
         raise GatewayError("bad_request", "checkpoint and cosignature must be strings")
     runtime = runtime_of(request)
     witnesses = configured_witnesses(runtime.gateway.settings.ledger)
-    stored, _ = await runtime.ledger.add_cosignature(note, line, witnesses)
+    stored, kept = await runtime.ledger.add_cosignature(note, line, witnesses)
     cosigned = parse_note(await runtime.ledger.cosigned(stored)).signatures
     return json_response(
         {
             "tree_size": stored.tree_size,
-            "witness": line.removeprefix(SIGNATURE_PREFIX).split(" ", 1)[0],
+            "witness": kept.witness,
             "cosignatures": len(cosigned) - 1,
         },
         status=201,

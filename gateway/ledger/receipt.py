@@ -254,7 +254,6 @@ def build_receipt(
     verifier: NoteVerifier,
     certificate_chain: str | None = None,
     checkpoint_time: datetime | None = None,
-    acknowledgements: tuple[str, ...] = (),
 ) -> Receipt:
     return Receipt(
         checkpoint=checkpoint_note,
@@ -263,5 +262,4 @@ def build_receipt(
         verifier_key=verifier.vkey,
         certificate_chain=certificate_chain,
         checkpoint_time=checkpoint_time,
-        acknowledgements=acknowledgements,
     )
