@@ -108,7 +108,7 @@ def test_the_policy_and_the_binding_of_the_signer_to_the_recipient() -> None:
 def test_a_cosignature_is_the_c2sp_line_and_names_its_witness() -> None:
     witness = Witness("witness.example", Ed25519PrivateKey.generate())
     assert WitnessKey.from_vkey(witness.vkey).vkey == witness.vkey
-    assert base64.b64decode(witness.vkey.split("+")[2])[:1] == b"\x04"
+    assert base64.b64decode(witness.vkey.split("+", 2)[2])[:1] == b"\x04"
     log = NoteSigner("log.example", Ed25519PrivateKey.generate())
     note = Checkpoint("log.example", 3, root_from_leaves([leaf_hash(b"a")] * 3)).sign(log)
     text = note[: note.index("\n\n") + 1]
