@@ -8,6 +8,7 @@ The builders are pure (a model in, a model out); ``sign_as_unit`` signs with a k
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import mimetypes
@@ -46,6 +47,7 @@ from gateway.envelope.names import DOCUMENT_ID, parse_date
 from gateway.envelope.parse import DEFAULT_LIMITS, header_block
 from gateway.envelope.xmlsafe import parse_xml
 from gateway.errors import PackageRejected
+from gateway.evidence.ack import Statement, sign_ack
 from gateway.trust import load_unit_signer, sign_package
 
 # edXML dates and timestamps carry no zone; agency systems write Vietnam time, which has had
@@ -256,6 +258,21 @@ def sign_if_unsigned(
     return sign_package(data, key, cert, limits=limits), True
 
 
+def sign_acknowledgement(
+    delivery_id: str, data: bytes, unit_code: str, keys: Path, now: datetime | None = None
+) -> str:
+    """The signed statement that ``unit_code`` received copy ``delivery_id`` with exactly the
+    bytes ``data``, signed with the unit's key from a key folder (a compact JWS)."""
+    key, cert = load_unit_signer(keys, unit_code)
+    statement = Statement(
+        delivery_id,
+        hashlib.sha256(data).hexdigest(),
+        unit_code,
+        (now or datetime.now(UTC)).replace(microsecond=0),
+    )
+    return sign_ack(statement, key, cert)
+
+
 # -- HTTP ---------------------------------------------------------------------------------------
 
 
@@ -422,13 +439,30 @@ class GatewayClient:
             data=body,
         )
 
-    async def ack(self, delivery_id: str, *, fail: str | None = None) -> dict[str, Any]:
-        """POST /v1/inbox/{id}/ack: ``done``, or ``fail`` with a reason (offered again)."""
+    async def ack(
+        self, delivery_id: str, *, fail: str | None = None, acknowledgement: str | None = None
+    ) -> dict[str, Any]:
+        """POST /v1/inbox/{id}/ack: ``done`` (with the signed statement from
+        ``sign_acknowledgement``, if given), or ``fail`` with a reason (offered again)."""
         body = {"result": "done"} if fail is None else {"result": "fail", "reason": fail}
+        if acknowledgement is not None:
+            body["acknowledgement"] = acknowledgement
         _, answer = await self._json(
             "POST", f"/v1/inbox/{quote(delivery_id, safe='')}/ack", body=body
         )
         return dict(answer)
+
+    async def notices(self, *, unit: str | None = None, after: str | None = None) -> dict[str, Any]:
+        """GET /v1/notices: one page ``{"notices": [...], "next": cursor|None}`` of the
+        transport notices (expired, dead-lettered, redriven copies) not yet acknowledged."""
+        params = {k: v for k, v in {"unit": unit, "after": after}.items() if v is not None}
+        _, page = await self._json("GET", "/v1/notices", params=params)
+        return dict(page)
+
+    async def ack_notices(self, ids: list[str]) -> int:
+        """POST /v1/notices/ack: how many of these notices were newly acknowledged."""
+        _, answer = await self._json("POST", "/v1/notices/ack", body={"ids": ids})
+        return int(answer["acknowledged"])
 
     async def document(self, key: str) -> dict[str, Any]:
         """GET /v1/documents/{key}: every recipient's transport state and status timeline."""
@@ -462,6 +496,19 @@ class GatewayClient:
         params = {"from": str(old_size), "to": str(new_size)}
         _, answer = await self._json("GET", "/v1/ledger/consistency", params=params)
         return [base64.b64decode(h) for h in answer["proof"]]
+
+    async def post_cosignature(self, checkpoint: str, cosignature: str) -> dict[str, Any]:
+        """POST /v1/ledger/cosignatures: a witness's cosignature line of one of the gateway's
+        checkpoints (exactly as fetched); ``{"tree_size", "witness", "cosignatures"}``."""
+        body = {"checkpoint": checkpoint, "cosignature": cosignature}
+        _, answer = await self._json("POST", "/v1/ledger/cosignatures", body=body)
+        return dict(answer)
+
+    async def bundle(self, key: str) -> bytes:
+        """GET /v1/ledger/bundles/{key}: the letter's evidence bundle (a zip)."""
+        path = f"/v1/ledger/bundles/{quote(key, safe='')}"
+        _, body, _ = await self._request("GET", path, headers={"Accept": "application/zip"})
+        return body
 
     async def backlog(self, unit: str | None = None) -> dict[str, Any]:
         """GET /v1/admin/backlog (operators, auditors): what waits, per unit, and totals."""

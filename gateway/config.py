@@ -60,6 +60,11 @@ class LedgerSettings:
     origin: str = "gateway.local/ledger"  # first line of every checkpoint
     checkpoint_entries: int = 1000  # sign a checkpoint at least every N entries...
     checkpoint_seconds: int = 60  # ...or every T seconds
+    # Witnesses whose cosignatures of checkpoints are accepted: C2SP verifier keys
+    # (name+id+base64), comma-separated.
+    witnesses: tuple[str, ...] = ()
+    # Units that must acknowledge with a signed statement (OrganIds, or * for every unit).
+    signed_ack: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,9 @@ def _convert(name: str, raw: Any, kind: Any) -> Any:
             if not values:
                 raise ValueError("empty list")
             return values
+        if kind == tuple[str, ...]:
+            items = raw if isinstance(raw, list) else text.split(",")
+            return tuple(str(x).strip() for x in items if str(x).strip())
         if kind is str:
             return text
     except (TypeError, ValueError) as e:
@@ -211,6 +219,8 @@ def _boolean(raw: Any) -> bool:
 def _kind_name(kind: Any) -> str:
     if kind == tuple[int, ...]:
         return "comma-separated list of integers"
+    if kind == tuple[str, ...]:
+        return "comma-separated list"
     return getattr(kind, "__name__", str(kind))
 
 
@@ -243,7 +253,9 @@ def _check_positive(section: Any, prefix: str) -> None:
     for f in fields(section):
         value = getattr(section, f.name)
         number = isinstance(value, int) and not isinstance(value, bool)
-        bad = (number and value <= 0) or (isinstance(value, tuple) and any(v <= 0 for v in value))
+        bad = (number and value <= 0) or (
+            isinstance(value, tuple) and any(isinstance(v, int) and v <= 0 for v in value)
+        )
         if bad:
             raise ConfigError(f"{prefix}{f.name.upper()} must be positive, got {value!r}")
 

@@ -77,6 +77,9 @@ CodeName = Literal[
     "database_unavailable",
     "ledger_corrupt",
     "proof_invalid",
+    "ack_invalid",
+    "ack_signature_required",
+    "witness_unknown",
     "config_invalid",
     "directory_invalid",
     "unit_invalid",
@@ -232,6 +235,21 @@ CODES: dict[str, ErrorCode] = _catalogue(
     # Ledger
     ErrorCode("ledger_corrupt", _C.LEDGER, 500, "The ledger failed verification", Origin.SERVER),
     ErrorCode("proof_invalid", _C.LEDGER, 422, "A receipt or proof does not verify"),
+    ErrorCode(
+        "ack_invalid",
+        _C.LEDGER,
+        422,
+        "The signed acknowledgement is malformed, does not verify, or names another copy",
+    ),
+    ErrorCode(
+        "ack_signature_required",
+        _C.LEDGER,
+        422,
+        "This unit must acknowledge its copies with a signed statement",
+    ),
+    ErrorCode(
+        "witness_unknown", _C.LEDGER, 422, "The cosignature is by no witness the gateway knows"
+    ),
     # Configuration
     ErrorCode("config_invalid", _C.CONFIG, 500, "The configuration is unusable", Origin.SERVER),
     ErrorCode(

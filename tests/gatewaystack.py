@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,14 +72,20 @@ class Webhook:
         self.received: list[tuple[str, bytes]] = []  # (delivery id, body) of accepted posts
         self.headers: list[dict[str, str]] = []  # and their headers
         self.refused = 0
+        # Answer each package with a signed statement of reception made by this (delivery id,
+        # body -> compact JWS), as a receiving system that signs does.
+        self.sign: Callable[[str, bytes], str] | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         if self.status != 200:
             self.refused += 1
             return web.Response(status=self.status, text="down for maintenance")
-        self.received.append((request.headers["X-Gateway-Delivery-Id"], body))
+        delivery_id = request.headers["X-Gateway-Delivery-Id"]
+        self.received.append((delivery_id, body))
         self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        if self.sign is not None and "X-Gateway-Notice" not in request.headers:
+            return web.json_response({"acknowledgement": self.sign(delivery_id, body)})
         return web.Response(status=200, text="ok")
 
 
@@ -181,6 +187,7 @@ async def open_stack(
     api: ApiSettings | None = None,
     vxp: VxpSettings | None = None,
     federation: FederationSettings | None = None,
+    ledger: LedgerSettings | None = None,
 ) -> AsyncIterator[Stack]:
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_text, encoding="utf-8")
@@ -198,7 +205,7 @@ async def open_stack(
         directory=directory_file,
         keys=keys,
         bus=BusSettings(namespace=namespace, prefetch=4),
-        ledger=LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
+        ledger=ledger or LedgerSettings(origin="gateway.test/ledger", checkpoint_entries=5),
         api=api or ApiSettings(),
         vxp=vxp or VxpSettings(),
         federation=federation or FederationSettings(),

@@ -13,9 +13,11 @@ from aiohttp import web
 
 from gateway.api.context import principal_of, require_role, runtime_of
 from gateway.api.limits import RateLimited
-from gateway.api.params import json_response, query_int
+from gateway.api.params import json_object, json_response, query_int
 from gateway.errors import GatewayError
 from gateway.ledger import Entry, EventType, Query
+from gateway.ledger.checkpoint import parse_note
+from gateway.service.evidence import bundle_for, configured_witnesses, receipt_with_acks
 from gateway.service.tokens import Role
 from gateway.service.views import check_party, document_parties
 
@@ -52,6 +54,29 @@ async def fresh_checkpoint(request: web.Request) -> web.Response:
     return web.Response(text=latest.note, content_type="text/plain")
 
 
+@routes.post("/v1/ledger/cosignatures")
+async def cosignature(request: web.Request) -> web.Response:
+    """A witness's cosignature of one of our checkpoints (posted with an auditor's or
+    operator's token; accepted only from the witnesses GATEWAY_LEDGER_WITNESSES names)."""
+    require_role(request, Role.AUDITOR, Role.OPERATOR)
+    body = await json_object(request)
+    note, line = body.get("checkpoint"), body.get("cosignature")
+    if not isinstance(note, str) or not isinstance(line, str):
+        raise GatewayError("bad_request", "checkpoint and cosignature must be strings")
+    runtime = runtime_of(request)
+    witnesses = configured_witnesses(runtime.gateway.settings.ledger)
+    stored, kept = await runtime.ledger.add_cosignature(note, line, witnesses)
+    cosigned = parse_note(await runtime.ledger.cosigned(stored)).signatures
+    return json_response(
+        {
+            "tree_size": stored.tree_size,
+            "witness": kept.witness,
+            "cosignatures": len(cosigned) - 1,
+        },
+        status=201,
+    )
+
+
 @routes.get("/v1/ledger/receipts")
 async def receipts(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -64,8 +89,26 @@ async def receipts(request: web.Request) -> web.Response:
     check_party(principal, document, package.sender, recipients)
     if recipient is not None and recipient not in recipients:
         raise GatewayError("not_found", f"{recipient} is not a recipient of {document}")
-    receipt = await runtime.ledger.receipt_for_document(document, recipient)
+    receipt = await receipt_with_acks(runtime.ledger, document, recipient)
     return json_response({"receipts": [receipt.to_json()]})
+
+
+@routes.get("/v1/ledger/bundles/{document_key:.+}")
+async def bundle(request: web.Request) -> web.Response:
+    """The letter's evidence bundle, for its sender, its recipients, operators and auditors."""
+    document = request.match_info["document_key"]
+    runtime = runtime_of(request)
+    package, recipients = await document_parties(runtime.ledger, document)
+    check_party(principal_of(request), document, package.sender, recipients)
+    gateway = runtime.gateway
+    data = await bundle_for(
+        gateway.ledger, gateway.trust, gateway.bodies, document, gateway.clock()
+    )
+    return web.Response(
+        body=data,
+        content_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="evidence.zip"'},
+    )
 
 
 @routes.get("/v1/ledger/consistency")

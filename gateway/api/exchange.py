@@ -62,6 +62,10 @@ async def _spool(request: web.Request, spool: BinaryIO, limit: int) -> BinaryIO:
     return spool
 
 
+# A native AMQP unit's signed statement of reception, sent with its first status packet.
+ACK_HEADER = "X-Gateway-Acknowledgement"
+
+
 @routes.post("/v1/packages")
 async def submit_package(request: web.Request) -> web.Response:
     principal = principal_of(request)
@@ -81,7 +85,12 @@ async def submit_package(request: web.Request) -> web.Response:
         async with package_body(request, limit, uploads.timeout) as data:
             if not data:
                 raise GatewayError("bad_request", "the body must be the edXML package")
-            submission = await runtime.gateway.submit(data, principal, Profile(profile_name))
+            submission = await runtime.gateway.submit(
+                data,
+                principal,
+                Profile(profile_name),
+                acknowledgement=request.headers.get(ACK_HEADER),
+            )
     request[OUTCOME] = "accepted" if submission.status == 202 else "replayed"
     return json_response(submission.answer, submission.status)
 
@@ -159,11 +168,37 @@ async def inbox_ack(request: web.Request) -> web.Response:
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise GatewayError("bad_request", "reason must be a string")
+    statement = body.get("acknowledgement")
+    if statement is not None and (not isinstance(statement, str) or result != "done"):
+        raise GatewayError("bad_request", "acknowledgement is a compact JWS, with result done")
     delivery_id = request.match_info["delivery_id"]
-    state = await runtime_of(request).gateway.inboxes.ack(
-        principal_of(request), delivery_id, result == "done", reason
+    state = await runtime_of(request).gateway.acknowledge(
+        principal_of(request), delivery_id, result == "done", reason, statement
     )
     return json_response({"delivery_id": delivery_id, "state": state})
+
+
+@routes.get("/v1/notices")
+async def notices(request: web.Request) -> web.Response:
+    """A sender's transport notices not yet acknowledged (its copies that expired, were
+    dead-lettered or redriven), oldest first; operators may name another unit."""
+    unit = _inbox_unit(request)
+    limit = query_int(request, "limit", 50, low=1, high=500)
+    after = query_int(request, "after", 0)
+    found, nxt = await runtime_of(request).gateway.notices.waiting([unit], after=after, limit=limit)
+    return json_response(
+        {"notices": [n.to_json() for n in found], "next": None if nxt is None else str(nxt)}
+    )
+
+
+@routes.post("/v1/notices/ack")
+async def notices_ack(request: web.Request) -> web.Response:
+    body = await json_object(request)
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > 500:
+        raise GatewayError("bad_request", "ids must be a list of at most 500 notice ids")
+    count = await runtime_of(request).gateway.notices.acknowledge(principal_of(request), ids)
+    return json_response({"acknowledged": count})
 
 
 @routes.get("/v1/documents/{document_key:.+}")

@@ -202,7 +202,15 @@ PATHS: dict[str, dict[str, Any]] = {
                     "profile",
                     "strict (default); compat for operators relaying legacy packets",
                     values(("strict", "compat")),
-                )
+                ),
+                {
+                    "name": "X-Gateway-Acknowledgement",
+                    "in": "header",
+                    "required": False,
+                    "description": "with an AMQP unit's first status packet: its signed "
+                    "statement of reception of the copy (compact JWS, docs/evidence.md)",
+                    "schema": text(),
+                },
             ],
             request=SIGNED,
             errors={
@@ -215,7 +223,8 @@ PATHS: dict[str, dict[str, Any]] = {
                 415: "Not sent as application/xml (or text/xml, application/octet-stream)",
                 429: "The token, or the gateway, has too many packages in flight; Retry-After",
                 422: "Refused by the schema, signature, certificate, sender, routing or "
-                "workflow checks; unknown or suspended recipients are listed in recipients",
+                "workflow checks (unknown or suspended recipients are listed in recipients), "
+                "or an acknowledgement that does not verify (ack_invalid) or is required",
             },
             requires={409: ("package_id",), 422: ("recipients",)},
         )
@@ -276,6 +285,41 @@ PATHS: dict[str, dict[str, Any]] = {
                 404: "No such copy, or one for another unit",
                 408: BODY_LATE,
                 413: JSON_TOO_LARGE,
+                422: "The signed acknowledgement does not verify or names another copy "
+                "(ack_invalid, cert_*), or the unit must sign (ack_signature_required)",
+            },
+        )
+    },
+    "/v1/notices": {
+        "get": op(
+            "listNotices",
+            "exchange",
+            "The sender's transport notices not yet acknowledged: copies that expired, were "
+            "dead-lettered or redriven",
+            {200: answer("One page", body("NoticePage"))},
+            params=[
+                LIMIT_INBOX,
+                query("after", "the cursor from next"),
+                query("unit", "operators: another unit's notices"),
+            ],
+            errors={
+                400: "limit or after is not valid",
+                403: "Another unit's notices, or an auditor's token",
+            },
+        )
+    },
+    "/v1/notices/ack": {
+        "post": op(
+            "acknowledgeNotices",
+            "exchange",
+            "The unit has these notices (ledgered as notified); others' ids are ignored",
+            {200: answer("How many were newly acknowledged", body("NoticeAckAnswer"))},
+            request=body("NoticeAck"),
+            errors={
+                400: "ids is not a list of at most 500 strings",
+                403: "Not a unit's token",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
             },
         )
     },
@@ -322,6 +366,39 @@ PATHS: dict[str, dict[str, Any]] = {
                 404: "No such document, one the token's unit neither sent nor received, or "
                 "a recipient that was not one",
             },
+        )
+    },
+    "/v1/ledger/cosignatures": {
+        "post": op(
+            "postCosignature",
+            "ledger",
+            "A witness's cosignature of one of the gateway's checkpoints (auditors, operators)",
+            {201: answer("Kept with the checkpoint", body("CosignatureAnswer"))},
+            request=body("Cosignature"),
+            errors={
+                400: "The body is not a checkpoint and a cosignature line",
+                403: "Not an auditor or operator",
+                404: "The gateway signed no such checkpoint",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
+                422: "The witness is not configured (witness_unknown) or the cosignature does "
+                "not verify (proof_invalid)",
+            },
+        )
+    },
+    "/v1/ledger/bundles/{document_key}": {
+        "get": op(
+            "getEvidenceBundle",
+            "ledger",
+            "The letter's evidence bundle: a zip checked offline by gateway audit verify-bundle",
+            {
+                200: answer(
+                    "The bundle (docs/evidence.md)",
+                    {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+                )
+            },
+            params=[path("document_key", "<sender OrganId>|<DocumentId>, URL-encoded")],
+            errors={404: "No such document, or one the token's unit neither sent nor received"},
         )
     },
     "/v1/ledger/consistency": {

@@ -244,9 +244,28 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "result": values(("done", "fail")),
             "reason": nullable(text("why it failed")),
+            "acknowledgement": text(
+                "with done: the signed statement of reception, a compact JWS "
+                "(ES256, ES384 or RS256; see docs/evidence.md)"
+            ),
         },
     },
     "AckAnswer": closed({"delivery_id": text(), "state": TRANSPORT}),
+    "Notice": closed(
+        {
+            "notice_id": text(pattern="^n-"),
+            "event": values(("expired", "dead_lettered", "redriven")),
+            "delivery_id": DELIVERY_ID,
+            "document_key": DOCUMENT_KEY,
+            "recipient": ORGAN_ID,
+            "reason": nullable(text()),
+            "at": TIME,
+        },
+        description="One of the sender's copies expired, was dead-lettered or redriven",
+    ),
+    "NoticePage": closed({"notices": array(ref("Notice")), "next": CURSOR}),
+    "NoticeAck": closed({"ids": array(text(pattern="^n-"), maxItems=500)}),
+    "NoticeAckAnswer": closed({"acknowledged": integer()}),
     "DocumentView": closed(
         {
             "document_key": DOCUMENT_KEY,
@@ -303,10 +322,29 @@ SCHEMAS: dict[str, Schema] = {
             "public_key": text("the gateway's Ed25519 public key (PEM)"),
             "verifier_key": text("the C2SP note verifier key"),
             "certificate_chain": nullable(text("PEM: the gateway certificate, then its issuers")),
+            "acknowledgements": array(
+                text("a recipient's signed acknowledgement (compact JWS)"),
+                description="the signed statements of reception that delivered entries name",
+            ),
         },
+        optional=("acknowledgements",),
         description="Verifiable offline: gateway audit verify-receipt",
     ),
     "Receipts": closed({"receipts": array(ref("Receipt"))}),
+    "Cosignature": closed(
+        {
+            "checkpoint": ref("Checkpoint"),
+            "cosignature": text("the witness's C2SP tlog-cosignature line: — <name> <base64>"),
+        },
+        description="What gateway witness cosign posts",
+    ),
+    "CosignatureAnswer": closed(
+        {
+            "tree_size": integer(),
+            "witness": text("the witness's key name"),
+            "cosignatures": integer(1, description="cosignatures the checkpoint now has"),
+        }
+    ),
     "ConsistencyProof": closed(
         {"from": integer(1), "to": integer(1), "proof": array(BASE64)},
     ),

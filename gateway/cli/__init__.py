@@ -27,13 +27,16 @@ def _register() -> None:
     from gateway.cli.bus import bus
     from gateway.cli.client import inbox, receipts, send, status
     from gateway.cli.config import config
+    from gateway.cli.evidence import audit_bundle, audit_verify_bundle
     from gateway.cli.files import extract, submit
     from gateway.cli.ledger import db, ledger
     from gateway.cli.links import links
+    from gateway.cli.notices import inbox_notices
     from gateway.cli.service import demo, serve, tokens, webhooks
     from gateway.cli.trust import keys, sign, verify
     from gateway.cli.units import units
     from gateway.cli.validate import validate
+    from gateway.cli.witness import witness
 
     main.add_command(validate)
     main.add_command(bus)
@@ -45,10 +48,14 @@ def _register() -> None:
     main.add_command(db)
     main.add_command(ledger)
     main.add_command(audit)
+    audit.add_command(audit_bundle)
+    audit.add_command(audit_verify_bundle)
+    main.add_command(witness)
     main.add_command(send)
     main.add_command(submit)
     main.add_command(inbox)
     inbox.add_command(extract)
+    inbox.add_command(inbox_notices)
     main.add_command(status)
     main.add_command(receipts)
     main.add_command(serve)

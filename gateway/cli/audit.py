@@ -25,6 +25,7 @@ from gateway.cli.common import (
     run_async,
     settings,
 )
+from gateway.cli.evidence import MIN_WITNESSES_OPTION, WITNESS_KEY_OPTION, read_witness_keys
 from gateway.cli.ledger import (
     KEY_HELP,
     KEYS_OPTION,
@@ -53,14 +54,26 @@ def audit() -> None:
 @audit.command("verify-receipt")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--key", "key_spec", required=True, help=KEY_HELP)
+@WITNESS_KEY_OPTION
+@MIN_WITNESSES_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def audit_verify_receipt(file: str, key_spec: str, as_json: bool) -> None:
+def audit_verify_receipt(
+    file: str,
+    key_spec: str,
+    witness_keys: tuple[Path, ...],
+    min_witnesses: int | None,
+    as_json: bool,
+) -> None:
     """Check a receipt with nothing but the file and the gateway's public key (no database):
-    the checkpoint signature, each entry's canonical bytes and its inclusion proof."""
+    the checkpoint signature, each entry's canonical bytes and its inclusion proof, the signed
+    acknowledgements it carries; with --witness-key, the witnesses' cosignatures of the
+    checkpoint (all of them, or --min-witnesses N)."""
     key = read_key(key_spec)
+    witnesses = read_witness_keys(witness_keys)
+    required = len(witnesses) if min_witnesses is None else min_witnesses
     text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
     try:
-        verified = verify_receipt(json.loads(text), key)
+        verified = verify_receipt(json.loads(text), key, witnesses, required)
     except (GatewayError, json.JSONDecodeError) as e:
         message = e.message if isinstance(e, GatewayError) else f"not JSON: {e}"
         if as_json:
@@ -87,6 +100,14 @@ def audit_verify_receipt(file: str, key_spec: str, as_json: bool) -> None:
         )
         for entry in verified.entries:
             click.echo("  " + _entry_line(entry))
+        for cosig in verified.cosignatures:
+            when = datetime.fromtimestamp(cosig.timestamp, UTC)
+            click.echo(f"  cosigned by witness {cosig.witness} at {when:%Y-%m-%dT%H:%M:%SZ}")
+        for said in verified.acknowledgements:
+            click.echo(
+                f"  signed acknowledgement: {said.recipient} received {said.delivery_id} "
+                f"at {said.time:%Y-%m-%dT%H:%M:%SZ}"
+            )
         for note in verified.notes:
             click.echo(f"  note: {note}")
     sys.exit(EXIT_OK)

@@ -22,6 +22,7 @@ from gateway.client import (
     build_status,
     business_change,
     make_attachment,
+    sign_acknowledgement,
     sign_as_unit,
     unit,
 )
@@ -327,9 +328,38 @@ def inbox_fetch(url: str | None, token: str | None, delivery_id: str, output: Pa
     metavar="REASON",
     help="Report that you could not take the copy; it is offered again later.",
 )
-def inbox_ack(url: str | None, token: str | None, delivery_id: str, reason: str | None) -> None:
-    """Acknowledge a copy: received (it leaves the inbox; ledger `delivered`), or --fail."""
-    answer = call(url, token, lambda gw: gw.ack(delivery_id, fail=reason))
+@click.option(
+    "--keys",
+    envvar="GATEWAY_KEYS",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Sign the acknowledgement with your unit's key from this folder (units/<CODE>/): "
+    "the copy is fetched again and its SHA-256 stated. Needs --unit.",
+)
+@click.option("--unit", "unit_code", metavar="CODE", help="Your unit's OrganId (with --keys).")
+def inbox_ack(
+    url: str | None,
+    token: str | None,
+    delivery_id: str,
+    reason: str | None,
+    keys: Path | None,
+    unit_code: str | None,
+) -> None:
+    """Acknowledge a copy: received (it leaves the inbox; ledger `delivered`), or --fail.
+
+    With --keys and --unit the acknowledgement is a signed statement (delivery id, the
+    package's SHA-256, your OrganId, the time) that the sender can hold against you; units
+    whose policy requires one cannot acknowledge without it."""
+    if keys is not None and (unit_code is None or reason is not None):
+        raise click.UsageError("--keys signs a done acknowledgement: give --unit, not --fail")
+
+    async def acknowledge(gw: GatewayClient) -> dict[str, Any]:
+        statement = None
+        if keys is not None and unit_code is not None:
+            fetched = await gw.fetch(delivery_id)
+            statement = sign_acknowledgement(delivery_id, fetched.data, unit_code, keys)
+        return await gw.ack(delivery_id, fail=reason, acknowledgement=statement)
+
+    answer = call(url, token, acknowledge)
     click.echo(f"OK {answer.get('delivery_id', delivery_id)} state={answer.get('state')}")
 
 

@@ -358,7 +358,9 @@ def ledger_receipt(
             if seq is not None:
                 return await led.receipt(seq)
             assert document is not None
-            return await led.receipt_for_document(document, recipient)
+            from gateway.service.evidence import receipt_with_acks
+
+            return await receipt_with_acks(led, document, recipient)  # with signed acks
 
     try:
         receipt = run_async(run())

@@ -43,6 +43,7 @@ class EventType(enum.StrEnum):
     REDRIVEN = "redriven"  # an operator sent it again
     STATUS = "status"  # a business status packet; ``code`` is 01..16
     OPERATOR = "operator"  # an operator action; ``code`` names it, details the actor
+    NOTIFIED = "notified"  # the sender received the notice of an expiry, dead letter, redrive
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,23 @@ class IdentityRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
 
 
+class CosignatureRow(Base):
+    """A witness's cosignature of a checkpoint (C2SP tlog-cosignature): the signature line to
+    add to the checkpoint's note. Checked against the configured witness keys when posted."""
+
+    __tablename__ = "ledger_cosignature"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checkpoint_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    witness: Mapped[str] = mapped_column(Text, nullable=False)  # its verifier key
+    timestamp: Mapped[int] = mapped_column(BigInteger, nullable=False)  # as it signed
+    line: Mapped[str] = mapped_column(Text, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (Index(None, "checkpoint_id"),)
+
+
 entry_table = cast(Table, EntryRow.__table__)
 checkpoint_table = cast(Table, CheckpointRow.__table__)
 identity_table = cast(Table, IdentityRow.__table__)
+cosignature_table = cast(Table, CosignatureRow.__table__)

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.errors import GatewayError
+from gateway.evidence.ack import Statement, ack_sha256, check_signature, parse_ack
 from gateway.ledger.checkpoint import (
     Checkpoint,
     NoteVerifier,
@@ -27,7 +28,8 @@ from gateway.ledger.checkpoint import (
     parse_checkpoint,
     parse_note,
 )
-from gateway.ledger.entry import Entry, format_time, parse_entry
+from gateway.ledger.cosignature import Cosignature, WitnessKey, cosignatures_in
+from gateway.ledger.entry import Entry, EventType, format_time, parse_entry
 from gateway.ledger.merkle import leaf_hash, verify_inclusion
 
 FORMAT = "gateway-ledger-receipt/v1"
@@ -56,6 +58,8 @@ class Receipt:
     verifier_key: str
     certificate_chain: str | None = None  # PEM: the gateway certificate, then its issuers
     checkpoint_time: datetime | None = None  # when the gateway signed it (not signed itself)
+    # The recipients' signed acknowledgements (compact JWS) that ``delivered`` entries name.
+    acknowledgements: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         head = parse_checkpoint(parse_note(self.checkpoint).text)
@@ -79,6 +83,7 @@ class Receipt:
             "public_key": self.public_key_pem,
             "verifier_key": self.verifier_key,
             "certificate_chain": self.certificate_chain,
+            "acknowledgements": list(self.acknowledgements),
         }
 
     def dumps(self) -> str:
@@ -104,6 +109,7 @@ def receipt_from_json(obj: Any) -> Receipt:
             public_key_pem=_str(obj.get("public_key") or ""),
             verifier_key=_str(obj.get("verifier_key") or ""),
             certificate_chain=obj.get("certificate_chain"),
+            acknowledgements=tuple(_str(a) for a in obj.get("acknowledgements") or ()),
         )
     except (KeyError, TypeError, binascii.Error) as e:
         raise _invalid(f"malformed receipt: {e!r}") from e
@@ -126,14 +132,25 @@ class VerifiedReceipt:
     checkpoint: Checkpoint
     entries: tuple[Entry, ...]
     notes: tuple[str, ...] = field(default=())  # remarks that do not fail the receipt
+    cosignatures: tuple[Cosignature, ...] = ()  # by the witnesses asked for
+    acknowledgements: tuple[Statement, ...] = ()  # signed statements the entries name
 
 
-def verify_receipt(obj: Any, key: NoteVerifier | Ed25519PublicKey) -> VerifiedReceipt:
+def verify_receipt(
+    obj: Any,
+    key: NoteVerifier | Ed25519PublicKey,
+    witnesses: tuple[WitnessKey, ...] = (),
+    min_witnesses: int = 0,
+) -> VerifiedReceipt:
     """Check a receipt (its JSON object) against the gateway's public key.
 
     ``key`` is the trusted key: a NoteVerifier (from a ``name+id+key`` verifier key) or a bare
     Ed25519 public key, which is then named by the checkpoint's origin. The key embedded in the
-    receipt is never trusted. Raises GatewayError ``proof_invalid`` on any failure.
+    receipt is never trusted. With ``witnesses``, their cosignatures of the checkpoint are
+    checked and at least ``min_witnesses`` of them required. Each signed acknowledgement must
+    verify with its own certificate's key and be the one a ``delivered`` entry names (whether
+    that certificate is trusted is the bundle's check, which carries the trust anchors).
+    Raises GatewayError ``proof_invalid`` on any failure.
     """
     receipt = receipt_from_json(obj)
     note = parse_note(receipt.checkpoint)
@@ -151,11 +168,41 @@ def verify_receipt(obj: Any, key: NoteVerifier | Ed25519PublicKey) -> VerifiedRe
     entries = [
         _verify_entry(e, head, raw) for e, raw in zip(receipt.entries, obj["entries"], strict=True)
     ]
+    cosigned = cosignatures_in(receipt.checkpoint, witnesses)
+    if len(cosigned) < min_witnesses:
+        raise _invalid(
+            f"the checkpoint carries {len(cosigned)} cosignature(s) by the witnesses given, "
+            f"{min_witnesses} required"
+        )
+    statements = tuple(_verify_ack(jws, entries) for jws in receipt.acknowledgements)
     notes: list[str] = []
     embedded = receipt.verifier_key
     if embedded and embedded != verifier.vkey:
         notes.append(f"the receipt names key {embedded.split('+')[0]}, not the key given")
-    return VerifiedReceipt(head, tuple(entries), tuple(notes))
+    return VerifiedReceipt(head, tuple(entries), tuple(notes), tuple(cosigned), statements)
+
+
+def _verify_ack(jws: str, entries: list[Entry]) -> Statement:
+    """A signed acknowledgement that a ``delivered`` entry of the receipt names by its hash."""
+    try:
+        parsed = parse_ack(jws)
+        check_signature(parsed)
+    except GatewayError as e:
+        raise _invalid(f"acknowledgement: {e.message}") from e
+    said, sha = parsed.statement, ack_sha256(jws)
+    for entry in entries:
+        ev = entry.event
+        if (
+            ev.type is EventType.DELIVERED
+            and ev.details.get("ack_sha256") == sha
+            and ev.recipient == said.recipient
+            and ev.details.get("delivery_id") == said.delivery_id
+        ):
+            return said
+    raise _invalid(
+        f"the acknowledgement of {said.delivery_id} by {said.recipient} is named by no "
+        "delivered entry of the receipt"
+    )
 
 
 def _verify_entry(item: ReceiptEntry, head: Checkpoint, raw: Any) -> Entry:

@@ -28,7 +28,20 @@ from gateway.db.engine import open_engine, reader, write_transaction
 from gateway.errors import GatewayError
 from gateway.ledger.append import Appender, Head, Transaction
 from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
-from gateway.ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
+from gateway.ledger.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    parse_checkpoint,
+    parse_note,
+)
+from gateway.ledger.cosignature import (
+    Cosignature,
+    WitnessKey,
+    verify_cosignature,
+    with_cosignatures,
+    witness_of,
+)
 from gateway.ledger.entry import Entry, Event, EventType, parse_entry
 from gateway.ledger.merkle import (
     HASH_SIZE,
@@ -41,7 +54,7 @@ from gateway.ledger.merkle import (
     plan_nodes,
     root_nodes,
 )
-from gateway.ledger.models import checkpoint_table, entry_table
+from gateway.ledger.models import checkpoint_table, cosignature_table, entry_table
 from gateway.ledger.query import (
     Activity,
     Page,
@@ -336,6 +349,50 @@ class SqlLedger:
             row = (await conn.execute(stmt)).first()
         return StoredCheckpoint(*row) if row else None
 
+    async def add_cosignature(
+        self, note: str, line: str, witnesses: Sequence[WitnessKey]
+    ) -> tuple[StoredCheckpoint, Cosignature]:
+        """Keep a witness's cosignature of one of our checkpoints (``note`` exactly as we
+        signed it): witness_unknown unless it is by one of ``witnesses``, proof_invalid unless
+        it verifies, not_found unless we signed that note. Idempotent per witness."""
+        witness = witness_of(line, witnesses)
+        cosignature = verify_cosignature(note, line, witness)
+        size = parse_checkpoint(parse_note(note).text).size
+        c = checkpoint_table.c
+        async with write_transaction(self.engine) as conn:
+            mine = select(checkpoint_table).where(c.tree_size == size, c.note == note)
+            row = (await conn.execute(mine.limit(1))).first()
+            if row is None:
+                raise GatewayError("not_found", "the gateway signed no such checkpoint")
+            stored = StoredCheckpoint(*row)
+            k = cosignature_table.c
+            exists = await conn.scalar(
+                select(k.id).where(k.checkpoint_id == stored.id, k.witness == witness.vkey)
+            )
+            if exists is None:
+                await conn.execute(
+                    insert(cosignature_table).values(
+                        checkpoint_id=stored.id,
+                        witness=witness.vkey,
+                        timestamp=cosignature.timestamp,
+                        line=cosignature.line,
+                        received_at=self.clock(),
+                    )
+                )
+        return stored, cosignature
+
+    async def _cosignature_lines(self, conn: AsyncConnection, checkpoint_id: int) -> list[str]:
+        k = cosignature_table.c
+        stmt = select(k.line).where(k.checkpoint_id == checkpoint_id).order_by(k.id)
+        return list((await conn.scalars(stmt)).all())
+
+    async def cosigned(self, checkpoint: StoredCheckpoint) -> str:
+        """The checkpoint's note with every witness's cosignature line after ours."""
+        async with self._reading() as conn:
+            return with_cosignatures(
+                checkpoint.note, await self._cosignature_lines(conn, checkpoint.id)
+            )
+
     # -- reading and proving ---------------------------------------------------------------
 
     async def size(self) -> int:
@@ -416,10 +473,9 @@ class SqlLedger:
             data = {seq: blob for seq, blob in result}
             needed = set().union(*(plan_nodes(p) for p in plans.values()))
             hashes = await self._node_hashes(conn, needed)
+            note = with_cosignatures(head.note, await self._cosignature_lines(conn, head.id))
         items = [ReceiptEntry(s, data[s], tuple(build_proof(plans[s], hashes))) for s in wanted]
-        return build_receipt(
-            head.note, items, self.verifier, self.certificate_chain, head.created_at
-        )
+        return build_receipt(note, items, self.verifier, self.certificate_chain, head.created_at)
 
     async def receipt_for_document(self, document: str, recipient: str | None = None) -> Receipt:
         """A receipt for every entry of a document; with ``recipient``, its entries for that

@@ -26,8 +26,10 @@ from gateway.errors import GatewayError, PackageRejected
 from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service import store
 from gateway.service.bodies import ClaimedBodies
+from gateway.service.evidence import Received, bind_ack, received
 from gateway.service.inbox import Inboxes
 from gateway.service.moves import move
+from gateway.service.notices import Notices
 from gateway.service.routing import Rejected, bus_delivery, remote_sender, route
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import Transport, transport_allows
@@ -116,6 +118,7 @@ class Gateway:
         self.bus = bus
         self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, self.bodies)
         self.claimed = ClaimedBodies(ledger.engine, self.policy, self.bodies, clock)
+        self.notices = Notices(self.writer, ledger.engine)
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
         self._publisher: asyncio.Task[None] | None = None
         self.inbox_modes = inbox_modes
@@ -132,11 +135,13 @@ class Gateway:
         *,
         origin: Link | None = None,
         claimed: Sequence[str] = (),
+        acknowledgement: str | None = None,
     ) -> Submission:
         """Accept a package or status packet from ``principal``, or raise with a code. ``data``
         may be an open file holding it (a large body spooled to disk). ``expect``, once the
         package is verified and before anything is stored, may refuse it for not being what
-        the request said it was (the national-axis façade's headers).
+        the request said it was (the national-axis façade's headers). ``acknowledgement`` is
+        the signed statement of reception an AMQP unit sends with its first status packet.
 
         ``origin``: the package arrived from this upstream link (``principal`` is the link),
         judged in the link's profile. Its sender must be behind the link; it is delivered to
@@ -162,7 +167,7 @@ class Gateway:
                 f"this token speaks for {principal.unit}, the package is from "
                 f"{package.sender.organ_id}",
             )
-        return await self._accept(data, verified, expect, None)
+        return await self._accept(data, verified, expect, None, acknowledgement)
 
     async def _relayed_in(
         self,
@@ -188,7 +193,7 @@ class Gateway:
                 f"not in the unit directory: {', '.join(ours)}; nothing was queued",
                 recipients=ours,
             )
-        return await self._accept(data, verified, expect, origin)
+        return await self._accept(data, verified, expect, origin, None)
 
     async def _verify(
         self, data: bytes | BinaryIO, who: str, directory: Directory, profile: Profile
@@ -208,13 +213,26 @@ class Gateway:
         verified: VerifiedPackage,
         expect: Callable[[Package], None] | None,
         origin: Link | None,
+        acknowledgement: str | None,
     ) -> Submission:
         package = verified.package
         if expect is not None:
             expect(package)
+        ack = None
+        if acknowledgement is not None:
+            if package.kind is not Kind.STATUS:
+                raise GatewayError("bad_request", "an acknowledgement comes with a status packet")
+            ack = received(
+                self.settings.ledger,
+                self.trust,
+                self.directory,
+                self.clock(),
+                package.sender.organ_id,
+                acknowledgement,
+            )
         try:
             if package.kind is Kind.STATUS:
-                submission = await self._accept_status(verified, origin)
+                submission = await self._accept_status(verified, origin, ack)
             else:
                 submission = await self._accept_document(verified, origin)
         except PackageRejected as e:
@@ -283,14 +301,21 @@ class Gateway:
             )
         return await self._insert(batch, verified, modes, EventType.SUBMITTED, claim, origin)
 
-    async def _accept_status(self, verified: VerifiedPackage, origin: Link | None) -> Submission:
+    async def _accept_status(
+        self, verified: VerifiedPackage, origin: Link | None, ack: Received | None
+    ) -> Submission:
         claim = await self._claim(verified.package)
         return await self.writer.run(
-            lambda batch: self._store_status(batch, verified, claim, origin)
+            lambda batch: self._store_status(batch, verified, claim, origin, ack)
         )
 
     async def _store_status(
-        self, batch: Batch, verified: VerifiedPackage, claim: str | None, origin: Link | None
+        self,
+        batch: Batch,
+        verified: VerifiedPackage,
+        claim: str | None,
+        origin: Link | None,
+        ack: Received | None,
     ) -> Submission:
         package = verified.package
         assert package.status is not None
@@ -313,7 +338,7 @@ class Gateway:
         await self._save_states(batch, package.document_key, document, step.recipients)
         if code not in ("13",) and verified.valid:
             # only a status the responder signed proves that its copy arrived
-            await self._implicit_delivery(batch, package.document_key, responder)
+            await self._implicit_delivery(batch, package.document_key, responder, ack)
         return submission
 
     async def _replay(self, conn: AsyncConnection, sender: str, sha256: str) -> Submission | None:
@@ -498,19 +523,26 @@ class Gateway:
                 batch.conn, key, code, document.recipients[code], batch.now
             )
 
-    async def _implicit_delivery(self, batch: Batch, key: str, recipient: str) -> None:
+    async def _implicit_delivery(
+        self, batch: Batch, key: str, recipient: str, ack: Received | None
+    ) -> None:
         """A unit served over its own AMQP consumer is heard from only by its statuses: the
-        first one proves the copy arrived."""
+        first one proves the copy arrived, and may carry its signed acknowledgement."""
         copy = await store.amqp_copy(batch.conn, key, recipient)
         if copy is None or not transport_allows(copy.transport, Transport.DELIVERED):
             return
+        if ack is None:  # the policy decides whether this unit may go without one
+            ack = received(
+                self.settings.ledger, self.trust, self.directory, batch.now, recipient, None
+            )
+        details = await bind_ack(batch.conn, ack, copy, batch.now)
         await move(
             batch,
             copy,
             Transport.DELIVERED,
             EventType.DELIVERED,
             copy.attempt,
-            {"via": "status"},
+            {"via": "status", **details},
         )
 
     # -- the bus -----------------------------------------------------------------------------
@@ -563,6 +595,29 @@ class Gateway:
                 for c in copies
             ]
         )
+
+    async def acknowledge(
+        self,
+        principal: Principal,
+        delivery_id: str,
+        done: bool,
+        reason: str | None,
+        statement: str | None = None,
+    ) -> str:
+        """A pull unit's answer for a copy in its inbox; a ``done`` is checked against the
+        signed-acknowledgement policy and, when signed, against the trust store (CPU work
+        outside the writer). Returns the transport state."""
+        ack = None
+        if done and principal.role is Role.UNIT:
+            ack = received(
+                self.settings.ledger,
+                self.trust,
+                self.directory,
+                self.clock(),
+                principal.unit,
+                statement,
+            )
+        return await self.inboxes.ack(principal, delivery_id, done, reason, ack)
 
     async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
         """Put a unit's dead or expired copies back: the bus's, and its inbox's."""

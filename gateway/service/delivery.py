@@ -5,6 +5,7 @@ their RabbitMQ queue themselves."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 from collections.abc import Callable, Sequence
@@ -15,8 +16,11 @@ from gateway.bus import Message, RetryableDeliveryError, Subscription
 from gateway.config import PushSettings
 from gateway.directory import Unit
 from gateway.errors import ConfigError, GatewayError
+from gateway.service import store
 from gateway.service.core import Gateway
+from gateway.service.evidence import bind_ack, received
 from gateway.service.webhooks import WebhookSigner
+from gateway.service.writer import Batch
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,64 @@ class Deliverer:
                 listener(message.recipient)
             raise
 
+    async def _keep_acknowledgement(self, code: str, delivery_id: str, answer: bytes) -> None:
+        """A webhook's 2xx answer may hold ``{"acknowledgement": "<JWS>"}``, the unit's signed
+        statement of reception: checked and kept for the ``delivered`` entry. A unit that must
+        sign and did not, or a statement that does not verify, is refused (dead-lettered,
+        with the code as the reason)."""
+        statement = None
+        if answer:
+            try:
+                found = json.loads(answer)
+            except ValueError:
+                found = None
+            if isinstance(found, dict) and isinstance(found.get("acknowledgement"), str):
+                statement = found["acknowledgement"]
+        g = self.gateway
+        ack = received(g.settings.ledger, g.trust, g.directory, g.clock(), code, statement)
+        if ack.statement is None:
+            return
+
+        async def keep(batch: Batch) -> None:
+            copy = await store.load_copy(batch.conn, delivery_id)
+            if copy is not None:
+                await bind_ack(batch.conn, ack, copy, batch.now)
+
+        await g.writer.run(keep)
+
+    async def push_notices(self) -> int:
+        """POST the waiting notices of push senders to their webhooks (JSON, signed like a
+        package push, ``X-Gateway-Notice`` naming the event); a failure is tried again at the
+        next sweep. Returns how many arrived."""
+        push = [u.code for u in self.gateway.directory if str(u.delivery) == "push" and u.endpoint]
+        if not push or self.session is None:
+            return 0
+        notices, _ = await self.gateway.notices.waiting(push, limit=100)
+        arrived = 0
+        for notice in notices:
+            unit = self.gateway.directory.get(notice.unit)
+            if unit is None or not unit.endpoint:  # reloaded since: its next sweep decides
+                continue
+            body = json.dumps(notice.to_json(), ensure_ascii=False).encode()
+            headers = {
+                "Content-Type": "application/json",
+                "X-Gateway-Notice": notice.event,
+                "X-Gateway-Delivery-Id": notice.delivery_id,
+                "X-Gateway-Document-Key": notice.document_key,
+                **await self.signer.headers(unit.code, notice.notice_id, body),
+            }
+            try:
+                async with self.session.post(unit.endpoint, data=body, headers=headers) as r:
+                    ok = 200 <= r.status < 300
+            except (aiohttp.ClientError, TimeoutError):
+                ok = False
+            if ok:
+                await self.gateway.notices.delivered(notice, "webhook")
+                arrived += 1
+            else:
+                await self.gateway.notices.failed(notice)
+        return arrived
+
     async def _push(self, message: Message) -> None:
         unit = self.gateway.directory.get(message.recipient)
         if unit is None or not unit.endpoint:
@@ -127,6 +189,8 @@ class Deliverer:
         try:
             async with self.session.post(unit.endpoint, data=message.body, headers=headers) as r:
                 if 200 <= r.status < 300:
+                    answer = await r.read() if r.content_type == "application/json" else b""
+                    await self._keep_acknowledgement(unit.code, message.delivery_id, answer)
                     return
                 text = (await r.text())[:200]
         except (aiohttp.ClientError, TimeoutError) as e:

@@ -15,6 +15,7 @@ from gateway.db.engine import reader
 from gateway.errors import GatewayError
 from gateway.ledger import EventType
 from gateway.service import store
+from gateway.service.evidence import Received, bind_ack
 from gateway.service.moves import move
 from gateway.service.store import InboxPage
 from gateway.service.tokens import Principal, Role
@@ -124,18 +125,32 @@ class Inboxes:
         )
 
     async def ack(
-        self, principal: Principal, delivery_id: str, done: bool, reason: str | None
+        self,
+        principal: Principal,
+        delivery_id: str,
+        done: bool,
+        reason: str | None,
+        received: Received | None = None,
     ) -> str:
-        """The unit's answer for a copy: done delivers it; fail offers it again, up to the bus's
-        attempt limit, then leaves it dead for an operator. Returns the transport state."""
+        """The unit's answer for a copy: done delivers it (``received`` says how it was
+        acknowledged: checked by the caller, see gateway.service.evidence); fail offers it
+        again, up to the bus's attempt limit, then leaves it dead for an operator. Returns the
+        transport state."""
         if principal.role is not Role.UNIT:
             raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
+        ack = received or Received()
         return await self.writer.run(
-            lambda batch: self._ack(batch, principal, delivery_id, done, reason)
+            lambda batch: self._ack(batch, principal, delivery_id, done, reason, ack)
         )
 
     async def _ack(
-        self, batch: Batch, principal: Principal, delivery_id: str, done: bool, reason: str | None
+        self,
+        batch: Batch,
+        principal: Principal,
+        delivery_id: str,
+        done: bool,
+        reason: str | None,
+        received: Received,
     ) -> str:
         found = await store.inbox_copy(batch.conn, delivery_id)
         self._check_access(principal, found.copy.recipient if found else None, delivery_id)
@@ -146,6 +161,8 @@ class Inboxes:
         details: dict[str, Any] = {"via": "inbox", "attempt": found.tries}
         if not done:
             details["reason"] = (reason or "no reason given")[:1000]
+        else:
+            details |= await bind_ack(batch.conn, received, copy, batch.now)
         answer = inbox_answer(done, found.tries, self.policy)
         await store.update_inbox(
             batch.conn,

@@ -195,6 +195,45 @@ class RemoteUnitRow(Base):
     __table_args__ = (Index(None, "code"),)
 
 
+class AckRow(Base):
+    """A recipient's signed statement of reception of a copy (the compact JWS, verified when
+    it arrived). The copy's ``delivered`` ledger entry names its SHA-256."""
+
+    __tablename__ = "gw_ack"
+
+    delivery_id: Mapped[str] = mapped_column(String(48), primary_key=True)
+    document_key: Mapped[str] = mapped_column(String(300), nullable=False)
+    recipient: Mapped[str] = mapped_column(String(64), nullable=False)
+    statement: Mapped[str] = mapped_column(Text, nullable=False)  # the compact JWS
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)  # of the JWS
+    acknowledged_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (Index(None, "document_key"),)
+
+
+class NoticeRow(Base):
+    """A transport notice for a sender: one of its copies expired, was dead-lettered or was
+    redriven. Made with that ledger event, in the same transaction; ``delivered_at`` is set
+    when the sender has it (its webhook answered 2xx, or it acknowledged it), which is
+    ledgered as ``notified``."""
+
+    __tablename__ = "gw_notice"
+
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[str] = mapped_column(String(48), nullable=False, unique=True)
+    unit: Mapped[str] = mapped_column(String(64), nullable=False)  # the sender told
+    event: Mapped[str] = mapped_column(String(16), nullable=False)  # expired | dead_lettered…
+    delivery_id: Mapped[str] = mapped_column(String(48), nullable=False)
+    document_key: Mapped[str] = mapped_column(String(300), nullable=False)
+    recipient: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index(None, "unit", "delivered_at", "position"),)
+
+
 package_table = cast(Table, PackageRow.__table__)
 delivery_table = cast(Table, DeliveryRow.__table__)
 recipient_state_table = cast(Table, RecipientStateRow.__table__)
@@ -205,3 +244,5 @@ webhook_key_table = cast(Table, WebhookKeyRow.__table__)
 vxp_system_table = cast(Table, VxpSystemRow.__table__)
 vxp_seen_table = cast(Table, VxpSeenRow.__table__)
 remote_unit_table = cast(Table, RemoteUnitRow.__table__)
+ack_table = cast(Table, AckRow.__table__)
+notice_table = cast(Table, NoticeRow.__table__)

@@ -9,6 +9,8 @@ from typing import Any
 from gateway.bus import Outcome, Transition
 from gateway.ledger import Event, EventType
 from gateway.service import store
+from gateway.service.evidence import ack_details
+from gateway.service.notices import issue
 from gateway.service.store import Copy
 from gateway.service.transport import OUTCOMES, Transport, transport_allows
 from gateway.service.writer import Batch, Writer
@@ -28,8 +30,12 @@ async def move(
     reason: str | None = None,
     published: bool | None = None,
 ) -> None:
-    """Ledger one transition of ``copy`` and record its new transport state."""
+    """Ledger one transition of ``copy`` and record its new transport state; an expiry, a
+    dead letter or a redrive also makes the sender's notice."""
     delivery_id = copy.delivery_id
+    notice_id = await issue(batch, copy, event_type, reason)
+    if notice_id is not None:
+        details = {**details, "notice": notice_id}
     batch.append(
         [
             Event(
@@ -121,6 +127,8 @@ class TransitionRecorder:
             )
             return
         details: dict[str, Any] = {"attempt": t.attempt, **via}
+        if event_type is EventType.DELIVERED:  # a webhook may have answered with a statement
+            details |= await ack_details(batch.conn, t.delivery_id)
         if t.reason:
             details["reason"] = t.reason[:1000]
         if t.retry_at:

@@ -32,6 +32,7 @@ from gateway.ledger.keys import load_gateway_key
 from gateway.service.admin import Admin
 from gateway.service.core import Gateway
 from gateway.service.delivery import Deliverer, client_cert
+from gateway.service.evidence import configured_witnesses
 from gateway.service.moves import TransitionRecorder
 from gateway.service.presence import HEARTBEAT_SECONDS, Presence
 from gateway.service.reload import WATCH_SECONDS, Reloader, Sources
@@ -153,6 +154,7 @@ async def start_runtime(
     seconds."""
     say(f"gateway home {settings.home.resolve()} (GATEWAY_HOME): local state lives there")
     keys = keys_folder(settings, say)
+    configured_witnesses(settings.ledger)  # a malformed witness key stops the start
     files = sources(settings, keys, say)
     directory, trust, digests = files.load()
     key = load_gateway_key(keys)
@@ -214,6 +216,7 @@ async def start_runtime(
     runtime.tasks = [
         asyncio.create_task(_every(relay, gateway.publish_pending, "relay")),
         asyncio.create_task(_every(sweep, gateway.inboxes.expire, "inbox expiry")),
+        asyncio.create_task(_every(sweep, deliverer.push_notices, "sender notices")),
         asyncio.create_task(ledger.run_checkpointer()),
         asyncio.create_task(reloader.watch(watch)),
         asyncio.create_task(_every(HEARTBEAT_SECONDS, presence.beat, "heartbeat")),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509 import verification
 
@@ -166,6 +167,14 @@ class TrustStore:
     @property
     def checks_revocation(self) -> bool:
         return bool(self._crls)
+
+    def to_pem(self) -> tuple[bytes, tuple[bytes, ...]]:
+        """The CA bundle (roots and intermediates) and each CRL, as PEM: the trust in force,
+        for evidence that must be checked later without the gateway."""
+        cas = b"".join(
+            c.public_bytes(serialization.Encoding.PEM) for c in (*self.roots, *self.intermediates)
+        )
+        return cas, tuple(c.crl.public_bytes(serialization.Encoding.PEM) for c in self._crls)
 
     @staticmethod
     def _check_crl(crl: x509.CertificateRevocationList, cas: Sequence[x509.Certificate]) -> _Crl:

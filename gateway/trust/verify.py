@@ -326,6 +326,16 @@ def _verify_tree(
     return SignedContent(signed, SignatureState.VALID, leaf, signer.sha256, signer.organ_ids, None)
 
 
+def speaks_for(
+    code: str, cert_sha256: str, cert_organ_ids: tuple[str, ...], directory: Directory
+) -> bool:
+    """Whether a signer certificate may speak for unit ``code``: the unit's pinned
+    certificates when the directory pins any, else the OrganIds the certificate names."""
+    unit = directory.get(code)
+    pins = unit.cert_sha256 if unit is not None else ()
+    return cert_sha256 in pins if pins else code in cert_organ_ids
+
+
 def _check_sender(
     sender: str, content: SignedContent, directory: Directory, profile: Profile
 ) -> tuple[bool, PackageRejected | None]:
@@ -338,11 +348,9 @@ def _check_sender(
         raise PackageRejected("sender_suspended", f"the sender {sender} ({unit.name}) is suspended")
     if content.certificate is None:
         return False, None
-    pins = unit.cert_sha256 if unit is not None else ()
-    bound = content.sha256 in pins if pins else sender in content.organ_ids
-    if bound:
+    if speaks_for(sender, content.sha256 or "", content.organ_ids, directory):
         return True, None
-    how = "is not pinned for" if pins else "does not name"
+    how = "is not pinned for" if unit is not None and unit.cert_sha256 else "does not name"
     mismatch = PackageRejected(
         "sender_mismatch", f"the signer certificate {how} the sender {sender}"
     )

@@ -93,6 +93,12 @@ def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
             f"/v1/deliveries/{letter.amqp_delivery_id}/body",
             {},
         ),
+        "GET /v1/notices": lambda: ("GET", "/v1/notices", {}),
+        "POST /v1/notices/ack": lambda: (
+            "POST",
+            "/v1/notices/ack",
+            {"json": {"ids": ["n-000000000000000000000000"]}},
+        ),
         "GET /v1/documents/{document_key}": lambda: ("GET", f"/v1/documents/{key}", {}),
         "GET /v1/ledger/receipts?document=KEY": lambda: (
             "GET",
@@ -109,6 +115,16 @@ def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
         "GET /v1/ledger/consistency?from=1&to=1": lambda: (
             "GET",
             "/v1/ledger/consistency?from=1&to=1",
+            {},
+        ),
+        "POST /v1/ledger/cosignatures": lambda: (
+            "POST",
+            "/v1/ledger/cosignatures",
+            {"json": {"checkpoint": "", "cosignature": ""}},
+        ),
+        "GET /v1/ledger/bundles/{document_key}": lambda: (
+            "GET",
+            f"/v1/ledger/bundles/{key}",
             {},
         ),
         "GET /v1/units": lambda: ("GET", "/v1/units", {}),

@@ -144,6 +144,12 @@ async def test_letters_and_statuses_travel_both_ways_as_natively(
     answer = parse_package(got)
     assert answer.status is not None and answer.status.code == "01"
     assert ok(await sdk.update_status(first, "done"))["state"] == "delivered"
+    acked = [
+        e["details"]["ack"]
+        for e in await events(stack, a)
+        if e["type"] == "delivered" and e["details"].get("delivery_id") == first
+    ]
+    assert acked == ["unsigned"]  # the façade's protocol has no signed statement
     assert ok(await sdk.update_status(second, "processing"))["state"] == "queued"
     assert ok(await sdk.update_status(second, "fail"))["state"] == "retrying"
     assert ok(await sdk.update_status(second, "done"))["state"] == "delivered"

@@ -13,7 +13,7 @@ import pytest
 
 GATEWAY = Path(__file__).parents[2] / "gateway"
 # Pure packages and modules of the core (the ledger and the bus check their own pure parts).
-PURE = ["envelope", "trust", "workflow.py"]
+PURE = ["envelope", "trust", "evidence", "workflow.py"]
 FORBIDDEN = {
     "aiohttp",
     "aio_pika",
@@ -57,6 +57,7 @@ LEAN = {
     "gateway.bus.policy": DATABASE_AND_HTTP,
     "gateway.bus": {"aio_pika", "aiormq", "aiosqlite", "aiohttp"},  # the buses on first use
     "gateway.envelope": DATABASE_AND_HTTP,
+    "gateway.evidence.bundle": DATABASE_AND_HTTP,  # verify-bundle: the file and the keys
 }
 
 

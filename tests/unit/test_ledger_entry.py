@@ -78,10 +78,10 @@ def test_invalid_events_are_refused(fields: dict[str, object]) -> None:
         Event(EventType.SUBMITTED, **fields)  # type: ignore[arg-type]
 
 
-def test_event_type_is_one_of_the_ten() -> None:
+def test_event_type_is_one_of_the_eleven() -> None:
     assert [t.value for t in EventType] == [
         "submitted", "rejected", "queued", "delivered", "retrying",
-        "expired", "dead_lettered", "redriven", "status", "operator",
+        "expired", "dead_lettered", "redriven", "status", "operator", "notified",
     ]  # fmt: skip
     with pytest.raises(ValueError):
         Event("lost")  # type: ignore[arg-type]
