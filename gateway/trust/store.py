@@ -251,6 +251,10 @@ class TrustStore:
     def _chain_error(
         self, cert: x509.Certificate, reason: str, now: dt.datetime
     ) -> PackageRejected:
+        try:
+            cert.subject, cert.issuer  # noqa: B018 (read lazily: a malformed name raises here)
+        except ValueError as e:
+            return PackageRejected("cert_untrusted", f"the signer certificate is malformed: {e}")
         if cert.subject == cert.issuer:
             return PackageRejected(
                 "cert_untrusted", "the signer certificate is self-signed, not issued by our CA"
