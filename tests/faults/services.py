@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 
 _nodes: list[RabbitNode] = []
 _instances: list[PostgresInstance] = []
@@ -63,7 +62,7 @@ def rabbitmq_available() -> str | None:
 
 class RabbitNode:
     """One RabbitMQ node: its own node name, AMQP and distribution ports, data and log folders
-    and Erlang cookie (its HOME), no plugins. ``cluster`` nodes share a cookie."""
+    and Erlang cookie (its HOME), no plugins."""
 
     def __init__(self, base: Path, name: str) -> None:
         self.base = base / name
@@ -82,9 +81,9 @@ class RabbitNode:
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
 
-    def env(self, cookie_home: Path | None = None) -> dict[str, str]:
+    def env(self) -> dict[str, str]:
         return os.environ | {
-            "HOME": str(cookie_home or self.base),
+            "HOME": str(self.base),
             "RABBITMQ_CONF_ENV_FILE": str(self.base / "env.conf"),
             "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "plugins"),
@@ -97,15 +96,14 @@ class RabbitNode:
             "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
 
-    def start(self, cookie_home: Path | None = None, wait: bool = True) -> None:
+    def start(self) -> None:
         with (self.base / "out.log").open("ab") as out:
             self.process = subprocess.Popen(
-                [RABBITMQ_SERVER], env=self.env(cookie_home), stdout=out, stderr=out
+                [RABBITMQ_SERVER], env=self.env(), stdout=out, stderr=out
             )
         if self not in _nodes:
             _nodes.append(self)
-        if wait:
-            self.wait_ready()
+        self.wait_ready()
 
     def wait_ready(self) -> None:
         # the AMQP listener opens last, once the node has booted
@@ -141,19 +139,6 @@ class RabbitNode:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(beam, signal.SIGKILL)
             (self.base / "pid").unlink(missing_ok=True)
-
-    def ctl(self, *args: str, cookie_home: Path | None = None) -> str:
-        done = subprocess.run(
-            [RABBITMQCTL, "-n", self.name, *args],
-            env=self.env(cookie_home),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
-        return done.stdout
 
 
 def _postgres_bin() -> Path | None:
