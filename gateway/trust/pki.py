@@ -57,10 +57,15 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def organ_ids(cert: x509.Certificate) -> tuple[str, ...]:
-    """The OrganIds in a certificate subject: serialNumber or OU values in the national format."""
+    """The OrganIds in a certificate subject: serialNumber or OU values in the national format;
+    none when the subject cannot be read (a malformed certificate names no one)."""
     found: list[str] = []
+    try:
+        subject = cert.subject  # parsed when first read
+    except ValueError:
+        return ()
     for oid in (NameOID.SERIAL_NUMBER, NameOID.ORGANIZATIONAL_UNIT_NAME):
-        for attr in cert.subject.get_attributes_for_oid(oid):
+        for attr in subject.get_attributes_for_oid(oid):
             value = (
                 attr.value if isinstance(attr.value, str) else attr.value.decode("utf-8", "replace")
             )

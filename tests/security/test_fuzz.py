@@ -21,6 +21,7 @@ from gateway.client import build_status
 from gateway.envelope import Organization, parse_package
 from gateway.errors import CODES, PackageRejected
 from gateway.trust import verify_package
+from gateway.trust.pki import organ_ids
 
 KIT = Pki()
 LETTER = KIT.signed(
@@ -178,3 +179,67 @@ def test_a_certificate_whose_issuer_cannot_be_read_is_untrusted() -> None:
     assert outcome(lambda: verify_package(tampered, trust, directory, "strict", NOW)) == (
         "cert_untrusted"
     )
+
+
+def test_a_certificate_whose_extensions_cannot_be_read_is_untrusted() -> None:
+    """Found by the atheris fuzzer: an extension whose inner length is past its end made the
+    certificate's extensions raise ValueError when the usage was checked."""
+    root = etree.fromstring(LETTER)
+    cert = next(root.iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate"))
+    der = bytearray(base64.b64decode("".join((cert.text or "").split())))
+    basic_constraints = der.index(bytes.fromhex("0603551d13"))  # OID 2.5.29.19
+    value = der.index(b"\x04", basic_constraints + 5)  # its OCTET STRING
+    assert der[value + 2] == 0x30  # holding a SEQUENCE, whose length now runs past the end
+    der[value + 3] += 40
+    cert.text = base64.b64encode(bytes(der))
+    tampered = serialize(root)
+    trust, directory = KIT.trust(), KIT.directory()
+    assert outcome(lambda: verify_package(tampered, trust, directory, "strict", NOW)) == (
+        "cert_untrusted"
+    )
+
+
+def _with_leaf(change: Callable[[bytes], bytes]) -> bytes:
+    root = etree.fromstring(LETTER)
+    cert = next(root.iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate"))
+    der = base64.b64decode("".join((cert.text or "").split()))
+    changed = change(der)
+    assert changed != der
+    cert.text = base64.b64encode(changed)
+    return serialize(root)
+
+
+def _broken_subject(der: bytes) -> bytes:
+    subject = bytearray(x509.load_der_x509_certificate(der).subject.public_bytes())
+    broken = bytes(subject[:-1]) + b"\xff"
+    return der.replace(bytes(subject), broken)
+
+
+def _duplicate_extension(der: bytes) -> bytes:
+    # the authority key identifier's OID (2.5.29.35) made the subject key identifier's (.14)
+    return der.replace(bytes.fromhex("0603551d23"), bytes.fromhex("0603551d0e"))
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [(_broken_subject, "signature_invalid"), (_duplicate_extension, "cert_untrusted")],
+)
+def test_a_certificate_with_an_unreadable_name_or_extension_is_refused(
+    change: Callable[[bytes], bytes], code: str
+) -> None:
+    """Found by the atheris fuzzer: names and extensions are parsed when first read, so a
+    malformed one raised ValueError or DuplicateExtension from the signer checks (and, in
+    compat, from reading the certificate's OrganIds)."""
+    tampered = _with_leaf(change)
+    trust, directory = KIT.trust(), KIT.directory()
+    assert outcome(lambda: verify_package(tampered, trust, directory, "strict", NOW)) == code
+    outcome(lambda: verify_package(tampered, trust, directory, "compat", NOW))
+
+
+def test_a_certificate_whose_subject_cannot_be_read_names_no_organ() -> None:
+    """What compat reads of an untrusted signer (its OrganIds) must not raise either."""
+    root = etree.fromstring(LETTER)
+    cert = next(root.iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate"))
+    der = base64.b64decode("".join((cert.text or "").split()))
+    assert organ_ids(x509.load_der_x509_certificate(der)) != ()
+    assert organ_ids(x509.load_der_x509_certificate(_broken_subject(der))) == ()
