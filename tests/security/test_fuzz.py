@@ -21,7 +21,6 @@ from gateway.client import build_status
 from gateway.envelope import Organization, parse_package
 from gateway.errors import CODES, PackageRejected
 from gateway.trust import verify_package
-from gateway.trust.pki import organ_ids
 
 KIT = Pki()
 LETTER = KIT.signed(
@@ -234,12 +233,3 @@ def test_a_certificate_with_an_unreadable_name_or_extension_is_refused(
     trust, directory = KIT.trust(), KIT.directory()
     assert outcome(lambda: verify_package(tampered, trust, directory, "strict", NOW)) == code
     outcome(lambda: verify_package(tampered, trust, directory, "compat", NOW))
-
-
-def test_a_certificate_whose_subject_cannot_be_read_names_no_organ() -> None:
-    """What compat reads of an untrusted signer (its OrganIds) must not raise either."""
-    root = etree.fromstring(LETTER)
-    cert = next(root.iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate"))
-    der = base64.b64decode("".join((cert.text or "").split()))
-    assert organ_ids(x509.load_der_x509_certificate(der)) != ()
-    assert organ_ids(x509.load_der_x509_certificate(_broken_subject(der))) == ()
