@@ -293,16 +293,24 @@ class Load:
                             await r.read()
                             if r.status != 200:
                                 continue
-                        async with session.post(
-                            f"{base}/v1/inbox/{delivery}/ack", json={"result": "done"}
-                        ) as r:
-                            if r.status == 200:
-                                self.received[code][item["document_key"]].add(delivery)
+                        if await self._acknowledge(session, f"{base}/v1/inbox/{delivery}/ack"):
+                            self.received[code][item["document_key"]].add(delivery)
                     if not items:
                         await asyncio.sleep(0.1)
                 except (aiohttp.ClientError, TimeoutError, ValueError) as e:
                     self.consumer_errors[f"{code}: {type(e).__name__}"] += 1
                     await asyncio.sleep(0.2)
+
+    async def _acknowledge(self, session: aiohttp.ClientSession, url: str) -> bool:
+        """Acknowledge until an answer comes: an acknowledgement whose answer was lost (the
+        gateway killed after recording it) is sent again, and answered the same."""
+        while True:
+            try:
+                async with session.post(url, json={"result": "done"}) as r:
+                    return r.status == 200
+            except (aiohttp.ClientError, TimeoutError) as e:
+                self.consumer_errors[f"acknowledge: {type(e).__name__}"] += 1
+                await asyncio.sleep(0.2)
 
     async def consume(self, code: str) -> None:
         """An AMQP unit's own consumer, on the broker directly, from when ``natives_on`` is
