@@ -90,6 +90,9 @@ class ApiSettings:
     # with 429 rate_limited until one is done.
     uploads_per_token: int = 64
     uploads: int = 256
+    # Open connections one client address may hold, per gateway process (0: no cap); more
+    # are closed at once. Behind a reverse proxy every client has the proxy's address.
+    connections_per_address: int = 256
 
 
 @dataclass(frozen=True)

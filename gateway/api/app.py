@@ -8,15 +8,16 @@ import contextlib
 import itertools
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import version
-from typing import Any
 
 from aiohttp import web
 
 from gateway import console
 from gateway.api import admin, audit, exchange, health, vxp
+from gateway.api.connections import ConnectionCap
 from gateway.api.context import (
     CERTIFICATES,
     LIMITER,
@@ -161,18 +162,71 @@ def serve(
     grace: float,
     ssl_context: ssl.SSLContext | None,
     say: Callable[[str], None] | None,
-    **where: Any,
+    host: str | None = None,
+    port: int = 0,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve the API until the process is stopped, on ``where`` (host and port, or a listening
-    socket shared by workers); ``grace`` seconds for requests in progress at the end."""
-    web.run_app(
-        create_app(settings),
-        ssl_context=ssl_context,
+    """Serve the API until the process is stopped (SIGINT or SIGTERM), on ``host`` and
+    ``port`` or a listening socket shared by workers; ``grace`` seconds for requests in
+    progress at the end."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    main = loop.create_task(_serve(settings, grace, ssl_context, say, host, port, sock))
+    try:
+        loop.run_until_complete(main)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        if not main.done():
+            main.cancel()  # its cleanup stops the gateway gracefully
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(main)
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+async def _serve(
+    settings: Settings,
+    grace: float,
+    ssl_context: ssl.SSLContext | None,
+    say: Callable[[str], None] | None,
+    host: str | None,
+    port: int,
+    sock: socket.socket | None,
+) -> None:
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app,
+        handle_signals=True,  # SIGINT and SIGTERM end the run with GracefulExit
         # aiohttp's keep-alive timer runs from a connection's opening and between its
         # requests, until a request's headers are complete: the header timeout.
         keepalive_timeout=settings.api.header_timeout,
         shutdown_timeout=grace,
         access_log_format=ACCESS_LOG_FORMAT,
-        print=say,
-        **where,
     )
+    await runner.setup()
+    assert runner.server is not None
+    metrics = app[METRICS]
+    cap = ConnectionCap(settings.api.connections_per_address, metrics.connections_refused.inc)
+    listening = None
+    try:
+        loop, factory = asyncio.get_running_loop(), cap.gate(runner.server)
+        if sock is not None:
+            listening = await loop.create_server(factory, sock=sock, ssl=ssl_context)
+        else:
+            listening = await loop.create_server(
+                factory, host, port, ssl=ssl_context, backlog=2048, reuse_address=True
+            )
+        if say:
+            scheme = "https" if ssl_context else "http"
+            where = ", ".join(
+                f"{scheme}://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in listening.sockets
+            )
+            say(f"======== Running on {where} ========\n(Press CTRL+C to quit)")
+        await asyncio.Event().wait()  # until a signal or a failure to start ends the run
+    finally:
+        if listening is not None:
+            listening.close()  # no new connections; those open finish within the grace
+        await runner.cleanup()

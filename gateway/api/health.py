@@ -93,6 +93,11 @@ class Metrics:
             registry=self.registry,
         )
         self.reloaded_at.set_to_current_time()
+        self.connections_refused = Counter(
+            "gateway_connections_refused",
+            "Connections closed at once: their client address had as many open as allowed",
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.db.engine import lost_database
 from gateway.errors import CODES, CodeName, GatewayError
 from gateway.logs import request_id
 
@@ -106,7 +107,14 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         }
         headers = {k: v for k, v in e.headers.items() if k.lower() in ("allow", "retry-after")}
         return problem_response(body, headers)
-    except Exception:
+    except Exception as e:
+        if lost_database(e):  # a 503 to try again, and one log line rather than a traceback
+            cause = str(e).splitlines()[0] if str(e) else type(e).__name__
+            log.warning(
+                "%s %s: the database is unavailable: %s", request.method, request.path, cause
+            )
+            problem = GatewayError("database_unavailable", "the database is unavailable; try again")
+            return problem_response(problem.to_problem(), {"Retry-After": "1"})
         log.exception("%s %s failed", request.method, request.path)
         return problem_response(
             {

@@ -144,6 +144,24 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def lost_database(error: BaseException) -> bool:
+    """Whether ``error``, raised while a request used the database, is the database going away
+    (stopping, starting, unreachable, a connection broken) rather than a fault of the request
+    or of the code: the request may be tried again."""
+    if isinstance(error, sa_exc.DBAPIError):
+        return (
+            error.connection_invalidated
+            or type(error) is sa_exc.DBAPIError  # the driver's own, e.g. "shutting down"
+            # InternalError: a connection left mid-operation by the one that broke
+            or isinstance(
+                error, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.InternalError)
+            )
+        )
+    # asyncpg's own connection errors reach the caller unwrapped (refused, reset); the bus
+    # and webhooks are not called from a request, so these are the database's
+    return isinstance(error, (sa_exc.TimeoutError, ConnectionError))
+
+
 def unavailable(settings: Settings, error: BaseException) -> GatewayError:
     """``database_unavailable`` naming the database (never its password) and the cause."""
     url = make_url(database_url(settings))

@@ -57,15 +57,18 @@ def fingerprint(cert: x509.Certificate) -> str:
 
 
 def organ_ids(cert: x509.Certificate) -> tuple[str, ...]:
-    """The OrganIds in a certificate subject: serialNumber or OU values in the national format."""
+    """The OrganIds in a certificate subject: serialNumber or OU values in the national format;
+    none when the subject cannot be read (a malformed certificate names no one)."""
     found: list[str] = []
-    for oid in (NameOID.SERIAL_NUMBER, NameOID.ORGANIZATIONAL_UNIT_NAME):
-        for attr in cert.subject.get_attributes_for_oid(oid):
-            value = (
-                attr.value if isinstance(attr.value, str) else attr.value.decode("utf-8", "replace")
-            )
-            if _ORGAN_ID.fullmatch(value) and value not in found:
-                found.append(value)
+    try:  # the subject and its values are parsed when first read
+        for oid in (NameOID.SERIAL_NUMBER, NameOID.ORGANIZATIONAL_UNIT_NAME):
+            for attr in cert.subject.get_attributes_for_oid(oid):
+                value = attr.value
+                text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+                if _ORGAN_ID.fullmatch(text) and text not in found:
+                    found.append(text)
+    except ValueError:
+        return ()
     return tuple(found)
 
 

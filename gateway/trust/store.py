@@ -56,19 +56,25 @@ class _Facts:
 
 @functools.lru_cache(maxsize=8192)
 def _facts(cert: x509.Certificate) -> _Facts:
-    problem = None
     try:
-        _check_key(cert)
-        _check_usage(cert)
-    except PackageRejected as e:
-        problem = (e.code, e.message)
-    return _Facts(
-        fingerprint(cert),
-        organ_ids(cert),
-        problem,
-        cert.not_valid_before_utc,
-        cert.not_valid_after_utc,
-    )
+        problem = None
+        try:
+            _check_key(cert)
+            _check_usage(cert)
+        except PackageRejected as e:
+            problem = (e.code, e.message)
+        return _Facts(
+            fingerprint(cert),
+            organ_ids(cert),
+            problem,
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+        )
+    except (ValueError, x509.DuplicateExtension) as e:
+        # a name or an extension, which the parser reads only when asked, is malformed
+        never = dt.datetime.min.replace(tzinfo=dt.UTC)
+        malformed = f"the signer certificate is malformed: {e}"
+        return _Facts(fingerprint(cert), (), ("cert_untrusted", malformed), never, never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +271,10 @@ class TrustStore:
     def _chain_error(
         self, cert: x509.Certificate, reason: str, now: dt.datetime
     ) -> PackageRejected:
+        try:
+            cert.subject, cert.issuer  # noqa: B018 (read lazily: a malformed name raises here)
+        except ValueError as e:
+            return PackageRejected("cert_untrusted", f"the signer certificate is malformed: {e}")
         if cert.subject == cert.issuer:
             return PackageRejected(
                 "cert_untrusted", "the signer certificate is self-signed, not issued by our CA"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.hashes import SHA256
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
@@ -221,6 +222,10 @@ def _check_signature(
         ) from e
     except (SignXMLException, etree.DocumentInvalid, ValueError) as e:
         raise PackageRejected("signature_invalid", f"the signature does not verify: {e}") from e
+    except UnsupportedAlgorithm as e:  # the certificate's key is of a type no one can check
+        raise PackageRejected(
+            "signature_invalid", f"the signer certificate's key cannot be used: {e}"
+        ) from e
     except (TypeError, AttributeError, KeyError, IndexError) as e:
         # signxml on a malformed signature the XMLDSig schema lets through
         raise PackageRejected(

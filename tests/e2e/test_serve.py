@@ -228,6 +228,45 @@ async def test_a_client_that_trickles_its_headers_is_disconnected(
         assert response.status == 200  # a client that sends its request is served
 
 
+async def test_one_address_holds_so_many_connections(
+    serve: tuple[Path, int, list[subprocess.Popen[str]]],
+) -> None:
+    """Many connections from one address that send nothing: those past the cap are closed at
+    once (not after the header timeout), counted and logged; another address is served, and
+    the address is served again once its connections close."""
+    folder, port, started = serve
+    process = start(folder, port, started, GATEWAY_API_CONNECTIONS_PER_ADDRESS="20")
+    await wait_ready(port, process)
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+    refused = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
+    for reader, _ in refused:  # closed by the gateway, well before the 30 s header timeout
+        assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+    for reader, _ in held:  # still open
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), timeout=0.05)
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with (
+        aiohttp.ClientSession(connector=connector) as other,
+        other.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        assert response.status == 200
+        assert "gateway_connections_refused_total 30.0" in await response.text()
+    for _, writer in held + refused:
+        writer.close()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(50):  # the gateway sees the closes within a moment
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    assert response.status == 200
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("127.0.0.1 was not served again")
+    assert output(folder, 0).count("connection(s) from 127.0.0.1") == 1
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
 async def test_serve_mounts_the_national_axis_facade_when_enabled(
     serve: tuple[Path, int, list[subprocess.Popen[str]]],
 ) -> None:

@@ -5,11 +5,13 @@ status packets at the byte level (flips, cuts, insertions, repeats) and at the t
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime as dt
 from collections.abc import Callable
 
 import pytest
+from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -140,3 +142,94 @@ def test_the_originals_are_accepted() -> None:
         assert outcome(lambda o=original: verify_package(o, trust, directory, "strict", NOW)) == (
             "accepted"
         )
+
+
+def test_a_certificate_with_a_key_of_an_unknown_type_is_a_signature_refusal() -> None:
+    """Found by the atheris fuzzer (fuzz/fuzz_envelope.py): one byte changed in the key's
+    algorithm identifier of the embedded certificate made cryptography raise
+    UnsupportedAlgorithm from inside the verifier."""
+    root = etree.fromstring(LETTER)
+    cert = next(root.iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate"))
+    der = base64.b64decode("".join((cert.text or "").split()))
+    ec_public_key = bytes.fromhex("06072a8648ce3d0201")  # OID 1.2.840.10045.2.1
+    assert ec_public_key in der
+    cert.text = base64.b64encode(der.replace(ec_public_key, bytes.fromhex("0607298648ce3d0201")))
+    tampered = serialize(root)
+    trust, directory = KIT.trust(), KIT.directory()
+    for profile in ("strict", "compat"):
+        assert outcome(lambda p=profile: verify_package(tampered, trust, directory, p, NOW)) == (
+            "signature_invalid"
+        )
+
+
+def test_a_certificate_whose_issuer_cannot_be_read_is_untrusted() -> None:
+    """Found by the atheris fuzzer: a name the certificate parser reads only when asked made
+    the explanation of an unverifiable chain raise ValueError."""
+    root = etree.fromstring(LETTER)
+    cert = next(root.iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate"))
+    der = base64.b64decode("".join((cert.text or "").split()))
+    issuer = x509.load_der_x509_certificate(der).issuer.public_bytes()
+    assert der.count(issuer) == 1
+    broken = bytearray(issuer)
+    broken[-1] = 0xFF  # the last byte of the last attribute's string: not valid there
+    cert.text = base64.b64encode(der.replace(issuer, bytes(broken)))
+    tampered = serialize(root)
+    trust, directory = KIT.trust(), KIT.directory()
+    assert outcome(lambda: verify_package(tampered, trust, directory, "strict", NOW)) == (
+        "cert_untrusted"
+    )
+
+
+def test_a_certificate_whose_extensions_cannot_be_read_is_untrusted() -> None:
+    """Found by the atheris fuzzer: an extension whose inner length is past its end made the
+    certificate's extensions raise ValueError when the usage was checked."""
+    root = etree.fromstring(LETTER)
+    cert = next(root.iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate"))
+    der = bytearray(base64.b64decode("".join((cert.text or "").split())))
+    basic_constraints = der.index(bytes.fromhex("0603551d13"))  # OID 2.5.29.19
+    value = der.index(b"\x04", basic_constraints + 5)  # its OCTET STRING
+    assert der[value + 2] == 0x30  # holding a SEQUENCE, whose length now runs past the end
+    der[value + 3] += 40
+    cert.text = base64.b64encode(bytes(der))
+    tampered = serialize(root)
+    trust, directory = KIT.trust(), KIT.directory()
+    assert outcome(lambda: verify_package(tampered, trust, directory, "strict", NOW)) == (
+        "cert_untrusted"
+    )
+
+
+def _with_leaf(change: Callable[[bytes], bytes]) -> bytes:
+    root = etree.fromstring(LETTER)
+    cert = next(root.iter("{http://www.w3.org/2000/09/xmldsig#}X509Certificate"))
+    der = base64.b64decode("".join((cert.text or "").split()))
+    changed = change(der)
+    assert changed != der
+    cert.text = base64.b64encode(changed)
+    return serialize(root)
+
+
+def _broken_subject(der: bytes) -> bytes:
+    subject = bytearray(x509.load_der_x509_certificate(der).subject.public_bytes())
+    broken = bytes(subject[:-1]) + b"\xff"
+    return der.replace(bytes(subject), broken)
+
+
+def _duplicate_extension(der: bytes) -> bytes:
+    # the authority key identifier's OID (2.5.29.35) made the subject key identifier's (.14)
+    return der.replace(bytes.fromhex("0603551d23"), bytes.fromhex("0603551d0e"))
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [(_broken_subject, "signature_invalid"), (_duplicate_extension, "cert_untrusted")],
+)
+def test_a_certificate_with_an_unreadable_name_or_extension_is_refused(
+    change: Callable[[bytes], bytes], code: str
+) -> None:
+    """Found by the atheris fuzzer: names and extensions are parsed when first read, so a
+    malformed one raised ValueError or DuplicateExtension from the signer checks (and, in
+    compat, from reading the certificate's OrganIds)."""
+    tampered = _with_leaf(change)
+    trust, directory = KIT.trust(), KIT.directory()
+    assert outcome(lambda: verify_package(tampered, trust, directory, "strict", NOW)) == code
+    outcome(lambda: verify_package(tampered, trust, directory, "compat", NOW))
