@@ -42,7 +42,8 @@ class Session:
         return replace(self, lang=lang if lang in LANGUAGES else "vi")
 
     def check_csrf(self, sent: object) -> bool:
-        return isinstance(sent, str) and hmac.compare_digest(sent, self.csrf)
+        # as bytes: compare_digest refuses str with non-ASCII characters (a forged form's)
+        return isinstance(sent, str) and hmac.compare_digest(sent.encode(), self.csrf.encode())
 
 
 class Sessions:

@@ -53,6 +53,13 @@ def test_signing_in_changes_the_csrf_secret() -> None:
     assert not after.check_csrf(before.csrf) and not after.check_csrf(None)
 
 
+def test_a_forged_csrf_field_is_refused_whatever_it_holds() -> None:
+    session = Session.fresh("vi")
+    assert session.check_csrf(session.csrf)
+    for forged in ("", session.csrf + "x", "\u00f1\u2603" + session.csrf, None, ["a"]):
+        assert not session.check_csrf(forged)
+
+
 def test_words_are_nfc_in_both_languages_and_times_show_utc_on_hover() -> None:
     for vi, en in WORDS.values():
         assert vi == unicodedata.normalize("NFC", vi) and en
