@@ -45,11 +45,40 @@ def check_key_name(name: str) -> str:
     return name
 
 
-def key_id(name: str, public_key: Ed25519PublicKey) -> int:
-    """SHA-256(name || 0x0A || 0x01 || public key)[:4], big-endian (C2SP signed-note)."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    digest = hashlib.sha256(name.encode() + b"\n" + ED25519_TYPE + raw).digest()
+def _raw(public_key: Ed25519PublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id(name: str, public_key: Ed25519PublicKey, key_type: bytes = ED25519_TYPE) -> int:
+    """SHA-256(name || 0x0A || type || public key)[:4], big-endian (C2SP signed-note)."""
+    digest = hashlib.sha256(name.encode() + b"\n" + key_type + _raw(public_key)).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def format_vkey(name: str, public_key: Ed25519PublicKey, key_type: bytes = ED25519_TYPE) -> str:
+    """``<name>+<hex key id>+<base64(type || key)>``."""
+    blob = base64.b64encode(key_type + _raw(public_key)).decode()
+    return f"{name}+{key_id(name, public_key, key_type):08x}+{blob}"
+
+
+def parse_vkey(
+    vkey: str, key_type: bytes = ED25519_TYPE, what: str = "an Ed25519 (type 0x01)"
+) -> tuple[str, Ed25519PublicKey]:
+    """The name and key of ``<name>+<hex key id>+<base64(type || key)>``, whose key id must
+    match them (ValueError otherwise); ``what`` names the kind of key in the messages."""
+    parts = vkey.strip().split("+", 2)  # base64 may contain "+", names may not
+    if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
+        raise ValueError("a key is <name>+<8 hex digits>+<base64 key>")
+    try:
+        raw = base64.b64decode(parts[2], validate=True)
+    except binascii.Error as e:
+        raise ValueError("the key is not valid base64") from e
+    if len(raw) != 33 or raw[:1] != key_type:
+        raise ValueError(f"the key is not {what} key")
+    name, public_key = check_key_name(parts[0]), Ed25519PublicKey.from_public_bytes(raw[1:])
+    if key_id(name, public_key, key_type) != int(parts[1], 16):
+        raise ValueError("the key's id does not match its name and key")
+    return name, public_key
 
 
 @dataclass(frozen=True)
@@ -76,26 +105,11 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse ``<name>+<hex key id>+<base64(0x01 || key)>``; the key id must match."""
-        parts = vkey.strip().split("+", 2)  # base64 may contain "+", names may not
-        if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
-            raise ValueError("a verifier key is <name>+<8 hex digits>+<base64 key>")
-        try:
-            raw = base64.b64decode(parts[2], validate=True)
-        except binascii.Error as e:
-            raise ValueError("the verifier key is not valid base64") from e
-        if len(raw) != 33 or raw[:1] != ED25519_TYPE:
-            raise ValueError("the verifier key is not an Ed25519 (type 0x01) key")
-        verifier = cls(parts[0], Ed25519PublicKey.from_public_bytes(raw[1:]))
-        if verifier.key_id != int(parts[1], 16):
-            raise ValueError("the verifier key's id does not match its name and key")
-        return verifier
+        return cls(*parse_vkey(vkey))
 
     @property
     def vkey(self) -> str:
-        raw = self.public_key.public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        return f"{self.name}+{self.key_id:08x}+{base64.b64encode(ED25519_TYPE + raw).decode()}"
+        return format_vkey(self.name, self.public_key)
 
     def verify(self, note: str) -> str:
         """The note's text if it carries a valid signature by this key; else proof_invalid.

@@ -11,27 +11,27 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.errors import GatewayError
-from gateway.ledger.checkpoint import SIGNATURE_PREFIX, check_key_name, parse_note
+from gateway.ledger.checkpoint import (
+    SIGNATURE_PREFIX,
+    check_key_name,
+    format_vkey,
+    key_id,
+    parse_note,
+    parse_vkey,
+)
 
 COSIGNATURE_TYPE = b"\x04"
 
 
 def _invalid(message: str) -> GatewayError:
     return GatewayError("proof_invalid", message)
-
-
-def _raw(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def cosignature_message(note_text: str, timestamp: int) -> bytes:
@@ -44,29 +44,15 @@ class WitnessKey:
     def __init__(self, name: str, public_key: Ed25519PublicKey) -> None:
         self.name = check_key_name(name)
         self.public_key = public_key
-        digest = hashlib.sha256(name.encode() + b"\n" + COSIGNATURE_TYPE + _raw(public_key))
-        self.key_id = int.from_bytes(digest.digest()[:4], "big")
+        self.key_id = key_id(name, public_key, COSIGNATURE_TYPE)
 
     @property
     def vkey(self) -> str:
-        blob = base64.b64encode(COSIGNATURE_TYPE + _raw(self.public_key)).decode()
-        return f"{self.name}+{self.key_id:08x}+{blob}"
+        return format_vkey(self.name, self.public_key, COSIGNATURE_TYPE)
 
     @classmethod
     def from_vkey(cls, vkey: str) -> WitnessKey:
-        parts = vkey.strip().split("+", 2)
-        if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
-            raise ValueError("a witness key is <name>+<8 hex digits>+<base64 key>")
-        try:
-            raw = base64.b64decode(parts[2], validate=True)
-        except binascii.Error as e:
-            raise ValueError("the witness key is not valid base64") from e
-        if len(raw) != 33 or raw[:1] != COSIGNATURE_TYPE:
-            raise ValueError("the witness key is not a cosignature/v1 (type 0x04) key")
-        key = cls(parts[0], Ed25519PublicKey.from_public_bytes(raw[1:]))
-        if key.key_id != int(parts[1], 16):
-            raise ValueError("the witness key's id does not match its name and key")
-        return key
+        return cls(*parse_vkey(vkey, COSIGNATURE_TYPE, "a cosignature/v1 (type 0x04)"))
 
 
 class Witness(WitnessKey):
