@@ -17,7 +17,15 @@ from aiohttp import web
 
 from gateway.api.context import runtime_of
 from gateway.console.session import Session
-from gateway.console.web import SESSIONS, Refused, caller_of, form_of, page, render, session_of
+from gateway.console.web import (
+    SESSIONS,
+    caller_of,
+    form_of,
+    page,
+    posted,
+    render,
+    session_of,
+)
 from gateway.errors import GatewayError
 from gateway.ledger import VerifyReport
 from gateway.service.actions import Actor
@@ -44,11 +52,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 @page
 async def login(request: web.Request) -> web.StreamResponse:
     session = session_of(request)
-    form = await request.post()
-    if not session.check_csrf(form.get("csrf")):
-        raise Refused(403, "expired_form")
-    token = form.get("token")
-    token = token.strip() if isinstance(token, str) else ""
+    form = await posted(request, session)
+    token = form.get("token", "").strip()
     try:
         principal = await runtime_of(request).tokens.authenticate(token, datetime.now(UTC))
     except GatewayError as e:
@@ -64,9 +69,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 @page
 async def logout(request: web.Request) -> web.StreamResponse:
     session = session_of(request)
-    form = await request.post()
-    if not session.check_csrf(form.get("csrf")):
-        raise Refused(403, "expired_form")
+    await posted(request, session)  # its CSRF field
     return _back(request, Session.fresh(session.lang), "/login")
 
 
@@ -74,14 +77,12 @@ async def logout(request: web.Request) -> web.StreamResponse:
 @page
 async def language(request: web.Request) -> web.StreamResponse:
     session = session_of(request)
-    form = await request.post()
-    if not session.check_csrf(form.get("csrf")):
-        raise Refused(403, "expired_form")
+    form = await posted(request, session)
     back = form.get("back")
     # back to the page it was asked from: a path of this site, never another's ("//host",
     # "/\\host" are other sites to a browser)
-    to = back if isinstance(back, str) and LOCAL_PATH.fullmatch(back) else "/"
-    return _back(request, session.speaking(str(form.get("lang", "vi"))), to)
+    to = back if back is not None and LOCAL_PATH.fullmatch(back) else "/"
+    return _back(request, session.speaking(form.get("lang", "vi")), to)
 
 
 @routes.post("/dead/redrive")

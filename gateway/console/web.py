@@ -109,14 +109,20 @@ async def caller_of(request: web.Request) -> Caller:
     return Caller(session, principal, runtime)
 
 
+async def posted(request: web.Request, session: Session) -> dict[str, str]:
+    """A posted form (its text fields) whose CSRF field matches ``session``'s."""
+    form = await request.post()
+    if not session.check_csrf(form.get("csrf")):
+        raise Refused(403, "expired_form")
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
 async def form_of(request: web.Request, caller: Caller, *, act: bool = True) -> dict[str, str]:
     """A posted form whose CSRF field matches the session; ``act``: only operators may post."""
-    form = await request.post()
-    if not caller.session.check_csrf(form.get("csrf")):
-        raise Refused(403, "expired_form")
+    form = await posted(request, caller.session)
     if act and not caller.operator:
         raise Refused(403, "forbidden")
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    return form
 
 
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
