@@ -38,6 +38,9 @@ from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
 
+# At shutdown, how long the broker has to answer a consumer's cancel or a close.
+BROKER_GOODBYE_SECONDS = 5.0
+
 # Errors after which a publish is tried again once the robust connection is back.
 _TRANSIENT = (
     aiormq.exceptions.AMQPConnectionError,
@@ -114,10 +117,15 @@ class AmqpBus:
         self._default = channel.default_exchange
 
     async def close(self, grace: float = 10.0) -> None:
-        for consumer in list(self._consumers.values()):
-            await consumer.stop(grace)
+        """Stop the consumers (together: each has its own channel), each letting its current
+        message finish within ``grace``, then close the connection. With the broker out of
+        reach nothing waits for it to come back: unacknowledged deliveries return to their
+        queues when the broker sees the connection gone."""
+        await asyncio.gather(*(c.stop(grace) for c in list(self._consumers.values())))
         if self._conn is not None:
-            await self._conn.close()
+            with contextlib.suppress(Exception):  # TimeoutError too
+                async with asyncio.timeout(BROKER_GOODBYE_SECONDS):
+                    await self._conn.close()
         self._conn = self._channel = None
         self._deliver = self._delay = self._default = None
 
@@ -468,10 +476,16 @@ class _AmqpConsumer:
                 await incoming.nack(requeue=True)
 
     async def stop(self, grace: float = 10.0) -> None:
-        with contextlib.suppress(Exception):
-            if self.queue is not None and self.tag is not None:
-                await self.queue.cancel(self.tag)
+        # A robust channel's calls wait for the broker to come back: a stopping gateway asks
+        # only while connected, and waits at most BROKER_GOODBYE_SECONDS for an answer.
+        connected = self.bus._conn is not None and self.bus._conn.connected.is_set()
+        if connected and self.queue is not None and self.tag is not None:
+            with contextlib.suppress(Exception):  # TimeoutError too
+                async with asyncio.timeout(BROKER_GOODBYE_SECONDS):
+                    await self.queue.cancel(self.tag)
         await flow.drain(self._active, grace)
-        with contextlib.suppress(Exception):
-            await self.channel.close()
+        if connected:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(BROKER_GOODBYE_SECONDS):
+                    await self.channel.close()
         self.bus._consumers.pop(id(self), None)

@@ -43,6 +43,7 @@ BOUND_DATABASE = 15.0  # PostgreSQL is down for 3 s; connect timeout 5 s
 BOUND_KILLED = 10.0  # a dead gateway refuses connections at once
 BOUND_CUT = OUTAGE + 15.0
 BOUND_PUSH = 10.0  # a push endpoint's outage is not the sender's wait
+BOUND_STOP = 20.0  # SIGTERM to exit: the grace (5 s) for requests, then as much again to close
 
 
 async def waiting_in(amqp_url: str, namespace: str, codes: tuple[str, ...]) -> int:
@@ -245,3 +246,22 @@ async def test_push_endpoint_down_past_the_ttl_then_redriven(
     _, events = await check_ledger(load)
     expired = [d for d in load.accepted if EventType.EXPIRED in events[(d, PUSH)]]
     assert redriven > 0 and len(expired) == redriven
+
+
+async def test_a_gateway_stops_while_the_broker_is_cut_off(
+    make_gateway: MakeGateway, fault_rabbit: RabbitNode
+) -> None:
+    """SIGTERM while every connection to RabbitMQ is refused: the gateway still stops within
+    its grace period and a margin, instead of waiting for the broker to come back."""
+    async with TcpProxy(fault_rabbit.port) as proxy:
+        gateway = await make_gateway(f"amqp://guest:guest@127.0.0.1:{proxy.port}/")
+        proxy.cut(600)
+        await asyncio.sleep(2)  # the gateway has noticed and is reconnecting
+        assert gateway.process is not None
+        started = time.monotonic()
+        gateway.process.terminate()
+        status = await asyncio.to_thread(gateway.process.wait, 60)
+        took = time.monotonic() - started
+    print(f"\nstopped in {took:.1f} s with the broker cut off (grace 5 s)")
+    assert status == 0
+    assert took < BOUND_STOP
