@@ -60,6 +60,23 @@ async def test_a_select_is_one_trip_and_an_idle_rollback_none(
     assert trips == ["_whole"]
 
 
+async def test_a_write_transaction_runs_its_statements_without_trips(
+    engine: AsyncEngine, trips: list[str]
+) -> None:
+    async with write_transaction(engine) as conn:
+        await conn.execute(sa.text("INSERT INTO t (v) VALUES ('a')"))
+        rows = (await conn.execute(sa.text("SELECT v FROM t"))).all()
+        assert [tuple(row) for row in rows] == [("a",)]
+    # BEGIN IMMEDIATE (which may wait for the lock) and the commit (which waits for the disk)
+    # go to the connection's thread; the statements between them run where they are called.
+    assert trips == ["_whole", "commit"]
+    trips.clear()
+    async with engine.connect() as conn:  # a plain transaction holds no write lock
+        await conn.execute(sa.text("SELECT v FROM t"))
+        await conn.commit()
+    assert trips == ["_whole", "_whole", "commit"]  # BEGIN, the select, the commit
+
+
 async def test_counts_and_row_ids_come_back_with_the_statement(engine: AsyncEngine) -> None:
     async with write_transaction(engine) as conn:
         inserted = await conn.execute(sa.text("INSERT INTO t (v) VALUES ('x')"))
