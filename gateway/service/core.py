@@ -262,7 +262,8 @@ class Gateway:
         modes = await route(self.directory, self.links, self.engine, codes, origin)
         claim = await self._claim(verified.package)
         return await self.writer.run(
-            lambda batch: self._store_document(batch, verified, modes, claim, origin)
+            lambda batch: self._store_document(batch, verified, modes, claim, origin),
+            independent=True,  # a twin in the same batch fails its unique constraints
         )
 
     async def _store_document(
@@ -420,7 +421,7 @@ class Gateway:
         if status:
             answer["status"] = status
         await store.insert_submission(
-            batch.conn,
+            batch,
             {
                 "package_id": package_id,
                 "kind": package.kind.value,

@@ -140,7 +140,8 @@ class Inboxes:
             raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
         ack = received or Received()
         return await self.writer.run(
-            lambda batch: self._ack(batch, principal, delivery_id, done, reason, ack)
+            lambda batch: self._ack(batch, principal, delivery_id, done, reason, ack),
+            independent=True,
         )
 
     async def _ack(
@@ -152,6 +153,7 @@ class Inboxes:
         reason: str | None,
         received: Received,
     ) -> str:
+        await batch.fresh(delivery_id)  # acknowledged a moment ago, in this batch?
         found = await store.inbox_copy(batch.conn, delivery_id)
         self._check_access(principal, found.copy.recipient if found else None, delivery_id)
         assert found is not None
@@ -165,7 +167,7 @@ class Inboxes:
             details |= await bind_ack(batch.conn, received, copy, batch.now)
         answer = inbox_answer(done, found.tries, self.policy)
         await store.update_inbox(
-            batch.conn,
+            batch,
             delivery_id,
             {
                 "state": answer.state,
@@ -192,9 +194,7 @@ class Inboxes:
         items = await store.overdue_inbox_copies(batch.conn, batch.now)
         reason = "not fetched before its time-to-live"
         for item in items:
-            await store.update_inbox(
-                batch.conn, item.copy.delivery_id, {"state": InboxState.EXPIRED}
-            )
+            await store.update_inbox(batch, item.copy.delivery_id, {"state": InboxState.EXPIRED})
             await move(
                 batch,
                 item.copy,
@@ -216,7 +216,7 @@ class Inboxes:
         items = await store.stopped_inbox_copies(batch.conn, unit, ids)
         for item in items:
             await store.update_inbox(
-                batch.conn,
+                batch,
                 item.copy.delivery_id,
                 {
                     "state": InboxState.READY,

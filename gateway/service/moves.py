@@ -57,7 +57,7 @@ async def move(
         values["last_outcome"] = outcome
     if published is not None:
         values["published"] = published
-    await store.update_copy(batch.conn, delivery_id, values)
+    await store.update_copy(batch, delivery_id, values)
 
 
 class TransitionRecorder:
@@ -121,7 +121,7 @@ class TransitionRecorder:
         )
         if nothing_new:
             await store.update_copy(
-                batch.conn,
+                batch,
                 t.delivery_id,
                 {"last_outcome": t.outcome.value, "attempt": t.attempt, "published": True},
             )

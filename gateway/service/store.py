@@ -1,6 +1,7 @@
 """The service's SQL, in one place: every query and change of the service's own tables, each
-a function of a connection returning typed rows, so that no caller builds a statement or
-handles an untyped row. (The ledger keeps its own; the JSON shapes of answers are the API's.)
+a function of a connection (or, for the writes of the writer's jobs, of its batch) returning
+typed rows, so that no caller builds a statement or handles an untyped row. (The ledger keeps
+its own; the JSON shapes of answers are the API's.)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, delete, func, insert, or_, select, update
+from sqlalchemy import Row, Select, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.service.models import (
@@ -22,6 +23,7 @@ from gateway.service.models import (
     token_table,
 )
 from gateway.service.transport import InboxState, Transport
+from gateway.service.writer import Batch
 from gateway.workflow import RecipientState
 
 _d = delivery_table.c
@@ -33,6 +35,14 @@ _t = token_table.c
 Values = Mapping[str, object]  # one row to insert or the columns to change, by column name
 
 DOCUMENT = "document"  # gw_package.kind of a document (the others are status packets)
+
+# The writes a batch may gather from many jobs (one statement object each, see Batch.write).
+_INSERT_PACKAGE = insert(package_table)
+_INSERT_COPIES = insert(delivery_table)
+_INSERT_INBOX = insert(inbox_table)
+_INSERT_STATES = insert(recipient_state_table)
+_UPDATE_COPY = update(delivery_table).where(_d.delivery_id == bindparam("of_delivery"))
+_UPDATE_INBOX = update(inbox_table).where(_i.delivery_id == bindparam("of_delivery"))
 
 
 # -- copies (deliveries) ----------------------------------------------------------------------
@@ -88,8 +98,8 @@ async def load_copy(conn: AsyncConnection, delivery_id: str) -> Copy | None:
     return None if row is None else Copy.of(row)
 
 
-async def update_copy(conn: AsyncConnection, delivery_id: str, values: Values) -> None:
-    await conn.execute(update(delivery_table).where(_d.delivery_id == delivery_id).values(values))
+async def update_copy(batch: Batch, delivery_id: str, values: Values) -> None:
+    await batch.write(_UPDATE_COPY, [{"of_delivery": delivery_id, **values}], keys=[delivery_id])
 
 
 async def amqp_copy(conn: AsyncConnection, key: str, recipient: str) -> Copy | None:
@@ -270,19 +280,19 @@ async def answer_for(conn: AsyncConnection, sender: str, sha256: str) -> str | N
 
 
 async def insert_submission(
-    conn: AsyncConnection,
+    batch: Batch,
     package: Values,
     copies: Sequence[Values],
     inbox: Sequence[Values],
     states: Sequence[Values],
 ) -> None:
     """A package, its copies, the copies placed in inboxes and the recipients' states."""
-    await conn.execute(insert(package_table), [package])
-    await conn.execute(insert(delivery_table), list(copies))
+    await batch.write(_INSERT_PACKAGE, [package])
+    await batch.write(_INSERT_COPIES, copies)
     if inbox:
-        await conn.execute(insert(inbox_table), list(inbox))
+        await batch.write(_INSERT_INBOX, inbox)
     if states:
-        await conn.execute(insert(recipient_state_table), list(states))
+        await batch.write(_INSERT_STATES, states)
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,8 +514,8 @@ async def insert_inbox(conn: AsyncConnection, row: Values) -> None:
     await conn.execute(insert(inbox_table), [row])
 
 
-async def update_inbox(conn: AsyncConnection, delivery_id: str, values: Values) -> None:
-    await conn.execute(update(inbox_table).where(_i.delivery_id == delivery_id).values(values))
+async def update_inbox(batch: Batch, delivery_id: str, values: Values) -> None:
+    await batch.write(_UPDATE_INBOX, [{"of_delivery": delivery_id, **values}], keys=[delivery_id])
 
 
 # -- tokens -------------------------------------------------------------------------------------

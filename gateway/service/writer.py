@@ -7,6 +7,13 @@ A job is an async function of a :class:`Batch`. It reads and checks first and wr
 back, the batch goes on), so it must raise before its first write. Any other error fails the
 whole batch, which is then run again one job per transaction, so that only the job at fault
 fails. Nothing is answered before the commit: what a caller was told is on disk.
+
+A job that reads only what was committed before its batch (a submission, whose twin in the
+same batch is caught by the unique constraints and answered on the one-by-one run; an inbox
+acknowledgement, which reads its own copy after :meth:`Batch.fresh`) runs ``independent``: its
+rows (:meth:`Batch.write`) wait and are written together with the other jobs' rows for the
+same statement, in one executemany each, when the batch ends or before the next job that is
+not independent. A batch of letters thus makes a few statements, not a few per letter.
 """
 
 from __future__ import annotations
@@ -14,16 +21,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.errors import GatewayError
 from gateway.ledger import Event, SqlLedger
-from gateway.ledger.append import Appender
+from gateway.ledger.append import Appender, Mark
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,8 @@ T = TypeVar("T")
 
 MAX_JOBS = 256  # jobs in one transaction
 MAX_EVENTS = 4000  # ledger events in one transaction (a job with more runs alone)
+
+Values = Mapping[str, object]
 
 
 @dataclass
@@ -42,13 +52,53 @@ class Batch:
     log: Appender
     now: datetime
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    independent: bool = False  # the job running now may leave its rows for later
+    _pending: list[tuple[Executable, Values]] = field(default_factory=list)
+    _touched: set[str] = field(default_factory=set)
 
     def append(self, events: list[Event]) -> list[int]:
         return self.log.add(events)
 
+    async def write(
+        self, statement: Executable, rows: Sequence[Values], *, keys: Iterable[str] = ()
+    ) -> None:
+        """Write ``rows`` with ``statement`` (an insert, or an update whose row names its key):
+        now, or, in an independent job, with the same statement's rows of the batch's other
+        jobs (rows are gathered by statement object: make it once, not per call). ``keys``
+        name what the rows are about, for :meth:`fresh`."""
+        if not self.independent:
+            await self.conn.execute(statement, list(rows))
+            return
+        self._pending += [(statement, row) for row in rows]
+        self._touched.update(keys)
+
+    async def fresh(self, key: str) -> None:
+        """Make what earlier jobs of the batch wrote about ``key`` readable."""
+        if key in self._touched:
+            await self.write_pending()
+
+    async def write_pending(self) -> None:
+        """The waiting rows, one executemany per statement (and set of columns), in the
+        order the statements were first used: a package before its copies."""
+        groups: dict[tuple[Executable, frozenset[str]], list[Values]] = {}
+        for statement, row in self._pending:
+            groups.setdefault((statement, frozenset(row)), []).append(row)
+        self._pending.clear()
+        self._touched.clear()
+        for (statement, _), rows in groups.items():
+            await self.conn.execute(statement, rows)
+
+    def mark(self) -> tuple[Mark, int]:
+        return self.log.mark(), len(self._pending)
+
+    def reset(self, mark: tuple[Mark, int]) -> None:
+        """Take back the events and waiting rows of a job that was refused."""
+        self.log.reset(mark[0])
+        del self._pending[mark[1] :]
+
 
 Job = Callable[[Batch], Awaitable[T]]
-_Item = tuple[Job[Any], "asyncio.Future[Any]"]
+_Item = tuple[Job[Any], bool, "asyncio.Future[Any]"]
 
 
 class Writer:
@@ -63,10 +113,12 @@ class Writer:
         self.batches = 0  # committed transactions, for the metrics and tests
         self.jobs = 0
 
-    async def run(self, job: Job[T]) -> T:
-        """Run ``job`` in the next batch; return its result once the batch has committed."""
+    async def run(self, job: Job[T], *, independent: bool = False) -> T:
+        """Run ``job`` in the next batch; return its result once the batch has committed.
+        ``independent``: the job reads nothing that earlier jobs of its batch may have written
+        (or calls :meth:`Batch.fresh` first), so their rows may still be waiting."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((job, future))
+        self._waiting.append((job, independent, future))
         if self._leader is None or self._leader.done():
             self._leader = asyncio.create_task(self._lead(), name="gateway-writer")
         # The job runs even if the caller goes away: it may already be written.
@@ -94,14 +146,14 @@ class Writer:
                 await self._flush(taken)
             except Exception as e:
                 if len(taken) == 1:
-                    _settle(taken[0][1], error=e)
+                    _settle(taken[0][2], error=e)
                     continue
                 log.warning("a batch of %d jobs failed (%r); one by one now", len(taken), e)
                 for item in taken:
                     try:
                         await self._flush([item])
                     except Exception as e1:
-                        _settle(item[1], error=e1)
+                        _settle(item[2], error=e1)
 
     async def _flush(self, items: list[_Item]) -> None:
         answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
@@ -109,15 +161,19 @@ class Writer:
             appender = await self.ledger.appender(conn)
             batch = Batch(conn, appender, self.ledger.clock())
             start = appender.size
-            for job, future in items:
-                mark = appender.mark()
+            for job, independent, future in items:
+                if not independent:
+                    await batch.write_pending()
+                batch.independent = independent
+                mark = batch.mark()
                 try:
                     answers.append((future, await job(batch), None))
                 except GatewayError as e:
-                    appender.reset(mark)
+                    batch.reset(mark)
                     answers.append((future, None, e))
                 if appender.size - start >= MAX_EVENTS:
                     break
+            await batch.write_pending()
             await appender.flush(conn)
         self.batches += 1
         self.jobs += len(answers)

@@ -1,6 +1,7 @@
 """The group-committing writer on SQLite and PostgreSQL: concurrent jobs share transactions,
 a job's refusal takes back only its own events, a job that breaks its transaction fails alone,
-and nothing is answered before it is committed."""
+nothing is answered before it is committed, and independent jobs' rows are written together,
+readable by every later job that needs them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, func, insert, select, text
 
 from gateway.db.engine import create_engine
 from gateway.errors import GatewayError
@@ -106,3 +107,118 @@ async def test_after_commit_work_runs_only_after_the_commit(ledger: SqlLedger) -
 
     await writer.run(job)
     assert seen == [1]
+
+
+# -- independent jobs: rows written together ------------------------------------------------
+
+rows_table = Table(
+    "writer_rows", MetaData(), Column("k", String, primary_key=True), Column("v", Integer)
+)
+
+
+INSERT_ROW = insert(rows_table)  # one statement object: Batch.write gathers rows by statement
+
+
+@pytest.fixture
+async def rows(ledger: SqlLedger) -> AsyncIterator[list[str]]:
+    """The scratch table's inserts as the database received them (one string per statement)."""
+    async with ledger.engine.begin() as conn:
+        await conn.run_sync(rows_table.metadata.create_all)
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.startswith("INSERT INTO writer_rows"):
+            statements.append(statement)
+
+    event.listen(ledger.engine.sync_engine, "before_cursor_execute", seen)
+    yield statements
+    event.remove(ledger.engine.sync_engine, "before_cursor_execute", seen)
+
+
+def inserting(key: str):  # type: ignore[no-untyped-def]
+    async def job(batch: Batch) -> int:
+        (seq,) = batch.append([submitted(int(key))])
+        await batch.write(INSERT_ROW, [{"k": key, "v": 1}], keys=[key])
+        return seq
+
+    return job
+
+
+async def count(conn, key: str | None = None) -> int:  # type: ignore[no-untyped-def]
+    query = select(func.count()).select_from(rows_table)
+    if key is not None:
+        query = query.where(rows_table.c.k == key)
+    return int(await conn.scalar(query))
+
+
+async def test_independent_jobs_write_their_rows_in_one_statement_per_batch(
+    ledger: SqlLedger, rows: list[str]
+) -> None:
+    writer = Writer(ledger)
+    await asyncio.gather(*(writer.run(inserting(str(n)), independent=True) for n in range(100)))
+    assert len(rows) == writer.batches < 20  # one insert per batch, of many rows
+    async with ledger.engine.connect() as conn:
+        assert await count(conn) == 100
+    assert await ledger.size() == 100
+
+
+async def test_a_job_reads_what_earlier_jobs_of_its_batch_left_waiting(
+    ledger: SqlLedger, rows: list[str]
+) -> None:
+    writer = Writer(ledger)
+
+    async def dependent(batch: Batch) -> int:  # not independent: the waiting rows go first
+        return await count(batch.conn)
+
+    async def checking(batch: Batch) -> int:  # independent, but asks for key 1 first
+        await batch.fresh("1")
+        return await count(batch.conn, "1")
+
+    results = await asyncio.gather(
+        writer.run(inserting("0"), independent=True),
+        writer.run(dependent),
+        writer.run(inserting("1"), independent=True),
+        writer.run(checking, independent=True),
+    )
+    assert writer.batches == 1
+    assert results[1] == 1 and results[3] == 1
+    assert len(rows) == 2  # key 0 before the dependent job, key 1 before the check
+
+
+async def test_a_refused_independent_job_leaves_no_rows(ledger: SqlLedger, rows: list[str]) -> None:
+    writer = Writer(ledger)
+
+    async def refused(batch: Batch) -> None:
+        await batch.write(INSERT_ROW, [{"k": "9", "v": 9}])
+        raise GatewayError("duplicate_conflict", "no")
+
+    results = await asyncio.gather(
+        writer.run(inserting("0"), independent=True),
+        writer.run(refused, independent=True),
+        writer.run(inserting("1"), independent=True),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], GatewayError)
+    async with ledger.engine.connect() as conn:
+        assert await count(conn) == 2 and await count(conn, "9") == 0
+
+
+async def test_twins_in_one_batch_fail_alone_when_their_rows_are_written(
+    ledger: SqlLedger,
+) -> None:
+    async with ledger.engine.begin() as conn:
+        await conn.run_sync(rows_table.metadata.create_all)
+    writer = Writer(ledger)
+    results = await asyncio.gather(
+        writer.run(inserting("0"), independent=True),
+        writer.run(inserting("7"), independent=True),
+        writer.run(inserting("7"), independent=True),  # the same key: the batch cannot commit
+        writer.run(inserting("1"), independent=True),
+        return_exceptions=True,
+    )
+    # Run again one by one, only the second twin fails (on the database's constraint).
+    assert [isinstance(r, int) for r in results] == [True, True, False, True]
+    async with ledger.engine.connect() as conn:
+        assert await count(conn) == 3
+    assert await ledger.size() == 3
+    assert (await ledger.verify(ledger.verifier)).ok
