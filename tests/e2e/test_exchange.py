@@ -25,7 +25,7 @@ from gateway.client import (
     unit,
 )
 from gateway.envelope import Organization, build_tree, names, parse_package
-from gateway.ledger import verify_receipt
+from gateway.ledger import Query, verify_receipt
 from gateway.ledger.keys import load_gateway_public_key
 from gateway.trust import load_unit_signer, sign_package
 
@@ -174,6 +174,22 @@ async def test_same_package_again_is_the_same_answer_and_other_content_conflicts
         with pytest.raises(ApiError) as caught:
             await gw.submit(other)
     assert (caught.value.status, caught.value.code) == (409, "duplicate_conflict")
+
+
+async def test_the_same_letter_sent_and_acknowledged_at_once_counts_once(stack: Stack) -> None:
+    # Requests that reach the writer together share its batch: the twins must still be one.
+    data = letter(stack, PULL, number="78")
+    async with client(stack, SENDER) as gw:
+        answers = await asyncio.gather(*(gw.submit(data) for _ in range(6)))
+    assert sorted(a.status for a in answers) == [200] * 5 + [202]
+    assert len({a.answer["package_id"] for a in answers}) == 1
+    key = answers[0].document_key
+    item = await inbox_item(stack, PULL, key)
+    async with client(stack, PULL) as gw:
+        states = await asyncio.gather(*(gw.ack(item["delivery_id"]) for _ in range(6)))
+    assert {s["state"] for s in states} == {"delivered"}
+    entries = (await stack.runtime.ledger.query(Query(document=key))).entries
+    assert [e.event.type.value for e in entries] == ["submitted", "queued", "delivered"]
 
 
 async def test_unknown_or_suspended_recipients_queue_nothing(stack: Stack) -> None:
