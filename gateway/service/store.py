@@ -93,8 +93,11 @@ def _copies(*extra: Any) -> Select[Any]:
     return select(*Copy.COLUMNS, *extra)
 
 
+_LOAD_COPY = _copies().where(_d.delivery_id == bindparam("delivery_id"))
+
+
 async def load_copy(conn: AsyncConnection, delivery_id: str) -> Copy | None:
-    row = (await conn.execute(_copies().where(_d.delivery_id == delivery_id))).first()
+    row = (await conn.execute(_LOAD_COPY, {"delivery_id": delivery_id})).first()
     return None if row is None else Copy.of(row)
 
 
@@ -262,14 +265,20 @@ class Known:
     answer: str  # JSON of the answer given for it
 
 
+_KNOWN_PACKAGES = select(_p.package_id, _p.sha256, _p.document_identity, _p.answer).where(
+    _p.sender == bindparam("sender"),
+    or_(
+        _p.sha256 == bindparam("sha256"),
+        _p.document_identity.in_(bindparam("identities", expanding=True)),
+    ),
+)
+
+
 async def known_packages(
     conn: AsyncConnection, sender: str, sha256: str, identities: Sequence[str]
 ) -> list[Known]:
-    query = select(_p.package_id, _p.sha256, _p.document_identity, _p.answer).where(
-        _p.sender == sender,
-        or_(_p.sha256 == sha256, _p.document_identity.in_(identities)),
-    )
-    return [Known(*r) for r in await conn.execute(query)]
+    values = {"sender": sender, "sha256": sha256, "identities": list(identities)}
+    return [Known(*r) for r in await conn.execute(_KNOWN_PACKAGES, values)]
 
 
 async def answer_for(conn: AsyncConnection, sender: str, sha256: str) -> str | None:
@@ -412,29 +421,36 @@ class InboxPage:
     next: int | None  # the position to list after, when there is more
 
 
+_INBOX_PAGE = (
+    select(
+        _i.position,
+        _i.delivery_id,
+        _i.package_id,
+        _p.kind,
+        _p.document_key,
+        _p.sender,
+        _p.status_code.label("status"),
+        _p.subject,
+        _p.size,
+        _p.signature_state,
+        _i.queued_at,
+        _i.attempt,
+    )
+    .join(package_table, _p.package_id == _i.package_id)
+    .where(
+        _i.recipient == bindparam("unit"),
+        _i.state == InboxState.READY,
+        _i.position > bindparam("after"),
+    )
+    .order_by(_i.position)
+    .limit(bindparam("rows"))
+)
+
+
 async def inbox_page(conn: AsyncConnection, unit: str, after: int, limit: int) -> InboxPage:
     """The unit's waiting copies after position ``after``, oldest first."""
-    query = (
-        select(
-            _i.position,
-            _i.delivery_id,
-            _i.package_id,
-            _p.kind,
-            _p.document_key,
-            _p.sender,
-            _p.status_code.label("status"),
-            _p.subject,
-            _p.size,
-            _p.signature_state,
-            _i.queued_at,
-            _i.attempt,
-        )
-        .join(package_table, _p.package_id == _i.package_id)
-        .where(_i.recipient == unit, _i.state == InboxState.READY, _i.position > after)
-        .order_by(_i.position)
-        .limit(limit + 1)
-    )
-    entries = [InboxEntry(**row._mapping) for row in await conn.execute(query)]
+    values = {"unit": unit, "after": after, "rows": limit + 1}
+    entries = [InboxEntry(**row._mapping) for row in await conn.execute(_INBOX_PAGE, values)]
     more = len(entries) > limit
     return InboxPage(entries[:limit], entries[limit - 1].position if more else None)
 
@@ -451,13 +467,15 @@ class InboxItem:
     raw_claim: str | None
 
 
+_INBOX_ITEM = (
+    select(_i.recipient, _p.document_key, _p.signature_state, _p.sha256, _p.raw, _p.raw_claim)
+    .join(package_table, _p.package_id == _i.package_id)
+    .where(_i.delivery_id == bindparam("delivery_id"))
+)
+
+
 async def inbox_item(conn: AsyncConnection, delivery_id: str) -> InboxItem | None:
-    query = (
-        select(_i.recipient, _p.document_key, _p.signature_state, _p.sha256, _p.raw, _p.raw_claim)
-        .join(package_table, _p.package_id == _i.package_id)
-        .where(_i.delivery_id == delivery_id)
-    )
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_INBOX_ITEM, {"delivery_id": delivery_id})).first()
     return None if row is None else InboxItem(*row)
 
 
@@ -478,8 +496,11 @@ def _inbox_copy(row: Row[Any]) -> InboxCopy:
     return InboxCopy(Copy.of(row), InboxState(row.state), row.attempt)
 
 
+_INBOX_COPY = _inbox_copies().where(_d.delivery_id == bindparam("delivery_id"))
+
+
 async def inbox_copy(conn: AsyncConnection, delivery_id: str) -> InboxCopy | None:
-    row = (await conn.execute(_inbox_copies().where(_d.delivery_id == delivery_id))).first()
+    row = (await conn.execute(_INBOX_COPY, {"delivery_id": delivery_id})).first()
     return None if row is None else _inbox_copy(row)
 
 
