@@ -212,15 +212,20 @@ async def open_stack(
     vxp: VxpSettings | None = None,
     federation: FederationSettings | None = None,
     ledger: LedgerSettings | None = None,
+    amqp_url: str | None = None,
 ) -> AsyncIterator[Stack]:
+    """``amqp_url``: the broker at another address than the ``amqp_url`` fixture's (through a
+    proxy that can cut it off)."""
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_text, encoding="utf-8")
     keys = tmp_path / "keys"
     init_keys(keys, load_directory(directory_file))
     namespace = f"e2e{uuid.uuid4().hex[:10]}"
-    amqp_url = database_url = None
-    if request.param != "embedded":
-        amqp_url = request.getfixturevalue("amqp_url")
+    database_url = None
+    if request.param == "embedded":
+        amqp_url = None
+    else:
+        amqp_url = amqp_url or request.getfixturevalue("amqp_url")
         database_url = await create_scratch_schema(request.getfixturevalue("database_url"))
     settings = Settings(
         home=tmp_path / "var",

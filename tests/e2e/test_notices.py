@@ -6,11 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
-from gatewaystack import NATIVE, PULL, PUSH, SENDER, Stack, native_consume
+from gatewaystack import (
+    NATIVE,
+    PULL,
+    PUSH,
+    SENDER,
+    Stack,
+    Webhook,
+    directory_csv,
+    native_consume,
+    open_stack,
+)
+from tcpproxy import TcpProxy
 
 from gateway.cli import main
 from gateway.client import GatewayClient, build_letter, build_status, sign_as_unit, unit
@@ -214,3 +227,46 @@ async def test_a_notice_left_on_the_queue_of_a_unit_that_leaves_amqp_is_offered_
         item["notice_id"],
         "inbox",
     )
+
+
+@pytest.fixture(params=["rabbitmq+postgresql"])
+async def cut_off(
+    request: pytest.FixtureRequest, tmp_path: Path, webhook: tuple[Webhook, str], amqp_url: str
+) -> AsyncIterator[tuple[Stack, TcpProxy]]:
+    """A gateway whose broker is behind a proxy that can cut it off."""
+    hook, hook_url = webhook
+    port = int(amqp_url.rsplit(":", 1)[1].split("/")[0])
+    async with TcpProxy(port) as proxy:
+        proxied = amqp_url.replace(f":{port}/", f":{proxy.port}/")
+        async with open_stack(
+            request, tmp_path, hook, directory_csv(hook_url), amqp_url=proxied
+        ) as stack:
+            yield stack, proxy
+
+
+async def test_a_notice_made_while_the_broker_is_away_is_published_when_it_is_back(
+    cut_off: tuple[Stack, TcpProxy], amqp_url: str
+) -> None:
+    stack, proxy = cut_off
+    key, copy = await send_urgent(stack, NATIVE, PULL)
+    async with GatewayClient(stack.url, stack.tokens[PULL]) as gw:
+
+        async def in_inbox() -> bool:
+            return any(i["delivery_id"] == copy for i in (await gw.inbox())["items"])
+
+        await eventually(in_inbox)  # the copy waits in PULL's inbox
+    proxy.cut(9)  # it expires meanwhile (3 s), with the broker out of reach
+    notices = stack.runtime.gateway.notices
+
+    async def tried() -> bool:
+        found, _ = await notices.waiting([NATIVE])
+        return bool(found) and found[0].attempts >= 1
+
+    assert await eventually(tried)  # the sweep tried, the notice waits
+    assert not [e for e in (await stack.runtime.ledger.query(Query(document=key))).entries
+                if e.event.type is EventType.NOTIFIED]  # fmt: skip
+    stack.amqp_url = amqp_url  # the unit reads its queue on the broker itself
+    notice = await native_consume(stack, NATIVE, 30, kind="notice")
+    assert json.loads(notice.body)["delivery_id"] == copy
+    (entry,) = await notified(stack, key)
+    assert entry.event.details["via"] == "amqp"
