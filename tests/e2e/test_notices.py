@@ -157,7 +157,7 @@ async def test_an_amqp_sender_is_told_on_its_own_queue(stack: Stack) -> None:
         assert await op.redrive(PULL, [copy]) == 1
     redriven = json.loads((await native_consume(stack, NATIVE, 20, kind="notice")).body)
     assert (redriven["event"], redriven["delivery_id"]) == ("redriven", copy)
-    _, again = await notified(stack, key, 2)
+    again = (await notified(stack, key, 2))[1]  # (a later expiry may add a third)
     assert (again.event.code, again.event.details["via"]) == ("redriven", "amqp")
 
 
@@ -222,7 +222,7 @@ async def test_a_notice_left_on_the_queue_of_a_unit_that_leaves_amqp_is_offered_
         (item,) = await eventually(waiting)
         assert (item["notice_id"], item["delivery_id"]) == (first.event.details["notice_id"], copy)
         assert await gw.ack_notices([item["notice_id"]]) == 1
-    _, again = await notified(stack, key, 2)
+    again = (await notified(stack, key, 2))[1]
     assert (again.event.details["notice_id"], again.event.details["via"]) == (
         item["notice_id"],
         "inbox",
