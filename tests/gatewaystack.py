@@ -22,6 +22,7 @@ from apicheck import Recorder
 
 from gateway.api.app import build_app
 from gateway.bus import AmqpBus, ClaimStore, RetryPolicy
+from gateway.bus.codec import is_notice
 from gateway.config import (
     ApiSettings,
     BusSettings,
@@ -99,30 +100,53 @@ class Stack:
     tokens: dict[str, str] = field(default_factory=dict)  # unit or role name -> bearer token
     amqp_url: str | None = None
     namespace: str = "gw"
+    # (unit, kind) -> messages its own AMQP consumer read while it looked for the other kind
+    set_aside: dict[tuple[str, str], list[Consumed]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Consumed:
-    """A message as a unit's own AMQP consumer reads it from its queue."""
+    """A message as a unit's own AMQP consumer reads it from its queue: a copy, or (``gw-kind:
+    notice``) a transport notice for the unit as a sender, whose ``id`` is the notice's."""
 
-    delivery_id: str
+    id: str
     body: bytes
     headers: dict[str, Any]
+    kind: str = "copy"
+
+    @property
+    def delivery_id(self) -> str:
+        assert self.kind == "copy", "a notice has no delivery id of its own"
+        return self.id
 
 
-async def native_consume(stack: Stack, code: str, timeout: float = 15.0) -> Consumed:
-    """What a unit's own AMQP consumer does: read its queue on the broker, acknowledge."""
+async def native_consume(
+    stack: Stack, code: str, timeout: float = 15.0, *, kind: str = "copy"
+) -> Consumed:
+    """What a unit's own AMQP consumer does: read its queue on the broker, acknowledge; tell a
+    notice from a copy by ``gw-kind`` first. Returns the next message of ``kind``; one of the
+    other kind read meanwhile is kept for a later call (``stack.set_aside``)."""
     assert stack.amqp_url is not None
+    waiting = stack.set_aside.setdefault((code, kind), [])
+    if waiting:
+        return waiting.pop(0)
     connection = await aio_pika.connect_robust(stack.amqp_url)
     async with connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(f"{stack.namespace}.unit.{code}", passive=True)
         async with asyncio.timeout(timeout):
-            while (message := await queue.get(fail=False)) is None:
-                await asyncio.sleep(0.1)
-        await message.ack()
-        headers = dict(message.headers)
-        return Consumed(str(headers["gw-delivery-id"]), message.body, headers)
+            while True:
+                while (message := await queue.get(fail=False)) is None:
+                    await asyncio.sleep(0.1)
+                await message.ack()
+                headers = dict(message.headers)
+                if is_notice(headers):
+                    read = Consumed(str(headers["gw-notice-id"]), message.body, headers, "notice")
+                else:
+                    read = Consumed(str(headers["gw-delivery-id"]), message.body, headers)
+                if read.kind == kind:
+                    return read
+                stack.set_aside.setdefault((code, read.kind), []).append(read)
 
 
 @pytest.fixture
@@ -188,15 +212,20 @@ async def open_stack(
     vxp: VxpSettings | None = None,
     federation: FederationSettings | None = None,
     ledger: LedgerSettings | None = None,
+    amqp_url: str | None = None,
 ) -> AsyncIterator[Stack]:
+    """``amqp_url``: the broker at another address than the ``amqp_url`` fixture's (through a
+    proxy that can cut it off)."""
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_text, encoding="utf-8")
     keys = tmp_path / "keys"
     init_keys(keys, load_directory(directory_file))
     namespace = f"e2e{uuid.uuid4().hex[:10]}"
-    amqp_url = database_url = None
-    if request.param != "embedded":
-        amqp_url = request.getfixturevalue("amqp_url")
+    database_url = None
+    if request.param == "embedded":
+        amqp_url = None
+    else:
+        amqp_url = amqp_url or request.getfixturevalue("amqp_url")
         database_url = await create_scratch_schema(request.getfixturevalue("database_url"))
     settings = Settings(
         home=tmp_path / "var",

@@ -13,6 +13,7 @@ from gateway.bus.model import (
     Delivery,
     Handler,
     Message,
+    NoticeObserver,
     Observer,
     Outcome,
     RetryableDeliveryError,
@@ -46,6 +47,7 @@ __all__ = [
     "Handler",
     "LocalBus",
     "Message",
+    "NoticeObserver",
     "Observer",
     "Outcome",
     "RetryPolicy",
@@ -59,9 +61,14 @@ __all__ = [
 
 
 def open_bus(
-    settings: Settings, *, observer: Observer | None = None, policy: RetryPolicy | None = None
+    settings: Settings,
+    *,
+    observer: Observer | None = None,
+    policy: RetryPolicy | None = None,
+    on_notice: NoticeObserver | None = None,
 ) -> AmqpBus | LocalBus:
     """``AmqpBus`` when GATEWAY_AMQP_URL is set, else ``LocalBus`` in ``<home>/bus.db``.
+    ``on_notice`` is for RabbitMQ only, where senders' notices travel on unit queues.
 
     Not started: ``async with open_bus(settings) as bus`` (or ``await bus.start()``). Large
     bodies go to ``<home>/claims`` in both cases.
@@ -82,6 +89,7 @@ def open_bus(
             publish_timeout=bus.publish_timeout,
             prefetch=bus.prefetch,
             observer=observer,
+            on_notice=on_notice,
             connect_timeout=settings.connect_timeout,
             operation_timeout=settings.operation_timeout,
         )

@@ -32,7 +32,15 @@ from aio_pika.abc import (
 from gateway.bus import amqp_admin, codec, flow
 from gateway.bus import naming as n
 from gateway.bus.claims import ClaimStore
-from gateway.bus.model import DeadLetter, Delivery, Handler, Observer, Outcome, UnitCounters
+from gateway.bus.model import (
+    DeadLetter,
+    Delivery,
+    Handler,
+    NoticeObserver,
+    Observer,
+    Outcome,
+    UnitCounters,
+)
 from gateway.bus.policy import RetryPolicy
 from gateway.errors import GatewayError
 
@@ -63,6 +71,7 @@ class AmqpBus:
         publish_timeout: float = 60.0,
         prefetch: int = 16,
         observer: Observer | None = None,
+        on_notice: NoticeObserver | None = None,
         clock: Callable[[], float] = time.time,
         reconnect_interval: float = 1.0,
         connect_timeout: float = 5.0,
@@ -70,7 +79,9 @@ class AmqpBus:
     ) -> None:
         """``connect_timeout``: seconds to connect (TCP and the AMQP handshake);
         ``operation_timeout``: seconds for an operator's read (counters, dead letters). Past
-        either, ``bus_unavailable`` rather than a wait on a broker that does not answer."""
+        either, ``bus_unavailable`` rather than a wait on a broker that does not answer.
+        ``on_notice(unit, notice_id)``: told of a sender's notice that a consumer of this bus
+        found on a unit's queue (see ``publish_notice``)."""
         self.url = url
         parts = urlsplit(url)
         self.where = f"RabbitMQ at {parts.hostname}:{parts.port or 5672}"  # no credentials
@@ -84,6 +95,7 @@ class AmqpBus:
         self.publish_timeout = publish_timeout
         self.prefetch = prefetch
         self.observer = observer
+        self.on_notice = on_notice
         self.clock = clock
         self.reconnect_interval = reconnect_interval
         self._conn: AbstractRobustConnection | None = None
@@ -224,14 +236,20 @@ class AmqpBus:
         return env, self._amqp_message(env, body)
 
     async def _send(
-        self, exchange: AbstractExchange | None, message: aio_pika.Message, routing_key: str
+        self,
+        exchange: AbstractExchange | None,
+        message: aio_pika.Message,
+        routing_key: str,
+        timeout: float | None = None,
     ) -> None:
         """Publish and wait for the broker's confirm; through a connection loss, wait for the
-        robust connection and publish again (a duplicate is possible, a loss is not)."""
+        robust connection and publish again (a duplicate is possible, a loss is not), for at
+        most ``timeout`` seconds (the publish timeout by default)."""
         if exchange is None:
             raise GatewayError("bus_unavailable", "the bus is not started")
+        limit = self.publish_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.publish_timeout
+        deadline = loop.time() + limit
         while True:
             try:
                 async with asyncio.timeout(max(0.0, deadline - loop.time())):
@@ -243,7 +261,7 @@ class AmqpBus:
                 ) from e
             except TimeoutError as e:
                 raise GatewayError(
-                    "bus_unavailable", f"no publisher confirm within {self.publish_timeout} s"
+                    "bus_unavailable", f"no publisher confirm within {limit:g} s"
                 ) from e
             except (*_TRANSIENT, aiormq.exceptions.DeliveryError) as e:
                 if loop.time() >= deadline:
@@ -293,6 +311,23 @@ class AmqpBus:
             raise GatewayError(
                 "unknown_recipient", f"no bus queue for unit(s) {', '.join(sorted(unknown))}"
             )
+
+    async def publish_notice(self, unit: str, notice_id: str, event: str, body: bytes) -> None:
+        """Put a sender's transport notice (JSON ``body``) on its own queue, persistent, as a
+        message of kind ``notice``; return once the broker confirmed it. Not reported to the
+        observer: a notice is not a copy. ``unknown_recipient`` when the unit has no queue;
+        ``bus_unavailable`` when the broker does not confirm within the connect timeout (the
+        caller tries again later: its notice is still waiting)."""
+        message = aio_pika.Message(
+            body,
+            headers=codec.notice_headers(notice_id, event),
+            message_id=notice_id,
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._send(
+            self._deliver, message, n.check_unit_code(unit), timeout=self.connect_timeout
+        )
 
     async def _report_queued(self, envelopes: list[codec.Waybill], now: float) -> None:
         if self.observer is not None:  # together: the observer commits them in one batch
@@ -431,6 +466,9 @@ class _AmqpConsumer:
 
     async def _handle(self, incoming: AbstractIncomingMessage) -> None:
         bus = self.bus
+        if codec.is_notice(incoming.headers):
+            await self._stray_notice(incoming)
+            return
         try:
             env = codec.parse_headers(incoming.headers)
         except ValueError as e:
@@ -471,6 +509,24 @@ class _AmqpConsumer:
                 self.unit,
                 exc_info=True,
             )
+            await asyncio.sleep(1)
+            with contextlib.suppress(Exception):
+                await incoming.nack(requeue=True)
+
+    async def _stray_notice(self, incoming: AbstractIncomingMessage) -> None:
+        """A sender's notice on a queue the gateway consumes: the unit read its queue itself
+        when the notice was published and has another delivery mode now. Not a copy: no
+        handler, no transition, never a dead letter; handed to ``on_notice`` (the service
+        offers it again in the unit's mode), then acknowledged."""
+        notice_id = codec._text((incoming.headers or {}).get(n.H_NOTICE_ID, ""))
+        try:
+            if self.bus.on_notice is not None:
+                await self.bus.on_notice(self.unit, notice_id)
+            await incoming.ack()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("notice %s on %s not settled; it will come back", notice_id, self.unit)
             await asyncio.sleep(1)
             with contextlib.suppress(Exception):
                 await incoming.nack(requeue=True)

@@ -115,6 +115,19 @@ def parse_headers(headers: Mapping[str, Any]) -> Waybill:
         raise ValueError(f"message with a malformed gateway header: {e}") from e
 
 
+def notice_headers(notice_id: str, event: str) -> dict[str, Any]:
+    """The headers of a transport notice on a unit's queue: its kind, id and event, and none
+    of a copy's (a consumer keyed on ``gw-delivery-id`` fails on it rather than taking it for
+    a letter)."""
+    return {n.H_KIND: n.KIND_NOTICE, n.H_NOTICE_ID: notice_id, n.H_NOTICE: event}
+
+
+def is_notice(headers: Mapping[str, Any] | None) -> bool:
+    """A transport notice, not a copy: what every reader of a unit's queue asks first."""
+    kind = (headers or {}).get(n.H_KIND)
+    return kind is not None and _text(kind) == n.KIND_NOTICE
+
+
 def to_message(env: Waybill, body: bytes, *, redelivered: bool) -> Message:
     return Message(
         delivery_id=env.delivery_id,

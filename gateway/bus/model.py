@@ -117,6 +117,8 @@ class RetryableDeliveryError(GatewayError):
 
 Handler = Callable[[Message], Awaitable[None]]
 Observer = Callable[[Transition], Awaitable[None]]
+# Told (unit, notice id) of a sender's transport notice found on a queue the gateway consumes.
+NoticeObserver = Callable[[str, str], Awaitable[None]]
 
 
 class Subscription(Protocol):

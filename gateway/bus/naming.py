@@ -23,6 +23,13 @@ H_REASON = "gw-reason"  # dead letters: why
 H_DEAD_AT = "gw-dead-at"  # dead letters: epoch milliseconds
 H_EXPIRED = "gw-expired"  # dead letters: "1" when the time-to-live ran out
 H_DELAY = "gw-delay"  # routing of a retry copy to its delay queue (milliseconds)
+# A unit's queue holds two kinds of message: copies (no gw-kind) and, for a unit with its own
+# AMQP consumer, the transport notices it gets as a sender (gw-kind: notice). A notice carries
+# none of a copy's headers.
+H_KIND = "gw-kind"
+KIND_NOTICE = "notice"
+H_NOTICE_ID = "gw-notice-id"
+H_NOTICE = "gw-notice"  # the event told: expired, dead_lettered, redriven
 RESERVED_HEADER_PREFIXES = ("gw-", "x-")
 
 MAX_UNIT_CODE = 200  # queue names are at most 255 bytes; the namespace needs the rest

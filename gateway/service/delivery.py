@@ -1,6 +1,6 @@
 """Delivery workers: one bus consumer per unit. Pull units get their copies into the inbox;
 push units get each copy POSTed to their webhook; units with their own AMQP consumer read
-their RabbitMQ queue themselves."""
+their RabbitMQ queue themselves. Senders' notices go out the same ways."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ class Deliverer:
             unit = self.gateway.directory.get(notice.unit)
             if unit is None or not unit.endpoint:  # reloaded since: its next sweep decides
                 continue
-            body = json.dumps(notice.to_json(), ensure_ascii=False).encode()
+            body = notice.to_bytes()
             headers = {
                 "Content-Type": "application/json",
                 "X-Gateway-Notice": notice.event,
@@ -171,6 +171,40 @@ class Deliverer:
                 arrived += 1
             else:
                 await self.gateway.notices.failed(notice)
+        return arrived
+
+    async def amqp_notices(self) -> int:
+        """Publish the waiting notices of senders with their own AMQP consumer to their queue
+        (RabbitMQ only: on the embedded bus such units are served by a pull inbox and read
+        ``GET /v1/notices``); each is notified once the broker confirmed it. A broker out of
+        reach ends the round: the notices wait for the next sweep. Returns how many arrived."""
+        if not self.native_amqp:
+            return 0
+        from gateway.bus.amqp import AmqpBus
+
+        bus = self.gateway.bus
+        native = [u.code for u in self.gateway.directory if str(u.delivery) == "amqp"]
+        if not native or not isinstance(bus, AmqpBus):
+            return 0
+        notices, _ = await self.gateway.notices.waiting(native, limit=100)
+        arrived = 0
+        for notice in notices:
+            unit = self.gateway.directory.get(notice.unit)
+            if unit is None or str(unit.delivery) != "amqp":  # reloaded since
+                continue
+            try:
+                await bus.publish_notice(
+                    notice.unit, notice.notice_id, notice.event, notice.to_bytes()
+                )
+            except GatewayError as e:
+                await self.gateway.notices.failed(notice)
+                if e.code == "bus_unavailable":
+                    log.warning("notices wait for the broker: %s", e.message)
+                    break
+                log.warning("notice %s not published: %s", notice.notice_id, e.message)
+                continue
+            await self.gateway.notices.delivered(notice, "amqp")
+            arrived += 1
         return arrived
 
     async def _push(self, message: Message) -> None:

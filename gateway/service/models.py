@@ -214,8 +214,8 @@ class AckRow(Base):
 class NoticeRow(Base):
     """A transport notice for a sender: one of its copies expired, was dead-lettered or was
     redriven. Made with that ledger event, in the same transaction; ``delivered_at`` is set
-    when the sender has it (its webhook answered 2xx, or it acknowledged it), which is
-    ledgered as ``notified``."""
+    when the sender has it (its webhook answered 2xx, the broker confirmed it on the sender's
+    own AMQP queue, or the sender acknowledged it), which is ledgered as ``notified``."""
 
     __tablename__ = "gw_notice"
 

@@ -1,10 +1,12 @@
 """Transport notices: a sender always learns when one of its copies expired, was dead-lettered
 or was redriven. The notice is made with that ledger event (``issue``, in the same batch); a
-push sender gets it POSTed to its webhook, any other waits for it at ``GET /v1/notices`` until
-it acknowledges it. Its arrival is the ledger's ``notified`` entry."""
+push sender gets it POSTed to its webhook, a sender with its own AMQP consumer (on RabbitMQ)
+gets it on its queue, any other waits for it at ``GET /v1/notices`` until it acknowledges it.
+Its arrival is the ledger's ``notified`` entry."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +68,10 @@ class Notice:
             "at": self.created_at.isoformat(),
         }
 
+    def to_bytes(self) -> bytes:
+        """The JSON body of a pushed or published notice."""
+        return json.dumps(self.to_json(), ensure_ascii=False).encode()
+
 
 async def issue(batch: Batch, copy: Copy, event_type: EventType, reason: str | None) -> str | None:
     """The notice of ``event_type`` for ``copy``'s sender, in the batch; its id, or None
@@ -125,13 +131,28 @@ class Notices:
         )
 
     async def delivered(self, notice: Notice, via: str) -> None:
-        """The notice reached its unit another way (its webhook answered 2xx)."""
+        """The notice reached its unit another way: its webhook answered 2xx (``webhook``),
+        or the broker confirmed it on the unit's own queue (``amqp``)."""
         await self.writer.run(
             lambda batch: self._deliver(batch, notice.unit, [notice.notice_id], via)
         )
 
     async def failed(self, notice: Notice) -> None:
         await self.writer.run(lambda batch: self._failed(batch, notice.notice_id))
+
+    async def reopen(self, unit: str, notice_id: str) -> None:
+        """The unit did not read the queue its notice was published on (it has another
+        delivery mode now): the notice waits again, to be offered in the unit's mode; its
+        arrival then is a second ``notified`` entry."""
+
+        async def reopen(batch: Batch) -> None:
+            await batch.conn.execute(
+                update(notice_table)
+                .where(_n.notice_id == notice_id, _n.unit == unit)
+                .values(delivered_at=None)
+            )
+
+        await self.writer.run(reopen)
 
     @staticmethod
     async def _failed(batch: Batch, notice_id: str) -> None:
@@ -144,13 +165,17 @@ class Notices:
         query = select(*Notice.COLUMNS).where(
             _n.notice_id.in_(list(ids)), _n.unit == unit, _n.delivered_at.is_(None)
         )
-        notices = [Notice(**row._mapping) for row in await batch.conn.execute(query)]
-        for n in notices:
-            await batch.conn.execute(
+        notices = []
+        for n in [Notice(**row._mapping) for row in await batch.conn.execute(query)]:
+            # Only where still undelivered: another process may have delivered it meanwhile
+            # (each sweeps), and its arrival is ledgered once.
+            done = await batch.conn.execute(
                 update(notice_table)
-                .where(_n.notice_id == n.notice_id)
+                .where(_n.notice_id == n.notice_id, _n.delivered_at.is_(None))
                 .values(delivered_at=batch.now)
             )
+            if done.rowcount:
+                notices.append(n)
         batch.append(
             [
                 Event(

@@ -34,6 +34,7 @@ from gateway.service.core import Gateway
 from gateway.service.delivery import Deliverer, client_cert
 from gateway.service.evidence import configured_witnesses
 from gateway.service.moves import TransitionRecorder
+from gateway.service.notices import Notices
 from gateway.service.presence import HEARTBEAT_SECONDS, Presence
 from gateway.service.reload import WATCH_SECONDS, Reloader, Sources
 from gateway.service.tokens import TokenChecker
@@ -165,7 +166,13 @@ async def start_runtime(
     # Copies that wait in a pull inbox: pull units', and on the embedded bus amqp units' too.
     inbox_modes = frozenset({"pull"} if native_amqp else {"pull", "amqp"})
     writer = Writer(ledger)
-    bus = open_bus(settings, observer=TransitionRecorder(writer, inbox_modes), policy=policy)
+    notices = Notices(writer, ledger.engine)
+    bus = open_bus(
+        settings,
+        observer=TransitionRecorder(writer, inbox_modes),
+        policy=policy,
+        on_notice=notices.reopen,
+    )
     presence = Presence(ledger.engine)
     try:  # what needs the database and the broker to answer
         await upgrade(ledger.engine)
@@ -217,6 +224,7 @@ async def start_runtime(
         asyncio.create_task(_every(relay, gateway.publish_pending, "relay")),
         asyncio.create_task(_every(sweep, gateway.inboxes.expire, "inbox expiry")),
         asyncio.create_task(_every(sweep, deliverer.push_notices, "sender notices")),
+        asyncio.create_task(_every(sweep, deliverer.amqp_notices, "sender notices on AMQP")),
         asyncio.create_task(ledger.run_checkpointer()),
         asyncio.create_task(reloader.watch(watch)),
         asyncio.create_task(_every(HEARTBEAT_SECONDS, presence.beat, "heartbeat")),

@@ -163,22 +163,30 @@ async def test_the_documented_consumer_takes_small_and_claimed_letters(stack: St
     to = Organization(NATIVE, "Phòng Nội vụ huyện")
     scan = scanned_letter(stack, to, 2)
     small = sign_as_unit(build_letter(unit(SENDER), [to], "Về việc nhỏ"), stack.keys)
+    # and, as a sender, the notice of its urgent letter that nobody fetches (3 s to live)
+    unread = sign_as_unit(build_letter(unit(NATIVE), [unit(PULL)], "Khẩn", priority=1), stack.keys)
     stored: dict[str, bytes] = {}
+    told: list[dict[str, Any]] = []
 
     async def store(delivery_id: str, document_key: str, body: bytes) -> None:
         stored[document_key] = body
 
+    async def tell(notice: dict[str, Any]) -> None:
+        told.append(notice)
+
     consumer = asyncio.create_task(
         documented_consumer()(
             stack.amqp_url, f"{stack.namespace}.unit.{NATIVE}", stack.url, stack.tokens[NATIVE],
-            store,
+            store, tell,
         )
     )  # fmt: skip
     try:
+        async with GatewayClient(stack.url, stack.tokens[NATIVE]) as gw:
+            expiring = (await gw.submit(unread)).document_key
         async with GatewayClient(stack.url, stack.tokens[SENDER], timeout=120) as gw:
             keys = [(await gw.submit(data)).document_key for data in (scan, small)]
         async with asyncio.timeout(30):
-            while len(stored) < 2:
+            while len(stored) < 2 or not told:
                 await asyncio.sleep(0.1)
         await asyncio.sleep(0.5)  # the acknowledgement follows store() at once
     finally:
@@ -186,6 +194,7 @@ async def test_the_documented_consumer_takes_small_and_claimed_letters(stack: St
         with contextlib.suppress(asyncio.CancelledError):
             await consumer
     assert stored == {keys[0]: scan, keys[1]: small}
+    assert [(n["event"], n["document_key"]) for n in told] == [("expired", expiring)]
     assert (await stack.runtime.bus.counters([NATIVE]))[NATIVE].depth == 0  # acknowledged
 
 

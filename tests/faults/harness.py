@@ -24,9 +24,11 @@ import aio_pika
 import aiohttp
 from gatewaystack import Webhook
 from services import free_port
+from tcpproxy import TcpProxy
 
 from gateway.bench.procstat import with_children
 from gateway.bench.run import wait_ready
+from gateway.bus.codec import is_notice
 from gateway.client import build_letter, unit
 from gateway.db.engine import create_engine
 from gateway.directory import Directory, load_directory
@@ -36,6 +38,8 @@ from gateway.ledger.checkpoint import NoteVerifier
 from gateway.ledger.keys import load_gateway_public_key
 from gateway.service.tokens import Role, issue_token
 from gateway.trust import init_keys, load_unit_signer, sign_package
+
+__all__ = ["TcpProxy"]  # the cases cut the broker off with it
 
 ORIGIN = "gateway.test/faults"
 SENDER = "000.00.05.H07"
@@ -58,58 +62,6 @@ code,name,parent_code,level,delivery,endpoint,status
 {NATIVE[2]},Phòng Tư pháp huyện,000.00.20.H07,3,amqp,,active
 {NATIVE[3]},Phòng Y tế huyện,000.00.20.H07,3,amqp,,active
 """
-
-
-class TcpProxy:
-    """A TCP proxy in front of the broker that can cut every connection and refuse new ones
-    for a while: what the gateway sees when the network between it and RabbitMQ fails."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self.cut_until = 0.0
-        self._links: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> TcpProxy:
-        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        self._drop()
-
-    def _drop(self) -> None:
-        for writer in list(self._links):
-            writer.transport.abort()
-        self._links.clear()
-
-    def cut(self, seconds: float) -> None:
-        """Drop every connection now; refuse new ones for ``seconds``."""
-        self.cut_until = time.monotonic() + seconds
-        self._drop()
-
-    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if time.monotonic() < self.cut_until:
-            writer.transport.abort()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._links |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._links -= {writer, up_writer}
 
 
 @dataclass
@@ -213,6 +165,8 @@ class Load:
     received: dict[str, dict[str, set[str]]] = field(
         default_factory=lambda: defaultdict(lambda: defaultdict(set))
     )
+    # AMQP unit -> the ids of the transport notices it read on its queue (as a sender)
+    notices: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     consumer_errors: Counter[str] = field(default_factory=Counter)
     submitting: asyncio.Event = field(default_factory=asyncio.Event)
     natives_on: asyncio.Event = field(default_factory=asyncio.Event)
@@ -333,8 +287,11 @@ class Load:
                         await asyncio.sleep(0.1)
                         continue
                     headers = message.headers
-                    document = str(headers["gw-document-key"])
-                    self.received[code][document].add(str(headers["gw-delivery-id"]))
+                    if is_notice(headers):  # told as a sender: not a copy
+                        self.notices[code].add(str(headers["gw-notice-id"]))
+                    else:
+                        document = str(headers["gw-document-key"])
+                        self.received[code][document].add(str(headers["gw-delivery-id"]))
                     await message.ack()
             except Exception as e:  # the broker went away: connect again
                 self.consumer_errors[f"{code}: {type(e).__name__}"] += 1

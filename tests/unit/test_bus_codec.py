@@ -65,3 +65,13 @@ def test_transition_carries_the_delivery_ids() -> None:
         2,
     )
     assert t.at_datetime.year == 1970 and t.retry_at == 1031.0
+
+
+def test_a_notice_carries_its_kind_and_none_of_a_copys_headers() -> None:
+    headers = codec.notice_headers("n-1", "expired")
+    assert headers == {"gw-kind": "notice", "gw-notice-id": "n-1", "gw-notice": "expired"}
+    assert codec.is_notice(headers) and codec.is_notice({"gw-kind": b"notice"})
+    assert not codec.is_notice(codec.envelope_headers(envelope()))
+    assert not codec.is_notice(None)
+    with pytest.raises(ValueError, match="gw-delivery-id"):
+        codec.parse_headers(headers)  # never taken for a copy
