@@ -188,6 +188,7 @@ async def open_stack(
     vxp: VxpSettings | None = None,
     federation: FederationSettings | None = None,
     ledger: LedgerSettings | None = None,
+    policy: RetryPolicy = POLICY,
 ) -> AsyncIterator[Stack]:
     directory_file = tmp_path / "units.csv"
     directory_file.write_text(directory_text, encoding="utf-8")
@@ -210,7 +211,7 @@ async def open_stack(
         vxp=vxp or VxpSettings(),
         federation=federation or FederationSettings(),
     )
-    runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5, 0.5))
+    runtime = await start_runtime(settings, policy=policy, intervals=(0.5, 0.5, 0.5))
     server = TestServer(build_app(runtime), host="127.0.0.1")
     await server.start_server()
     # every answer this gateway gives a test is checked against the OpenAPI document
@@ -237,7 +238,7 @@ async def open_stack(
         await runtime.stop(grace=2)
         if amqp_url:
             cleaner = AmqpBus(
-                amqp_url, namespace=namespace, claims=ClaimStore(tmp_path / "c"), policy=POLICY
+                amqp_url, namespace=namespace, claims=ClaimStore(tmp_path / "c"), policy=policy
             )
             links = [link.queue for link in runtime.gateway.links]
             await cleaner.destroy([*(unit.code for unit in runtime.gateway.directory), *links])
