@@ -260,8 +260,9 @@ async def test_the_units_page_of_the_whole_province(province_embedded: Stack, br
     )
     assert rows == len(list(stack.runtime.gateway.directory)) == 809
     await shoot(page, "units", full_page=False)  # the first screenful of 809 rows
-    # an operator suspends a unit from its row, and resumes it
-    code = (await page.locator("#units tr[id^=unit-]").nth(5).get_attribute("id") or "")[5:]
+    # an operator suspends a unit from its row, and resumes it: the last row, far below the
+    # screen, where the browser had not laid it out
+    code = (await page.locator("#units tr[id^=unit-]").last.get_attribute("id") or "")[5:]
     row = page.locator(f"#unit-{code.replace('.', chr(92) + '.')}")
     assert await row.locator(".status").get_attribute("data-status") == "active"
     await row.locator("button").click()
