@@ -213,6 +213,7 @@ async def open_stack(
     federation: FederationSettings | None = None,
     ledger: LedgerSettings | None = None,
     amqp_url: str | None = None,
+    policy: RetryPolicy = POLICY,
 ) -> AsyncIterator[Stack]:
     """``amqp_url``: the broker at another address than the ``amqp_url`` fixture's (through a
     proxy that can cut it off)."""
@@ -239,7 +240,7 @@ async def open_stack(
         vxp=vxp or VxpSettings(),
         federation=federation or FederationSettings(),
     )
-    runtime = await start_runtime(settings, policy=POLICY, intervals=(0.5, 0.5, 0.5))
+    runtime = await start_runtime(settings, policy=policy, intervals=(0.5, 0.5, 0.5))
     server = TestServer(build_app(runtime), host="127.0.0.1")
     await server.start_server()
     # every answer this gateway gives a test is checked against the OpenAPI document
@@ -266,7 +267,7 @@ async def open_stack(
         await runtime.stop(grace=2)
         if amqp_url:
             cleaner = AmqpBus(
-                amqp_url, namespace=namespace, claims=ClaimStore(tmp_path / "c"), policy=POLICY
+                amqp_url, namespace=namespace, claims=ClaimStore(tmp_path / "c"), policy=policy
             )
             links = [link.queue for link in runtime.gateway.links]
             await cleaner.destroy([*(unit.code for unit in runtime.gateway.directory), *links])

@@ -4,7 +4,7 @@ in Asia/Ho_Chi_Minh, with the UTC time on hover. All text is NFC-normalised."""
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
@@ -143,10 +143,12 @@ def when(value: datetime | str | None) -> Markup:
     if value is None or value == "":
         return Markup("–")
     t = datetime.fromisoformat(value) if isinstance(value, str) else value
-    local = t.astimezone(LOCAL)
-    utc = t.astimezone(ZoneInfo("UTC"))
-    return Markup('<time datetime="{}" title="{} UTC">{}</time>').format(
-        utc.isoformat(), utc.strftime("%Y-%m-%d %H:%M:%S"), local.strftime("%d/%m/%Y %H:%M:%S")
+    utc = t.astimezone(UTC)
+    # digits and punctuation only: nothing to escape (Markup.format costs a page of 809
+    # units a tenth of its time)
+    return Markup(
+        f'<time datetime="{utc.isoformat()}" title="{utc:%Y-%m-%d %H:%M:%S} UTC">'
+        f"{t.astimezone(LOCAL):%d/%m/%Y %H:%M:%S}</time>"
     )
 
 

@@ -6,12 +6,27 @@ its own; the JSON shapes of answers are the API's.)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    Row,
+    Select,
+    String,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.service.models import (
@@ -234,22 +249,48 @@ class LastDelivery:
     failure: str | None
 
 
-async def last_delivery(conn: AsyncConnection, unit: str) -> LastDelivery:
-    latest = select(_d.transport_at).where(
-        _d.transport == Transport.DELIVERED.value, _d.recipient == unit
-    )
-    delivered = await conn.scalar(latest.order_by(_d.transport_at.desc()).limit(1))
-    failing = (
-        select(_d.transport_at, _d.reason)
-        .where(
-            _d.transport.in_([Transport.RETRYING.value, *(s.value for s in STOPPED)]),
-            _d.recipient == unit,
-        )
-        .order_by(_d.transport_at.desc())
-        .limit(1)
-    )
-    row = (await conn.execute(failing)).first()
-    return LastDelivery(delivered, row[0] if row else None, row[1] if row else None)
+LAST_BATCH = 100  # units a statement asks about (two branches each of a UNION ALL)
+
+
+@functools.lru_cache(maxsize=8)
+def _last_statement(units: int) -> CompoundSelect[str, str, datetime, str | None]:
+    """For ``units`` units (bound as u0, u1, ...), the newest delivered copy and the newest
+    failing one of each: two branches per unit, each read along the (transport, recipient,
+    transport_at) index. Built once per size: building it cost more than running it."""
+    failing = [Transport.RETRYING.value, *(s.value for s in STOPPED)]
+    branches = []
+    for i in range(units):
+        unit = bindparam(f"u{i}", type_=String)
+        for kind, states in (("delivered", [Transport.DELIVERED.value]), ("failed", failing)):
+            latest = (
+                select(_d.recipient, literal(kind).label("kind"), _d.transport_at, _d.reason)
+                .where(_d.transport.in_(states), _d.recipient == unit)
+                .order_by(_d.transport_at.desc())
+                .limit(1)
+            )
+            branches.append(latest.subquery().select())
+    return union_all(*branches)
+
+
+async def last_deliveries(conn: AsyncConnection, units: Sequence[str]) -> dict[str, LastDelivery]:
+    """Each push unit's last delivery and last failure: two look-ups along the (transport,
+    recipient, transport_at) index per unit, however many copies it was sent, asked in one
+    statement for up to LAST_BATCH units (a statement per look-up cost the units page of
+    the sample province, 53 push units, half its time)."""
+    found: dict[str, LastDelivery] = {}
+    for i in range(0, len(units), LAST_BATCH):
+        chosen = units[i : i + LAST_BATCH]
+        query = _last_statement(len(chosen))
+        rows = await conn.execute(query, {f"u{n}": code for n, code in enumerate(chosen)})
+        last = {(unit, kind): (at, reason) for unit, kind, at, reason in rows}
+        for unit in chosen:
+            delivered, failed = last.get((unit, "delivered")), last.get((unit, "failed"))
+            found[unit] = LastDelivery(
+                delivered[0] if delivered else None,
+                failed[0] if failed else None,
+                failed[1] if failed else None,
+            )
+    return found
 
 
 # -- packages -----------------------------------------------------------------------------------

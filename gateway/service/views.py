@@ -122,7 +122,7 @@ async def backlog_view(
             for u in directory
             if u.delivery is DeliveryMode.PUSH and (unit is None or u.code == unit)
         ]
-        last = {code: await store.last_delivery(conn, code) for code in push}
+        last = await store.last_deliveries(conn, push)
     codes = set(found) | {c for c, d in last.items() if d.failed_at is not None}
     if unit is not None:
         codes.add(unit)

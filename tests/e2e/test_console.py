@@ -13,6 +13,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +30,7 @@ from gateway.client import (
     sign_as_unit,
     unit,
 )
+from gateway.console.text import LOCAL
 from gateway.envelope import Organization
 from gateway.ledger import verify_receipt
 from gateway.ledger.keys import load_gateway_public_key
@@ -190,6 +192,17 @@ async def test_search_finds_by_document_id_subject_sender_recipient_and_state_an
         assert "lụt bão" not in await found(sender=OUTSIDER)
         page = await found(since="2000-01-01", until="2000-01-02")
         assert "lụt bão" not in page and "Thông báo" not in page
+        today = datetime.now(LOCAL).strftime("%Y-%m-%d")  # the range bounds the walk
+        page = await found(since=today, until=today)
+        assert "lụt bão" in page and "Thông báo số 2" in page
+        assert "lụt bão" not in await found(since="2999-01-01")
+        # a recipient's documents along its own entries, paged after the entry walked
+        page = await found(recipient=PULL, state="queued", limit="1")
+        assert "tài chính" in page and "lụt bão" not in page
+        following = re.search(r'href="(/documents\?[^"]+)" id="next"', page)
+        assert following is not None
+        _, page = await console.get(html.unescape(following.group(1)))
+        assert "lụt bão" in page and "tài chính" not in page
         assert f'href="/documents/{quote(first, safe="")}"' in await found(q="lụt bão")
         # newest first, two a page, the next page after the last one's ledger entry
         page = await found(sender=SENDER, limit="2")
