@@ -8,7 +8,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
@@ -56,10 +55,9 @@ def _run(work: Callable[[AmqpBus | LocalBus], Awaitable[T]], *, create: bool = F
 
 
 def _where(config: Settings, bus: AmqpBus | LocalBus) -> str:
-    if isinstance(bus, AmqpBus) and config.amqp_url is not None:
-        parts = urlsplit(config.amqp_url.reveal())  # never print the credentials
-        port = parts.port or 5672
-        return f"RabbitMQ {parts.hostname}:{port} (namespace {bus.topology.namespace})"
+    if isinstance(bus, AmqpBus):
+        hosts = ", ".join(h.where for h in bus.hosts)  # never print the credentials
+        return f"RabbitMQ {hosts} (namespace {bus.topology.namespace})"
     assert isinstance(bus, LocalBus)
     return f"the local bus {bus.path}"
 
