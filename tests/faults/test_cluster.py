@@ -17,7 +17,11 @@ from services import RabbitCluster, RabbitNode
 from test_faults import BOUND_BROKER, finish
 
 MIXED = (PULL[0], PULL[1], PUSH, NATIVE[0])
-DOWN = 8.0  # seconds each node stays away while the load goes on
+DOWN = 8.0  # seconds each node stays away while the load goes on (longer until deliveries resume)
+# Seconds within which deliveries must resume on the nodes left. Usually under 2 s; once, the
+# node the gateways had just reconnected to refused their publishes (nack) for 8.5 s although
+# the queues had new leaders within 0.3 s (the gateways publish again until it accepts).
+BOUND_RESUME = 30.0
 
 
 def pushed_keys(hook: Webhook) -> set[str]:
@@ -45,20 +49,23 @@ def gateway_nodes(cluster: RabbitCluster) -> list[int]:
 async def a_node_away(
     load: Load, hook: Webhook, cluster: RabbitCluster, node: RabbitNode, *, kill: bool
 ) -> tuple[float, float, list[int]]:
-    """Kill or stop ``node`` under load, keep it away DOWN seconds, start it again and wait
-    until it is back in the cluster: the seconds from the fault until the node was gone and
-    until deliveries resumed (of a letter accepted once it was gone), and which nodes the
-    gateways' connections were on meanwhile."""
+    """Kill or stop ``node`` under load, keep it away DOWN seconds and until deliveries
+    resumed, start it again and wait until it is back in the cluster: the seconds from the
+    fault until the node was gone and until deliveries resumed (of a letter accepted once it
+    was gone), and which nodes the gateways' connections were on meanwhile."""
     started = time.monotonic()
     await asyncio.to_thread(node.kill if kill else node.stop)
     gone = time.monotonic()
     resumed = asyncio.create_task(deliveries_resume(load, hook, set(load.accepted)))
     await asyncio.sleep(DOWN)
+    try:
+        resumed_at = await asyncio.wait_for(resumed, BOUND_RESUME - DOWN)
+    except TimeoutError:
+        raise AssertionError(f"deliveries did not resume within {BOUND_RESUME:.0f} s") from None
     on = await asyncio.to_thread(gateway_nodes, cluster)
-    assert resumed.done(), "deliveries had not resumed on the nodes left"
     await asyncio.to_thread(node.start)
     await asyncio.to_thread(cluster.wait_running, len(cluster.nodes))
-    return gone - started, resumed.result() - started, on
+    return gone - started, resumed_at - started, on
 
 
 async def test_two_gateways_on_a_cluster_lose_a_node_then_another(
