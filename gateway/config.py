@@ -176,6 +176,15 @@ class Settings:
     federation: FederationSettings = field(default_factory=FederationSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
+    def __post_init__(self) -> None:
+        if self.amqp_url is not None:
+            from gateway.bus.address import broker_hosts  # the bus owns the URL's syntax
+
+            try:
+                broker_hosts(self.amqp_url.reveal())
+            except ValueError as e:  # the message never repeats the URL (it has a password)
+                raise ConfigError(f"GATEWAY_AMQP_URL: {e}") from e
+
 
 def _convert(name: str, raw: Any, kind: Any) -> Any:
     text = str(raw).strip()

@@ -4,9 +4,10 @@ One durable quorum queue per unit (``gw.unit.<OrganId>``) bound to one direct ex
 copies wait in shared delay queues (one per delay of the schedules: message TTL, then
 at-least-once dead-lettering back into the direct exchange under the unit code); dead letters of
 every unit share one queue, told apart by the ``gw-recipient`` header. Publishing uses publisher
-confirms on a robust connection and retries through a broker restart; consumers acknowledge only
-after the handler and the observer returned. Operator reads and redrives go through
-``amqp_admin``.
+confirms on a robust connection and retries through a broker restart; the URL may name the nodes
+of a cluster, and the connection then goes to the next node whenever one fails. Consumers
+acknowledge only after the handler and the observer returned. Operator reads and redrives go
+through ``amqp_admin``.
 """
 
 from __future__ import annotations
@@ -17,20 +18,23 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 import aio_pika
 import aiormq
 from aio_pika.abc import (
+    AbstractConnection,
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
+from aio_pika.robust_connection import RobustConnection
+from yarl import URL
 
 from gateway.bus import amqp_admin, codec, flow
 from gateway.bus import naming as n
+from gateway.bus.address import BrokerHost, broker_hosts, describe
 from gateway.bus.claims import ClaimStore
 from gateway.bus.model import (
     DeadLetter,
@@ -42,7 +46,7 @@ from gateway.bus.model import (
     UnitCounters,
 )
 from gateway.bus.policy import RetryPolicy
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,32 @@ _TRANSIENT = (
     aiormq.exceptions.ChannelClosed,
     ConnectionError,
 )
+
+T = TypeVar("T")
+
+
+class FailoverConnection(RobustConnection):
+    """A robust connection over the nodes of a cluster: after an attempt that failed or a
+    connection that was lost, the next attempt goes to the next host, in turn. (aio-pika's
+    robust connection reconnects to its one URL; every attempt, failed or lost, ends in
+    ``_on_connection_close``, and the next one connects to ``self.url``.)"""
+
+    def __init__(self, hosts: tuple[BrokerHost, ...], first: int = 0, **kwargs: Any) -> None:
+        super().__init__(URL(hosts[first].url), **kwargs)
+        self.hosts = hosts
+        self.current = first
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if len(self.hosts) > 1 and not self._close_called:
+            gone = self.hosts[self.current]
+            self.current = (self.current + 1) % len(self.hosts)
+            self.url = URL(self.hosts[self.current].url)
+            log.info(
+                "RabbitMQ at %s closed or refused the connection; trying %s next",
+                gone.where,
+                self.hosts[self.current].where,
+            )
+        await super()._on_connection_close(closing)
 
 
 class AmqpBus:
@@ -81,10 +111,17 @@ class AmqpBus:
         ``operation_timeout``: seconds for an operator's read (counters, dead letters). Past
         either, ``bus_unavailable`` rather than a wait on a broker that does not answer.
         ``on_notice(unit, notice_id)``: told of a sender's notice that a consumer of this bus
-        found on a unit's queue (see ``publish_notice``)."""
+        found on a unit's queue (see ``publish_notice``).
+
+        ``url`` names one host or the nodes of a cluster (``address.broker_hosts``); a
+        connection goes to the first that answers, starting from the last that did."""
         self.url = url
-        parts = urlsplit(url)
-        self.where = f"RabbitMQ at {parts.hostname}:{parts.port or 5672}"  # no credentials
+        try:
+            self.hosts = broker_hosts(url)
+        except ValueError as e:
+            raise ConfigError(f"the AMQP URL: {e}") from e
+        self.where = describe(self.hosts)  # no credentials
+        self._answered = 0  # the host that answered last
         self.connect_timeout = connect_timeout
         self.operation_timeout = operation_timeout
         self.claims = claims
@@ -114,13 +151,26 @@ class AmqpBus:
             return
         delays = self.policy.all_delays_ms()
         await self._declaring(lambda admin: admin.declare_shared(delays))
-        async with self._answering("connect to"):
-            self._conn = await aio_pika.connect_robust(
-                self.url,
+        name = f"gateway-bus-{uuid.uuid4().hex[:8]}"
+
+        async def robust(first: int) -> FailoverConnection:
+            conn = FailoverConnection(
+                self.hosts,
+                first,
                 reconnect_interval=self.reconnect_interval,
-                client_properties={"connection_name": f"gateway-bus-{uuid.uuid4().hex[:8]}"},
-                timeout=self.connect_timeout,
+                client_properties={"connection_name": name},
             )
+            try:
+                await conn.connect(timeout=self.connect_timeout)
+            except BaseException:  # no reconnecting in the background after a failure
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(BROKER_GOODBYE_SECONDS):
+                        await conn.close()
+                raise
+            return conn
+
+        self._conn = await self._first_answering(robust)
+        async with self._answering("connect to"):
             channel = self._conn.channel(publisher_confirms=True, on_return_raises=True)
             await channel.initialize(timeout=self.connect_timeout)
         self._channel = channel
@@ -149,31 +199,57 @@ class AmqpBus:
         await self.close()
 
     @contextlib.asynccontextmanager
-    async def _answering(self, what: str, seconds: float | None = None) -> AsyncIterator[None]:
+    async def _answering(
+        self, what: str, seconds: float | None = None, where: str | None = None
+    ) -> AsyncIterator[None]:
         """Broker errors, and no answer within ``seconds`` (the connect timeout by default),
-        become ``bus_unavailable`` naming the broker."""
+        become ``bus_unavailable`` naming the broker (or ``where``: one of its hosts)."""
         limit = self.connect_timeout if seconds is None else seconds
+        where = where or self.where
         try:
             async with asyncio.timeout(limit):
                 yield
         except TimeoutError as e:
             raise GatewayError(
-                "bus_unavailable", f"{self.where} did not answer within {limit:g} s ({what})"
+                "bus_unavailable", f"{where} did not answer within {limit:g} s ({what})"
             ) from e
         except (aiormq.exceptions.AMQPConnectionError, OSError) as e:
-            raise GatewayError("bus_unavailable", f"cannot {what} {self.where}: {e}") from e
+            raise GatewayError("bus_unavailable", f"cannot {what} {where}: {e}") from e
         except aiormq.exceptions.AMQPError as e:
             if what.startswith("read"):
                 raise  # the broker answered: not a reachability problem
-            raise GatewayError("bus_unavailable", f"cannot {what} {self.where}: {e}") from e
+            raise GatewayError("bus_unavailable", f"cannot {what} {where}: {e}") from e
+
+    async def _first_answering(self, connect: Callable[[int], Awaitable[T]]) -> T:
+        """``connect(i)`` to the hosts in turn, from the one that answered last, until one
+        answers within the connect timeout; ``bus_unavailable`` naming each if none does."""
+        failures: list[str] = []
+        count = len(self.hosts)
+        for i in ((self._answered + k) % count for k in range(count)):
+            where = self.where if count == 1 else f"RabbitMQ at {self.hosts[i].where}"
+            try:
+                async with self._answering("connect to", where=where):
+                    connected = await connect(i)
+            except GatewayError as e:
+                if count == 1:
+                    raise
+                failures.append(e.message)
+                continue
+            self._answered = i
+            return connected
+        raise GatewayError("bus_unavailable", f"no node of {self.where} answered: " +
+                           "; ".join(failures))  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def _admin(self, *, timed: bool = False) -> AsyncIterator[amqp_admin.Admin]:
         """A plain (not robust) connection for operator work: its failures stay its own.
         ``timed``: the work must be done within the operation timeout (reads; declaring
         800 queues on a fresh broker takes longer and has its own deadline)."""
-        async with self._answering("connect to"):
-            conn = await aio_pika.connect(self.url, timeout=self.connect_timeout)
+
+        async def plain(i: int) -> AbstractConnection:
+            return await aio_pika.connect(self.hosts[i].url, timeout=self.connect_timeout)
+
+        conn = await self._first_answering(plain)
         try:
             if timed:
                 async with self._answering("read from", self.operation_timeout):

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import click
 
@@ -23,7 +22,6 @@ from gateway.cli.common import (
     run_async,
     settings,
 )
-from gateway.config import Settings
 
 T = TypeVar("T")
 
@@ -55,11 +53,10 @@ def _run(work: Callable[[AmqpBus | LocalBus], Awaitable[T]], *, create: bool = F
     return run_async(main(), config)
 
 
-def _where(config: Settings, bus: AmqpBus | LocalBus) -> str:
-    if isinstance(bus, AmqpBus) and config.amqp_url is not None:
-        parts = urlsplit(config.amqp_url.reveal())  # never print the credentials
-        port = parts.port or 5672
-        return f"RabbitMQ {parts.hostname}:{port} (namespace {bus.topology.namespace})"
+def _where(bus: AmqpBus | LocalBus) -> str:
+    if isinstance(bus, AmqpBus):
+        hosts = ", ".join(h.where for h in bus.hosts)  # never print the credentials
+        return f"RabbitMQ {hosts} (namespace {bus.topology.namespace})"
     assert isinstance(bus, LocalBus)
     return f"the local bus {bus.path}"
 
@@ -86,7 +83,6 @@ def setup(directory: Path | None, as_json: bool) -> None:
       declared 809 unit queues on RabbitMQ 127.0.0.1:5672 (namespace gw)
     """
     codes = _unit_codes(directory)
-    config = settings()
 
     async def work(b: AmqpBus | LocalBus) -> str:
         with progress(len(codes), "declaring unit queues") as advance:
@@ -94,7 +90,7 @@ def setup(directory: Path | None, as_json: bool) -> None:
                 chunk = codes[start : start + SETUP_CHUNK]
                 await b.declare(chunk)
                 advance(len(chunk))
-        return _where(config, b)
+        return _where(b)
 
     where = _run(work, create=True)
     if as_json:

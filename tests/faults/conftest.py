@@ -1,6 +1,7 @@
 """The fault suite's private services (tests/faults/services.py), one RabbitMQ node and one
-PostgreSQL for the session, and the gateways each case starts on them. Every test here is
-marked ``faults``: ``pytest -m faults`` runs the suite alone."""
+PostgreSQL for the session, a cluster of three RabbitMQ nodes for its case, and the gateways
+each case starts on them. Every test here is marked ``faults``: ``pytest -m faults`` runs the
+suite alone."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from pathlib import Path
 import pytest
 from gatewaystack import webhook
 from harness import GatewayProcess, MakeGateway, Province, make_province
-from services import PostgresInstance, RabbitNode, postgres_available, rabbitmq_available
+from services import (
+    PostgresInstance,
+    RabbitCluster,
+    RabbitNode,
+    postgres_available,
+    rabbitmq_available,
+)
 
 from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 
@@ -44,6 +51,20 @@ def fault_rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNod
         node.stop()
 
 
+@pytest.fixture
+def fault_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    """Three RabbitMQ nodes of the suite's own, clustered, which its case kills and stops;
+    every node is stopped at the end, whatever happened."""
+    if reason := rabbitmq_available():
+        _unavailable(reason)
+    cluster = RabbitCluster(tmp_path_factory.mktemp("cluster"), f"gwcluster{os.getpid()}")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture(scope="session")
 def fault_postgres() -> Iterator[PostgresInstance]:
     """A PostgreSQL of the suite's own, which its cases restart."""
@@ -64,13 +85,22 @@ async def make_gateway(
     webhook: tuple[object, str],
 ) -> AsyncIterator[MakeGateway]:
     """Start a gateway on a scratch schema of the private PostgreSQL (the broker's URL is
-    the case's: the node's, or a proxy's); stopped and its schema dropped at the end."""
+    the case's: the node's, a proxy's, or the cluster's), or ``beside`` another one (its
+    database and bus namespace); stopped and its schema dropped at the end."""
     province: Province = make_province(tmp_path, webhook[1])
     started: list[GatewayProcess] = []
 
-    async def make(amqp_url: str, workers: int = 1, **env: str) -> GatewayProcess:
-        database_url = await create_scratch_schema(fault_postgres.url)
-        gateway = GatewayProcess(province, database_url, amqp_url, workers, **env)
+    async def make(
+        amqp_url: str, workers: int = 1, beside: GatewayProcess | None = None, **env: str
+    ) -> GatewayProcess:
+        if beside is None:
+            database_url, namespace = await create_scratch_schema(fault_postgres.url), None
+        else:
+            database_url, namespace = beside.database_url, beside.namespace
+        log_name = f"serve-{len(started) + 1}.log" if started else "serve.log"
+        gateway = GatewayProcess(
+            province, database_url, amqp_url, workers, namespace, log_name, **env
+        )
         started.append(gateway)
         await gateway.start()
         return gateway
@@ -78,4 +108,5 @@ async def make_gateway(
     yield make
     for gateway in started:
         await gateway.stop()
-        await drop_scratch_schema(gateway.database_url)
+    for database_url in dict.fromkeys(g.database_url for g in started):
+        await drop_scratch_schema(database_url)

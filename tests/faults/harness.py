@@ -28,6 +28,7 @@ from tcpproxy import TcpProxy
 
 from gateway.bench.procstat import with_children
 from gateway.bench.run import wait_ready
+from gateway.bus.address import broker_hosts
 from gateway.bus.codec import is_notice
 from gateway.client import build_letter, unit
 from gateway.db.engine import create_engine
@@ -82,18 +83,25 @@ def make_province(folder: Path, webhook_url: str) -> Province:
 
 class GatewayProcess:
     """`gateway serve` on the private services, started, killed and started again on one
-    port."""
+    port. Several on one database share a bus ``namespace`` (each logs to its own file)."""
 
     def __init__(
-        self, province: Province, database_url: str, amqp_url: str, workers: int = 1, **env: str
+        self,
+        province: Province,
+        database_url: str,
+        amqp_url: str,
+        workers: int = 1,
+        namespace: str | None = None,
+        log_name: str = "serve.log",
+        **env: str,
     ) -> None:
         self.province = province
         self.database_url = database_url
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.namespace = f"flt{uuid.uuid4().hex[:10]}"
-        self.log = province.folder / "serve.log"
+        self.namespace = namespace or f"flt{uuid.uuid4().hex[:10]}"
+        self.log = province.folder / log_name
         self.env = (
             {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
             | {
@@ -152,12 +160,15 @@ MakeGateway = Callable[..., Awaitable[GatewayProcess]]
 @dataclass
 class Load:
     """Letters from SENDER to ``recipients`` at ``rate`` a second, and the recipients taking
-    theirs, for as long as it runs; what each saw."""
+    theirs, for as long as it runs; what each saw. With ``others`` (gateways on the same
+    database and bus), letters go to each gateway in turn and each pull unit reads through
+    one of them."""
 
     gateway: GatewayProcess
-    amqp_url: str  # the AMQP units' consumers read the broker directly
+    amqp_url: str  # the AMQP units' consumers read the broker directly (any of its hosts)
     recipients: tuple[str, ...]
     rate: float = 20
+    others: tuple[GatewayProcess, ...] = ()
     accepted: dict[str, float] = field(default_factory=dict)  # document key -> seconds waited
     waits: list[float] = field(default_factory=list)  # every submission's, whatever answered
     refused: Counter[str] = field(default_factory=Counter)
@@ -168,6 +179,7 @@ class Load:
     # AMQP unit -> the ids of the transport notices it read on its queue (as a sender)
     notices: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     consumer_errors: Counter[str] = field(default_factory=Counter)
+    copies: Counter[tuple[str, str]] = field(default_factory=Counter)  # AMQP: (unit, id) -> n
     submitting: asyncio.Event = field(default_factory=asyncio.Event)
     natives_on: asyncio.Event = field(default_factory=asyncio.Event)
     tokens: dict[str, str] = field(default_factory=dict)
@@ -195,14 +207,16 @@ class Load:
         key, cert = signer
         return sign_package(build_package(package), key, cert)  # type: ignore[arg-type]
 
-    async def _submit(self, session: aiohttp.ClientSession, data: bytes) -> None:
+    def _url(self, turn: int) -> str:
+        gateways = (self.gateway, *self.others)
+        return gateways[turn % len(gateways)].url
+
+    async def _submit(self, session: aiohttp.ClientSession, data: bytes, url: str) -> None:
         headers = {"Authorization": f"Bearer {self.tokens[SENDER]}",
                    "Content-Type": "application/xml"}  # fmt: skip
         started = time.monotonic()
         try:
-            async with session.post(
-                f"{self.gateway.url}/v1/packages", data=data, headers=headers
-            ) as r:
+            async with session.post(f"{url}/v1/packages", data=data, headers=headers) as r:
                 answer = await r.json(content_type=None)
             if r.status in (200, 202):
                 self.accepted[answer["document_key"]] = time.monotonic() - started
@@ -222,7 +236,7 @@ class Load:
             next_at = time.monotonic()
             while self.submitting.is_set():
                 data = self._letter(signer)
-                task = asyncio.create_task(self._submit(session, data))
+                task = asyncio.create_task(self._submit(session, data, self._url(self.letters)))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
                 next_at += 1 / self.rate
@@ -235,7 +249,7 @@ class Load:
         is tried again a moment later."""
         headers = {"Authorization": f"Bearer {self.tokens[code]}"}
         timeout = aiohttp.ClientTimeout(total=30)
-        base = self.gateway.url
+        base = self._url(PULL.index(code))
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             while True:
                 try:
@@ -268,12 +282,15 @@ class Load:
 
     async def consume(self, code: str) -> None:
         """An AMQP unit's own consumer, on the broker directly, from when ``natives_on`` is
-        set; it connects again whenever the broker goes away."""
+        set; it connects again whenever the broker goes away (to the next of its hosts)."""
         await self.natives_on.wait()
         queue_name = f"{self.gateway.namespace}.unit.{code}"
+        hosts = broker_hosts(self.amqp_url)
+        attempt = 0
         while True:
+            attempt += 1
             try:
-                connection = await aio_pika.connect(self.amqp_url, timeout=5)
+                connection = await aio_pika.connect(hosts[attempt % len(hosts)].url, timeout=5)
             except Exception as e:  # the broker is away: try again, as a consumer would
                 self.consumer_errors[f"{code}: {type(e).__name__}"] += 1
                 await asyncio.sleep(0.5)
@@ -292,6 +309,7 @@ class Load:
                     else:
                         document = str(headers["gw-document-key"])
                         self.received[code][document].add(str(headers["gw-delivery-id"]))
+                        self.copies[(code, str(headers["gw-delivery-id"]))] += 1
                     await message.ack()
             except Exception as e:  # the broker went away: connect again
                 self.consumer_errors[f"{code}: {type(e).__name__}"] += 1

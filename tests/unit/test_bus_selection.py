@@ -44,3 +44,20 @@ async def test_the_local_bus_keeps_confirmed_deliveries_across_a_restart(tmp_pat
         await bus.publish(Delivery("d1", "doc", "A", b"x"))
     async with open_bus(settings) as bus:
         assert (await bus.counters(["A"]))["A"].depth == 1
+
+
+def test_an_amqp_url_with_several_hosts_gives_the_bus_each_node(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "GATEWAY_AMQP_URL": "amqp://gw:secret@rabbit1:5672,rabbit2,rabbit3/",
+            "GATEWAY_HOME": str(tmp_path),
+        }
+    )
+    bus = open_bus(settings)
+    assert isinstance(bus, AmqpBus)
+    assert [h.url for h in bus.hosts] == [
+        "amqp://gw:secret@rabbit1:5672/",
+        "amqp://gw:secret@rabbit2/",
+        "amqp://gw:secret@rabbit3/",
+    ]
+    assert bus.where == "RabbitMQ at rabbit1:5672, rabbit2:5672, rabbit3:5672 (a cluster)"

@@ -1,6 +1,6 @@
 """docker-compose.yml and the Dockerfile (docker does not run here): a sound compose structure,
-and every GATEWAY_* variable they set, or the production page (docs/deploy.md) names, is one
-the code reads."""
+its clustered profile (three RabbitMQ nodes, two gateways), and every GATEWAY_* variable they
+set, or the production page (docs/deploy.md) names, is one the code reads."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import click
 import pytest
 import yaml
 
+from gateway.bus.address import broker_hosts
 from gateway.cli import main
 from gateway.config import Secret, Settings, load_settings
 
@@ -118,10 +119,24 @@ def test_the_derived_set_holds_the_documented_variables() -> None:
     assert {"GATEWAY_URL", "GATEWAY_TOKEN"} <= cli_variables()
 
 
+NODES = ("rabbitmq-1", "rabbitmq-2", "rabbitmq-3")
+CLUSTERED_GATEWAYS = ("gateway-1", "gateway-2")
+
+
+def profiled(compose: dict[str, Any], profile: str | None) -> set[str]:
+    """The services of ``profile``; None: those that always run (no profile)."""
+    return {
+        name
+        for name, svc in compose["services"].items()
+        if (profile in svc.get("profiles", [])) or (profile is None and not svc.get("profiles"))
+    }
+
+
 def test_compose_has_the_three_services_with_an_image_or_a_build(
     compose: dict[str, Any],
 ) -> None:
-    assert set(compose["services"]) == {"rabbitmq", "postgres", "gateway"}
+    assert profiled(compose, None) == {"rabbitmq", "postgres", "gateway"}
+    assert profiled(compose, "clustered") == {*NODES, *CLUSTERED_GATEWAYS}
     for name, svc in compose["services"].items():
         assert "image" in svc or "build" in svc, name
     assert service(compose, "rabbitmq")["image"] == "rabbitmq:3-management"
@@ -149,8 +164,52 @@ def test_the_gateway_waits_for_healthy_broker_and_database(compose: dict[str, An
 
 
 def test_the_broker_runs_with_a_raised_open_file_limit(compose: dict[str, Any]) -> None:
-    nofile = service(compose, "rabbitmq")["ulimits"]["nofile"]
-    assert nofile["soft"] >= 65536 and nofile["hard"] >= nofile["soft"]
+    for name in ("rabbitmq", *NODES):
+        nofile = service(compose, name)["ulimits"]["nofile"]
+        assert nofile["soft"] >= 65536 and nofile["hard"] >= nofile["soft"], name
+
+
+def test_the_clustered_nodes_find_each_other_with_one_cookie(compose: dict[str, Any]) -> None:
+    """Classic-config peer discovery naming rabbit@<hostname> of each node, one Erlang
+    cookie, each node on its own volume."""
+    cookies = {environment(service(compose, n))["RABBITMQ_ERLANG_COOKIE"] for n in NODES}
+    assert len(cookies) == 1
+    targets = set()
+    for name in NODES:
+        node = service(compose, name)
+        assert node["hostname"] == name
+        (config,) = node["configs"]
+        targets.add((config["source"], config["target"]))
+    (source, target) = targets.pop()
+    assert target.startswith("/etc/rabbitmq/conf.d/") and not targets
+    peers = compose["configs"][source]["content"]
+    assert "cluster_formation.peer_discovery_backend = classic_config" in peers
+    for i, name in enumerate(NODES, 1):
+        assert f"cluster_formation.classic_config.nodes.{i} = rabbit@{name}" in peers
+
+
+def test_the_clustered_gateways_name_every_node_and_share_one_database(
+    compose: dict[str, Any],
+) -> None:
+    broker = environment(service(compose, "rabbitmq-1"))
+    database = environment(service(compose, "gateway"))["GATEWAY_DATABASE_URL"]
+    for name in CLUSTERED_GATEWAYS:
+        env = environment(service(compose, name))
+        hosts = broker_hosts(env["GATEWAY_AMQP_URL"])
+        assert [(h.host, h.port) for h in hosts] == [(n, 5672) for n in NODES]
+        for host in hosts:
+            parts = urlsplit(host.url)
+            assert (parts.username, parts.password) == (
+                broker["RABBITMQ_DEFAULT_USER"],
+                broker["RABBITMQ_DEFAULT_PASS"],
+            )
+        assert env["GATEWAY_DATABASE_URL"] == database
+    first = service(compose, "gateway-1")["depends_on"]
+    assert first == {n: {"condition": "service_healthy"} for n in (*NODES, "postgres")}
+    # the second starts once the first has made the keys and migrated the database
+    assert service(compose, "gateway-2")["depends_on"] == {
+        "gateway-1": {"condition": "service_healthy"}
+    }
 
 
 def test_named_volumes_are_declared_and_used(compose: dict[str, Any]) -> None:
@@ -167,6 +226,9 @@ def test_named_volumes_are_declared_and_used(compose: dict[str, Any]) -> None:
         "rabbitmq": {"rabbitmq-data"},
         "postgres": {"postgres-data"},
         "gateway": {"gateway-var", "gateway-keys"},
+        **{n: {f"{n}-data"} for n in NODES},
+        # one set of keys and one claim store for the gateways of one database
+        **{g: {"gateway-var", "gateway-keys"} for g in CLUSTERED_GATEWAYS},
     }
 
 
