@@ -143,6 +143,7 @@ class AmqpBus:
         self._consumers: dict[int, _AmqpConsumer] = {}
         self._declared: set[str] = set()
         self._in_flight: dict[str, int] = {}
+        self._renewed = 0.0  # when the publish channel was last renewed (loop time)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -343,7 +344,25 @@ class AmqpBus:
                 if loop.time() >= deadline:
                     raise GatewayError("bus_unavailable", f"publish failed: {e!r}") from e
                 log.info("publish to %s interrupted (%r); trying again", routing_key, e)
+                if isinstance(e, aiormq.exceptions.DeliveryError):
+                    await self._renew_channel()
                 await asyncio.sleep(min(0.2, self.reconnect_interval))
+
+    async def _renew_channel(self) -> None:
+        """After a refused publish (a nack: unit queues have no length limit, so the broker
+        had no leader for the queue), publish on a new channel, at most once a second. A
+        RabbitMQ node that a connection moved to when another node died was seen refusing one
+        channel's publishes to a few queues for 8 to over 30 s after they had new leaders;
+        a new channel finds them."""
+        channel, now = self._channel, asyncio.get_running_loop().time()
+        if channel is None or now - self._renewed < 1.0:
+            return
+        self._renewed = now
+        log.warning("the broker refused a publish; publishing on a new channel")
+        with contextlib.suppress(*_TRANSIENT, aiormq.exceptions.AMQPError, TimeoutError):
+            async with asyncio.timeout(self.connect_timeout):
+                await channel.close()
+                await channel.reopen()
 
     async def publish(self, delivery: Delivery) -> None:
         now = self.clock()
