@@ -184,6 +184,7 @@ class Load:
     natives_on: asyncio.Event = field(default_factory=asyncio.Event)
     tokens: dict[str, str] = field(default_factory=dict)
     letters: int = 0
+    closing: bool = False  # set when the load ends: every loop stops at its next turn
 
     async def issue_tokens(self) -> None:
         engine = create_engine(self.gateway.database_url)
@@ -251,7 +252,7 @@ class Load:
         timeout = aiohttp.ClientTimeout(total=30)
         base = self._url(PULL.index(code))
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-            while True:
+            while not self.closing:
                 try:
                     async with session.get(f"{base}/v1/inbox?limit=100") as r:
                         items = (await r.json())["items"] if r.status == 200 else []
@@ -287,7 +288,7 @@ class Load:
         queue_name = f"{self.gateway.namespace}.unit.{code}"
         hosts = broker_hosts(self.amqp_url)
         attempt = 0
-        while True:
+        while not self.closing:
             attempt += 1
             try:
                 connection = await aio_pika.connect(hosts[attempt % len(hosts)].url, timeout=5)
@@ -298,7 +299,7 @@ class Load:
             try:
                 channel = await connection.channel()
                 queue = await channel.declare_queue(queue_name, passive=True)
-                while True:
+                while not self.closing:
                     message = await queue.get(fail=False, timeout=5)
                     if message is None:
                         await asyncio.sleep(0.1)
@@ -315,8 +316,11 @@ class Load:
                 self.consumer_errors[f"{code}: {type(e).__name__}"] += 1
                 await asyncio.sleep(0.5)
             finally:  # a connection to a dead broker may never answer its close
+                # (asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+                # task's own cancellation, and this loop then never ends)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(connection.close(), 5)
+                    async with asyncio.timeout(5):
+                        await connection.close()
 
     def missing(self, webhook: Webhook) -> dict[str, int]:
         """Per recipient, accepted letters it has not received yet."""
@@ -345,6 +349,7 @@ async def running(load: Load, natives: bool = True) -> AsyncIterator[None]:
         yield
     finally:
         load.submitting.clear()
+        load.closing = True  # the loops end even where a cancellation got lost
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=10)
