@@ -23,7 +23,7 @@ class TcpProxy:
         self.target_port = target_port
         self.port = _free_port()
         self.cut_until = 0.0
-        self._links: set[asyncio.StreamWriter] = set()
+        self.links: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> TcpProxy:
@@ -31,14 +31,18 @@ class TcpProxy:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop listening and drop every connection, for good: the service died."""
         assert self._server is not None
         self._server.close()
         self._drop()
 
     def _drop(self) -> None:
-        for writer in list(self._links):
+        for writer in list(self.links):
             writer.transport.abort()
-        self._links.clear()
+        self.links.clear()
 
     def cut(self, seconds: float) -> None:
         """Drop every connection now; refuse new ones for ``seconds``."""
@@ -54,7 +58,7 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
-        self._links |= {writer, up_writer}
+        self.links |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, ConnectionError):
@@ -64,4 +68,4 @@ class TcpProxy:
             dst.transport.abort()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._links -= {writer, up_writer}
+        self.links -= {writer, up_writer}

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from tcpproxy import TcpProxy
 
 from gateway.bus import AmqpBus, ClaimStore, Delivery, Message, RetryPolicy
 from gateway.bus.amqp import FailoverConnection
@@ -24,47 +25,15 @@ POLICY = RetryPolicy.of_seconds([0.2], ttl=300)
 UNIT = "000.00.01.H07"
 
 
-class Hop:
-    """A TCP hop to the broker that can go away for good: its connections dropped, new ones
-    refused, as when a node dies."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self.links: set[asyncio.StreamWriter] = set()
-        self._server: asyncio.Server | None = None
-
-    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self.links |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self.links -= {writer, up_writer}
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    def die(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self.links):
-            writer.transport.abort()
-        self.links.clear()
-
-
 def closed_port() -> int:
     """A port nothing listens on: connections to it are refused at once."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def broker_port(amqp_url: str) -> int:
+    return urlsplit(amqp_url).port or 5672
 
 
 def url_of(amqp_url: str, ports: list[int]) -> str:
@@ -94,26 +63,23 @@ async def started(url: str, tmp_path: Path) -> AsyncIterator[AmqpBus]:
 
 
 async def test_the_bus_starts_on_the_first_host_that_answers(amqp_url: str, tmp_path: Path) -> None:
-    parts = urlsplit(amqp_url)
-    hop = Hop((parts.hostname or "127.0.0.1", parts.port or 5672))
-    await hop.start()
-    try:
-        async with started(url_of(amqp_url, [closed_port(), hop.port]), tmp_path) as bus:
-            assert isinstance(bus._conn, FailoverConnection) and bus._conn.current == 1
-            got: list[str] = []
+    async with (
+        TcpProxy(broker_port(amqp_url)) as hop,
+        started(url_of(amqp_url, [closed_port(), hop.port]), tmp_path) as bus,
+    ):
+        assert isinstance(bus._conn, FailoverConnection) and bus._conn.current == 1
+        got: list[str] = []
 
-            async def handler(message: Message) -> None:
-                got.append(message.delivery_id)
+        async def handler(message: Message) -> None:
+            got.append(message.delivery_id)
 
-            await bus.consume(UNIT, handler)
-            await bus.publish(Delivery("d-1", "doc-1", UNIT, b"x"))
-            async with asyncio.timeout(10):
-                while got != ["d-1"]:
-                    await asyncio.sleep(0.05)
-            counters = await bus.counters([UNIT])  # an operator's read takes the same way
-            assert counters[UNIT].depth == 0
-    finally:
-        hop.die()
+        await bus.consume(UNIT, handler)
+        await bus.publish(Delivery("d-1", "doc-1", UNIT, b"x"))
+        async with asyncio.timeout(10):
+            while got != ["d-1"]:
+                await asyncio.sleep(0.05)
+        counters = await bus.counters([UNIT])  # an operator's read takes the same way
+        assert counters[UNIT].depth == 0
 
 
 async def test_no_host_answering_is_bus_unavailable_naming_each(tmp_path: Path) -> None:
@@ -135,38 +101,32 @@ async def test_no_host_answering_is_bus_unavailable_naming_each(tmp_path: Path) 
 async def test_when_its_host_dies_the_bus_goes_on_through_the_other(
     amqp_url: str, tmp_path: Path
 ) -> None:
-    parts = urlsplit(amqp_url)
-    target = (parts.hostname or "127.0.0.1", parts.port or 5672)
-    hops = [Hop(target), Hop(target)]
-    for hop in hops:
-        await hop.start()
-    try:
-        async with started(url_of(amqp_url, [h.port for h in hops]), tmp_path) as bus:
-            assert isinstance(bus._conn, FailoverConnection) and bus._conn.current == 0
-            got: set[str] = set()
+    async with (
+        TcpProxy(broker_port(amqp_url)) as first,
+        TcpProxy(broker_port(amqp_url)) as second,
+        started(url_of(amqp_url, [first.port, second.port]), tmp_path) as bus,
+    ):
+        assert isinstance(bus._conn, FailoverConnection) and bus._conn.current == 0
+        got: set[str] = set()
 
-            async def handler(message: Message) -> None:
-                got.add(message.delivery_id)
+        async def handler(message: Message) -> None:
+            got.add(message.delivery_id)
 
-            await bus.consume(UNIT, handler)
-            confirmed: list[tuple[str, float]] = []
-            died_at = 0.0
-            for i in range(60):
-                if i == 20:
-                    hops[0].die()
-                    died_at = time.monotonic()
-                await bus.publish(Delivery(f"d-{i}", f"doc-{i}", UNIT, b"x"))
-                confirmed.append((f"d-{i}", time.monotonic()))
-                await asyncio.sleep(0.02)
-            async with asyncio.timeout(30):
-                while not {d for d, _ in confirmed} <= got:
-                    await asyncio.sleep(0.05)
-            assert bus._conn.current == 1
-            assert not hops[0].links and hops[1].links  # everything goes the other way now
-            back = min(t for d, t in confirmed[20:]) - died_at
-            print(f"\npublishing went on through the other host {back:.2f} s after the first died")
-            assert back < 10
-    finally:
-        for hop in hops:
-            with contextlib.suppress(Exception):
-                hop.die()
+        await bus.consume(UNIT, handler)
+        confirmed: list[tuple[str, float]] = []
+        died_at = 0.0
+        for i in range(60):
+            if i == 20:
+                first.stop()
+                died_at = time.monotonic()
+            await bus.publish(Delivery(f"d-{i}", f"doc-{i}", UNIT, b"x"))
+            confirmed.append((f"d-{i}", time.monotonic()))
+            await asyncio.sleep(0.02)
+        async with asyncio.timeout(30):
+            while not {d for d, _ in confirmed} <= got:
+                await asyncio.sleep(0.05)
+        assert bus._conn.current == 1
+        assert not first.links and second.links  # everything goes the other way now
+        back = min(t for d, t in confirmed[20:]) - died_at
+        print(f"\npublishing went on through the other host {back:.2f} s after the first died")
+        assert back < 10
