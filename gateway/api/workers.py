@@ -1,8 +1,9 @@
 """Several gateway processes behind one port (``gateway serve --workers N``).
 
 The parent prepares what must happen once (the key folder made, the database migrated, the
-bus's queues declared), listens on the port, and forks N workers that accept on that one
-socket; each worker is a whole gateway (HTTP, writer, consumers, relay). They agree through
+bus's queues declared), opens N sockets listening on the port, and forks N workers, each
+accepting on its own socket (the kernel spreads the connections among them); each worker is a
+whole gateway (HTTP, writer, consumers, relay). They agree through
 the database: the ledger's lock orders every append across processes, so sequence numbers and
 the Merkle tree stay one log. SIGINT or SIGTERM to the parent stops every worker gracefully;
 if a worker dies, the others are stopped too and the parent exits with an error, for the
@@ -27,14 +28,27 @@ from gateway.config import Settings
 log = logging.getLogger(__name__)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets listening on one port, one per worker. The kernel spreads new
+    connections among them (SO_REUSEPORT); with one socket shared by every worker, the first
+    worker to accept took a burst of connections, and a client's keep-alive connections mostly
+    stayed on one worker while the others idled."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    # A port another process listens on is refused, even if it shares its port the same way
+    # (another gateway started by mistake): bound without SO_REUSEPORT, this one fails then.
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        port = probe.getsockname()[1]  # port 0: a free one, which all of them take
+    sockets: list[socket.socket] = []
+    for _ in range(count):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sockets.append(sock)
+    return sockets
 
 
 async def _prepare(settings: Settings) -> None:
@@ -72,13 +86,16 @@ def run_workers(
     from gateway.api.app import serve
 
     asyncio.run(_prepare(settings))  # once, before the workers race to do it
-    sock = listening_socket(host, port)
+    sockets = listening_sockets(host, port, workers)
     scheme = "https" if ssl_context else "http"
-    say(f"gateway: {workers} worker processes on {scheme}://{host}:{port}")
+    say(f"gateway: {workers} worker processes on {scheme}://{host}:{sockets[0].getsockname()[1]}")
     children: list[int] = []
-    for _ in range(workers):
+    for sock in sockets:
         pid = os.fork()
-        if pid == 0:  # a worker: one whole gateway on the shared socket
+        if pid == 0:  # a worker: one whole gateway on its own socket of the port
+            for other in sockets:
+                if other is not sock:
+                    other.close()
             status = 0
             try:
                 serve(settings, grace=grace, ssl_context=ssl_context, say=None, sock=sock)
@@ -89,7 +106,8 @@ def run_workers(
                 sys.stdout.flush()
                 os._exit(status)
         children.append(pid)
-    sock.close()
+    for sock in sockets:
+        sock.close()
     return _supervise(children, grace)
 
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.db.engine import write_transaction
 from gateway.errors import ConfigError
 from gateway.ledger.checkpoint import NoteVerifier, parse_checkpoint, parse_note
 from gateway.ledger.models import checkpoint_table, identity_table
@@ -56,7 +57,9 @@ async def bind_identity(
     """Record ``origin`` and the signer's key with a ledger that has none yet; refuse
     (LedgerMismatch) a ledger that has another origin or key."""
     vkey = signer.vkey if signer is not None else None
-    async with engine.begin() as conn:
+    # It may write after reading: on SQLite the write lock is taken at BEGIN, or two gateways
+    # starting at once (serve --workers) find the database locked when the second upgrades.
+    async with write_transaction(engine) as conn:
         found = await read_identity(conn)
         if found is not None and found.origin != origin:
             raise LedgerMismatch(
