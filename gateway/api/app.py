@@ -179,7 +179,8 @@ def serve(
     finally:
         if not main.done():
             main.cancel()  # its cleanup stops the gateway gracefully
-            with contextlib.suppress(asyncio.CancelledError):
+        while not main.done():  # a second signal (to a whole process group) does not cut it short
+            with contextlib.suppress(asyncio.CancelledError, web.GracefulExit, KeyboardInterrupt):
                 loop.run_until_complete(main)
         for task in asyncio.all_tasks(loop):
             task.cancel()

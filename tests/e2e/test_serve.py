@@ -61,16 +61,21 @@ def serve(
 
 
 def start(
-    folder: Path, port: int, started: list[subprocess.Popen[str]], **env: str
+    folder: Path,
+    port: int,
+    started: list[subprocess.Popen[str]],
+    *args: str,
+    **env: str,
 ) -> subprocess.Popen[str]:
     with (folder / f"serve-{len(started)}.log").open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--grace", "5"],
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--grace", "5", *args],
             cwd=folder,
             env=clean_env() | env,
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group, as in a terminal
         )
     started.append(process)
     return process
@@ -133,6 +138,30 @@ async def test_serve_without_configuration_keeps_what_it_accepted_across_a_resta
         assert (await gw.fetch(item["delivery_id"])).data == data
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+async def test_two_embedded_workers_start_together_and_stop_on_ctrl_c(
+    serve: tuple[Path, int, list[subprocess.Popen[str]]],
+) -> None:
+    """Both workers bind the new ledger at once without finding it locked, and Ctrl-C in a
+    terminal (SIGINT to the whole process group, the parent then stopping its workers too)
+    stops them cleanly."""
+    folder, port, started = serve
+    process = start(folder, port, started, "--workers", "2")
+    await wait_ready(port, process)
+    issued = gateway("tokens", "issue", "--unit", SENDER, cwd=folder)
+    assert issued.returncode == 0, issued.stderr
+    letter = build_letter(unit(SENDER), [unit(RECIPIENT)], "Giấy mời họp", number="8")
+    data = sign_as_unit(letter, folder / "var" / "keys")
+    for _ in range(8):  # on connections of their own: the kernel spreads them over both
+        async with GatewayClient(f"http://127.0.0.1:{port}", issued.stdout.strip()) as gw:
+            assert (await gw.submit(data)).status in (200, 202)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    log = output(folder, 0)
+    assert log.count("gateway ready") == 2
+    assert "not ready" not in log and "locked" not in log
+    assert "Traceback" not in log and "failed" not in log, log[-3000:]
 
 
 async def test_an_operators_day_without_a_restart(
