@@ -274,6 +274,20 @@ async def _receive_all(
         await asyncio.gather(*(one_unit(session, code) for code in recipients))
 
 
+async def _all_received(receiving: asyncio.Task[None], tally: _Tally) -> None:
+    """Until every accepted letter is acknowledged; a recipient's failure ends the run with
+    its error rather than leaving it to wait for acknowledgements that will not come."""
+    try:
+        while tally.acked < tally.accepted:
+            if receiving.done():
+                receiving.result()
+            await asyncio.sleep(0.05)
+    finally:
+        receiving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiving
+
+
 def _check(response: aiohttp.ClientResponse, unit: str, what: str) -> None:
     """A recipient's request that fails stops the benchmark: a cycle is counted only when done."""
     if response.status != 200:
@@ -361,12 +375,7 @@ async def run_bench(
                         _receive_all(url, recipients, tokens, len(packages), tally)
                     )
                     await submitting
-                    expected = tally.accepted
-                    while tally.acked < expected:
-                        await asyncio.sleep(0.05)
-                    receiving.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await receiving
+                    await _all_received(receiving, tally)
             finally:
                 progress.cancel()
                 if sampling is not None:

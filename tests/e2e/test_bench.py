@@ -3,6 +3,7 @@ HTTP, every copy fetched and acknowledged, and a report with the raw stages besi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -10,8 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.bench.procstat import cpu_seconds, memory_kib
-from gateway.bench.run import percentile
+from gateway.bench.run import _all_received, _Tally, percentile
 
 
 def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -101,3 +104,14 @@ def test_the_slope_is_least_squares() -> None:
 
     assert slope([(0, 100.0), (60, 101.0), (120, 102.0)]) * 60 == 1.0  # 1 MiB a minute
     assert slope([(0, 5.0)]) == 0.0
+
+
+async def test_a_recipient_that_fails_ends_the_run_with_its_error() -> None:
+    tally = _Tally(accepted=5, acked=2)
+
+    async def recipient() -> None:
+        raise RuntimeError("000.00.00.G01 could not list: the gateway answered 503")
+
+    receiving = asyncio.create_task(recipient())
+    with pytest.raises(RuntimeError, match="could not list"):
+        await asyncio.wait_for(_all_received(receiving, tally), 5)
