@@ -78,6 +78,15 @@ def _verify_and_read(
     return verified
 
 
+def _known_key(package: Package) -> store.KnownKey:
+    """What a submission looks for among the sender's earlier packages: the same bytes, its
+    DocumentId, and the one a revoke, update or replace names."""
+    business = package.business
+    changes = business is not None and business.doc_type is not BusinessType.NEW
+    named = (business.document_id,) if business is not None and changes else ()
+    return (package.sender.organ_id, package.sha256, (package.document_id, *named))
+
+
 @dataclass(frozen=True)
 class Submission:
     status: int  # 202 first time, 200 the same package again
@@ -264,6 +273,7 @@ class Gateway:
         return await self.writer.run(
             lambda batch: self._store_document(batch, verified, modes, claim, origin),
             independent=True,  # a twin in the same batch fails its unique constraints
+            reads=(store.known_packages, _known_key(verified.package)),
         )
 
     async def _store_document(
@@ -281,8 +291,9 @@ class Gateway:
         business = package.business
         changes = business is not None and business.doc_type is not BusinessType.NEW
         target = business.document_id if business is not None and changes else None
-        identities = [package.document_id] + ([target] if target else [])
-        known = await store.known_packages(batch.conn, sender, package.sha256, identities)
+        known: list[store.Known] = (
+            await batch.look_up(store.known_packages, _known_key(package)) or []
+        )
         for earlier in known:
             if earlier.sha256 == package.sha256:
                 return await self._replayed(batch.conn, earlier.answer)

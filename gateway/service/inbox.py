@@ -142,6 +142,7 @@ class Inboxes:
         return await self.writer.run(
             lambda batch: self._ack(batch, principal, delivery_id, done, reason, ack),
             independent=True,
+            reads=(store.inbox_copies, delivery_id),
         )
 
     async def _ack(
@@ -154,7 +155,7 @@ class Inboxes:
         received: Received,
     ) -> str:
         await batch.fresh(delivery_id)  # acknowledged a moment ago, in this batch?
-        found = await store.inbox_copy(batch.conn, delivery_id)
+        found: store.InboxCopy | None = await batch.look_up(store.inbox_copies, delivery_id)
         self._check_access(principal, found.copy.recipient if found else None, delivery_id)
         assert found is not None
         copy = found.copy

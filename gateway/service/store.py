@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     CompoundSelect,
     Row,
     Select,
@@ -306,20 +307,45 @@ class Known:
     answer: str  # JSON of the answer given for it
 
 
-_KNOWN_PACKAGES = select(_p.package_id, _p.sha256, _p.document_identity, _p.answer).where(
-    _p.sender == bindparam("sender"),
-    or_(
-        _p.sha256 == bindparam("sha256"),
+# What a submission asks: (sender, SHA-256 of the bytes, DocumentIds it names).
+KnownKey = tuple[str, str, tuple[str, ...]]
+
+# The packages of several submissions at once, by each unique index in turn (an OR of the two
+# made SQLite walk every package of the senders): a few rows more than asked for at most
+# (another sender's DocumentId, say), and a package found both ways twice; sorted out per
+# submission.
+_KNOWN_COLUMNS = (_p.sender, _p.package_id, _p.sha256, _p.document_identity, _p.answer)
+_SENDERS: BindParameter[str] = bindparam("senders", expanding=True)
+_KNOWN_PACKAGES = union_all(
+    select(*_KNOWN_COLUMNS).where(
+        _p.sender.in_(_SENDERS), _p.sha256.in_(bindparam("digests", expanding=True))
+    ),
+    select(*_KNOWN_COLUMNS).where(
+        _p.sender.in_(_SENDERS),
         _p.document_identity.in_(bindparam("identities", expanding=True)),
     ),
 )
 
 
 async def known_packages(
-    conn: AsyncConnection, sender: str, sha256: str, identities: Sequence[str]
-) -> list[Known]:
-    values = {"sender": sender, "sha256": sha256, "identities": list(identities)}
-    return [Known(*r) for r in await conn.execute(_KNOWN_PACKAGES, values)]
+    conn: AsyncConnection, keys: Sequence[KnownKey]
+) -> dict[KnownKey, list[Known]]:
+    """For each submission's key, the packages its sender sent before with the same bytes or
+    one of the DocumentIds it names (one statement for them all; a Lookup of the writer)."""
+    values = {
+        "senders": sorted({k[0] for k in keys}),
+        "digests": sorted({k[1] for k in keys}),
+        "identities": sorted({i for k in keys for i in k[2]}),
+    }
+    rows = {r.package_id: r for r in await conn.execute(_KNOWN_PACKAGES, values)}.values()
+    return {
+        key: [
+            Known(r.package_id, r.sha256, r.document_identity, r.answer)
+            for r in rows
+            if r.sender == key[0] and (r.sha256 == key[1] or r.document_identity in key[2])
+        ]
+        for key in keys
+    }
 
 
 async def answer_for(conn: AsyncConnection, sender: str, sha256: str) -> str | None:
@@ -537,12 +563,14 @@ def _inbox_copy(row: Row[Any]) -> InboxCopy:
     return InboxCopy(Copy.of(row), InboxState(row.state), row.attempt)
 
 
-_INBOX_COPY = _inbox_copies().where(_d.delivery_id == bindparam("delivery_id"))
+_INBOX_COPIES = _inbox_copies().where(_d.delivery_id.in_(bindparam("ids", expanding=True)))
 
 
-async def inbox_copy(conn: AsyncConnection, delivery_id: str) -> InboxCopy | None:
-    row = (await conn.execute(_INBOX_COPY, {"delivery_id": delivery_id})).first()
-    return None if row is None else _inbox_copy(row)
+async def inbox_copies(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, InboxCopy]:
+    """The copies with these delivery ids that are in an inbox, by id (a Lookup of the
+    writer)."""
+    rows = await conn.execute(_INBOX_COPIES, {"ids": sorted(set(ids))})
+    return {row.delivery_id: _inbox_copy(row) for row in rows}
 
 
 async def overdue_inbox_copies(conn: AsyncConnection, now: datetime) -> list[InboxCopy]:

@@ -14,6 +14,11 @@ acknowledgement, which reads its own copy after :meth:`Batch.fresh`) runs ``inde
 rows (:meth:`Batch.write`) wait and are written together with the other jobs' rows for the
 same statement, in one executemany each, when the batch ends or before the next job that is
 not independent. A batch of letters thus makes a few statements, not a few per letter.
+
+An independent job may also name the row it will read first (a :class:`Lookup` and its key):
+the batch reads the rows of all its jobs' keys in one statement before the first job runs, and
+a job is given its row from there as long as nothing has been written in the batch yet (after
+that, or on the one-by-one run, it reads its own).
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ MAX_EVENTS = 4000  # ledger events in one transaction (a job with more runs alon
 
 Values = Mapping[str, object]
 
+# What the jobs of a batch read first, read once for all of them: the rows found for each key
+# (a key with no row is left out). Make it once, like a statement: lookups are grouped by it.
+Lookup = Callable[[AsyncConnection, Sequence[Any]], Awaitable[Mapping[Any, Any]]]
+
 
 @dataclass
 class Batch:
@@ -55,6 +64,24 @@ class Batch:
     independent: bool = False  # the job running now may leave its rows for later
     _pending: list[tuple[Executable, Values]] = field(default_factory=list)
     _touched: set[str] = field(default_factory=set)
+    # Read ahead: per lookup, the keys asked and what was found for them.
+    _found: dict[Lookup, tuple[frozenset[Any], Mapping[Any, Any]]] = field(default_factory=dict)
+
+    async def look_up(self, lookup: Lookup, key: Any) -> Any:
+        """The row ``lookup`` finds for ``key`` (None if none): read ahead with the other jobs'
+        keys while the batch has written nothing, else read now."""
+        asked, found = self._found.get(lookup, (frozenset(), {}))
+        if key in asked:
+            return found.get(key)
+        return (await lookup(self.conn, [key])).get(key)
+
+    async def read_ahead(self, wanted: Mapping[Lookup, Sequence[Any]]) -> None:
+        for lookup, keys in wanted.items():
+            self._found[lookup] = (frozenset(keys), await lookup(self.conn, keys))
+
+    def writes(self) -> None:
+        """Rows are about to be written: what was read ahead may no longer be so."""
+        self._found.clear()
 
     def append(self, events: list[Event]) -> list[int]:
         return self.log.add(events)
@@ -67,6 +94,7 @@ class Batch:
         jobs (rows are gathered by statement object: make it once, not per call). ``keys``
         name what the rows are about, for :meth:`fresh`."""
         if not self.independent:
+            self.writes()
             await self.conn.execute(statement, list(rows))
             return
         self._pending += [(statement, row) for row in rows]
@@ -80,6 +108,8 @@ class Batch:
     async def write_pending(self) -> None:
         """The waiting rows, one executemany per statement (and set of columns), in the
         order the statements were first used: a package before its copies."""
+        if self._pending:
+            self.writes()
         groups: dict[tuple[Executable, frozenset[str]], list[Values]] = {}
         for statement, row in self._pending:
             groups.setdefault((statement, frozenset(row)), []).append(row)
@@ -98,7 +128,14 @@ class Batch:
 
 
 Job = Callable[[Batch], Awaitable[T]]
-_Item = tuple[Job[Any], bool, "asyncio.Future[Any]"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    job: Job[Any]
+    independent: bool
+    reads: tuple[Lookup, Any] | None  # the lookup and key it reads first
+    future: asyncio.Future[Any]
 
 
 class Writer:
@@ -113,12 +150,19 @@ class Writer:
         self.batches = 0  # committed transactions, for the metrics and tests
         self.jobs = 0
 
-    async def run(self, job: Job[T], *, independent: bool = False) -> T:
+    async def run(
+        self,
+        job: Job[T],
+        *,
+        independent: bool = False,
+        reads: tuple[Lookup, Any] | None = None,
+    ) -> T:
         """Run ``job`` in the next batch; return its result once the batch has committed.
         ``independent``: the job reads nothing that earlier jobs of its batch may have written
-        (or calls :meth:`Batch.fresh` first), so their rows may still be waiting."""
+        (or calls :meth:`Batch.fresh` first), so their rows may still be waiting. ``reads``:
+        the lookup and key an independent job reads first (:meth:`Batch.look_up`)."""
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._waiting.append((job, independent, future))
+        self._waiting.append(_Item(job, independent, reads if independent else None, future))
         if self._leader is None or self._leader.done():
             self._leader = asyncio.create_task(self._lead(), name="gateway-writer")
         # The job runs even if the caller goes away: it may already be written.
@@ -146,31 +190,38 @@ class Writer:
                 await self._flush(taken)
             except Exception as e:
                 if len(taken) == 1:
-                    _settle(taken[0][2], error=e)
+                    _settle(taken[0].future, error=e)
                     continue
                 log.warning("a batch of %d jobs failed (%r); one by one now", len(taken), e)
                 for item in taken:
                     try:
                         await self._flush([item])
                     except Exception as e1:
-                        _settle(item[2], error=e1)
+                        _settle(item.future, error=e1)
 
     async def _flush(self, items: list[_Item]) -> None:
         answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         async with self.ledger.transaction() as conn:
             appender = await self.ledger.appender(conn)
             batch = Batch(conn, appender, self.ledger.clock())
+            if len(items) > 1:
+                wanted: dict[Lookup, list[Any]] = {}
+                for item in items:
+                    if item.reads is not None:
+                        wanted.setdefault(item.reads[0], []).append(item.reads[1])
+                await batch.read_ahead(wanted)
             start = appender.size
-            for job, independent, future in items:
-                if not independent:
+            for item in items:
+                if not item.independent:
                     await batch.write_pending()
-                batch.independent = independent
+                    batch.writes()  # it may write at once
+                batch.independent = item.independent
                 mark = batch.mark()
                 try:
-                    answers.append((future, await job(batch), None))
+                    answers.append((item.future, await item.job(batch), None))
                 except GatewayError as e:
                     batch.reset(mark)
-                    answers.append((future, None, e))
+                    answers.append((item.future, None, e))
                 if appender.size - start >= MAX_EVENTS:
                     break
             await batch.write_pending()

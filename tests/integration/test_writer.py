@@ -10,7 +10,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Column, Integer, MetaData, String, Table, event, func, insert, select, text
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 
 from gateway.db.engine import create_engine
 from gateway.errors import GatewayError
@@ -222,3 +234,86 @@ async def test_twins_in_one_batch_fail_alone_when_their_rows_are_written(
         assert await count(conn) == 3
     assert await ledger.size() == 3
     assert (await ledger.verify(ledger.verifier)).ok
+
+
+# -- independent jobs: their first reads made once per batch ---------------------------------
+
+READ_ROWS = select(rows_table).where(rows_table.c.k.in_(bindparam("keys", expanding=True)))
+lookups: list[list[str]] = []  # the keys of each call of the lookup below
+
+
+async def values_of(conn, keys):  # type: ignore[no-untyped-def]
+    """A Lookup: each key's value in the scratch table."""
+    lookups.append(sorted(keys))
+    return {r.k: r.v for r in await conn.execute(READ_ROWS, {"keys": list(keys)})}
+
+
+def reading(key: str):  # type: ignore[no-untyped-def]
+    async def job(batch: Batch) -> int | None:
+        value: int | None = await batch.look_up(values_of, key)
+        return value
+
+    return job
+
+
+async def test_the_jobs_of_a_batch_have_their_first_reads_made_in_one_statement(
+    ledger: SqlLedger, rows: list[str]
+) -> None:
+    async with ledger.engine.begin() as conn:
+        await conn.execute(insert(rows_table), [{"k": str(n), "v": n} for n in range(0, 40, 2)])
+    lookups.clear()
+    writer = Writer(ledger)
+    found = await asyncio.gather(
+        *(
+            writer.run(reading(str(n)), independent=True, reads=(values_of, str(n)))
+            for n in range(40)
+        )
+    )
+    assert found == [n if n % 2 == 0 else None for n in range(40)]
+    assert len(lookups) == writer.batches < 20  # one read per batch, of many keys
+    assert sorted(k for keys in lookups for k in keys) == sorted(str(n) for n in range(40))
+
+
+async def test_what_a_batch_wrote_is_read_again_rather_than_read_ahead(
+    ledger: SqlLedger, rows: list[str]
+) -> None:
+    """A read made ahead sees the database as the batch began: once a job of the batch has
+    written (a dependent job, or an independent job's waiting rows made readable), the jobs
+    after it read for themselves."""
+    lookups.clear()
+    writer = Writer(ledger)
+
+    async def dependent(batch: Batch) -> None:  # writes at once
+        await batch.write(INSERT_ROW, [{"k": "5", "v": 50}])
+
+    async def fresh_reading(batch: Batch) -> int | None:  # after an earlier job's key 6
+        await batch.fresh("6")
+        value: int | None = await batch.look_up(values_of, "6")
+        return value
+
+    results = await asyncio.gather(
+        writer.run(reading("5"), independent=True, reads=(values_of, "5")),
+        writer.run(dependent),
+        writer.run(reading("5"), independent=True, reads=(values_of, "5")),
+        writer.run(inserting("6"), independent=True),
+        writer.run(fresh_reading, independent=True, reads=(values_of, "6")),
+    )
+    assert writer.batches == 1
+    assert results[0] is None  # read ahead, before the batch wrote key 5
+    assert results[2] == 50  # read after it
+    assert results[4] == 1  # key 6, written by the job before it in the same batch
+    assert lookups[0] == ["5", "5", "6"] and len(lookups) == 3
+
+
+async def test_a_key_not_read_ahead_is_read_when_asked(ledger: SqlLedger, rows: list[str]) -> None:
+    async with ledger.engine.begin() as conn:
+        await conn.execute(insert(rows_table), [{"k": "1", "v": 1}, {"k": "3", "v": 3}])
+    lookups.clear()
+    writer = Writer(ledger)
+    results = await asyncio.gather(
+        writer.run(reading("1"), independent=True, reads=(values_of, "1")),
+        writer.run(reading("3"), independent=True),  # did not say what it reads
+    )
+    assert writer.batches == 1
+    assert results == [1, 3]
+    assert lookups == [["1"], ["3"]]
