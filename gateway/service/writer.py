@@ -1,6 +1,7 @@
 """Group commit: one writer per process runs the database work of every request (ledger
 events and the rows that go with them) in shared transactions, one per batch, and answers each
-request once its batch is durable.
+request once its batch is durable. A batch takes the jobs that wait when its transaction holds
+the ledger lock: those handed in while another process held it join it.
 
 A job is an async function of a :class:`Batch`. It reads and checks first and writes last: a
 :class:`~gateway.errors.GatewayError` it raises is its own refusal (its ledger events are taken
@@ -183,12 +184,11 @@ class Writer:
 
     async def _lead(self) -> None:
         while self._waiting:
-            taken = [self._waiting.popleft()]
-            while self._waiting and len(taken) < self.max_jobs:
-                taken.append(self._waiting.popleft())
+            taken: list[_Item] = []
             try:
                 await self._flush(taken)
             except Exception as e:
+                taken = taken or self._take()  # it failed before the lock: these were next
                 if len(taken) == 1:
                     _settle(taken[0].future, error=e)
                     continue
@@ -199,9 +199,17 @@ class Writer:
                     except Exception as e1:
                         _settle(item.future, error=e1)
 
+    def _take(self) -> list[_Item]:
+        return [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_jobs))]
+
     async def _flush(self, items: list[_Item]) -> None:
+        """Run ``items`` in one transaction; if none are given, the waiting jobs, taken into
+        ``items`` once the ledger lock is held: those that came while another process held it
+        join the batch instead of waiting for the next."""
         answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         async with self.ledger.transaction() as conn:
+            if not items:
+                items += self._take()
             appender = await self.ledger.appender(conn)
             batch = Batch(conn, appender, self.ledger.clock())
             if len(items) > 1:

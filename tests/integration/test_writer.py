@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 
 from gateway.db.engine import create_engine
+from gateway.db.testing import discard_database, prepare_database
 from gateway.errors import GatewayError
 from gateway.ledger import Event, EventType, NoteSigner, SqlLedger
 from gateway.service.writer import Batch, Writer
@@ -119,6 +120,32 @@ async def test_after_commit_work_runs_only_after_the_commit(ledger: SqlLedger) -
 
     await writer.run(job)
     assert seen == [1]
+
+
+async def test_jobs_that_come_while_another_process_holds_the_ledger_join_the_waiting_batch(
+    database_url: str,
+) -> None:
+    """PostgreSQL, where several processes append: the writer takes its jobs once it holds the
+    ledger lock, so those that came while it waited for the lock share its transaction."""
+    scoped = await prepare_database(database_url)
+    engine, other_engine = create_engine(scoped), create_engine(scoped)
+    try:
+        ledger = SqlLedger(engine, origin=ORIGIN)
+        writer = Writer(ledger)
+        async with SqlLedger(other_engine, origin=ORIGIN).transaction() as other:
+            first = asyncio.create_task(writer.run(appending(0)))
+            waiting = text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            while not await other.scalar(waiting):  # the writer waits for the lock
+                await asyncio.sleep(0.01)
+            later = [asyncio.create_task(writer.run(appending(n))) for n in range(1, 10)]
+            await asyncio.sleep(0)  # handed in while the lock is held
+        seqs = await asyncio.gather(first, *later)
+        assert sorted(seqs) == list(range(10))
+        assert writer.batches == 1
+    finally:
+        await engine.dispose()
+        await other_engine.dispose()
+        await discard_database(scoped)
 
 
 # -- independent jobs: rows written together ------------------------------------------------
