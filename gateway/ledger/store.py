@@ -81,6 +81,38 @@ def node_row(node: NodeId) -> int:
     return ((index + 1) << level) - 1
 
 
+def _node_hashes_in(
+    rows: dict[int, tuple[bytes, bytes]], nodes: Iterable[NodeId]
+) -> dict[NodeId, bytes]:
+    """The hashes of ``nodes`` from their rows (seq: leaf hash, tree nodes)."""
+    hashes: dict[NodeId, bytes] = {}
+    for node in nodes:
+        level, _ = node
+        row = rows.get(node_row(node))
+        if row is None:
+            raise GatewayError("ledger_corrupt", f"entry {node_row(node)} is missing")
+        h = row[0] if level == 0 else row[1][(level - 1) * HASH_SIZE : level * HASH_SIZE]
+        if len(h) != HASH_SIZE:
+            raise GatewayError("ledger_corrupt", f"entry {node_row(node)} lacks tree nodes")
+        hashes[node] = h
+    return hashes
+
+
+# PostgreSQL: the log's size, its newest checkpoint's id, and the rows that hold the tree's
+# frontier (for each binary digit of the size, the row of the last leaf of that perfect
+# subtree: the size with the lower digits cleared, minus one) and its last leaf.
+_HEAD_ROWS = text(
+    """
+    WITH log AS (SELECT coalesce(max(seq) + 1, 0) AS size FROM ledger_entry)
+    SELECT log.size, (SELECT max(id) FROM ledger_checkpoint), e.seq, e.leaf_hash, e.nodes
+    FROM log LEFT JOIN ledger_entry AS e ON e.seq = ANY (ARRAY(
+        SELECT ((log.size >> digit) << digit) - 1 FROM generate_series(0, 62) AS digit
+        WHERE (log.size >> digit) & 1 = 1
+    ) || (log.size - 1))
+    """
+)
+
+
 @dataclass(frozen=True)
 class VerifyReport:
     entries: int  # rows checked
@@ -223,9 +255,12 @@ class SqlLedger:
     async def _load(
         self, conn: AsyncConnection
     ) -> tuple[CompactRange, bytes | None, StoredCheckpoint | None]:
-        """The tree's frontier, last leaf and newest checkpoint, under the lock. One query when
-        nothing was appended since this process's last commit (the newest row is the one it
-        wrote), else a second one for the frontier and a third for the checkpoint."""
+        """The tree's frontier, last leaf and newest checkpoint, under the lock. The frontier
+        and checkpoint this process committed last are taken again when nothing was appended
+        or signed since; on PostgreSQL, where each query is a round trip made while every other
+        appender waits, one query finds out and brings the frontier's rows."""
+        if conn.dialect.name == "postgresql":
+            return await self._load_in_one(conn)
         t = entry_table.c
         stmt = select(t.seq, t.leaf_hash).order_by(t.seq.desc()).limit(1)
         row = (await conn.execute(stmt)).first()
@@ -237,6 +272,25 @@ class SqlLedger:
         hashes = await self._node_hashes(conn, ids)
         tree = CompactRange(size, [hashes[i] for i in ids])
         return tree, last_leaf, await self._latest_checkpoint(conn)
+
+    async def _load_in_one(
+        self, conn: AsyncConnection
+    ) -> tuple[CompactRange, bytes | None, StoredCheckpoint | None]:
+        found = (await conn.execute(_HEAD_ROWS)).all()  # one row at least: the left join's
+        size, checkpoint_id = found[0][:2]
+        rows = {seq: (leaf, nodes) for _, _, seq, leaf, nodes in found if seq is not None}
+        last_leaf = rows[size - 1][0] if size else None
+        head = self._head
+        if head is not None and (head.size, head.last_leaf) == (size, last_leaf):
+            tree = CompactRange(size, list(head.frontier))
+        else:
+            ids = root_nodes(size)
+            hashes = _node_hashes_in(rows, ids)
+            tree = CompactRange(size, [hashes[i] for i in ids])
+        last = head.checkpoint if head is not None else None
+        if (last.id if last else None) != checkpoint_id:
+            last = await self._latest_checkpoint(conn)
+        return tree, last_leaf, last
 
     async def _node_hashes(
         self, conn: AsyncConnection, nodes: Iterable[NodeId], *, size: int | None = None
@@ -258,17 +312,7 @@ class SqlLedger:
         rows = {seq: (leaf, nodes) for seq, leaf, nodes in result}
         if size and size - 1 not in rows:
             raise GatewayError("not_found", f"the ledger has fewer than {size} entries")
-        hashes: dict[NodeId, bytes] = {}
-        for node in wanted:
-            level, _ = node
-            row = rows.get(node_row(node))
-            if row is None:
-                raise GatewayError("ledger_corrupt", f"entry {node_row(node)} is missing")
-            h = row[0] if level == 0 else row[1][(level - 1) * HASH_SIZE : level * HASH_SIZE]
-            if len(h) != HASH_SIZE:
-                raise GatewayError("ledger_corrupt", f"entry {node_row(node)} lacks tree nodes")
-            hashes[node] = h
-        return hashes
+        return _node_hashes_in(rows, wanted)
 
     # -- checkpoints -----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Column, Integer, Table, text
+from sqlalchemy import Column, Integer, Table, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -117,6 +117,41 @@ async def test_two_ledgers_on_separate_engines_append_as_one_log(db_url: str, cl
         report = await ledgers[0].verify(SIGNER)
         assert report.ok, report.finding
         assert report.entries == 120
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+async def test_ledgers_taking_turns_see_each_others_entries_and_checkpoints(
+    db_url: str, clock: Clock
+) -> None:
+    """Each append finds the entries and checkpoints the other process wrote since its own last
+    commit: the checkpoints fall every n entries of the one log, not of each process. On
+    PostgreSQL the tree's frontier is found with one query while the other appender waits."""
+    engines = [create_engine(db_url), create_engine(db_url)]
+    selects: list[str] = []
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
+            selects.append(statement)
+
+    try:
+        first, second = (
+            SqlLedger(e, origin=ORIGIN, signer=SIGNER, checkpoint_entries=10, clock=clock)
+            for e in engines
+        )
+        for i in range(0, 38, 2):
+            await first.append([submitted(i)])
+            await second.append([submitted(i + 1)])
+        sizes = [cp.tree_size for cp in await first.checkpoints()]
+        assert sizes == [1, 11, 21, 31]
+        report = await second.verify(SIGNER)
+        assert report.ok and report.entries == 38
+        await first.append([submitted(38)])  # no checkpoint falls due
+        event.listen(engines[1].sync_engine, "before_cursor_execute", seen)
+        assert await second.append([submitted(39)]) == [39]
+        if engines[1].dialect.name == "postgresql":
+            assert len(selects) == 1
     finally:
         for e in engines:
             await e.dispose()
