@@ -74,15 +74,23 @@ class Connector:
 
     async def _receive(self, done: Pass) -> None:
         after: str | None = None
-        while True:
-            page = await self.client.inbox(after=after)
-            for item in page["items"]:
-                copy = await self.client.fetch(item["delivery_id"])
-                self.adapter.deliver(copy)
-                await self.client.ack(copy.delivery_id)
-                self.adapter.acknowledged(copy.delivery_id)
-                log.info("delivered %s (%s)", copy.delivery_id, copy.document_key)
-                done.delivered += 1
-            after = page.get("next")
-            if not after:
-                return
+        try:
+            while True:
+                page = await self.client.inbox(after=after)
+                for item in page["items"]:
+                    copy = await self.client.fetch(item["delivery_id"])
+                    self.adapter.deliver(copy)
+                    await self.client.ack(copy.delivery_id)
+                    self.adapter.acknowledged(copy.delivery_id)
+                    log.info("delivered %s (%s)", copy.delivery_id, copy.document_key)
+                    done.delivered += 1
+                after = page.get("next")
+                if not after:
+                    return
+        except ApiError as e:
+            if e.status not in RETRY_LATER:
+                raise
+            # What was handed over and not acknowledged is handed over again next pass, and
+            # the adapter keeps it only once.
+            log.warning("receiving: %s; the rest next pass", e)
+            done.deferred += 1

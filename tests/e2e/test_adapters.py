@@ -1,7 +1,8 @@
 """The adapter contract, for every registered adapter against a running gateway: what the
 agency system puts out is submitted (letters and status packets), what the gateway holds for
 its unit reaches the system once and is acknowledged, a crash between handing over and
-acknowledging gives the system nothing twice, and refusals come back with their codes."""
+acknowledging gives the system nothing twice, a gateway asking it to wait while it receives
+leaves the rest for the next pass, and refusals come back with their codes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import pytest
 from gatewaystack import PULL, SENDER, Stack
 
 from adapters import AgencyAdapter, Connector, adapter_class, registered
-from gateway.client import GatewayClient, build_letter, build_status, sign_as_unit, unit
+from gateway.client import (
+    ApiError,
+    GatewayClient,
+    build_letter,
+    build_status,
+    sign_as_unit,
+    unit,
+)
 from gateway.envelope import Organization, build_package
 
 AGENCY_UNIT = PULL  # the unit whose existing system the adapter connects (a pull unit)
@@ -132,6 +140,37 @@ async def test_a_crash_before_the_acknowledgement_hands_nothing_over_twice(
         assert (await Connector(restarted, client).run_once()).delivered == 1  # acknowledged
         assert (await client.inbox())["items"] == []
     assert len(system.received()) == 1
+
+
+class BusyGateway(GatewayClient):
+    """The unit's client, whose first acknowledgement is answered 429, as a gateway answers a
+    unit past its rate limit."""
+
+    refusals = 1
+
+    async def ack(
+        self, delivery_id: str, *, fail: str | None = None, acknowledgement: str | None = None
+    ) -> dict[str, Any]:
+        if self.refusals:
+            self.refusals -= 1
+            raise ApiError(429, "rate_limited", "too many requests; try again in 0.1 s", {})
+        return await super().ack(delivery_id, fail=fail, acknowledgement=acknowledgement)
+
+
+async def test_a_busy_gateway_leaves_the_rest_for_the_next_pass(
+    embedded: Stack, agency: tuple[str, Agency]
+) -> None:
+    name, system = agency
+    adapter = adapter_class(name).from_settings(system.settings(AGENCY_UNIT, embedded.keys))
+    for number in ("61", "62"):
+        await letter_to_agency(embedded, number)
+    async with BusyGateway(embedded.url, embedded.tokens[AGENCY_UNIT]) as client:
+        first = await Connector(adapter, client).run_once()
+        assert (first.delivered, first.deferred) == (0, 1)
+        second = await Connector(adapter, client).run_once()
+        assert (second.delivered, second.deferred) == (2, 0)
+        assert (await client.inbox())["items"] == []
+    assert len(system.received()) == 2  # the copy handed over before the 429, kept once
 
 
 async def test_refusals_come_back_with_their_codes(
