@@ -40,9 +40,15 @@ class Mark:
     last_size: int
 
 
+# The tree as a transaction found it under the lock: its frontier, last leaf and newest
+# checkpoint.
+Loaded = tuple[CompactRange, bytes | None, StoredCheckpoint | None]
+
+
 @dataclass
 class Transaction:
     head: Head | None = None  # becomes the ledger's head if the transaction commits
+    loaded: Loaded | None = None  # what taking the lock brought, until an appender uses it
 
 
 class Appender:

@@ -2,8 +2,9 @@
 receipts and queries, on SQLite or PostgreSQL through one SQLAlchemy async engine.
 
 Concurrency: every append runs in a write transaction that first takes the ledger lock
-(``LOCK TABLE ledger_entry IN EXCLUSIVE MODE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite),
-reads the tree's size and frontier, and inserts the new rows. Within a process, concurrent
+(``LOCK TABLE ledger_entry IN EXCLUSIVE MODE`` on PostgreSQL, in the function that also reads
+the tree's head; ``BEGIN IMMEDIATE`` on SQLite), reads the tree's size and frontier, and inserts
+the new rows. Within a process, concurrent
 ``append`` calls are grouped into one transaction (group commit), so the lock is taken once per
 batch, not once per event; ``gateway.ledger.append`` builds the rows of one transaction. See
 docs/ledger.md.
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.config import Settings
 from gateway.db.engine import open_engine, reader, write_transaction
 from gateway.errors import GatewayError
-from gateway.ledger.append import Appender, Head, Transaction
+from gateway.ledger.append import Appender, Head, Loaded, Transaction
 from gateway.ledger.audit import Finding, LogAuditor, StoredCheckpoint, StoredRow
 from gateway.ledger.checkpoint import (
     Checkpoint,
@@ -98,19 +99,9 @@ def _node_hashes_in(
     return hashes
 
 
-# PostgreSQL: the log's size, its newest checkpoint's id, and the rows that hold the tree's
-# frontier (for each binary digit of the size, the row of the last leaf of that perfect
-# subtree: the size with the lower digits cleared, minus one) and its last leaf.
-_HEAD_ROWS = text(
-    """
-    WITH log AS (SELECT coalesce(max(seq) + 1, 0) AS size FROM ledger_entry)
-    SELECT log.size, (SELECT max(id) FROM ledger_checkpoint), e.seq, e.leaf_hash, e.nodes
-    FROM log LEFT JOIN ledger_entry AS e ON e.seq = ANY (ARRAY(
-        SELECT ((log.size >> digit) << digit) - 1 FROM generate_series(0, 62) AS digit
-        WHERE (log.size >> digit) & 1 = 1
-    ) || (log.size - 1))
-    """
-)
+# PostgreSQL: the ledger's lock and, in the same round trip, the tree's size, its newest
+# checkpoint's id and the rows of its frontier (migration 0012_ledger_lock_head).
+_LOCK_AND_HEAD = text("SELECT size, checkpoint_id, seq, leaf_hash, nodes FROM ledger_lock_head()")
 
 
 @dataclass(frozen=True)
@@ -220,7 +211,7 @@ class SqlLedger:
         process wait for it."""
         state = Transaction()
         async with write_transaction(self.engine) as conn:
-            await self._lock(conn)
+            state.loaded = await self._lock(conn)
             self._open[conn] = state
             try:
                 yield conn
@@ -241,26 +232,32 @@ class SqlLedger:
         """An :class:`Appender` for the caller's write transaction: events get their sequence
         numbers at once and are written together by ``flush``."""
         state = self._open.get(conn)
-        if state is None:
-            await self._lock(conn)
-        tree, last_leaf, last = await self._load(conn)
+        loaded = await self._lock(conn) if state is None else None
+        tree, last_leaf, last = loaded or await self._current(conn)
         return Appender(self, tree, last_leaf, last, state)
 
-    async def _lock(self, conn: AsyncConnection) -> None:
+    async def _lock(self, conn: AsyncConnection) -> Loaded | None:
+        """Take the ledger lock. SQLite's write transaction holds it from its BEGIN IMMEDIATE;
+        PostgreSQL's function takes it and brings the tree's head in the same round trip."""
         if conn.dialect.name == "postgresql":
-            # Blocks other appenders (and checkpoint signers) until commit; readers go on.
-            await conn.execute(text("LOCK TABLE ledger_entry IN EXCLUSIVE MODE"))
-        # SQLite: the write transaction's BEGIN IMMEDIATE already holds the database lock.
+            return await self._head_of(conn)
+        return None
 
-    async def _load(
-        self, conn: AsyncConnection
-    ) -> tuple[CompactRange, bytes | None, StoredCheckpoint | None]:
-        """The tree's frontier, last leaf and newest checkpoint, under the lock. The frontier
-        and checkpoint this process committed last are taken again when nothing was appended
-        or signed since; on PostgreSQL, where each query is a round trip made while every other
-        appender waits, one query finds out and brings the frontier's rows."""
+    async def _current(self, conn: AsyncConnection) -> Loaded:
+        """The tree as it stands in the caller's transaction: what taking the lock brought,
+        the first time it is asked, else read again (the transaction may have appended)."""
+        state = self._open.get(conn)
+        if state is not None and state.loaded is not None:
+            loaded, state.loaded = state.loaded, None
+            return loaded
         if conn.dialect.name == "postgresql":
-            return await self._load_in_one(conn)
+            return await self._head_of(conn)  # the lock is held: taking it again is free
+        return await self._load(conn)
+
+    async def _load(self, conn: AsyncConnection) -> Loaded:
+        """SQLite: the tree's frontier, last leaf and newest checkpoint, under the lock; the
+        frontier and checkpoint this process committed last are taken again when the newest
+        row is still the one it wrote."""
         t = entry_table.c
         stmt = select(t.seq, t.leaf_hash).order_by(t.seq.desc()).limit(1)
         row = (await conn.execute(stmt)).first()
@@ -273,10 +270,11 @@ class SqlLedger:
         tree = CompactRange(size, [hashes[i] for i in ids])
         return tree, last_leaf, await self._latest_checkpoint(conn)
 
-    async def _load_in_one(
-        self, conn: AsyncConnection
-    ) -> tuple[CompactRange, bytes | None, StoredCheckpoint | None]:
-        found = (await conn.execute(_HEAD_ROWS)).all()  # one row at least: the left join's
+    async def _head_of(self, conn: AsyncConnection) -> Loaded:
+        """PostgreSQL: the lock and the tree's head in one query; the frontier and checkpoint
+        this process committed last are taken again when nothing was appended or signed
+        since, and the checkpoint is read only when its id changed."""
+        found = (await conn.execute(_LOCK_AND_HEAD)).all()  # one row at least (a left join)
         size, checkpoint_id = found[0][:2]
         rows = {seq: (leaf, nodes) for _, _, seq, leaf, nodes in found if seq is not None}
         last_leaf = rows[size - 1][0] if size else None
@@ -335,7 +333,7 @@ class SqlLedger:
     async def _sign_current(
         self, conn: AsyncConnection, *, due: timedelta | None
     ) -> StoredCheckpoint | None:
-        tree, last_leaf, last = await self._load(conn)
+        tree, last_leaf, last = await self._current(conn)
         now = self.clock()
         if (
             due is not None

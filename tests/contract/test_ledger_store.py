@@ -122,6 +122,25 @@ async def test_two_ledgers_on_separate_engines_append_as_one_log(db_url: str, cl
             await e.dispose()
 
 
+async def test_an_append_waiting_for_the_lock_sees_what_its_holder_committed(
+    db_url: str, clock: Clock
+) -> None:
+    engines = [create_engine(db_url), create_engine(db_url)]
+    try:
+        first, second = (SqlLedger(e, origin=ORIGIN, signer=SIGNER, clock=clock) for e in engines)
+        await second.append([submitted(0)])  # the head it knows is about to be stale
+        async with first.transaction() as conn:
+            assert await first.append_in(conn, [submitted(1), submitted(2)]) == [1, 2]
+            waiting = asyncio.create_task(second.append([submitted(3)]))
+            await asyncio.sleep(0.3)  # it asks for the lock and waits
+            assert not waiting.done()
+        assert await waiting == [3]
+        assert (await second.verify(SIGNER)).ok
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
 async def test_ledgers_taking_turns_see_each_others_entries_and_checkpoints(
     db_url: str, clock: Clock
 ) -> None:

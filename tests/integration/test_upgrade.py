@@ -15,10 +15,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from gateway.bus import ClaimStore, RetryPolicy
-from gateway.db.engine import create_engine
+from gateway.db.engine import create_engine, write_transaction
 from gateway.db.migrate import current_revision, head_revision, upgrade
 from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 from gateway.ledger import Event, EventType, NoteSigner, SqlLedger
+from gateway.ledger.append import Appender
+from gateway.ledger.merkle import CompactRange
 from gateway.service.inbox import Inboxes
 from gateway.service.tokens import Principal, Role
 from gateway.service.writer import Writer
@@ -58,12 +60,15 @@ async def test_a_revision_0002_database_upgrades_without_loss(old_url: str, tmp_
         signer = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
         ledger = SqlLedger(engine, origin=ORIGIN, signer=signer, checkpoint_entries=2)
         key = f"{SENDER}|{SENDER},2026/12/01,1/CV"
-        await ledger.append(
-            [
-                Event(EventType.SUBMITTED, document=key, sender=SENDER),
-                Event(EventType.QUEUED, document=key, sender=SENDER, recipient=RECIPIENT),
-            ]
-        )
+        async with write_transaction(engine) as conn:  # appended as revision 0002 could
+            appender = Appender(ledger, CompactRange(0, []), None, None, None)
+            appender.add(
+                [
+                    Event(EventType.SUBMITTED, document=key, sender=SENDER),
+                    Event(EventType.QUEUED, document=key, sender=SENDER, recipient=RECIPIENT),
+                ]
+            )
+            await appender.flush(conn)
         now = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
         async with engine.begin() as conn:  # the rows as revision 0002 held them
             await conn.execute(INSERT_PACKAGE, package("p-1", key, now))
