@@ -161,9 +161,11 @@ async def test_letters_and_statuses_travel_both_ways_as_natively(
     # Native -> façade: the system lists, downloads and acknowledges the letter, and answers
     # with status packets; the same events as a copy the unit takes natively.
     async with native(stack, NATIVE) as gw:
+        # each built after the one before was answered: a default number is the clock's
+        # millisecond, and two letters built in one millisecond would share a DocumentId
         to_facade = letter(stack, NATIVE, FACADE, "Giấy mời họp giao ban")
-        to_native_client = letter(stack, NATIVE, FACADE, "Giấy mời họp giao ban tháng sau")
         await gw.submit(to_facade)
+        to_native_client = letter(stack, NATIVE, FACADE, "Giấy mời họp giao ban tháng sau")
         await gw.submit(to_native_client)
     c, d = key_of(to_facade), key_of(to_native_client)
     assert ok(await sdk.call("countReceiveEdoc", method="GET"))["data"] == 2
