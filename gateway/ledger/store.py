@@ -2,12 +2,11 @@
 receipts and queries, on SQLite or PostgreSQL through one SQLAlchemy async engine.
 
 Concurrency: every append runs in a write transaction that first takes the ledger lock
-(``LOCK TABLE ledger_entry IN EXCLUSIVE MODE`` on PostgreSQL, in the function that also reads
-the tree's head; ``BEGIN IMMEDIATE`` on SQLite), reads the tree's size and frontier, and inserts
-the new rows. Within a process, concurrent
-``append`` calls are grouped into one transaction (group commit), so the lock is taken once per
-batch, not once per event; ``gateway.ledger.append`` builds the rows of one transaction. See
-docs/ledger.md.
+(``BEGIN IMMEDIATE`` on SQLite; on PostgreSQL ``LOCK TABLE ledger_entry IN EXCLUSIVE MODE``,
+in a function that also reads the tree's head), reads the tree's size and frontier, and
+inserts the new rows. Within a process, concurrent ``append`` calls are grouped into one
+transaction (group commit), so the lock is taken once per batch, not once per event;
+``gateway.ledger.append`` builds the rows of one transaction. See docs/ledger.md.
 """
 
 from __future__ import annotations
@@ -240,7 +239,7 @@ class SqlLedger:
         """Take the ledger lock. SQLite's write transaction holds it from its BEGIN IMMEDIATE;
         PostgreSQL's function takes it and brings the tree's head in the same round trip."""
         if conn.dialect.name == "postgresql":
-            return await self._head_of(conn)
+            return await self._lock_and_load(conn)
         return None
 
     async def _current(self, conn: AsyncConnection) -> Loaded:
@@ -251,7 +250,7 @@ class SqlLedger:
             loaded, state.loaded = state.loaded, None
             return loaded
         if conn.dialect.name == "postgresql":
-            return await self._head_of(conn)  # the lock is held: taking it again is free
+            return await self._lock_and_load(conn)  # the lock is held: taking it again is free
         return await self._load(conn)
 
     async def _load(self, conn: AsyncConnection) -> Loaded:
@@ -270,7 +269,7 @@ class SqlLedger:
         tree = CompactRange(size, [hashes[i] for i in ids])
         return tree, last_leaf, await self._latest_checkpoint(conn)
 
-    async def _head_of(self, conn: AsyncConnection) -> Loaded:
+    async def _lock_and_load(self, conn: AsyncConnection) -> Loaded:
         """PostgreSQL: the lock and the tree's head in one query; the frontier and checkpoint
         this process committed last are taken again when nothing was appended or signed
         since, and the checkpoint is read only when its id changed."""
