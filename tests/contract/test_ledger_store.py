@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -103,77 +104,76 @@ async def test_concurrent_appends_share_transactions_and_stay_one_sequence(
     assert await ledger.tree_head() == root_from_leaves(await all_leaves(ledger, len(flat)))
 
 
-async def test_two_ledgers_on_separate_engines_append_as_one_log(db_url: str, clock: Clock) -> None:
-    engines = [create_engine(db_url), create_engine(db_url)]
-    try:
-        ledgers = [
-            SqlLedger(e, origin=ORIGIN, signer=SIGNER, checkpoint_entries=25, clock=clock)
-            for e in engines
-        ]
-        results = await asyncio.gather(
-            *(ledgers[i % 2].append([submitted(i), delivered(i, B)]) for i in range(60))
-        )
-        assert sorted(s for r in results for s in r) == list(range(120))
-        report = await ledgers[0].verify(SIGNER)
-        assert report.ok, report.finding
-        assert report.entries == 120
-    finally:
-        for e in engines:
-            await e.dispose()
+@pytest.fixture
+async def engines(db_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """Two engines on the one database, as two gateway processes have."""
+    pair = (create_engine(db_url), create_engine(db_url))
+    yield pair
+    for engine in pair:
+        await engine.dispose()
+
+
+def ledgers(
+    engines: tuple[AsyncEngine, AsyncEngine], clock: Clock, **options: Any
+) -> tuple[SqlLedger, SqlLedger]:
+    first, second = (
+        SqlLedger(e, origin=ORIGIN, signer=SIGNER, clock=clock, **options) for e in engines
+    )
+    return first, second
+
+
+async def test_two_ledgers_on_separate_engines_append_as_one_log(
+    engines: tuple[AsyncEngine, AsyncEngine], clock: Clock
+) -> None:
+    pair = ledgers(engines, clock, checkpoint_entries=25)
+    results = await asyncio.gather(
+        *(pair[i % 2].append([submitted(i), delivered(i, B)]) for i in range(60))
+    )
+    assert sorted(s for r in results for s in r) == list(range(120))
+    report = await pair[0].verify(SIGNER)
+    assert report.ok, report.finding
+    assert report.entries == 120
 
 
 async def test_an_append_waiting_for_the_lock_sees_what_its_holder_committed(
-    db_url: str, clock: Clock
+    engines: tuple[AsyncEngine, AsyncEngine], clock: Clock
 ) -> None:
-    engines = [create_engine(db_url), create_engine(db_url)]
-    try:
-        first, second = (SqlLedger(e, origin=ORIGIN, signer=SIGNER, clock=clock) for e in engines)
-        await second.append([submitted(0)])  # the head it knows is about to be stale
-        async with first.transaction() as conn:
-            assert await first.append_in(conn, [submitted(1), submitted(2)]) == [1, 2]
-            waiting = asyncio.create_task(second.append([submitted(3)]))
-            await asyncio.sleep(0.3)  # it asks for the lock and waits
-            assert not waiting.done()
-        assert await waiting == [3]
-        assert (await second.verify(SIGNER)).ok
-    finally:
-        for e in engines:
-            await e.dispose()
+    first, second = ledgers(engines, clock)
+    await second.append([submitted(0)])  # the head it knows is about to be stale
+    async with first.transaction() as conn:
+        assert await first.append_in(conn, [submitted(1), submitted(2)]) == [1, 2]
+        waiting = asyncio.create_task(second.append([submitted(3)]))
+        await asyncio.sleep(0.3)  # it asks for the lock and waits
+        assert not waiting.done()
+    assert await waiting == [3]
+    assert (await second.verify(SIGNER)).ok
 
 
 async def test_ledgers_taking_turns_see_each_others_entries_and_checkpoints(
-    db_url: str, clock: Clock
+    engines: tuple[AsyncEngine, AsyncEngine], clock: Clock
 ) -> None:
     """Each append finds the entries and checkpoints the other process wrote since its own last
     commit: the checkpoints fall every n entries of the one log, not of each process. On
     PostgreSQL the tree's frontier is found with one query while the other appender waits."""
-    engines = [create_engine(db_url), create_engine(db_url)]
     selects: list[str] = []
 
     def seen(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
         if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             selects.append(statement)
 
-    try:
-        first, second = (
-            SqlLedger(e, origin=ORIGIN, signer=SIGNER, checkpoint_entries=10, clock=clock)
-            for e in engines
-        )
-        for i in range(0, 38, 2):
-            await first.append([submitted(i)])
-            await second.append([submitted(i + 1)])
-        sizes = [cp.tree_size for cp in await first.checkpoints()]
-        assert sizes == [1, 11, 21, 31]
-        report = await second.verify(SIGNER)
-        assert report.ok and report.entries == 38
-        await first.append([submitted(38)])  # no checkpoint falls due
-        event.listen(engines[1].sync_engine, "before_cursor_execute", seen)
-        assert await second.append([submitted(39)]) == [39]
-        if engines[1].dialect.name == "postgresql":
-            assert len(selects) == 1
-    finally:
-        for e in engines:
-            await e.dispose()
+    first, second = ledgers(engines, clock, checkpoint_entries=10)
+    for i in range(0, 38, 2):
+        await first.append([submitted(i)])
+        await second.append([submitted(i + 1)])
+    sizes = [cp.tree_size for cp in await first.checkpoints()]
+    assert sizes == [1, 11, 21, 31]
+    report = await second.verify(SIGNER)
+    assert report.ok and report.entries == 38
+    await first.append([submitted(38)])  # no checkpoint falls due
+    event.listen(engines[1].sync_engine, "before_cursor_execute", seen)
+    assert await second.append([submitted(39)]) == [39]
+    if engines[1].dialect.name == "postgresql":
+        assert len(selects) == 1
 
 
 async def test_every_inclusion_and_consistency_proof_verifies(ledger: SqlLedger) -> None:
