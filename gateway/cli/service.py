@@ -59,7 +59,8 @@ def serve(host: str, port: int, grace: float, workers: int | None) -> None:
 
     With --workers N, N processes share the port and the database; the ledger stays one
     ordered log. Embedded, several workers share the SQLite files and take turns at its one
-    write lock: it works, but one worker is as fast (see docs/performance.md).
+    write lock: faster flat out, but with a longer latency tail at moderate load and more
+    memory, so the default stays one (see docs/operations.md).
     """
     from gateway.api.app import serve
     from gateway.api.tls import server_ssl_context
