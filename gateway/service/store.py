@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BindParameter,
+    Column,
     CompoundSelect,
     Row,
     Select,
@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     union_all,
     update,
 )
@@ -310,21 +311,38 @@ class Known:
 # What a submission asks: (sender, SHA-256 of the bytes, DocumentIds it names).
 KnownKey = tuple[str, str, tuple[str, ...]]
 
-# The packages of several submissions at once, by each unique index in turn (an OR of the two
-# made SQLite walk every package of the senders): a few rows more than asked for at most
-# (another sender's DocumentId, say), and a package found both ways twice; sorted out per
-# submission.
 _KNOWN_COLUMNS = (_p.sender, _p.package_id, _p.sha256, _p.document_identity, _p.answer)
-_SENDERS: BindParameter[str] = bindparam("senders", expanding=True)
-_KNOWN_PACKAGES = union_all(
-    select(*_KNOWN_COLUMNS).where(
-        _p.sender.in_(_SENDERS), _p.sha256.in_(bindparam("digests", expanding=True))
+
+
+def _packages_with(unique: Column[str | None], pairs: str, senders: str | None) -> Select[Any]:
+    """The packages whose (sender, ``unique``) is one of the pairs bound to ``pairs``; with
+    ``senders``, asked as two lists instead (one of senders, one of ``unique``'s values)."""
+    if senders is None:
+        return select(*_KNOWN_COLUMNS).where(
+            tuple_(_p.sender, unique).in_(bindparam(pairs, expanding=True))
+        )
+    return select(*_KNOWN_COLUMNS).where(
+        _p.sender.in_(bindparam(senders, expanding=True)),
+        unique.in_(bindparam(pairs, expanding=True)),
+    )
+
+
+# The packages of several submissions at once, by each unique index in turn (an OR of the two
+# made SQLite walk every package), a package found both ways twice. Both databases probe the
+# indexes, each asked its own way: PostgreSQL once per pair, given the (sender, value) pairs
+# (given a list of senders and one of values, it scanned every package); SQLite per sender
+# and value, given the two lists (a list of pairs made it scan), which finds a few rows more
+# than asked (another sender's DocumentId, say). Sorted out per submission.
+_KNOWN_PACKAGES = {
+    "postgresql": union_all(
+        _packages_with(_p.sha256, "digests", None),
+        _packages_with(_p.document_identity, "identities", None),
     ),
-    select(*_KNOWN_COLUMNS).where(
-        _p.sender.in_(_SENDERS),
-        _p.document_identity.in_(bindparam("identities", expanding=True)),
+    "sqlite": union_all(
+        _packages_with(_p.sha256, "digests", "senders"),
+        _packages_with(_p.document_identity, "identities", "senders"),
     ),
-)
+}
 
 
 async def known_packages(
@@ -332,12 +350,18 @@ async def known_packages(
 ) -> dict[KnownKey, list[Known]]:
     """For each submission's key, the packages its sender sent before with the same bytes or
     one of the DocumentIds it names (one statement for them all; a Lookup of the writer)."""
-    values = {
-        "senders": sorted({k[0] for k in keys}),
-        "digests": sorted({k[1] for k in keys}),
-        "identities": sorted({i for k in keys for i in k[2]}),
-    }
-    rows = {r.package_id: r for r in await conn.execute(_KNOWN_PACKAGES, values)}.values()
+    digests = sorted({(k[0], k[1]) for k in keys})
+    identities = sorted({(k[0], i) for k in keys for i in k[2]})
+    if conn.dialect.name == "postgresql":
+        values: dict[str, Any] = {"digests": digests, "identities": identities}
+    else:
+        values = {
+            "senders": sorted({k[0] for k in keys}),
+            "digests": sorted({d for _, d in digests}),
+            "identities": sorted({i for _, i in identities}),
+        }
+    query = _KNOWN_PACKAGES[conn.dialect.name]
+    rows = {r.package_id: r for r in await conn.execute(query, values)}.values()
     return {
         key: [
             Known(r.package_id, r.sha256, r.document_identity, r.answer)

@@ -1,16 +1,14 @@
 """The reads the writer makes once per batch (``gateway.service.store``), on SQLite and
-PostgreSQL: each submission gets exactly its sender's earlier packages, and SQLite finds them
-through the unique indexes rather than by walking every package of the senders."""
+PostgreSQL: each submission gets exactly its sender's earlier packages, found through the
+unique indexes rather than by walking every package."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
-from sqlalchemy import insert
+from sqlalchemy import event, insert
 
 from gateway.db.engine import create_engine
-from gateway.db.testing import prepare_database
 from gateway.service import store
 from gateway.service.models import package_table
 
@@ -62,20 +60,37 @@ async def test_each_submission_gets_its_own_senders_earlier_packages(db_url: str
         await engine.dispose()
 
 
-async def test_sqlite_finds_earlier_packages_through_the_unique_indexes(tmp_path: Path) -> None:
-    url = await prepare_database(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")
-    engine = create_engine(url)
-    params = {"senders": [A, B], "digests": ["h1", "h2"], "identities": ["d1"]}
-    sql = store._KNOWN_PACKAGES.params(params).compile(
-        dialect=engine.dialect, compile_kwargs={"literal_binds": True}
-    )
+async def test_earlier_packages_are_found_through_the_unique_indexes(db_url: str) -> None:
+    """A batch's lookup probes the unique indexes once per submission: it never reads every
+    package (it runs under the ledger's lock, and the table only grows)."""
+    senders = [f"000.{n:02d}.05.H07" for n in range(16)]
+    engine = create_engine(db_url)
+    sent: list[tuple[str, object]] = []
+
+    def record(_conn, _cursor, statement: str, parameters: object, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "gw_package" in statement:
+            sent.append((statement, parameters))
+
     try:
+        async with engine.begin() as conn:
+            rows = [package(n, senders[n % 16], f"h{n}", f"d{n}") for n in range(4000)]
+            await conn.execute(insert(package_table), rows)
+            await conn.exec_driver_sql("ANALYZE")
+        keys = [(senders[n], f"h{9000 + n}", (f"d{9000 + n}",)) for n in range(12)]
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
         async with engine.connect() as conn:
-            plan = [row[-1] for row in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+            assert await store.known_packages(conn, keys) == {key: [] for key in keys}
+            ((statement, parameters),) = sent
+            explain = "EXPLAIN" if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN"
+            result = await conn.exec_driver_sql(f"{explain} {statement}", parameters)  # type: ignore[arg-type]
+            plan = [str(row[-1]) for row in result]
     finally:
         await engine.dispose()
-    searches = [step for step in plan if "gw_package" in step]
-    assert len(searches) == 2, plan
-    assert all(step.startswith("SEARCH") for step in searches), plan
-    assert any("(sender=? AND sha256=?)" in step for step in searches), plan
-    assert any("(sender=? AND document_identity=?)" in step for step in searches), plan
+    if engine.dialect.name == "postgresql":
+        assert not any("Seq Scan" in step for step in plan), plan
+        assert any("Index Scan on uq_gw_package_sender_sha256" in step for step in plan), plan
+    else:
+        searches = [step for step in plan if "gw_package" in step]
+        assert len(searches) == 2, plan
+        assert all(step.startswith("SEARCH") for step in searches), plan
+        assert any("(sender=? AND sha256=?)" in step for step in searches), plan
