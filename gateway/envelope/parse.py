@@ -171,9 +171,12 @@ class Reading:
         )
 
     def _read(self) -> Package:
+        contents = self._contents
         if isinstance(self._source, bytes):
             data = self._source
-        else:  # read only now, once the attachments are decoded
+        else:  # a spooled scan: decoded first, then read, so it is never in memory thrice
+            if contents is None and self.kind is Kind.DOCUMENT:
+                contents = decode_attachments(self.tree)
             self._source.seek(0)
             data = self._source.read()
         header = self.tree.find(f"{names.ENVELOPE}/{names.HEADER}")
@@ -183,7 +186,7 @@ class Reading:
         sha256 = hashlib.sha256(data).hexdigest()
         if self.kind is Kind.STATUS:
             return read_status(header, findings, raw=data, sha256=sha256)
-        return read_document(self.tree, header, findings, self._contents, raw=data, sha256=sha256)
+        return read_document(self.tree, header, findings, contents, raw=data, sha256=sha256)
 
 
 def check(
@@ -235,13 +238,17 @@ def _fast_reading(
 
     The strict schema has placed the one signature and checked its algorithms, the OrganId and
     DocumentId formats, dates, counts and pairings; FAST_CHECKS does the rest, and decoding
-    the attachments proves their base64."""
+    the attachments proves their base64. The Reading keeps what was decoded, but for a spooled
+    scan: held through the signature's check (the peak of a scan's memory) it would add the
+    attachments' size to that peak, so the model decodes them again."""
     if not _local.fast_checks(message):
         return None
     try:
-        contents = decode_attachments(root)
+        contents: list[bytes] | None = decode_attachments(root)
     except PackageRejected:
         return None
+    if not isinstance(source, bytes):
+        contents = None
     return Reading(root, Kind.DOCUMENT, Profile.STRICT, source, contents=contents)
 
 

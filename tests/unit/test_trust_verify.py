@@ -4,6 +4,8 @@ states, the sender checks, and the model read from the signed XML."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from trustkit import (
 
 from gateway.directory import Directory, load_directory
 from gateway.envelope import Profile, build_package, names, parse_package
+from gateway.envelope.model import Attachment
 from gateway.errors import PackageRejected
 from gateway.trust import (
     SignatureState,
@@ -102,6 +105,29 @@ def test_signed_package_reads_back_as_the_model(kit: Pki) -> None:
     assert result.package.attachments[0].data == package.attachments[0].data
     assert result.cert_sha256 == fingerprint(kit.unit(SENDER)[1])
     assert result.problem is None and result.message is None
+
+
+def test_a_scan_verified_from_its_file_is_not_held_decoded_until_it_is_read(
+    kit: Pki, tmp_path: Path
+) -> None:
+    """A large letter spooled to a file keeps no decoded copy of its attachments between its
+    verification (whose signature check is a scan's memory peak) and the reading of its
+    model; the model then has them, and the bytes as sent."""
+    scan = os.urandom(4 << 20)
+    attachment = Attachment("cid:scan", "scan.pdf", "application/pdf", scan)
+    data = kit.signed(SENDER, document_from(SENDER, attachments=(attachment,)))
+    path = tmp_path / "scan.xml"
+    path.write_bytes(data)
+    with path.open("rb") as spooled:
+        tracemalloc.start()
+        try:
+            result = verify_package(spooled, kit.trust(), kit.directory(), STRICT, NOW)
+            held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert held < len(scan) // 4
+        assert result.package.attachments[0].data == scan
+        assert result.package.raw == data
 
 
 def test_signature_is_the_last_child_of_the_header_with_the_required_shape(kit: Pki) -> None:
