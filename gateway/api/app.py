@@ -79,6 +79,7 @@ def _attach(app: web.Application, runtime: Runtime) -> None:
     app[RUNTIME].waiting = None
     runtime.reloader.listeners.append(app[METRICS].observe_reload)
     runtime.deliverer.on_push_failure.append(app[METRICS].observe_push_failure)
+    runtime.gateway.writer.on_batch.append(app[METRICS].observe_batch)
 
 
 def build_app(runtime: Runtime) -> web.Application:

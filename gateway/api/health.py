@@ -27,9 +27,13 @@ from gateway.api.problems import Handler
 from gateway.db.engine import reader
 from gateway.service import store
 from gateway.service.reload import ReloadResult
+from gateway.service.writer import BatchTimes
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+# A batch waits and holds the lock for milliseconds, tens under load.
+_LOCK_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0)
 
 
 class Metrics:
@@ -93,6 +97,28 @@ class Metrics:
             registry=self.registry,
         )
         self.reloaded_at.set_to_current_time()
+        self.writer_batches = Counter(
+            "gateway_writer_batches",
+            "Write transactions committed by this process (each holds the ledger lock once)",
+            registry=self.registry,
+        )
+        self.writer_jobs = Counter(
+            "gateway_writer_jobs",
+            "Requests' database work done in those transactions",
+            registry=self.registry,
+        )
+        self.writer_waited = Histogram(
+            "gateway_writer_lock_wait_seconds",
+            "Time a write transaction waited for the ledger lock",
+            buckets=_LOCK_BUCKETS,
+            registry=self.registry,
+        )
+        self.writer_held = Histogram(
+            "gateway_writer_lock_held_seconds",
+            "Time a write transaction held the ledger lock, until its commit was done",
+            buckets=_LOCK_BUCKETS,
+            registry=self.registry,
+        )
         self.connections_refused = Counter(
             "gateway_connections_refused",
             "Connections closed at once: their client address had as many open as allowed",
@@ -101,6 +127,12 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+
+    def observe_batch(self, times: BatchTimes) -> None:
+        self.writer_batches.inc()
+        self.writer_jobs.inc(times.jobs)
+        self.writer_waited.observe(times.waited)
+        self.writer_held.observe(times.held)
 
     def observe_push_failure(self, unit: str) -> None:
         self.push_failures.labels(unit).inc()

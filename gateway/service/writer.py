@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -132,6 +133,17 @@ Job = Callable[[Batch], Awaitable[T]]
 
 
 @dataclass(frozen=True, slots=True)
+class BatchTimes:
+    """A committed batch, for the metrics: its jobs, how long it waited for the ledger lock
+    (from asking for a connection to holding the lock and the tree's head), and how long it
+    held it (until its commit was done), in seconds."""
+
+    jobs: int
+    waited: float
+    held: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Item:
     job: Job[Any]
     independent: bool
@@ -148,8 +160,9 @@ class Writer:
         self.max_jobs = max_jobs
         self._waiting: collections.deque[_Item] = collections.deque()
         self._leader: asyncio.Task[None] | None = None
-        self.batches = 0  # committed transactions, for the metrics and tests
+        self.batches = 0  # committed transactions, for tests
         self.jobs = 0
+        self.on_batch: list[Callable[[BatchTimes], None]] = []  # after each commit
 
     async def run(
         self,
@@ -207,7 +220,9 @@ class Writer:
         ``items`` once the ledger lock is held: those that came while another process held it
         join the batch instead of waiting for the next."""
         answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        asked = time.perf_counter()
         async with self.ledger.transaction() as conn:
+            locked = time.perf_counter()
             if not items:
                 items += self._take()
             appender = await self.ledger.appender(conn)
@@ -234,8 +249,11 @@ class Writer:
                     break
             await batch.write_pending()
             await appender.flush(conn)
+        times = BatchTimes(len(answers), locked - asked, time.perf_counter() - locked)
         self.batches += 1
         self.jobs += len(answers)
+        for observe in self.on_batch:
+            observe(times)
         for future, value, error in answers:
             _settle(future, value, error)
         for hook in batch.after_commit:

@@ -339,11 +339,35 @@ async def test_health_readiness_and_metrics(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         health = await get_json(session, stack.url + "/healthz")
         ready = await get_json(session, stack.url + "/readyz")
-        async with session.get(stack.url + "/metrics") as response:
-            text = await response.read()
+        before = await metric_values(session, stack.url)
+        async with client(stack, SENDER) as gw:
+            await asyncio.gather(
+                *(gw.submit(letter(stack, PULL, number=f"7{n}")) for n in range(4))
+            )
+        after = await metric_values(session, stack.url)
     assert health == {"status": "ok"}
     assert ready == {"ready": True, "database": "ok", "bus": "ok"}
-    assert b"gateway_http_requests_total" in text
+    assert after["gateway_http_requests_total"] > before["gateway_http_requests_total"]
+    # The four letters' database work was done in committed write transactions, each timed.
+    jobs = after["gateway_writer_jobs_total"] - before["gateway_writer_jobs_total"]
+    batches = after["gateway_writer_batches_total"] - before["gateway_writer_batches_total"]
+    assert jobs >= 4 and 1 <= batches <= jobs
+    for timed in ("gateway_writer_lock_wait_seconds", "gateway_writer_lock_held_seconds"):
+        assert after[f"{timed}_count"] - before[f"{timed}_count"] == batches
+        assert after[f"{timed}_sum"] > before[f"{timed}_sum"]
+
+
+async def metric_values(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The /metrics samples without labels by name, those with labels summed."""
+    async with session.get(url + "/metrics") as response:
+        text = await response.text()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            name = name.split("{")[0]
+            values[name] = values.get(name, 0.0) + float(value)
+    return values
 
 
 async def test_a_revoked_token_is_refused_and_auditors_get_csv(stack: Stack) -> None:
