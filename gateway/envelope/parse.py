@@ -174,7 +174,9 @@ class Reading:
         contents = self._contents
         if isinstance(self._source, bytes):
             data = self._source
-        else:  # a spooled scan: decoded first, then read, so it is never in memory thrice
+        else:
+            # A spooled scan: its attachments are decoded before its bytes are read (decoding
+            # holds the base64 text as a string for a moment, and not the bytes with it).
             if contents is None and self.kind is Kind.DOCUMENT:
                 contents = decode_attachments(self.tree)
             self._source.seek(0)

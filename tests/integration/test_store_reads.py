@@ -61,8 +61,8 @@ async def test_each_submission_gets_its_own_senders_earlier_packages(db_url: str
 
 
 async def test_earlier_packages_are_found_through_the_unique_indexes(db_url: str) -> None:
-    """A batch's lookup probes the unique indexes once per submission: it never reads every
-    package (it runs under the ledger's lock, and the table only grows)."""
+    """A batch's lookup probes the unique indexes: it never reads every package (it runs
+    under the ledger's lock, and the table only grows)."""
     senders = [f"000.{n:02d}.05.H07" for n in range(16)]
     engine = create_engine(db_url)
     sent: list[tuple[str, object]] = []
