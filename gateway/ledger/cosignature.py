@@ -10,7 +10,6 @@ Its verifier key is ``<name>+<key id hex>+base64(0x04 || public key)``.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -80,7 +79,7 @@ def _split(line: str) -> tuple[str, bytes]:
     name, _, blob = line.rstrip("\n").removeprefix(SIGNATURE_PREFIX).partition(" ")
     try:
         raw = base64.b64decode(blob, validate=True)
-    except binascii.Error as e:
+    except ValueError as e:  # binascii.Error, or a character outside ASCII
         raise _invalid("a cosignature line is not base64") from e
     if not line.startswith(SIGNATURE_PREFIX) or len(raw) != 4 + 8 + 64:
         raise _invalid("a cosignature line is an em dash, a name and 76 bytes of base64")

@@ -24,6 +24,7 @@ from gateway.ledger.cosignature import (
     cosignatures_in,
     verify_cosignature,
     with_cosignatures,
+    witness_of,
 )
 from gateway.ledger.merkle import leaf_hash, root_from_leaves
 from gateway.service.evidence import received, signature_required
@@ -124,6 +125,22 @@ def test_a_cosignature_is_the_c2sp_line_and_names_its_witness() -> None:
     other = Checkpoint("log.example", 4, root_from_leaves([leaf_hash(b"a")] * 4)).sign(log)
     with pytest.raises(GatewayError, match="does not verify"):
         verify_cosignature(other, line, witness)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "— witness.example AAAA!!",  # not base64
+        "— witness.example 你好1234",  # not even ASCII
+        "lorem ipsum",  # no em dash
+        "— witness.example AAAA",  # too short
+    ],
+)
+def test_a_malformed_cosignature_line_is_refused_as_an_invalid_proof(line: str) -> None:
+    witness = Witness("witness.example", Ed25519PrivateKey.generate())
+    with pytest.raises(GatewayError) as caught:
+        witness_of(line, [witness])
+    assert caught.value.code == "proof_invalid"
 
 
 def test_the_witness_refuses_a_log_that_shrank_or_forked() -> None:
