@@ -8,7 +8,6 @@ proof in the tree of the checkpoint's size. The format is documented in docs/led
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -111,7 +110,7 @@ def receipt_from_json(obj: Any) -> Receipt:
             certificate_chain=obj.get("certificate_chain"),
             acknowledgements=tuple(_str(a) for a in obj.get("acknowledgements") or ()),
         )
-    except (KeyError, TypeError, binascii.Error) as e:
+    except (KeyError, TypeError, ValueError) as e:  # ValueError: binascii.Error, not ASCII
         raise _invalid(f"malformed receipt: {e!r}") from e
 
 

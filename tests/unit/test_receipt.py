@@ -174,6 +174,8 @@ TAMPERS = {
     "no entries": lambda r: r.update(entries=[]),
     "wrong format": lambda r: r.update(format="something-else"),
     "entry not base64": lambda r: r["entries"][0].update(entry="***"),
+    "entry not even ASCII": lambda r: r["entries"][0].update(entry="bản ghi"),
+    "proof hash not ASCII": lambda r: r["entries"][0]["inclusion_proof"].__setitem__(0, "băm"),
 }
 
 
