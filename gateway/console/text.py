@@ -122,6 +122,7 @@ WORDS: dict[str, tuple[str, str]] = {
         "Biểu mẫu đã hết hạn, hãy thử lại",
         "The form has expired; please try again",
     ),
+    "bad_form": ("Không đọc được biểu mẫu", "The form could not be read"),
     "done": ("Đã xong", "Done"),
     "error": ("Lỗi", "Error"),
     "page": ("Trang", "Page"),

@@ -111,7 +111,10 @@ async def caller_of(request: web.Request) -> Caller:
 
 async def posted(request: web.Request, session: Session) -> dict[str, str]:
     """A posted form (its text fields) whose CSRF field matches ``session``'s."""
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, LookupError) as e:  # multipart without its boundary, unknown charset
+        raise Refused(400, "bad_form") from e
     if not session.check_csrf(form.get("csrf")):
         raise Refused(403, "expired_form")
     return {k: v for k, v in form.items() if isinstance(v, str)}

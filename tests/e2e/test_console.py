@@ -85,6 +85,25 @@ async def test_sign_in_refuses_a_bad_token_a_unit_token_and_a_missing_csrf(
         assert status == 200 and 'name="token"' in page  # still not signed in
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "application/x-www-form-urlencoded; charset=no-such-charset"],
+)
+async def test_a_form_that_cannot_be_read_is_refused_with_a_page(
+    embedded: Stack, content_type: str
+) -> None:
+    async with Console(embedded.url) as console:
+        await console.get("/login")
+        body = f"token=x&csrf={console.csrf}"
+        for path in ("/login", "/logout", "/lang"):
+            async with console.session.post(
+                embedded.url + path, data=body, headers={"Content-Type": content_type}
+            ) as r:
+                page = await r.text()
+            assert r.status == 400, path
+            assert "Không đọc được biểu mẫu" in unicodedata.normalize("NFC", page), path
+
+
 async def test_every_form_needs_the_session_s_csrf_secret(embedded: Stack) -> None:
     async with Console(embedded.url) as console:
         await console.sign_in(embedded.tokens["operator"])
