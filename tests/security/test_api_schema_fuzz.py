@@ -1,7 +1,9 @@
 """Property-based API testing: schemathesis generates requests from the served OpenAPI
-document (`/v1/openapi.json`) for every operation, valid and not, and sends them to a running
-embedded `gateway serve` with an operator's token and with a unit's. No answer may be a 5xx,
-and every answer must match the document: its status code, content type and body schema."""
+document (`/v1/openapi.json`) for every operation, valid and not (its coverage phase adds the
+edge cases: malformed content types, missing and extra parameters), and sends them to a
+running embedded `gateway serve` with an operator's token and with a unit's. No answer may be
+a 5xx, and every answer must match the document: its status code, content type and body
+schema."""
 
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ async def test_every_operation_answers_as_documented(tmp_path: Path) -> None:
         for who, token in tokens.items():
             run = subprocess.run(
                 [st, "--no-color", "run", f"{url}/v1/openapi.json", "--checks", CHECKS,
-                 "--max-examples", str(EXAMPLES), "--phases", "examples,fuzzing",
+                 "--max-examples", str(EXAMPLES), "--phases", "examples,coverage,fuzzing",
                  "--header", f"Authorization: Bearer {token}"],
                 cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
             )  # fmt: skip
