@@ -55,6 +55,10 @@ class _Facts:
 
 
 @functools.lru_cache(maxsize=8192)
+def _malformed(e: Exception) -> PackageRejected:
+    return PackageRejected("cert_untrusted", f"the signer certificate is malformed: {e}")
+
+
 def _facts(cert: x509.Certificate) -> _Facts:
     try:
         problem = None
@@ -73,8 +77,8 @@ def _facts(cert: x509.Certificate) -> _Facts:
     except (ValueError, x509.DuplicateExtension) as e:
         # a name or an extension, which the parser reads only when asked, is malformed
         never = dt.datetime.min.replace(tzinfo=dt.UTC)
-        malformed = f"the signer certificate is malformed: {e}"
-        return _Facts(fingerprint(cert), (), ("cert_untrusted", malformed), never, never)
+        malformed = _malformed(e)
+        return _Facts(fingerprint(cert), (), (malformed.code, malformed.message), never, never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +264,8 @@ class TrustStore:
             verified = verifier.verify(cert, [*intermediates, *self.intermediates])
         except verification.VerificationError as e:
             raise self._chain_error(cert, str(e), now) from e
+        except ValueError as e:  # a name it had to read does not parse
+            raise _malformed(e) from e
         chain = tuple(verified.chain)
         return _Chain(
             chain,
@@ -274,7 +280,7 @@ class TrustStore:
         try:
             cert.subject, cert.issuer  # noqa: B018 (read lazily: a malformed name raises here)
         except ValueError as e:
-            return PackageRejected("cert_untrusted", f"the signer certificate is malformed: {e}")
+            return _malformed(e)
         if cert.subject == cert.issuer:
             return PackageRejected(
                 "cert_untrusted", "the signer certificate is self-signed, not issued by our CA"

@@ -4,6 +4,7 @@ store's own rules (CRL freshness and issuer, roots, intermediates from KeyInfo).
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -68,6 +69,19 @@ def test_self_signed_certificate_is_cert_untrusted(kit: Pki) -> None:
     assert code_of(data, kit) == "cert_untrusted"
     result = verify_package(data, kit.trust(), kit.directory(), "compat", NOW)
     assert result.signature_state is SignatureState.UNTRUSTED and result.problem == "cert_untrusted"
+
+
+def test_a_certificate_whose_subject_does_not_parse_is_cert_untrusted(
+    kit: Pki, data_dir: Path
+) -> None:
+    """Found by fuzzing: a signer certificate whose subject is not valid UTF-8 (it loads; its
+    names are parsed when read) made the chain's verifier raise ValueError, which escaped the
+    verification as a failure instead of a refusal."""
+    der = (data_dir / "certificates" / "subject-not-utf8.der").read_bytes()
+    cert = x509.load_der_x509_certificate(der)
+    with pytest.raises(PackageRejected) as caught:
+        kit.trust().check_signer(cert, NOW)
+    assert caught.value.code == "cert_untrusted"
 
 
 def test_certificate_of_an_unknown_ca_is_cert_untrusted(kit: Pki) -> None:
