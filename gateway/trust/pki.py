@@ -67,7 +67,7 @@ def organ_ids(cert: x509.Certificate) -> tuple[str, ...]:
                 text = value if isinstance(value, str) else value.decode("utf-8", "replace")
                 if _ORGAN_ID.fullmatch(text) and text not in found:
                     found.append(text)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a value of a type its attribute may not have
         return ()
     return tuple(found)
 

@@ -74,7 +74,7 @@ def _facts(cert: x509.Certificate) -> _Facts:
             cert.not_valid_before_utc,
             cert.not_valid_after_utc,
         )
-    except (ValueError, x509.DuplicateExtension) as e:
+    except (ValueError, TypeError, x509.DuplicateExtension) as e:
         # a name or an extension, which the parser reads only when asked, is malformed
         never = dt.datetime.min.replace(tzinfo=dt.UTC)
         malformed = _malformed(e)
@@ -279,7 +279,7 @@ class TrustStore:
     ) -> PackageRejected:
         try:
             cert.subject, cert.issuer  # noqa: B018 (read lazily: a malformed name raises here)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:  # TypeError: a value of a type not allowed there
             return _malformed(e)
         if cert.subject == cert.issuer:
             return PackageRejected(

@@ -145,7 +145,11 @@ def _leaf(certs: list[x509.Certificate]) -> x509.Certificate:
     """The signer certificate: the one that issued none of the others."""
     if len(certs) == 1:
         return certs[0]
-    leaves = [c for c in certs if not any(o is not c and o.issuer == c.subject for o in certs)]
+    try:
+        leaves = [c for c in certs if not any(o is not c and o.issuer == c.subject for o in certs)]
+    except (ValueError, TypeError) as e:  # names are read only now: a malformed one raises
+        message = f"a certificate in KeyInfo is malformed: {e}"
+        raise PackageRejected("cert_untrusted", message) from e
     if len(leaves) != 1:
         raise PackageRejected(
             "signature_ambiguous", "KeyInfo holds several certificates and no single signer"

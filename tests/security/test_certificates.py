@@ -3,6 +3,7 @@ store's own rules (CRL freshness and issuer, roots, intermediates from KeyInfo).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from pathlib import Path
 
@@ -10,9 +11,21 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from trustkit import NOW, OTHER, SENDER, Pki, document_from, ec_key, sha1_certificate, sign_as
+from lxml import etree
+from trustkit import (
+    NOW,
+    OTHER,
+    SENDER,
+    Pki,
+    document_from,
+    ec_key,
+    serialize,
+    sha1_certificate,
+    sign_as,
+    tree,
+)
 
-from gateway.envelope import Profile, build_package
+from gateway.envelope import Profile, build_package, names
 from gateway.errors import ConfigError, PackageRejected
 from gateway.trust import SignatureState, TrustStore, pki, sign_package, verify_package
 from gateway.trust.store import CHAIN_CACHE_SIZE
@@ -71,17 +84,35 @@ def test_self_signed_certificate_is_cert_untrusted(kit: Pki) -> None:
     assert result.signature_state is SignatureState.UNTRUSTED and result.problem == "cert_untrusted"
 
 
+# Found by the coverage-guided fuzzer: signer certificates that load but whose subject raises
+# when read (names are parsed lazily), from the chain's verifier or from cryptography's Name.
+MALFORMED = {
+    "not UTF-8": "subject-not-utf8.der",
+    "a BIT STRING where only x500UniqueIdentifier may have one": "subject-bitstring.der",
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED.values(), ids=MALFORMED.keys())
 def test_a_certificate_whose_subject_does_not_parse_is_cert_untrusted(
-    kit: Pki, data_dir: Path
+    kit: Pki, data_dir: Path, name: str
 ) -> None:
-    """Found by fuzzing: a signer certificate whose subject is not valid UTF-8 (it loads; its
-    names are parsed when read) made the chain's verifier raise ValueError, which escaped the
-    verification as a failure instead of a refusal."""
-    der = (data_dir / "certificates" / "subject-not-utf8.der").read_bytes()
-    cert = x509.load_der_x509_certificate(der)
+    cert = x509.load_der_x509_certificate((data_dir / "certificates" / name).read_bytes())
     with pytest.raises(PackageRejected) as caught:
         kit.trust().check_signer(cert, NOW)
     assert caught.value.code == "cert_untrusted"
+
+
+@pytest.mark.parametrize("name", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_certificate_beside_the_signers_in_keyinfo_is_cert_untrusted(
+    kit: Pki, data_dir: Path, name: str
+) -> None:
+    """With several certificates in KeyInfo the signer is the one that issued none of the
+    others, found by comparing their names: a name that cannot be read is refused."""
+    root = tree(kit.signed())
+    (x509_data,) = root.iter(f"{{{names.DS_NS}}}X509Data")
+    extra = etree.SubElement(x509_data, f"{{{names.DS_NS}}}X509Certificate")
+    extra.text = base64.b64encode((data_dir / "certificates" / name).read_bytes()).decode()
+    assert code_of(serialize(root), kit) == "cert_untrusted"
 
 
 def test_certificate_of_an_unknown_ca_is_cert_untrusted(kit: Pki) -> None:
