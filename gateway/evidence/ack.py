@@ -10,7 +10,6 @@ edXML packages, so a unit signs both with one key and one certificate.
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
@@ -140,7 +139,7 @@ def parse_ack(jws: str) -> ParsedAck:
         )
         statement = _statement(claims)
         alg = header["alg"]
-    except (ValueError, KeyError, TypeError, binascii.Error) as e:
+    except (ValueError, KeyError, TypeError, x509.InvalidVersion) as e:
         raise _invalid(f"malformed acknowledgement: {e}") from e
     if header.get("typ") != TYPE or set(header) - {"alg", "typ", "x5c"}:
         raise _invalid(f"the JWS header must be typ {TYPE} with alg and x5c only")

@@ -134,7 +134,7 @@ def _signer_certificates(sig: etree._Element) -> list[x509.Certificate]:
     for text in texts:
         try:
             certs.append(_certificate(text))
-        except ValueError as e:
+        except (ValueError, x509.InvalidVersion) as e:
             raise PackageRejected(
                 "signature_invalid", "an X509Certificate of the signature is not a certificate"
             ) from e

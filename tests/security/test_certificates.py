@@ -115,6 +115,17 @@ def test_a_malformed_certificate_beside_the_signers_in_keyinfo_is_cert_untrusted
     assert code_of(serialize(root), kit) == "cert_untrusted"
 
 
+def test_a_certificate_of_no_known_x509_version_is_not_a_certificate(kit: Pki) -> None:
+    """Found by the coverage-guided fuzzer: cryptography refuses such a certificate with
+    InvalidVersion, which is not a ValueError."""
+    root = tree(kit.signed())
+    (element,) = root.iter(f"{{{names.DS_NS}}}X509Certificate")
+    der = base64.b64decode(element.text or "")
+    v3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
+    element.text = base64.b64encode(der.replace(v3, v3[:-1] + b"\x0a", 1)).decode()
+    assert code_of(serialize(root), kit) == "signature_invalid"
+
+
 def test_certificate_of_an_unknown_ca_is_cert_untrusted(kit: Pki) -> None:
     rogue_key = pki.new_key(ca=True)
     rogue = pki.make_root(rogue_key, NOW - 30 * DAY, name="Rogue Root CA")

@@ -47,6 +47,20 @@ def test_a_signed_acknowledgement_verifies_with_the_units_certificate(algorithm:
     assert parse_ack(jws).algorithm == ("ES256" if algorithm == "ec" else "RS256")
 
 
+def test_an_acknowledgement_whose_certificate_has_no_known_x509_version_is_refused() -> None:
+    kit = Pki()
+    key, cert = kit.unit(SENDER)
+    header, payload, signature = sign_ack(statement(), key, cert).split(".")
+    fields = json.loads(base64.urlsafe_b64decode(header + "=="))
+    der = base64.b64decode(fields["x5c"][0])
+    v3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
+    fields["x5c"][0] = base64.b64encode(der.replace(v3, v3[:-1] + b"\x0a", 1)).decode()
+    changed = base64.urlsafe_b64encode(json.dumps(fields).encode()).rstrip(b"=").decode()
+    with pytest.raises(GatewayError) as caught:
+        parse_ack(f"{changed}.{payload}.{signature}")
+    assert caught.value.code == "ack_invalid"
+
+
 def test_a_changed_statement_or_a_foreign_certificate_is_refused() -> None:
     kit = Pki()
     key, cert = kit.unit(SENDER)
