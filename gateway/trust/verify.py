@@ -226,6 +226,9 @@ def _check_signature(
         ) from e
     except (SignXMLException, etree.DocumentInvalid, ValueError) as e:
         raise PackageRejected("signature_invalid", f"the signature does not verify: {e}") from e
+    except etree.XMLSyntaxError as e:
+        # signxml copies parts by serializing them as ASCII, which cannot spell every name
+        raise PackageRejected("signature_invalid", f"the signature cannot be read: {e}") from e
     except UnsupportedAlgorithm as e:  # the certificate's key is of a type no one can check
         raise PackageRejected(
             "signature_invalid", f"the signer certificate's key cannot be used: {e}"
