@@ -54,11 +54,11 @@ class _Facts:
     not_after: dt.datetime
 
 
-@functools.lru_cache(maxsize=8192)
 def _malformed(e: Exception) -> PackageRejected:
     return PackageRejected("cert_untrusted", f"the signer certificate is malformed: {e}")
 
 
+@functools.lru_cache(maxsize=8192)
 def _facts(cert: x509.Certificate) -> _Facts:
     try:
         problem = None
