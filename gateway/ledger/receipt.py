@@ -232,7 +232,10 @@ def load_verifier(text: str) -> NoteVerifier | Ed25519PublicKey:
         data = text.encode()
         key: Any
         if b"CERTIFICATE" in data.split(b"\n", 1)[0]:
-            key = x509.load_pem_x509_certificate(data).public_key()
+            try:
+                key = x509.load_pem_x509_certificate(data).public_key()
+            except x509.InvalidVersion as e:  # not a ValueError
+                raise ValueError(f"not a certificate: {e}") from e
         else:
             key = serialization.load_pem_public_key(data)
         if not isinstance(key, Ed25519PublicKey):

@@ -127,6 +127,17 @@ def test_a_non_ed25519_key_is_refused() -> None:
         load_verifier(pem.decode())
 
 
+def test_a_certificate_of_no_known_x509_version_is_refused_as_a_key() -> None:
+    der = x509.load_pem_x509_certificate(self_signed_certificate_pem().encode()).public_bytes(
+        serialization.Encoding.DER
+    )
+    v3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
+    broken = base64.encodebytes(der.replace(v3, v3[:-1] + b"\x0a", 1)).decode()
+    pem = f"-----BEGIN CERTIFICATE-----\n{broken}-----END CERTIFICATE-----\n"
+    with pytest.raises(ValueError, match="not a certificate"):
+        load_verifier(pem)
+
+
 def test_a_receipt_signed_by_another_key_fails_even_if_it_embeds_that_key() -> None:
     impostor = NoteSigner(ORIGIN, Ed25519PrivateKey.generate())
     obj = make_receipt(signer=impostor)
