@@ -172,6 +172,13 @@ def _children(der: bytes) -> list[bytes]:
 SHA1_WITH_RSA = bytes.fromhex("300d06092a864886f70d0101050500")
 
 
+def of_unknown_version(der: bytes) -> bytes:
+    """The certificate ``der`` (an X.509 v3 one) claiming version 10, which no one knows."""
+    v3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
+    assert v3 in der
+    return der.replace(v3, v3[:-1] + b"\x0a", 1)
+
+
 def sha1_certificate(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.Certificate:
     """``cert`` re-signed by ``issuer_key`` (RSA) with sha1WithRSAEncryption."""
     outer = _children(cert.public_bytes(serialization.Encoding.DER))

@@ -11,7 +11,7 @@ import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from trustkit import NOW, OTHER, PINNED, SENDER, Pki
+from trustkit import NOW, OTHER, PINNED, SENDER, Pki, of_unknown_version
 
 from gateway.config import LedgerSettings
 from gateway.errors import GatewayError
@@ -53,8 +53,7 @@ def test_an_acknowledgement_whose_certificate_has_no_known_x509_version_is_refus
     header, payload, signature = sign_ack(statement(), key, cert).split(".")
     fields = json.loads(base64.urlsafe_b64decode(header + "=="))
     der = base64.b64decode(fields["x5c"][0])
-    v3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2
-    fields["x5c"][0] = base64.b64encode(der.replace(v3, v3[:-1] + b"\x0a", 1)).decode()
+    fields["x5c"][0] = base64.b64encode(of_unknown_version(der)).decode()
     changed = base64.urlsafe_b64encode(json.dumps(fields).encode()).rstrip(b"=").decode()
     with pytest.raises(GatewayError) as caught:
         parse_ack(f"{changed}.{payload}.{signature}")
