@@ -411,10 +411,21 @@ class GatewayClient:
         return Submitted(status, answer)
 
     async def inbox(
-        self, *, unit: str | None = None, limit: int | None = None, after: str | None = None
+        self,
+        *,
+        unit: str | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+        wait: int | None = None,
     ) -> dict[str, Any]:
-        """GET /v1/inbox: one page ``{"items": [...], "next": cursor|None}``."""
-        params = {"unit": unit, "limit": None if limit is None else str(limit), "after": after}
+        """GET /v1/inbox: one page ``{"items": [...], "next": cursor|None}``. ``wait``: when
+        the inbox is empty, wait up to that many seconds (at most 30) for a copy."""
+        params = {
+            "unit": unit,
+            "limit": None if limit is None else str(limit),
+            "after": after,
+            "wait": None if wait is None else str(wait),
+        }
         _, page = await self._json(
             "GET", "/v1/inbox", params={k: v for k, v in params.items() if v is not None}
         )

@@ -93,6 +93,9 @@ class ApiSettings:
     # Open connections one client address may hold, per gateway process (0: no cap); more
     # are closed at once. Behind a reverse proxy every client has the proxy's address.
     connections_per_address: int = 256
+    # Seconds the gateway holds a long poll of an empty inbox (``GET /v1/inbox?wait=``) at
+    # most, whatever the client asked (0: never waits). Under a reverse proxy's idle timeout.
+    long_poll: int = 30
 
 
 @dataclass(frozen=True)
@@ -261,15 +264,24 @@ def _build(cls: type[Any], prefix: str, env: Mapping[str, str], table: Mapping[s
     return settings
 
 
+# Numbers whose 0 has a meaning of its own (no cap, no wait); every other must be positive.
+MAY_BE_ZERO = frozenset({"GATEWAY_API_CONNECTIONS_PER_ADDRESS", "GATEWAY_API_LONG_POLL"})
+
+
 def _check_positive(section: Any, prefix: str) -> None:
     for f in fields(section):
         value = getattr(section, f.name)
+        var = f"{prefix}{f.name.upper()}"
         number = isinstance(value, int) and not isinstance(value, bool)
+        if var in MAY_BE_ZERO and number:
+            if value < 0:
+                raise ConfigError(f"{var} must be 0 or more, got {value!r}")
+            continue
         bad = (number and value <= 0) or (
             isinstance(value, tuple) and any(isinstance(v, int) and v <= 0 for v in value)
         )
         if bad:
-            raise ConfigError(f"{prefix}{f.name.upper()} must be positive, got {value!r}")
+            raise ConfigError(f"{var} must be positive, got {value!r}")
 
 
 def _config_file(env: Mapping[str, str]) -> dict[str, Any]:

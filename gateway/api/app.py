@@ -71,7 +71,16 @@ def _application(settings: Settings) -> web.Application:
     console.mount(app, settings)
     if settings.vxp.enabled:  # the national-axis façade (docs/national-axis.md)
         vxp.mount(app, settings)
+    app.on_shutdown.append(_stopping)
     return app
+
+
+async def _stopping(app: web.Application) -> None:
+    """Before the grace for requests in progress: long polls answer now instead of holding
+    the stop for their whole wait."""
+    runtime = app[RUNTIME].runtime
+    if runtime is not None:
+        runtime.stopping()
 
 
 def _attach(app: web.Application, runtime: Runtime) -> None:

@@ -95,6 +95,9 @@ async def submit_package(request: web.Request) -> web.Response:
     return json_response(submission.answer, submission.status)
 
 
+MAX_WAIT_SECONDS = 30  # a long poll's longest wait: under the usual client and proxy timeouts
+
+
 def _inbox_unit(request: web.Request) -> str:
     principal = principal_of(request)
     unit = request.query.get("unit", principal.unit)
@@ -108,7 +111,11 @@ async def inbox(request: web.Request) -> web.Response:
     unit = _inbox_unit(request)
     limit = query_int(request, "limit", 50, low=1, high=500)
     after = query_int(request, "after", 0)
-    page = await runtime_of(request).gateway.inboxes.page(unit, after=after, limit=limit)
+    wait = query_int(request, "wait", 0, low=0, high=MAX_WAIT_SECONDS)
+    runtime = runtime_of(request)
+    page = await runtime.gateway.inboxes.page(
+        unit, after=after, limit=limit, wait=min(wait, runtime.settings.api.long_poll)
+    )
     items = [
         {
             "delivery_id": e.delivery_id,

@@ -239,9 +239,15 @@ PATHS: dict[str, dict[str, Any]] = {
                 LIMIT_INBOX,
                 query("after", "the cursor from next"),
                 query("unit", "operators: another unit's inbox"),
+                query(
+                    "wait",
+                    "seconds to wait for a copy when there is none (a long poll; default 0): "
+                    "the answer comes as soon as one is placed, or empty when the time is up",
+                    integer(0, maximum=30),
+                ),
             ],
             errors={
-                400: "limit or after is not valid",
+                400: "limit, after or wait is not valid",
                 403: "Another unit's inbox, or an auditor's token",
             },
         )

@@ -248,12 +248,10 @@ async def _receive_all(
     async def one_unit(session: aiohttp.ClientSession, code: str) -> None:
         headers = {"Authorization": f"Bearer {tokens[code]}"}
         while tally.acked < expected:
-            async with session.get(f"{url}/v1/inbox?limit=100", headers=headers) as r:
+            # a long poll: an empty inbox answers when a copy arrives (or after 5 s)
+            async with session.get(f"{url}/v1/inbox?limit=100&wait=5", headers=headers) as r:
                 _check(r, code, "list")
                 page = await r.json()
-            if not page["items"]:
-                await asyncio.sleep(0.05)
-                continue
             for item in page["items"]:
                 delivery = item["delivery_id"]
                 async with session.get(f"{url}/v1/inbox/{delivery}", headers=headers) as r:

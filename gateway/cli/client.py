@@ -255,6 +255,13 @@ def _inbox_line(item: dict[str, Any]) -> str:
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @click.option("--after", metavar="CURSOR", help="Continue after this cursor (from 'next').")
 @click.option("--all", "everything", is_flag=True, help="Follow 'next' to the end.")
+@click.option(
+    "--wait",
+    type=click.IntRange(0, 30),
+    default=0,
+    metavar="SECONDS",
+    help="When nothing waits, wait up to SECONDS (at most 30) for the first copy to arrive.",
+)
 @JSON_OPTION
 def inbox_list(
     url: str | None,
@@ -263,6 +270,7 @@ def inbox_list(
     limit: int,
     after: str | None,
     everything: bool,
+    wait: int,
     as_json: bool,
 ) -> None:
     """The copies waiting for you, oldest first: one line per copy with its delivery id,
@@ -273,7 +281,9 @@ def inbox_list(
         items: list[dict[str, Any]] = []
         cursor = after
         while True:
-            page = await gw.inbox(unit=for_unit, limit=limit, after=cursor)
+            page = await gw.inbox(
+                unit=for_unit, limit=limit, after=cursor, wait=None if items else wait or None
+            )
             items += page.get("items", [])
             cursor = page.get("next")
             if not everything or not cursor:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.upstream.links import Link, Links
 from gateway.bus import Bus, ClaimStore, Delivery, RetryPolicy
 from gateway.config import EnvelopeSettings, Settings
+from gateway.db.wakeups import Wakeups
 from gateway.directory import Directory
 from gateway.envelope import BusinessType, Kind, Package, Profile
 from gateway.errors import GatewayError, PackageRejected
@@ -104,6 +105,7 @@ class Gateway:
         trust: TrustStore,
         ledger: SqlLedger,
         writer: Writer,
+        wakeups: Wakeups,
         bus: Bus,
         inbox_modes: frozenset[str],
         policy: RetryPolicy | None = None,
@@ -125,7 +127,7 @@ class Gateway:
         # own store, which nothing prunes (the bus's claims may be pruned once delivered).
         self.bodies = ClaimStore(settings.home / "packages")
         self.bus = bus
-        self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, self.bodies)
+        self.inboxes = Inboxes(self.writer, ledger.engine, self.policy, self.bodies, wakeups)
         self.claimed = ClaimedBodies(ledger.engine, self.policy, self.bodies, clock)
         self.notices = Notices(self.writer, ledger.engine)
         self._outbox: list[Delivery] = []  # committed copies for the bus, not yet handed over
@@ -489,6 +491,7 @@ class Gateway:
         ]
         if outbox:
             batch.after_commit.append(lambda: self._publish_later(outbox))
+        self.inboxes.placed(batch, inboxed)
         return Submission(202, answer)
 
     async def _fresh_answer(self, answer: dict[str, Any], conn: AsyncConnection) -> dict[str, Any]:

@@ -3,7 +3,8 @@ acknowledges them (the receive/acknowledge cycle of the national axis)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.bus import ClaimStore, RetryPolicy
 from gateway.db.engine import reader
+from gateway.db.wakeups import Wakeups
 from gateway.errors import GatewayError
 from gateway.ledger import EventType
 from gateway.service import store
@@ -38,7 +40,9 @@ class FetchedCopy:
 class Inboxes:
     """The inboxes of every pull unit, in the gateway's database. Copies are placed in them
     when their package is accepted (in the same transaction); every change goes through the
-    writer. The attempt limit and the time-to-live are the bus's retry policy."""
+    writer. The attempt limit and the time-to-live are the bus's retry policy. A unit's system
+    may wait for its next copy (:meth:`page` with ``wait``): it is woken when a commit places a
+    copy in its inbox, in whichever process (gateway.db.wakeups)."""
 
     def __init__(
         self,
@@ -46,12 +50,21 @@ class Inboxes:
         engine: AsyncEngine,
         policy: RetryPolicy,
         bodies: ClaimStore,
+        wakeups: Wakeups,
     ) -> None:
         self.writer = writer
         self.engine = engine
         self._reader = reader(engine)  # listing and fetching: one statement, no transaction
         self.policy = policy
         self.bodies = bodies
+        self.wakeups = wakeups
+
+    def placed(self, batch: Batch, units: Collection[str]) -> None:
+        """Copies are ready in the inboxes of ``units`` once ``batch`` commits: wake their
+        waiting systems then."""
+        if units:
+            topics = [_topic(unit) for unit in units]
+            batch.after_commit.append(lambda: self.wakeups.changed(topics))
 
     def row(
         self, delivery_id: str, recipient: str, package_id: str, priority: int, now: datetime
@@ -97,11 +110,23 @@ class Inboxes:
                 "expires_at": datetime.fromtimestamp(expires_at, UTC),
             },
         )
+        self.placed(batch, [recipient])
 
-    async def page(self, unit: str, *, after: int = 0, limit: int = 50) -> InboxPage:
-        """The unit's waiting copies after position ``after``, oldest first."""
-        async with self._reader.connect() as conn:
-            return await store.inbox_page(conn, unit, after, limit)
+    async def page(
+        self, unit: str, *, after: int = 0, limit: int = 50, wait: float = 0.0
+    ) -> InboxPage:
+        """The unit's waiting copies after position ``after``, oldest first. ``wait``: if
+        there are none, wait up to that many seconds for the first to arrive (an empty page if
+        none does, or at once when the gateway stops)."""
+        deadline = asyncio.get_running_loop().time() + wait
+        with self.wakeups.watch(_topic(unit)) as watch:
+            while True:
+                async with self._reader.connect() as conn:
+                    page = await store.inbox_page(conn, unit, after, limit)
+                left = deadline - asyncio.get_running_loop().time()
+                if page.entries or left <= 0 or self.wakeups.closed:
+                    return page
+                await watch.wait(min(left, self.wakeups.recheck))
 
     @staticmethod
     def _check_access(principal: Principal, recipient: str | None, delivery_id: str) -> None:
@@ -227,4 +252,10 @@ class Inboxes:
                 },
             )
             await move(batch, item.copy, Transport.QUEUED, EventType.REDRIVEN, 1, {"via": "inbox"})
+        if items:
+            self.placed(batch, [unit])
         return len(items)
+
+
+def _topic(unit: str) -> str:
+    return f"inbox/{unit}"

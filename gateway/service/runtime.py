@@ -24,6 +24,7 @@ from gateway.bus import Bus, RetryPolicy, open_bus
 from gateway.config import Settings
 from gateway.db.engine import UNAVAILABLE, unavailable
 from gateway.db.migrate import upgrade
+from gateway.db.wakeups import Wakeups
 from gateway.directory import SAMPLE_PATH, load_directory
 from gateway.errors import ConfigError
 from gateway.ledger import SqlLedger, open_ledger
@@ -104,11 +105,17 @@ class Runtime:
     admin: Admin
     presence: Presence
     federation: Federation
+    wakeups: Wakeups
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def stopping(self) -> None:
+        """The server stops taking requests: those waiting for a change are answered now."""
+        self.wakeups.close()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Consumers finish their current message, background loops stop, all is closed."""
         log.info("stopping: consumers finish their current message (up to %g s)", grace)
+        self.stopping()
         await self.federation.stop(grace)
         await self.deliverer.stop(grace)
         try:
@@ -166,6 +173,7 @@ async def start_runtime(
     # Copies that wait in a pull inbox: pull units', and on the embedded bus amqp units' too.
     inbox_modes = frozenset({"pull"} if native_amqp else {"pull", "amqp"})
     writer = Writer(ledger)
+    wakeups = Wakeups(ledger.engine)
     notices = Notices(writer, ledger.engine)
     bus = open_bus(
         settings,
@@ -187,6 +195,7 @@ async def start_runtime(
         if len(links):
             say(f"upstream links: {', '.join(f'{link.name} ({link.url})' for link in links)}")
         await presence.start()
+        await wakeups.start()
     except BaseException as e:
         with contextlib.suppress(Exception):
             await bus.close(1.0)
@@ -200,6 +209,7 @@ async def start_runtime(
         trust=trust,
         ledger=ledger,
         writer=writer,
+        wakeups=wakeups,
         bus=bus,
         inbox_modes=inbox_modes,
         policy=policy,
@@ -215,7 +225,17 @@ async def start_runtime(
     admin = Admin(gateway, reloader, tokens)
     federation = Federation(gateway)
     runtime = Runtime(
-        settings, gateway, ledger, bus, tokens, deliverer, reloader, admin, presence, federation
+        settings,
+        gateway,
+        ledger,
+        bus,
+        tokens,
+        deliverer,
+        reloader,
+        admin,
+        presence,
+        federation,
+        wakeups,
     )
     await deliverer.start()
     await federation.start()

@@ -18,6 +18,7 @@ from gateway.bus import ClaimStore, RetryPolicy
 from gateway.db.engine import create_engine, write_transaction
 from gateway.db.migrate import current_revision, head_revision, upgrade
 from gateway.db.testing import create_scratch_schema, drop_scratch_schema
+from gateway.db.wakeups import Wakeups
 from gateway.ledger import Event, EventType, NoteSigner, SqlLedger
 from gateway.ledger.append import Appender
 from gateway.ledger.merkle import CompactRange
@@ -86,7 +87,11 @@ async def test_a_revision_0002_database_upgrades_without_loss(old_url: str, tmp_
         report = await ledger.verify(ledger.verifier)
         assert report.ok and report.entries == 2
         inboxes = Inboxes(
-            Writer(ledger), engine, RetryPolicy.of_seconds([1], 60), ClaimStore(tmp_path / "p")
+            Writer(ledger),
+            engine,
+            RetryPolicy.of_seconds([1], 60),
+            ClaimStore(tmp_path / "p"),
+            Wakeups(engine),
         )
         copy = await inboxes.item(Principal("t", RECIPIENT, Role.UNIT), "d-1-0")
         assert (copy.recipient, copy.body) == (RECIPIENT, RAW)

@@ -51,7 +51,9 @@ async def test_every_operation_answers_as_documented(tmp_path: Path) -> None:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
             cwd=tmp_path, env=_clean_env() | {"GATEWAY_API_RATE": "100000",
-                                              "GATEWAY_API_BURST": "100000"},
+                                              "GATEWAY_API_BURST": "100000",
+                                              # an empty inbox's long polls answer at once
+                                              "GATEWAY_API_LONG_POLL": "0"},
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

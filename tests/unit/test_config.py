@@ -70,6 +70,7 @@ def test_toml_file_is_read_and_environment_wins(tmp_path: Path) -> None:
         ({"GATEWAY_BUS_RETRY_SCHEDULE": "1,x"}, "GATEWAY_BUS_RETRY_SCHEDULE"),
         ({"GATEWAY_VXP_ENABLED": "maybe"}, "GATEWAY_VXP_ENABLED"),
         ({"GATEWAY_VXP_CLOCK_SKEW": "0"}, "GATEWAY_VXP_CLOCK_SKEW"),
+        ({"GATEWAY_API_LONG_POLL": "-1"}, "GATEWAY_API_LONG_POLL"),
         ({"GATEWAY_CONFIG": "/nonexistent.toml"}, "GATEWAY_CONFIG"),
     ],
 )
@@ -77,6 +78,13 @@ def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(env)
     assert named in caught.value.message
+
+
+def test_a_zero_that_means_no_cap_or_no_wait_is_taken() -> None:
+    settings = load_settings(
+        {"GATEWAY_API_CONNECTIONS_PER_ADDRESS": "0", "GATEWAY_API_LONG_POLL": "0"}
+    )
+    assert (settings.api.connections_per_address, settings.api.long_poll) == (0, 0)
 
 
 def test_unknown_key_in_the_file_is_refused(tmp_path: Path) -> None:
