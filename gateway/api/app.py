@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -27,7 +28,7 @@ from gateway.api.context import (
     RuntimeSlot,
     auth_middleware,
 )
-from gateway.api.health import METRICS, Metrics, metrics_middleware
+from gateway.api.health import METRICS, MULTIPROCESS_VARIABLE, Metrics, metrics_middleware
 from gateway.api.limits import RateLimiter, Uploads
 from gateway.api.openapi import openapi_document
 from gateway.api.problems import problems_middleware, request_id_middleware
@@ -57,7 +58,8 @@ def _application(settings: Settings) -> web.Application:
         ],
         client_max_size=settings.envelope.max_bytes + SLACK,
     )
-    app[METRICS] = Metrics()
+    # several workers keep their counts in one folder (gateway.api.workers)
+    app[METRICS] = Metrics(shared=os.environ.get(MULTIPROCESS_VARIABLE))
     app[RUNTIME] = RuntimeSlot()
     app[CERTIFICATES] = CertificatesSlot()
     app[LIMITER] = RateLimiter(settings.api.rate, settings.api.burst)

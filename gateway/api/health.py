@@ -1,11 +1,20 @@
 """Probes and metrics: /healthz (the process is up), /readyz (the database and the bus answer),
-/metrics (Prometheus)."""
+/metrics (Prometheus).
+
+A process's own counts (requests, refusals, the writer's batches…) are kept by
+prometheus_client; with several workers (``gateway serve --workers N``) each worker keeps them
+in files of a folder the workers share (prometheus_client's multiprocess mode, switched on by
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start, see gateway.api.workers), and a scrape,
+whichever worker answers it, reports the sum over all of them. What the database knows (the
+backlog, the ledger's size and checkpoint) is read at each scrape and reported once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -19,7 +28,10 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 
 from gateway.api.context import OUTCOME, RUNTIME
@@ -32,15 +44,20 @@ from gateway.service.writer import BatchTimes
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
+# Where the workers keep their counts: prometheus_client's own switch to its multiprocess mode.
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
 # A batch waits and holds the lock for milliseconds, tens under load.
 _LOCK_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0)
 
 
 class Metrics:
-    """The gateway's Prometheus metrics, in a registry of their own."""
+    """The process's Prometheus metrics, in a registry of their own; with several workers,
+    ``shared`` is the folder where every worker keeps its counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: str | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.shared = shared
         self.requests = Counter(
             "gateway_http_requests",
             "HTTP requests",
@@ -59,30 +76,10 @@ class Metrics:
         self.packages = Counter(
             "gateway_packages", "Packages accepted or replayed", ["outcome"], registry=self.registry
         )
-        self.unit_copies = Gauge(
-            "gateway_unit_copies",
-            "Copies not delivered, by unit and state (waiting includes retrying)",
-            ["unit", "state"],
-            registry=self.registry,
-        )
-        self.unit_oldest = Gauge(
-            "gateway_unit_oldest_waiting_seconds",
-            "Age of the unit's oldest copy waiting to be delivered",
-            ["unit"],
-            registry=self.registry,
-        )
         self.push_failures = Counter(
             "gateway_push_failures",
             "Deliveries to a push unit's endpoint that failed, by unit",
             ["unit"],
-            registry=self.registry,
-        )
-        self.ledger_entries = Gauge(
-            "gateway_ledger_entries", "Entries in the ledger", registry=self.registry
-        )
-        self.checkpoint_age = Gauge(
-            "gateway_ledger_checkpoint_age_seconds",
-            "Seconds since the latest signed checkpoint",
             registry=self.registry,
         )
         self.reloads = Counter(
@@ -93,8 +90,10 @@ class Metrics:
         )
         self.reloaded_at = Gauge(
             "gateway_reload_last_success_seconds",
-            "When the directory and trust files were last loaded (Unix time)",
+            "When the directory and trust files were last loaded (Unix time; with several "
+            "workers, the earliest of their last loads)",
             registry=self.registry,
+            multiprocess_mode="min",
         )
         self.reloaded_at.set_to_current_time()
         self.writer_batches = Counter(
@@ -124,9 +123,18 @@ class Metrics:
             "Connections closed at once: their client address had as many open as allowed",
             registry=self.registry,
         )
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        if shared is None:  # of the one process; a worker's would be one of several
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+
+    def exposition(self) -> bytes:
+        """The counts in Prometheus's text format: this process's, or all the workers'."""
+        if self.shared is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, self.shared)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
 
     def observe_batch(self, times: BatchTimes) -> None:
         self.writer_batches.inc()
@@ -202,27 +210,57 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
 
 
+class _Stored(Collector):
+    """What the database knows, read for one scrape: the same whichever process answers."""
+
+    def __init__(
+        self, backlog: dict[str, store.UnitBacklog], entries: int, age: float | None
+    ) -> None:
+        self.backlog, self.entries, self.age = backlog, entries, age
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = datetime.now(UTC)
+        copies = GaugeMetricFamily(
+            "gateway_unit_copies",
+            "Copies not delivered, by unit and state (waiting includes retrying)",
+            labels=["unit", "state"],
+        )
+        oldest = GaugeMetricFamily(
+            "gateway_unit_oldest_waiting_seconds",
+            "Age of the unit's oldest copy waiting to be delivered",
+            labels=["unit"],
+        )
+        for b in self.backlog.values():
+            for state in ("waiting", "retrying", "expired", "dead"):
+                copies.add_metric([b.unit, state], getattr(b, state))
+            if b.oldest_waiting_at is not None:
+                oldest.add_metric([b.unit], (now - b.oldest_waiting_at).total_seconds())
+        yield copies
+        yield oldest
+        yield GaugeMetricFamily("gateway_ledger_entries", "Entries in the ledger", self.entries)
+        if self.age is not None:
+            yield GaugeMetricFamily(
+                "gateway_ledger_checkpoint_age_seconds",
+                "Seconds since the latest signed checkpoint",
+                self.age,
+            )
+
+
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
     """Cheap to scrape: the backlog reads only the copies not delivered (by index), the
     ledger its newest row and checkpoint; the bus is not asked (``gateway bus status``)."""
-    m: Metrics = request.app[METRICS]
+    body = request.app[METRICS].exposition()
     runtime = request.app[RUNTIME].runtime
     if runtime is not None:
         ledger = runtime.ledger
-        now = datetime.now(UTC)
         async with reader(ledger.engine).connect() as conn:
             backlog = await store.backlogs(conn)
-        m.unit_copies.clear()
-        m.unit_oldest.clear()
-        for b in backlog.values():
-            for state in ("waiting", "retrying", "expired", "dead"):
-                m.unit_copies.labels(b.unit, state).set(getattr(b, state))
-            if b.oldest_waiting_at is not None:
-                m.unit_oldest.labels(b.unit).set((now - b.oldest_waiting_at).total_seconds())
-        m.ledger_entries.set(await ledger.size())
         latest = await ledger.latest_checkpoint()
+        age = None
         if latest is not None:
-            m.checkpoint_age.set((now - latest.created_at).total_seconds())
-    body = generate_latest(m.registry)
+            age = (datetime.now(UTC) - latest.created_at).total_seconds()
+        stored = CollectorRegistry()
+        stored.register(_Stored(backlog, await ledger.size(), age))
+        body += generate_latest(stored)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

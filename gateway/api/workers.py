@@ -16,10 +16,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -83,9 +85,39 @@ def run_workers(
     say: Callable[[str], None],
 ) -> int:
     """Serve with ``workers`` processes until stopped; return the exit status."""
+    asyncio.run(_prepare(settings))  # once, before the workers race to do it
+    counts = _shared_metrics()
+    try:
+        return _fork(settings, host, port, workers, grace, ssl_context, say)
+    finally:
+        shutil.rmtree(counts, ignore_errors=True)
+
+
+def _shared_metrics() -> str:
+    """A folder where every worker keeps its metrics, so that a scrape answered by any of them
+    reports all of them (prometheus_client's multiprocess mode, chosen before any worker makes
+    a metric)."""
+    from prometheus_client import values
+
+    from gateway.api.health import MULTIPROCESS_VARIABLE
+
+    folder = tempfile.mkdtemp(prefix="gateway-metrics-")
+    os.environ[MULTIPROCESS_VARIABLE] = folder
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return folder
+
+
+def _fork(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    grace: float,
+    ssl_context: ssl.SSLContext | None,
+    say: Callable[[str], None],
+) -> int:
     from gateway.api.app import serve
 
-    asyncio.run(_prepare(settings))  # once, before the workers race to do it
     sockets = listening_sockets(host, port, workers)
     scheme = "https" if ssl_context else "http"
     say(f"gateway: {workers} worker processes on {scheme}://{host}:{sockets[0].getsockname()[1]}")

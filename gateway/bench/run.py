@@ -357,6 +357,7 @@ async def run_bench(
                     "benchmark client": lambda: [os.getpid()],  # it shares the machine
                 }
             )
+            writer_before = await writer_counts(url)
             tally = _Tally(started=time.perf_counter())
             meter.start()
             progress = asyncio.create_task(_progress(tally, len(packages), say_progress))
@@ -379,11 +380,51 @@ async def run_bench(
                 if sampling is not None:
                     sampling.cancel()
                 cpu = meter.stop()
+            writer = _writer_report(writer_before, await writer_counts(url), tally)
             memory = {key: _memory(pid, key) for key in ("VmRSS", "VmHWM")}
-    report = _report(options, tally, raw, cpu, rss_before, memory)
+    report = _report(options, tally, raw, cpu, rss_before, memory) | {"writer": writer}
     if soak is not None and soak.samples:
         report["soak"] = soak.report(tally.latency_at)
     return report
+
+
+# The write path's metrics (docs/operations.md), summed over the workers by any of them.
+WRITER_METRICS = (
+    "gateway_writer_batches_total",
+    "gateway_writer_jobs_total",
+    "gateway_writer_lock_wait_seconds_sum",
+    "gateway_writer_lock_held_seconds_sum",
+)
+
+
+async def metric_samples(url: str) -> dict[str, float]:
+    """The gateway's /metrics, by sample (name and labels as written), on a new connection."""
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        exposition = await response.text()
+    lines = (line.rsplit(" ", 1) for line in exposition.splitlines() if line[:1] != "#")
+    return {sample: float(value) for sample, value in lines}
+
+
+async def writer_counts(url: str) -> dict[str, float]:
+    """The write path's counts so far."""
+    found = await metric_samples(url)
+    return {name: found.get(name, 0.0) for name in WRITER_METRICS}
+
+
+def _writer_report(
+    before: dict[str, float], after: dict[str, float], tally: _Tally
+) -> dict[str, float]:
+    """The run's write transactions: how many requests each carried, and the share of the
+    run the ledger's lock was held (by all the workers together) and waited for."""
+    batches, jobs, waited, held = (after[n] - before[n] for n in WRITER_METRICS)
+    seconds = max(1e-9, max(tally.last_acked, tally.last_accepted) - tally.started)
+    return {
+        "batches": batches,
+        "jobs_per_batch": jobs / max(1.0, batches),
+        "lock_held_share": held / seconds,
+        "lock_wait_ms_per_batch": waited * 1000 / max(1.0, batches),
+        "lock_held_ms_per_batch": held * 1000 / max(1.0, batches),
+    }
 
 
 def _memory(pid: int, key: str) -> int:
@@ -473,6 +514,14 @@ def format_report(report: dict[str, Any]) -> str:
         f"stage-sum limit: {report['stage_sum_limit_per_s']:,.0f}/s; "
         f"accepted/s is {report['ratio_to_limit']:.0%} of it",
     ]
+    if "writer" in report:
+        w = report["writer"]
+        lines.append(
+            f"write path: {w['batches']:,.0f} transactions of {w['jobs_per_batch']:.1f} "
+            f"requests; ledger lock held {w['lock_held_share']:.0%} of the run, "
+            f"{w['lock_held_ms_per_batch']:.1f} ms a transaction after waiting "
+            f"{w['lock_wait_ms_per_batch']:.1f} ms"
+        )
     if "soak" in report:
         lines += format_soak(report["soak"])
     return "\n".join(lines)

@@ -47,7 +47,11 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
         "ledger row (SQLite commit)",
     }
     assert 0 < report["ratio_to_limit"] < 1
+    writer = report["writer"]  # each letter's submission and acknowledgement at least
+    assert writer["batches"] >= 1 and writer["jobs_per_batch"] * writer["batches"] >= 48
+    assert 0 < writer["lock_held_share"] < 1
     assert "stage-sum limit" in run.stdout and "accepted: 24" in run.stdout
+    assert "write path:" in run.stdout
 
 
 def test_percentiles_pick_the_ranked_value() -> None:

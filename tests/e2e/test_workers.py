@@ -17,7 +17,7 @@ from apicheck import Recorder
 from gatewaystack import POLICY, PULL, SENDER, directory_csv
 
 from gateway.bench.procstat import with_children
-from gateway.bench.run import wait_ready
+from gateway.bench.run import metric_samples, wait_ready
 from gateway.bus import AmqpBus, ClaimStore
 from gateway.client import GatewayClient, build_letter, sign_as_unit, unit
 from gateway.db.engine import create_engine
@@ -96,6 +96,11 @@ async def test_three_workers_write_one_ledger(
 
         statuses = await asyncio.gather(*(submit(d) for d in letters))
         assert statuses == [202] * LETTERS
+        # Whichever worker answers a scrape, it counts what all of them did.
+        for _ in range(6):
+            samples = await metric_samples(url)
+            assert samples['gateway_packages_total{outcome="accepted"}'] == LETTERS
+            assert samples["gateway_writer_jobs_total"] >= LETTERS
     finally:
         process.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(process.wait, 60)
