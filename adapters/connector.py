@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from adapters.base import AgencyAdapter
 from gateway.client import ApiError, GatewayClient, GatewayUnreachable
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 # Answers after which the same package is tried again later rather than given up: the gateway
 # is busy, starting or short of time, not saying no to the package.
 RETRY_LATER = frozenset({408, 429, 500, 502, 503, 504})
+MAX_WAIT = 30  # seconds the gateway holds an empty inbox's answer at most
 
 
 @dataclass
@@ -43,15 +45,36 @@ class Connector:
         return done
 
     async def run(self, stop: asyncio.Event, interval: float = 2.0) -> None:
-        """Passes until ``stop`` is set, ``interval`` seconds apart; an unreachable gateway
-        is waited for, not given up on."""
+        """Passes until ``stop`` is set, ``interval`` seconds apart, or sooner when a copy
+        arrives for the unit (the gateway holds the inbox's answer until then: a long poll);
+        an unreachable gateway is waited for, not given up on."""
         while not stop.is_set():
             try:
                 await self.run_once()
+                await self._idle(stop, interval)
             except GatewayUnreachable as e:
                 log.warning("%s; trying again in %g s", e, interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+
+    async def _idle(self, stop: asyncio.Event, interval: float) -> None:
+        """Until ``stop``, ``interval`` seconds, or a copy in the unit's inbox."""
+        started = asyncio.get_running_loop().time()
+        wait = min(int(interval), MAX_WAIT)
+        if wait >= 1:
+            polling = asyncio.ensure_future(self.client.inbox(limit=1, wait=wait))
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (polling, stopping):
+                    task.cancel()
+            if polling.done() and not polling.cancelled() and await _copy_waits(polling):
+                return  # a copy: the next pass now
+        left = interval - (asyncio.get_running_loop().time() - started)
+        if left > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(stop.wait(), left)
 
     async def _send(self, done: Pass) -> None:
         for item in self.adapter.outgoing():
@@ -94,3 +117,14 @@ class Connector:
             # the adapter keeps it only once.
             log.warning("receiving: %s; the rest next pass", e)
             done.deferred += 1
+
+
+async def _copy_waits(poll: asyncio.Future[dict[str, Any]]) -> bool:
+    """Whether the long poll found a copy; a gateway that asked to wait means no."""
+    try:
+        return bool((await poll)["items"])
+    except ApiError as e:
+        if e.status not in RETRY_LATER:
+            raise
+        log.warning("waiting for copies: %s", e)
+        return False

@@ -56,7 +56,8 @@ def list_adapters() -> None:
 )
 @click.option(
     "--interval", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
-    help="Seconds between passes over the folder and the inbox.",
+    help="Seconds between passes over the folder and the inbox; a letter arriving for the "
+    "unit starts the next pass at once.",
 )  # fmt: skip
 @click.option("--once", is_flag=True, help="One pass, then exit (for cron or a test).")
 def folder(

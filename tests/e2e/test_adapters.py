@@ -6,7 +6,9 @@ leaves the rest for the next pass, and refusals come back with their codes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -139,6 +141,25 @@ async def test_a_crash_before_the_acknowledgement_hands_nothing_over_twice(
         restarted, _ = connector(embedded, name, system)
         assert (await Connector(restarted, client).run_once()).delivered == 1  # acknowledged
         assert (await client.inbox())["items"] == []
+    assert len(system.received()) == 1
+
+
+async def test_a_copy_reaches_the_system_as_it_arrives_not_at_the_next_pass(
+    embedded: Stack, agency: tuple[str, Agency]
+) -> None:
+    name, system = agency
+    adapter, client = connector(embedded, name, system)
+    stop = asyncio.Event()
+    async with client:
+        running = asyncio.create_task(Connector(adapter, client).run(stop, interval=25))
+        await asyncio.sleep(1)  # the first pass is done: nothing to do, and it waits
+        await letter_to_agency(embedded, "71")
+        deadline = time.monotonic() + 10  # well before the next pass, 25 s after the first
+        while not system.received():
+            assert time.monotonic() < deadline, "the copy waited for the next pass"
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(running, 5)  # a stop does not wait for the poll either
     assert len(system.received()) == 1
 
 
