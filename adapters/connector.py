@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import AgencyAdapter
-from gateway.client import ApiError, GatewayClient, GatewayUnreachable
+from gateway.client import MAX_INBOX_WAIT, ApiError, GatewayClient, GatewayUnreachable
 
 log = logging.getLogger(__name__)
 
 # Answers after which the same package is tried again later rather than given up: the gateway
 # is busy, starting or short of time, not saying no to the package.
 RETRY_LATER = frozenset({408, 429, 500, 502, 503, 504})
-MAX_WAIT = 30  # seconds the gateway holds an empty inbox's answer at most
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Connector:
     async def _idle(self, stop: asyncio.Event, interval: float) -> None:
         """Until ``stop``, ``interval`` seconds, or a copy in the unit's inbox."""
         started = asyncio.get_running_loop().time()
-        wait = min(int(interval), MAX_WAIT)
+        wait = min(int(interval), MAX_INBOX_WAIT)
         if wait >= 1:
             polling = asyncio.ensure_future(self.client.inbox(limit=1, wait=wait))
             stopping = asyncio.ensure_future(stop.wait())

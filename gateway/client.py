@@ -53,6 +53,7 @@ from gateway.trust import load_unit_signer, sign_package
 # edXML dates and timestamps carry no zone; agency systems write Vietnam time, which has had
 # no daylight saving since 1975, so a fixed offset is exact (and needs no tz database).
 VIETNAM_TIME = timezone(timedelta(hours=7), "ICT")
+MAX_INBOX_WAIT = 30  # seconds an empty inbox's answer may be waited for (GET /v1/inbox?wait=)
 LETTER_TYPE = DocumentType(1, 0, "Công văn")
 DEFAULT_NOTATION = "CV"
 BUSINESS_TYPES = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.api.exchange import MAX_WAIT_SECONDS
 from gateway.api.openapi_console import CONSOLE_PATHS
 from gateway.api.problems import PROBLEM_TYPE
 from gateway.api.schemas import EXTRAS, SCHEMAS, Schema, integer, ref, text, values
@@ -243,7 +244,7 @@ PATHS: dict[str, dict[str, Any]] = {
                     "wait",
                     "seconds to wait for a copy when there is none (a long poll; default 0): "
                     "the answer comes as soon as one is placed, or empty when the time is up",
-                    integer(0, maximum=30),
+                    integer(0, maximum=MAX_WAIT_SECONDS),
                 ),
             ],
             errors={

@@ -23,7 +23,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from gateway.config import Settings
 
@@ -85,18 +85,40 @@ def run_workers(
     say: Callable[[str], None],
 ) -> int:
     """Serve with ``workers`` processes until stopped; return the exit status."""
+    from gateway.api.app import serve
+
     asyncio.run(_prepare(settings))  # once, before the workers race to do it
-    counts = _shared_metrics()
-    try:
-        return _fork(settings, host, port, workers, grace, ssl_context, say)
-    finally:
-        shutil.rmtree(counts, ignore_errors=True)
+    sockets = listening_sockets(host, port, workers)
+    scheme = "https" if ssl_context else "http"
+    say(f"gateway: {workers} worker processes on {scheme}://{host}:{sockets[0].getsockname()[1]}")
+    children: list[int] = []
+    with _shared_metrics():
+        for sock in sockets:
+            pid = os.fork()
+            if pid == 0:  # a worker: one whole gateway on its own socket of the port
+                for other in sockets:
+                    if other is not sock:
+                        other.close()
+                status = 0
+                try:
+                    serve(settings, grace=grace, ssl_context=ssl_context, say=None, sock=sock)
+                except BaseException:
+                    log.exception("worker %d failed", os.getpid())
+                    status = 1
+                finally:
+                    sys.stdout.flush()
+                    os._exit(status)
+            children.append(pid)
+        for sock in sockets:
+            sock.close()
+        return _supervise(children, grace)
 
 
-def _shared_metrics() -> str:
+@contextlib.contextmanager
+def _shared_metrics() -> Iterator[None]:
     """A folder where every worker keeps its metrics, so that a scrape answered by any of them
     reports all of them (prometheus_client's multiprocess mode, chosen before any worker makes
-    a metric)."""
+    a metric); removed when the workers are done."""
     from prometheus_client import values
 
     from gateway.api.health import MULTIPROCESS_VARIABLE
@@ -104,43 +126,10 @@ def _shared_metrics() -> str:
     folder = tempfile.mkdtemp(prefix="gateway-metrics-")
     os.environ[MULTIPROCESS_VARIABLE] = folder
     values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-    return folder
-
-
-def _fork(
-    settings: Settings,
-    host: str,
-    port: int,
-    workers: int,
-    grace: float,
-    ssl_context: ssl.SSLContext | None,
-    say: Callable[[str], None],
-) -> int:
-    from gateway.api.app import serve
-
-    sockets = listening_sockets(host, port, workers)
-    scheme = "https" if ssl_context else "http"
-    say(f"gateway: {workers} worker processes on {scheme}://{host}:{sockets[0].getsockname()[1]}")
-    children: list[int] = []
-    for sock in sockets:
-        pid = os.fork()
-        if pid == 0:  # a worker: one whole gateway on its own socket of the port
-            for other in sockets:
-                if other is not sock:
-                    other.close()
-            status = 0
-            try:
-                serve(settings, grace=grace, ssl_context=ssl_context, say=None, sock=sock)
-            except BaseException:
-                log.exception("worker %d failed", os.getpid())
-                status = 1
-            finally:
-                sys.stdout.flush()
-                os._exit(status)
-        children.append(pid)
-    for sock in sockets:
-        sock.close()
-    return _supervise(children, grace)
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _supervise(children: list[int], grace: float) -> int:

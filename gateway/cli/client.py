@@ -16,6 +16,7 @@ from gateway.cli.common import EXIT_OK, EXIT_REJECTED, echo_json, exits, fail_en
 from gateway.cli.units import open_directory
 from gateway.client import (
     BUSINESS_TYPES,
+    MAX_INBOX_WAIT,
     ApiError,
     GatewayClient,
     build_letter,
@@ -257,10 +258,11 @@ def _inbox_line(item: dict[str, Any]) -> str:
 @click.option("--all", "everything", is_flag=True, help="Follow 'next' to the end.")
 @click.option(
     "--wait",
-    type=click.IntRange(0, 30),
+    type=click.IntRange(0, MAX_INBOX_WAIT),
     default=0,
     metavar="SECONDS",
-    help="When nothing waits, wait up to SECONDS (at most 30) for the first copy to arrive.",
+    help=f"When nothing waits, wait up to SECONDS (at most {MAX_INBOX_WAIT}) for the first "
+    "copy to arrive.",
 )
 @JSON_OPTION
 def inbox_list(
