@@ -118,15 +118,20 @@ class Inboxes:
         """The unit's waiting copies after position ``after``, oldest first. ``wait``: if
         there are none, wait up to that many seconds for the first to arrive (an empty page if
         none does, or at once when the gateway stops)."""
+        if wait <= 0:
+            return await self._page(unit, after, limit)
         deadline = asyncio.get_running_loop().time() + wait
         with self.wakeups.watch(_topic(unit)) as watch:
             while True:
-                async with self._reader.connect() as conn:
-                    page = await store.inbox_page(conn, unit, after, limit)
+                page = await self._page(unit, after, limit)
                 left = deadline - asyncio.get_running_loop().time()
                 if page.entries or left <= 0 or self.wakeups.closed:
                     return page
                 await watch.wait(min(left, self.wakeups.recheck))
+
+    async def _page(self, unit: str, after: int, limit: int) -> InboxPage:
+        async with self._reader.connect() as conn:
+            return await store.inbox_page(conn, unit, after, limit)
 
     @staticmethod
     def _check_access(principal: Principal, recipient: str | None, delivery_id: str) -> None:

@@ -15,6 +15,7 @@ import pytest
 from gatewaystack import NATIVE, OUTSIDER, PULL, PUSH, SENDER, SUSPENDED, Stack, native_consume
 from lxml import etree
 
+from gateway.bench.run import metric_samples
 from gateway.client import (
     ApiError,
     GatewayClient,
@@ -339,12 +340,12 @@ async def test_health_readiness_and_metrics(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         health = await get_json(session, stack.url + "/healthz")
         ready = await get_json(session, stack.url + "/readyz")
-        before = await metric_values(session, stack.url)
+        before = await metric_values(stack.url)
         async with client(stack, SENDER) as gw:
             await asyncio.gather(
                 *(gw.submit(letter(stack, PULL, number=f"7{n}")) for n in range(4))
             )
-        after = await metric_values(session, stack.url)
+        after = await metric_values(stack.url)
     assert health == {"status": "ok"}
     assert ready == {"ready": True, "database": "ok", "bus": "ok"}
     assert after["gateway_http_requests_total"] > before["gateway_http_requests_total"]
@@ -357,16 +358,12 @@ async def test_health_readiness_and_metrics(stack: Stack) -> None:
         assert after[f"{timed}_sum"] > before[f"{timed}_sum"]
 
 
-async def metric_values(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+async def metric_values(url: str) -> dict[str, float]:
     """The /metrics samples without labels by name, those with labels summed."""
-    async with session.get(url + "/metrics") as response:
-        text = await response.text()
     values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            name = name.split("{")[0]
-            values[name] = values.get(name, 0.0) + float(value)
+    for sample, value in (await metric_samples(url)).items():
+        name = sample.split("{")[0]
+        values[name] = values.get(name, 0.0) + value
     return values
 
 
