@@ -88,6 +88,7 @@ class Wakeups:
         self._listener: asyncio.Task[None] | None = None
         self._unsent: set[str] = set()
         self._sender_task: asyncio.Task[None] | None = None
+        self._failing = False  # the listening connection cannot be opened
 
     @contextlib.contextmanager
     def watch(self, topic: str) -> Iterator[Watch]:
@@ -163,12 +164,16 @@ class Wakeups:
             try:
                 await self._listen_once()
                 log.warning("the connection listening for wake-ups was lost")
-            except Exception:
-                log.warning(
-                    "cannot listen for wake-ups; waiters look again every %g s",
-                    self.recheck,
-                    exc_info=True,
-                )
+            except Exception as e:
+                if not self._failing:  # said once an outage, not every RECONNECT_SECONDS
+                    log.warning(
+                        "cannot listen for wake-ups (%s: %s); waiters look again every %g s "
+                        "until it can",
+                        type(e).__name__,
+                        e,
+                        self.recheck,
+                    )
+                self._failing = True
             await asyncio.sleep(RECONNECT_SECONDS)
 
     async def _listen_once(self) -> None:
@@ -187,6 +192,9 @@ class Wakeups:
                 raw: Any = (await conn.get_raw_connection()).driver_connection  # asyncpg's
                 raw.add_termination_listener(on_lost)
                 await raw.add_listener(CHANNEL, on_notification)
+                if self._failing:
+                    log.info("listening for wake-ups again")
+                    self._failing = False
                 self.wake_all()  # what changed while no one listened is looked at again
                 await lost
             finally:

@@ -4,10 +4,12 @@ own stand for two gateway processes), and the payloads that carry them."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
 
+from gateway.db import wakeups as wakeups_module
 from gateway.db.engine import create_engine
 from gateway.db.wakeups import PAYLOAD_BYTES, Wakeups, chunks
 
@@ -59,4 +61,19 @@ async def test_without_postgresql_waiters_look_again_every_second(tmp_path: Path
     wakeups.close()
     with wakeups.watch("inbox/x") as watch:  # once stopping, a new waiter is answered at once
         await asyncio.wait_for(watch.wait(3600), 1)
+    await engine.dispose()
+
+
+async def test_a_database_that_cannot_be_reached_is_said_once_while_it_lasts(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(wakeups_module, "RECONNECT_SECONDS", 0.02)
+    engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    wakeups = Wakeups(engine)
+    with caplog.at_level(logging.WARNING, logger="gateway.db.wakeups"):
+        await wakeups.start()
+        await asyncio.sleep(0.5)  # many attempts
+        wakeups.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "gateway.db.wakeups"]
+    assert len(said) == 1 and said[0].startswith("cannot listen for wake-ups (")
     await engine.dispose()
