@@ -420,7 +420,7 @@ class GatewayClient:
         wait: int | None = None,
     ) -> dict[str, Any]:
         """GET /v1/inbox: one page ``{"items": [...], "next": cursor|None}``. ``wait``: when
-        the inbox is empty, wait up to that many seconds (at most 30) for a copy."""
+        the inbox is empty, wait up to that many seconds (at most MAX_INBOX_WAIT) for a copy."""
         params = {
             "unit": unit,
             "limit": None if limit is None else str(limit),

@@ -283,8 +283,9 @@ def inbox_list(
         items: list[dict[str, Any]] = []
         cursor = after
         while True:
+            first = not items  # only the first page waits for a copy
             page = await gw.inbox(
-                unit=for_unit, limit=limit, after=cursor, wait=None if items else wait or None
+                unit=for_unit, limit=limit, after=cursor, wait=wait if first and wait else None
             )
             items += page.get("items", [])
             cursor = page.get("next")
