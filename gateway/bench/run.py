@@ -346,6 +346,7 @@ async def run_bench(
                     "ledger row (SQLite commit)", stages.ROW, options.stage_seconds
                 )
             )
+        request = await stages.http_request(sample, options.stage_seconds)
         async with started_gateway(folder, options, say) as (url, pid, database_url):
             tokens = await issue_tokens(database_url, senders + recipients)
             rss_before = _memory(pid, "VmRSS")
@@ -382,7 +383,7 @@ async def run_bench(
                 cpu = meter.stop()
             writer = _writer_report(writer_before, await writer_counts(url), tally)
             memory = {key: _memory(pid, key) for key in ("VmRSS", "VmHWM")}
-    report = _report(options, tally, raw, cpu, rss_before, memory) | {"writer": writer}
+    report = _report(options, tally, raw, request, cpu, rss_before, memory) | {"writer": writer}
     if soak is not None and soak.samples:
         report["soak"] = soak.report(tally.latency_at)
     return report
@@ -436,6 +437,7 @@ def _report(
     options: BenchOptions,
     tally: _Tally,
     raw: list[stages.Stage],
+    request: stages.Stage,
     cpu: dict[str, float],
     rss_before: int,
     memory: dict[str, int],
@@ -444,7 +446,10 @@ def _report(
     accept_seconds = max(1e-9, tally.last_accepted - tally.started)
     cycle_seconds = max(1e-9, tally.last_acked - tally.started)
     accepted_rate = tally.accepted / accept_seconds
+    cycle_rate = tally.acked / cycle_seconds
     limit = stages.stage_sum_limit(raw, cores)
+    parse, verify, _publish, row = raw  # the recipients pull: their copies are not published
+    floor = stages.cycle_floor([parse, verify, row], request, cores)
     per = max(1, tally.accepted)
     return {
         "machine": f"{platform.machine()}, {cores} cores, Python {platform.python_version()}",
@@ -462,7 +467,7 @@ def _report(
         "refused": dict(tally.refused),
         "accepted_per_s": accepted_rate,
         "cycles": tally.acked,
-        "cycles_per_s": tally.acked / cycle_seconds,
+        "cycles_per_s": cycle_rate,
         "submit_latency_ms": {
             f"p{q}": _ms(percentile(tally.submit_latency, q)) for q in (50, 95, 99)
         },
@@ -478,6 +483,9 @@ def _report(
         "stages_us": {s.name: s.micros for s in raw},
         "stage_sum_limit_per_s": limit,
         "ratio_to_limit": accepted_rate / limit,
+        "http_request_us": request.micros,
+        "cycle_floor_per_s": floor,
+        "cycles_ratio_to_floor": cycle_rate / floor,
     }
 
 
@@ -513,6 +521,10 @@ def format_report(report: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:,.0f}" for k, v in report["stages_us"].items()),
         f"stage-sum limit: {report['stage_sum_limit_per_s']:,.0f}/s; "
         f"accepted/s is {report['ratio_to_limit']:.0%} of it",
+        f"HTTP request (aiohttp, client + server): {report['http_request_us']:,.0f} µs; "
+        f"cycle floor (4 requests, parse + XSD, verify, ledger row): "
+        f"{report['cycle_floor_per_s']:,.0f}/s; cycles/s is "
+        f"{report['cycles_ratio_to_floor']:.0%} of it",
     ]
     if "writer" in report:
         w = report["writer"]

@@ -4,6 +4,10 @@ confirmed publish of the package (aio-pika to RabbitMQ, or a committed SQLite in
 embedded bus) and one committed ledger-sized row (asyncpg or sqlite3). Each is reported as CPU
 seconds per operation, the client's and the server's together; the stage-sum limit is what
 the machine's cores could accept if a package cost nothing but these.
+
+Beside them, one request over HTTP (aiohttp's client and a bare aiohttp server), which the
+stage-sum leaves out: with it, the cycle floor is what the cores could carry if a full cycle
+(four requests, the package's parse, schema and signature, a committed row) cost nothing else.
 """
 
 from __future__ import annotations
@@ -141,6 +145,60 @@ async def amqp_publish(url: str, body: bytes, seconds: float, window: int = 256)
     return Stage("confirmed publish (aio-pika)", used / count)
 
 
+async def http_request(body: bytes, seconds: float, connections: int = 32) -> Stage:
+    """A POST of the package, answered with a short JSON document by a bare aiohttp server
+    (no middleware, no access log), ``connections`` at once kept alive: the client's and the
+    server's CPU together, both in this process."""
+    import aiohttp
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        size = len(await request.read())
+        return web.json_response({"document_key": "0" * 40, "size": size}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    count = 0
+    headers = {"Content-Type": "application/xml", "Authorization": "Bearer bench"}
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections)
+        ) as session:
+
+            async def one() -> None:
+                async with session.post(
+                    f"http://127.0.0.1:{port}/", data=body, headers=headers
+                ) as r:
+                    await r.json()
+
+            await asyncio.gather(*(one() for _ in range(connections)))  # connections opened
+            started = time.process_time()
+            deadline = time.perf_counter() + seconds
+
+            async def client() -> None:
+                nonlocal count
+                while time.perf_counter() < deadline:
+                    await one()
+                    count += 1
+
+            await asyncio.gather(*(client() for _ in range(connections)))
+            used = time.process_time() - started
+    finally:
+        await runner.cleanup()
+    return Stage("HTTP request (aiohttp)", used / max(1, count))
+
+
 def stage_sum_limit(stages: list[Stage], cores: int) -> float:
     """Packages per second the cores could accept if each cost only these stages."""
     return cores / sum(s.seconds for s in stages)
+
+
+def cycle_floor(package: list[Stage], request: Stage, cores: int) -> float:
+    """Full cycles per second the cores could carry if each cost only its four requests and
+    ``package`` (a pull copy is not published: the stages without the bus's)."""
+    return cores / (4 * request.seconds + sum(s.seconds for s in package))

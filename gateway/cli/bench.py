@@ -115,7 +115,9 @@ def bench(
     acknowledge every copy, and reports accepted/s, full cycles/s, latency percentiles, CPU
     of the gateway, broker and database per package and the gateway's memory. In the same run
     it measures the raw stages on the same bytes (lxml + XSD, signxml, a confirmed publish, a
-    committed row) and prints the stage-sum limit and the gateway's ratio to it.
+    committed row) and prints the stage-sum limit and the gateway's ratio to it; then one
+    request to a bare aiohttp server, and the cycle floor: the full cycles a second the cores
+    could carry if each cost only its four requests and the package's stages.
     """
     from gateway.bench.run import BenchOptions, format_report, run_bench
 

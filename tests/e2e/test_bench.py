@@ -47,11 +47,20 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
         "ledger row (SQLite commit)",
     }
     assert 0 < report["ratio_to_limit"] < 1
+    # a bare request costs something, and less than the gateway's own work for a letter
+    assert 0 < report["http_request_us"] < report["cpu_ms_per_package"]["gateway"] * 1000
+    stage = report["stages_us"]  # the floor: four requests and the package's stages but the bus's
+    cycle_us = 4 * report["http_request_us"] + sum(
+        stage[name]
+        for name in ("parse + XSD (lxml)", "verify (signxml)", "ledger row (SQLite commit)")
+    )
+    assert report["cycle_floor_per_s"] == pytest.approx(os.cpu_count() * 1e6 / cycle_us)
+    assert 0 < report["cycles_ratio_to_floor"] < 1
     writer = report["writer"]  # each letter's submission and acknowledgement at least
     assert writer["batches"] >= 1 and writer["jobs_per_batch"] * writer["batches"] >= 48
     assert 0 < writer["lock_held_share"] < 1
     assert "stage-sum limit" in run.stdout and "accepted: 24" in run.stdout
-    assert "write path:" in run.stdout
+    assert "write path:" in run.stdout and "cycle floor" in run.stdout
 
 
 def test_percentiles_pick_the_ranked_value() -> None:
