@@ -35,6 +35,7 @@ from gateway.api.problems import problems_middleware, request_id_middleware
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.logs import ACCESS_LOG_FORMAT
+from gateway.memory import freeze_start_up
 from gateway.service.actions import Actor
 from gateway.service.runtime import Runtime, start_runtime
 
@@ -238,6 +239,7 @@ async def _serve(
                 f"{scheme}://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in listening.sockets
             )
             say(f"======== Running on {where} ========\n(Press CTRL+C to quit)")
+        freeze_start_up()  # what start-up made stays: the collector's full passes skip it
         await asyncio.Event().wait()  # until a signal or a failure to start ends the run
     finally:
         if listening is not None:
