@@ -49,7 +49,11 @@ class BenchOptions:
     units: int = 16  # sender units, and as many recipient units (pull)
     workers: int = 1  # gateway processes (gateway serve --workers)
     stage_seconds: float = 1.0
-    timeout: float = 600.0  # the whole load phase
+    # Letters sent the same way before the measured run and left out of its figures: a
+    # gateway just started opens its database connections and its server processes, and
+    # fills its caches, during the first second of load.
+    warmup: int = 0
+    timeout: float = 600.0  # each load phase
     # A soak: the gateway's memory and open files sampled this often (seconds), reported
     # with the memory's slope and the latency's drift; None: no sampling.
     sample_every: float | None = None
@@ -274,6 +278,32 @@ async def _receive_all(
         await asyncio.gather(*(one_unit(session, code) for code in recipients))
 
 
+async def _load(
+    url: str,
+    packages: list[tuple[str, bytes]],
+    recipients: list[str],
+    tokens: dict[str, str],
+    options: BenchOptions,
+    tally: _Tally,
+) -> None:
+    """Submit ``packages`` while the recipients list, fetch and acknowledge, until every
+    accepted letter is acknowledged."""
+    async with asyncio.timeout(options.timeout):
+        submitting = asyncio.create_task(_submit_all(url, packages, tokens, options, tally))
+        receiving = asyncio.create_task(_receive_all(url, recipients, tokens, len(packages), tally))
+        await submitting
+        await _all_received(receiving, tally)
+
+
+def _warm_up_report(cold: _Tally) -> dict[str, Any]:
+    """The letters of the warm-up, sent to the gateway just started: how many, and their
+    submit latency."""
+    return {
+        "letters": cold.accepted + sum(cold.refused.values()),
+        "submit_latency_ms": {f"p{q}": _ms(percentile(cold.submit_latency, q)) for q in (50, 99)},
+    }
+
+
 async def _all_received(receiving: asyncio.Task[None], tally: _Tally) -> None:
     """Until every accepted letter is acknowledged; a recipient's failure ends the run with
     its error rather than leaving it to wait for acknowledgements that will not come."""
@@ -317,18 +347,19 @@ async def run_bench(
         folder = Path(tmp)
         say(f"development PKI for {len(directory)} units")
         init_keys(folder / "keys", directory)
-        say(f"signing {options.packages} letters of about {options.size}")
+        say(f"signing {options.warmup + options.packages} letters of about {options.size}")
         packages = await asyncio.to_thread(
             make_packages,
             folder / "keys",
             directory,
             senders,
             recipients,
-            options.packages,
+            options.warmup + options.packages,
             SIZES[options.size],
         )
+        warm_up, packages = packages[: options.warmup], packages[options.warmup :]
         sample = packages[0][1]
-        _, cert = load_unit_signer(folder / "keys", senders[0])
+        _, cert = load_unit_signer(folder / "keys", packages[0][0])  # its sender
         say("measuring the raw stages on the same bytes")
         raw = [
             stages.parse_and_schema(sample, options.stage_seconds),
@@ -352,6 +383,10 @@ async def run_bench(
         async with started_gateway(folder, options, say) as (url, pid, database_url):
             tokens = await issue_tokens(database_url, senders + recipients)
             rss_before = _memory(pid, "VmRSS")
+            cold = _Tally(started=time.perf_counter())
+            if warm_up:
+                say(f"warming up: {len(warm_up)} letters, not measured")
+                await _load(url, warm_up, recipients, tokens, options, cold)
             meter = CpuMeter(
                 {
                     "gateway": lambda: with_children(pid),
@@ -372,15 +407,7 @@ async def run_bench(
             if soak is not None:
                 sampling = asyncio.create_task(soak.run(tally.started, tally.counts))
             try:
-                async with asyncio.timeout(options.timeout):
-                    submitting = asyncio.create_task(
-                        _submit_all(url, packages, tokens, options, tally)
-                    )
-                    receiving = asyncio.create_task(
-                        _receive_all(url, recipients, tokens, len(packages), tally)
-                    )
-                    await submitting
-                    await _all_received(receiving, tally)
+                await _load(url, packages, recipients, tokens, options, tally)
             finally:
                 progress.cancel()
                 if sampling is not None:
@@ -389,7 +416,10 @@ async def run_bench(
                 gc.unfreeze()
             writer = _writer_report(writer_before, await writer_counts(url), tally)
             memory = {key: _memory(pid, key) for key in ("VmRSS", "VmHWM")}
-    report = _report(options, tally, raw, request, cpu, rss_before, memory) | {"writer": writer}
+    report = _report(options, tally, raw, request, cpu, rss_before, memory) | {
+        "writer": writer,
+        "warm_up": _warm_up_report(cold),
+    }
     if soak is not None and soak.samples:
         report["soak"] = soak.report(tally.latency_at)
     return report
@@ -499,13 +529,22 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
+def _percentiles(milliseconds: dict[str, float | None]) -> str:
+    """``p50 1.2  p99 3.4``, with ``-`` for a percentile of no values."""
+    return "  ".join(f"{q} {'-' if v is None else f'{v:,.1f}'}" for q, v in milliseconds.items())
+
+
+def _warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
+    if not warm or not warm["letters"]:
+        return []
+    return [
+        f"warm-up (not measured): {warm['letters']} letters first, from the gateway's start; "
+        f"their submit latency ms: {_percentiles(warm['submit_latency_ms'])}"
+    ]
+
+
 def format_report(report: dict[str, Any]) -> str:
     s = report["setup"]
-    lat, cyc = report["submit_latency_ms"], report["cycle_latency_ms"]
-
-    def ms(v: float | None) -> str:
-        return "-" if v is None else f"{v:,.1f}"
-
     lines = [
         f"machine: {report['machine']}",
         f"setup: bus {s['bus']}, database {s['database']}, {s['packages']} letters of "
@@ -513,12 +552,13 @@ def format_report(report: dict[str, Any]) -> str:
         + (f"offered {s['rate']:,.0f}/s" if s["rate"] else "flat out")
         + f", {s['units']} senders -> {s['units']} pull recipients, "
         f"{s['workers']} gateway process(es)",
+        *_warm_up_lines(report.get("warm_up")),
         f"accepted: {report['accepted']} ({report['accepted_per_s']:,.0f}/s)"
         + (f", refused {report['refused']}" if report["refused"] else ""),
         f"full cycles (submit, list, fetch, ack): {report['cycles']} "
         f"({report['cycles_per_s']:,.0f}/s)",
-        f"submit latency ms: p50 {ms(lat['p50'])}  p95 {ms(lat['p95'])}  p99 {ms(lat['p99'])}",
-        f"cycle latency ms:  p50 {ms(cyc['p50'])}  p95 {ms(cyc['p95'])}  p99 {ms(cyc['p99'])}",
+        f"submit latency ms: {_percentiles(report['submit_latency_ms'])}",
+        f"cycle latency ms:  {_percentiles(report['cycle_latency_ms'])}",
         "CPU ms per accepted package: "
         + ", ".join(f"{k} {v:.2f}" for k, v in report["cpu_ms_per_package"].items()),
         "gateway RSS MiB: "
