@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 # Request bodies may be as large as the envelope's size cap, and a little more.
 SLACK = 64 * 1024
+BACKLOG = 2048  # connections the kernel holds for the port until the process accepts them
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -226,12 +227,17 @@ async def _serve(
     cap = ConnectionCap(settings.api.connections_per_address, metrics.connections_refused.inc)
     listening = None
     try:
+        # Started: what start-up made stays out of the collector's full passes (a pass over
+        # it takes 150-200 ms), and only then does the port listen.
+        freeze_start_up()
         loop, factory = asyncio.get_running_loop(), cap.gate(runner.server)
-        if sock is not None:
-            listening = await loop.create_server(factory, sock=sock, ssl=ssl_context)
+        if sock is not None:  # a worker's socket of the shared port: it listens from now on
+            listening = await loop.create_server(
+                factory, sock=sock, ssl=ssl_context, backlog=BACKLOG
+            )
         else:
             listening = await loop.create_server(
-                factory, host, port, ssl=ssl_context, backlog=2048, reuse_address=True
+                factory, host, port, ssl=ssl_context, backlog=BACKLOG, reuse_address=True
             )
         if say:
             scheme = "https" if ssl_context else "http"
@@ -239,7 +245,6 @@ async def _serve(
                 f"{scheme}://{s.getsockname()[0]}:{s.getsockname()[1]}" for s in listening.sockets
             )
             say(f"======== Running on {where} ========\n(Press CTRL+C to quit)")
-        freeze_start_up()  # what start-up made stays: the collector's full passes skip it
         await asyncio.Event().wait()  # until a signal or a failure to start ends the run
     finally:
         if listening is not None:

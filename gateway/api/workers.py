@@ -30,11 +30,12 @@ from gateway.config import Settings
 log = logging.getLogger(__name__)
 
 
-def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
-    """``count`` sockets listening on one port, one per worker. The kernel spreads new
-    connections among them (SO_REUSEPORT); with one socket shared by every worker, the first
-    worker to accept took a burst of connections, and a client's keep-alive connections mostly
-    stayed on one worker while the others idled."""
+def port_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets bound to one port, one per worker, each to listen once its worker has
+    started. The kernel spreads new connections among the sockets that listen (SO_REUSEPORT),
+    so none waits in the backlog of a worker still starting; with one socket shared by every
+    worker, the first worker to accept took a burst of connections, and a client's keep-alive
+    connections mostly stayed on one worker while the others idled."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # A port another process listens on is refused, even if it shares its port the same way
     # (another gateway started by mistake): bound without SO_REUSEPORT, this one fails then.
@@ -48,7 +49,6 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(2048)
         sockets.append(sock)
     return sockets
 
@@ -88,7 +88,7 @@ def run_workers(
     from gateway.api.app import serve
 
     asyncio.run(_prepare(settings))  # once, before the workers race to do it
-    sockets = listening_sockets(host, port, workers)
+    sockets = port_sockets(host, port, workers)
     scheme = "https" if ssl_context else "http"
     say(f"gateway: {workers} worker processes on {scheme}://{host}:{sockets[0].getsockname()[1]}")
     children: list[int] = []

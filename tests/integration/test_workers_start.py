@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.api.workers import listening_sockets
+from gateway.api.workers import port_sockets
 from gateway.db.engine import create_engine
 from gateway.db.testing import prepare_database
 from gateway.ledger.identity import bind_identity, read_identity
@@ -19,30 +19,56 @@ from gateway.ledger.identity import bind_identity, read_identity
 ORIGIN = "gateway.test/start"
 
 
+def _accept_all(sock: socket.socket) -> int:
+    """Accept what waits in ``sock``'s backlog; how many there were."""
+    sock.setblocking(False)
+    count = 0
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
 def test_each_worker_gets_its_share_of_the_connections() -> None:
-    sockets = listening_sockets("127.0.0.1", 0, 3)
+    sockets = port_sockets("127.0.0.1", 0, 3)
     clients: list[socket.socket] = []
     try:
+        for sock in sockets:  # each worker's, once it has started
+            sock.listen()
         port = sockets[0].getsockname()[1]
         assert {s.getsockname()[1] for s in sockets} == {port}  # port 0: the first one's
         clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
-        accepted: Counter[int] = Counter()
-        for index, sock in enumerate(sockets):
-            sock.setblocking(False)
-            while True:
-                try:
-                    conn, _ = sock.accept()
-                except BlockingIOError:
-                    break
-                conn.close()
-                accepted[index] += 1
+        accepted = Counter({index: _accept_all(sock) for index, sock in enumerate(sockets)})
         assert sum(accepted.values()) == 60
         # The kernel hashes each connection to a socket: all three get some (a socket left
         # with none of 60 would happen about once in 10^10 runs).
         assert set(accepted) == {0, 1, 2}, accepted
         with pytest.raises(OSError) as taken:  # a second gateway on the port by mistake
-            listening_sockets("127.0.0.1", port, 2)
+            port_sockets("127.0.0.1", port, 2)
         assert taken.value.errno == errno.EADDRINUSE
+    finally:
+        for s in clients + sockets:
+            s.close()
+
+
+def test_no_connection_waits_for_a_worker_still_starting() -> None:
+    """A worker's socket listens only once the worker has started: until then the port's
+    connections go to the workers that serve, and none while no worker does."""
+    started, starting = sockets = port_sockets("127.0.0.1", 0, 2)
+    clients: list[socket.socket] = []
+    try:
+        port = started.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError):  # no worker has started yet
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+        started.listen()
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
+        assert _accept_all(started) == 30
+        starting.listen()  # the other worker has started: it gets its share from now on
+        clients += [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
+        assert _accept_all(starting) > 0
     finally:
         for s in clients + sockets:
             s.close()
