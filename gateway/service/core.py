@@ -212,6 +212,7 @@ class Gateway:
         args = (data, self.trust, directory, profile, self.clock(), self.settings.envelope)
         try:
             if isinstance(data, bytes) and len(data) <= INLINE_VERIFY_BYTES:
+                await self.writer.unlocked()  # not while the process's batch holds the lock
                 return _verify_and_read(*args)
             return await asyncio.to_thread(_verify_and_read, *args)
         except PackageRejected as e:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -160,6 +161,8 @@ class Writer:
         self.max_jobs = max_jobs
         self._waiting: collections.deque[_Item] = collections.deque()
         self._leader: asyncio.Task[None] | None = None
+        self._unlocked = asyncio.Event()  # no transaction of this writer holds the lock
+        self._unlocked.set()
         self.batches = 0  # committed transactions, for tests
         self.jobs = 0
         self.on_batch: list[Callable[[BatchTimes], None]] = []  # after each commit
@@ -181,6 +184,13 @@ class Writer:
             self._leader = asyncio.create_task(self._lead(), name="gateway-writer")
         # The job runs even if the caller goes away: it may already be written.
         return await asyncio.shield(future)
+
+    async def unlocked(self) -> None:
+        """Return when no transaction of this writer holds the ledger's lock: at once, or
+        when the one in progress has ended. Work that keeps the event loop busy for a while
+        (verifying a letter) waits for this first, so that it does not stretch a transaction
+        that every process waits for: it runs while the next one waits for the lock."""
+        await self._unlocked.wait()
 
     async def record(self, events: list[Event]) -> list[int]:
         """Ledger events that come with no other change (refusals, operator actions)."""
@@ -215,13 +225,23 @@ class Writer:
     def _take(self) -> list[_Item]:
         return [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_jobs))]
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """The ledger's transaction (its lock held); :meth:`unlocked` waits until it ends."""
+        try:
+            async with self.ledger.transaction() as conn:
+                self._unlocked.clear()
+                yield conn
+        finally:
+            self._unlocked.set()
+
     async def _flush(self, items: list[_Item]) -> None:
         """Run ``items`` in one transaction; if none are given, the waiting jobs, taken into
         ``items`` once the ledger lock is held: those that came while another process held it
         join the batch instead of waiting for the next."""
         answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         asked = time.perf_counter()
-        async with self.ledger.transaction() as conn:
+        async with self._transaction() as conn:
             locked = time.perf_counter()
             if not items:
                 items += self._take()

@@ -344,3 +344,45 @@ async def test_a_key_not_read_ahead_is_read_when_asked(ledger: SqlLedger, rows: 
     assert writer.batches == 1
     assert results == [1, 3]
     assert lookups == [["1"], ["3"]]
+
+
+async def test_unlocked_waits_while_a_transaction_holds_the_lock(ledger: SqlLedger) -> None:
+    """What would keep the event loop busy (verifying a letter) waits for ``unlocked``: it
+    returns at once while the writer is idle, and while a batch holds the ledger's lock only
+    once that batch has committed, or failed."""
+    writer = Writer(ledger)
+    await asyncio.wait_for(writer.unlocked(), 1)  # idle: at once
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def holding(batch: Batch) -> int:
+        inside.set()
+        await release.wait()
+        (seq,) = batch.append([submitted(0)])
+        return seq
+
+    job = asyncio.create_task(writer.run(holding))
+    await inside.wait()
+    waiting = asyncio.create_task(writer.unlocked())
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # the batch holds the lock
+    release.set()
+    await asyncio.wait_for(waiting, 5)
+    assert await ledger.size() == 1  # committed by the time it returned
+    assert await job == 0
+
+    async def broken(batch: Batch) -> None:
+        inside.set()
+        await release.wait()
+        raise RuntimeError("the transaction breaks")
+
+    inside.clear()
+    release.clear()
+    failing = asyncio.create_task(writer.run(broken))
+    await inside.wait()
+    waiting = asyncio.create_task(writer.unlocked())
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    release.set()
+    with pytest.raises(RuntimeError, match="breaks"):
+        await failing
+    await asyncio.wait_for(waiting, 5)  # a failed batch lets go too
