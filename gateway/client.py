@@ -464,6 +464,15 @@ class GatewayClient:
         )
         return dict(answer)
 
+    async def ack_all(self, acks: Sequence[str | dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST /v1/inbox/ack: several copies at once (at most 500), each a delivery id
+        (``done``) or an acknowledgement as ``ack`` sends it plus its ``delivery_id``. Each
+        answer is ``{"delivery_id", "state"}``, or ``{"delivery_id", "problem"}`` for one that
+        was refused (the others stand), in the order given."""
+        items = [{"delivery_id": a, "result": "done"} if isinstance(a, str) else a for a in acks]
+        _, answer = await self._json("POST", "/v1/inbox/ack", body={"acks": items})
+        return list(answer["results"])
+
     async def notices(self, *, unit: str | None = None, after: str | None = None) -> dict[str, Any]:
         """GET /v1/notices: one page ``{"notices": [...], "next": cursor|None}`` of the
         transport notices (expired, dead-lettered, redriven copies) not yet acknowledged."""

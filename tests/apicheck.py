@@ -68,10 +68,11 @@ class ApiDocument:
         self.document = document
         resource = Resource.from_contents(document, default_specification=DRAFT202012)
         self.registry: Registry[Any] = Registry().with_resource(BASE, resource)
-        # A path parameter is one segment (a key with a slash in it is sent percent-encoded).
+        # A path parameter is one segment (a key with a slash in it is sent percent-encoded);
+        # concrete paths match before templated ones (/v1/inbox/ack, /v1/inbox/{delivery_id}).
         self.routes = [
             (re.compile(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))), template)
-            for template in document["paths"]
+            for template in sorted(document["paths"], key=lambda t: t.count("{"))
         ]
         self._validators: dict[str, Draft202012Validator] = {}
 

@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import tempfile
 from collections.abc import AsyncIterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
 from gateway.api.context import OUTCOME, UPLOADS, principal_of, runtime_of
 from gateway.api.params import json_object, json_response, query_int
+from gateway.api.problems import with_request_id
 from gateway.envelope import Profile
 from gateway.errors import GatewayError
-from gateway.service.inbox import FetchedCopy
+from gateway.service.inbox import FetchedCopy, InboxAck
 from gateway.service.views import document_view
 
 routes = web.RouteTableDef()
@@ -166,23 +167,57 @@ async def delivery_body(request: web.Request) -> web.Response:
     return _package_answer(copy)
 
 
-@routes.post("/v1/inbox/{delivery_id}/ack")
-async def inbox_ack(request: web.Request) -> web.Response:
-    body = await json_object(request)
+def _inbox_ack(body: Any, delivery_id: str, where: str = "") -> InboxAck:
+    """One acknowledgement from a request's JSON: ``where`` names it within a list."""
+    if not isinstance(body, dict):
+        raise GatewayError("bad_request", f"{where}an acknowledgement is a JSON object")
     result = body.get("result")
     if result not in ("done", "fail"):
-        raise GatewayError("bad_request", 'result must be "done" or "fail"')
+        raise GatewayError("bad_request", f'{where}result must be "done" or "fail"')
     reason = body.get("reason")
     if reason is not None and not isinstance(reason, str):
-        raise GatewayError("bad_request", "reason must be a string")
+        raise GatewayError("bad_request", f"{where}reason must be a string")
     statement = body.get("acknowledgement")
     if statement is not None and (not isinstance(statement, str) or result != "done"):
-        raise GatewayError("bad_request", "acknowledgement is a compact JWS, with result done")
-    delivery_id = request.match_info["delivery_id"]
+        raise GatewayError(
+            "bad_request", f"{where}acknowledgement is a compact JWS, with result done"
+        )
+    return InboxAck(delivery_id, result == "done", reason, statement)
+
+
+@routes.post("/v1/inbox/{delivery_id}/ack")
+async def inbox_ack(request: web.Request) -> web.Response:
+    ack = _inbox_ack(await json_object(request), request.match_info["delivery_id"])
     state = await runtime_of(request).gateway.acknowledge(
-        principal_of(request), delivery_id, result == "done", reason, statement
+        principal_of(request), ack.delivery_id, ack.done, ack.reason, ack.statement
     )
-    return json_response({"delivery_id": delivery_id, "state": state})
+    return json_response({"delivery_id": ack.delivery_id, "state": state})
+
+
+MAX_ACKS = 500  # acknowledgements in one POST /v1/inbox/ack
+
+
+@routes.post("/v1/inbox/ack")
+async def inbox_ack_all(request: web.Request) -> web.Response:
+    """Several copies acknowledged at once, each answered on its own (its state, or the
+    problem that refused it), in the order given."""
+    items = (await json_object(request)).get("acks")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_ACKS:
+        raise GatewayError("bad_request", f"acks must be a list of 1 to {MAX_ACKS} objects")
+    acks = []
+    for i, item in enumerate(items):
+        delivery_id = item.get("delivery_id") if isinstance(item, dict) else None
+        if not isinstance(delivery_id, str) or not delivery_id:
+            raise GatewayError("bad_request", f"acks[{i}]: delivery_id must be a string")
+        acks.append(_inbox_ack(item, delivery_id, f"acks[{i}]: "))
+    answers = await runtime_of(request).gateway.acknowledge_all(principal_of(request), acks)
+    results = [
+        {"delivery_id": ack.delivery_id, "state": answer}
+        if isinstance(answer, str)
+        else {"delivery_id": ack.delivery_id, "problem": with_request_id(answer.to_problem())}
+        for ack, answer in zip(acks, answers, strict=True)
+    ]
+    return json_response({"results": results})
 
 
 @routes.get("/v1/notices")

@@ -297,6 +297,22 @@ PATHS: dict[str, dict[str, Any]] = {
             },
         )
     },
+    "/v1/inbox/ack": {
+        "post": op(
+            "acknowledgeInboxItems",
+            "exchange",
+            "Acknowledge several copies at once, each as acknowledgeInboxItem would; each is "
+            "answered on its own, in the order given",
+            {200: answer("Each copy's transport state now, or its problem", body("AckAllAnswer"))},
+            request=body("AckAll"),
+            errors={
+                400: "The body is not a list of 1 to 500 acknowledgements",
+                403: "Not a unit's token",
+                408: BODY_LATE,
+                413: JSON_TOO_LARGE,
+            },
+        )
+    },
     "/v1/notices": {
         "get": op(
             "listNotices",

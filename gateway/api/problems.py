@@ -35,13 +35,18 @@ _HTTP_CODES = {
 }
 
 
+def with_request_id(problem: dict[str, Any]) -> dict[str, Any]:
+    """``problem`` with the request's id, to quote to an operator, who finds it on every log
+    line of the request."""
+    rid = request_id.get()
+    return {**problem, "request_id": rid} if rid else problem
+
+
 def problem_response(
     problem: dict[str, Any], headers: dict[str, str] | None = None
 ) -> web.Response:
     headers = {**(headers or {}), "X-Gateway-Error": str(problem["code"])}
-    rid = request_id.get()
-    if rid:  # the id to quote to an operator, who finds it on every log line of the request
-        problem = {**problem, "request_id": rid}
+    problem = with_request_id(problem)
     return web.Response(
         status=int(problem["status"]),
         body=json.dumps(problem, ensure_ascii=False).encode("utf-8"),

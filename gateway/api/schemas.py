@@ -76,6 +76,16 @@ SIGNATURE_STATE = {
 }
 CURSOR = nullable(text("give it as after= for the next page; null on the last page"))
 
+# One acknowledgement of a copy in an inbox (POST /v1/inbox/{delivery_id}/ack, /v1/inbox/ack).
+ACK: dict[str, Schema] = {
+    "result": values(("done", "fail")),
+    "reason": nullable(text("why it failed")),
+    "acknowledgement": text(
+        "with done: the signed statement of reception, a compact JWS "
+        "(ES256, ES384 or RS256; see docs/evidence.md)"
+    ),
+}
+
 # Problem members beyond RFC 9457's, each sent only with these codes.
 EXTRAS: dict[str, tuple[tuple[str, ...], Schema]] = {
     "recipients": (
@@ -238,19 +248,37 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "InboxPage": closed({"items": array(ref("InboxItem")), "next": CURSOR}),
-    "Ack": {
-        "type": "object",
-        "required": ["result"],
-        "properties": {
-            "result": values(("done", "fail")),
-            "reason": nullable(text("why it failed")),
-            "acknowledgement": text(
-                "with done: the signed statement of reception, a compact JWS "
-                "(ES256, ES384 or RS256; see docs/evidence.md)"
-            ),
-        },
-    },
+    "Ack": {"type": "object", "required": ["result"], "properties": ACK},
     "AckAnswer": closed({"delivery_id": text(), "state": TRANSPORT}),
+    "AckAll": closed(
+        {
+            "acks": array(
+                {
+                    "type": "object",
+                    "required": ["delivery_id", "result"],
+                    "properties": {"delivery_id": text(), **ACK},
+                },
+                minItems=1,
+                maxItems=500,
+            )
+        }
+    ),
+    "AckAllAnswer": closed(
+        {
+            "results": array(
+                {
+                    "oneOf": [
+                        ref("AckAnswer"),
+                        closed(
+                            {"delivery_id": text(), "problem": ref("Problem")},
+                            description="This acknowledgement was refused; the others stand",
+                        ),
+                    ]
+                },
+                description="One per acknowledgement, in the order given",
+            )
+        }
+    ),
     "Notice": closed(
         {
             "notice_id": text(pattern="^n-"),

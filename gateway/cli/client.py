@@ -334,46 +334,72 @@ def inbox_fetch(url: str | None, token: str | None, delivery_id: str, output: Pa
 @inbox.command("ack")
 @URL_OPTION
 @TOKEN_OPTION
-@click.argument("delivery_id")
+@click.argument("delivery_ids", metavar="DELIVERY_ID...", nargs=-1, required=True)
 @click.option(
     "--fail",
     "reason",
     metavar="REASON",
-    help="Report that you could not take the copy; it is offered again later.",
+    help="Report that you could not take the copies; they are offered again later.",
 )
 @click.option(
     "--keys",
     envvar="GATEWAY_KEYS",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Sign the acknowledgement with your unit's key from this folder (units/<CODE>/): "
+    help="Sign each acknowledgement with your unit's key from this folder (units/<CODE>/): "
     "the copy is fetched again and its SHA-256 stated. Needs --unit.",
 )
 @click.option("--unit", "unit_code", metavar="CODE", help="Your unit's OrganId (with --keys).")
 def inbox_ack(
     url: str | None,
     token: str | None,
-    delivery_id: str,
+    delivery_ids: tuple[str, ...],
     reason: str | None,
     keys: Path | None,
     unit_code: str | None,
 ) -> None:
-    """Acknowledge a copy: received (it leaves the inbox; ledger `delivered`), or --fail.
+    """Acknowledge copies: received (they leave the inbox; ledger `delivered`), or --fail.
 
-    With --keys and --unit the acknowledgement is a signed statement (delivery id, the
+    Several copies go in one request (at most 500), each answered on its own: a line per
+    copy, and the exit status is 1 if any was refused.
+
+    With --keys and --unit each acknowledgement is a signed statement (delivery id, the
     package's SHA-256, your OrganId, the time) that the sender can hold against you; units
     whose policy requires one cannot acknowledge without it."""
     if keys is not None and (unit_code is None or reason is not None):
         raise click.UsageError("--keys signs a done acknowledgement: give --unit, not --fail")
 
-    async def acknowledge(gw: GatewayClient) -> dict[str, Any]:
-        statement = None
+    async def acknowledgement(gw: GatewayClient, delivery_id: str) -> dict[str, Any]:
+        ack: dict[str, Any] = {"delivery_id": delivery_id, "result": "done"}
+        if reason is not None:
+            ack |= {"result": "fail", "reason": reason}
         if keys is not None and unit_code is not None:
             fetched = await gw.fetch(delivery_id)
-            statement = sign_acknowledgement(delivery_id, fetched.data, unit_code, keys)
-        return await gw.ack(delivery_id, fail=reason, acknowledgement=statement)
+            ack["acknowledgement"] = sign_acknowledgement(
+                delivery_id, fetched.data, unit_code, keys
+            )
+        return ack
 
-    answer = call(url, token, acknowledge)
-    click.echo(f"OK {answer.get('delivery_id', delivery_id)} state={answer.get('state')}")
+    async def acknowledge(gw: GatewayClient) -> list[dict[str, Any]]:
+        acks = [await acknowledgement(gw, delivery_id) for delivery_id in delivery_ids]
+        if len(acks) == 1:
+            ack = acks[0]
+            return [
+                await gw.ack(
+                    ack["delivery_id"], fail=reason, acknowledgement=ack.get("acknowledgement")
+                )
+            ]
+        return await gw.ack_all(acks)
+
+    refused = 0
+    for answer in call(url, token, acknowledge):
+        problem = answer.get("problem")
+        if problem is None:
+            click.echo(f"OK {answer['delivery_id']} state={answer.get('state')}")
+        else:
+            refused += 1
+            click.echo(f"REFUSED {answer['delivery_id']} {problem['code']}: {problem['detail']}")
+    if refused:
+        sys.exit(EXIT_REJECTED)
 
 
 # -- gateway status ----------------------------------------------------------------------------

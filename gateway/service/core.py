@@ -28,7 +28,7 @@ from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service import store
 from gateway.service.bodies import ClaimedBodies
 from gateway.service.evidence import Received, bind_ack, received
-from gateway.service.inbox import Inboxes
+from gateway.service.inbox import InboxAck, Inboxes
 from gateway.service.moves import move
 from gateway.service.notices import Notices
 from gateway.service.routing import Rejected, bus_delivery, remote_sender, route
@@ -634,6 +634,25 @@ class Gateway:
                 statement,
             )
         return await self.inboxes.ack(principal, delivery_id, done, reason, ack)
+
+    async def acknowledge_all(
+        self, principal: Principal, acks: Sequence[InboxAck]
+    ) -> list[str | GatewayError]:
+        """A pull unit's answers for several copies at once, each as ``acknowledge`` would
+        take it alone: the transport state, or the refusal of that one answer. They are
+        handed to the writer together, so they share its transactions."""
+        if principal.role is not Role.UNIT:
+            raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
+
+        async def one(ack: InboxAck) -> str | GatewayError:
+            try:
+                return await self.acknowledge(
+                    principal, ack.delivery_id, ack.done, ack.reason, ack.statement
+                )
+            except GatewayError as e:
+                return e
+
+        return list(await asyncio.gather(*(one(ack) for ack in acks)))
 
     async def redrive(self, unit: str, ids: Sequence[str] | None) -> int:
         """Put a unit's dead or expired copies back: the bus's, and its inbox's."""

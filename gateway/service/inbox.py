@@ -37,6 +37,17 @@ class FetchedCopy:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class InboxAck:
+    """A unit's answer for one copy in its inbox: done (with its signed statement of
+    reception, if any), or not done with a reason (the copy is offered again)."""
+
+    delivery_id: str
+    done: bool = True
+    reason: str | None = None
+    statement: str | None = None  # a compact JWS (gateway.evidence), with done only
+
+
 class Inboxes:
     """The inboxes of every pull unit, in the gateway's database. Copies are placed in them
     when their package is accepted (in the same transaction); every change goes through the

@@ -20,6 +20,7 @@ from gatewaystack import OUTSIDER, PULL, PUSH, SENDER, Stack
 from gateway.cli import main
 from gateway.client import build_letter, make_attachment, sign_as_unit, unit
 from gateway.envelope import Organization, Package, build_package, parse_package
+from gateway.ledger import Query
 from gateway.ledger.receipt import public_key_pem
 
 # The client does not care which bus or database the gateway runs on: the embedded stack.
@@ -237,6 +238,35 @@ async def test_same_number_again_is_a_conflict_and_other_units_cannot_touch_the_
         refused = await gateway(stack, OUTSIDER, *command)  # as unknown as a missing copy
         assert refused.exit_code == 1
         assert refused.stderr.startswith("ERROR 404 not_found: ")
+
+
+async def test_several_copies_are_acknowledged_in_one_command_each_with_its_line(
+    stack: Stack,
+) -> None:
+    args = ["send", *signing(stack), "--from", SENDER, "--to", PULL, "--subject", "Về việc"]
+    keys = []
+    for number in ("601", "602", "603"):
+        sent = await gateway(stack, SENDER, *args, "--number", number)
+        assert sent.exit_code == 0, sent.output
+        keys.append(sent.stdout.strip())
+    ids = [(await waiting(stack, PULL, key, "document"))[0]["delivery_id"] for key in keys]
+
+    signed = await gateway(
+        stack, PULL, "inbox", "ack", ids[0], ids[1], "--keys", str(stack.keys), "--unit", PULL
+    )
+    assert signed.exit_code == 0, signed.output
+    assert signed.stdout == f"OK {ids[0]} state=delivered\nOK {ids[1]} state=delivered\n"
+    for key in keys[:2]:
+        entries = (await stack.runtime.ledger.query(Query(document=key))).entries
+        (delivered,) = [e for e in entries if e.event.type.value == "delivered"]
+        assert delivered.event.details["ack"] == "signed"
+
+    mixed = await gateway(stack, PULL, "inbox", "ack", ids[2], "d-nope", "--fail", "đĩa đầy")
+    assert mixed.exit_code == 1
+    assert mixed.stdout.splitlines() == [
+        f"OK {ids[2]} state=retrying",
+        "REFUSED d-nope not_found: no inbox item d-nope",
+    ]
 
 
 async def test_a_gateway_that_does_not_answer_exits_2(stack: Stack) -> None:

@@ -193,6 +193,60 @@ async def test_the_same_letter_sent_and_acknowledged_at_once_counts_once(stack: 
     assert [e.event.type.value for e in entries] == ["submitted", "queued", "delivered"]
 
 
+async def test_a_unit_acknowledges_several_copies_in_one_request(stack: Stack) -> None:
+    async with client(stack, SENDER) as gw:
+        keys = [
+            (await gw.submit(letter(stack, PULL, number=f"6{i}"))).document_key for i in range(3)
+        ]
+    ids = [(await inbox_item(stack, PULL, key))["delivery_id"] for key in keys]
+    async with client(stack, PULL) as gw:
+        answers = await gw.ack_all(
+            [
+                ids[0],
+                ids[1],
+                {"delivery_id": ids[1], "result": "done"},  # twice in one request: harmless
+                {"delivery_id": ids[2], "result": "fail", "reason": "hộp thư đầy"},
+                "d-nope",
+            ]
+        )
+    assert [a["delivery_id"] for a in answers] == [*ids[:2], ids[1], ids[2], "d-nope"]
+    assert [a.get("state") for a in answers] == [
+        "delivered",
+        "delivered",
+        "delivered",
+        "retrying",
+        None,
+    ]
+    assert answers[4]["problem"]["code"] == "not_found"  # refused alone; the others stand
+    events = [
+        [e.event.type.value for e in (await stack.runtime.ledger.query(Query(document=k))).entries]
+        for k in keys
+    ]
+    assert events == [
+        ["submitted", "queued", "delivered"],
+        ["submitted", "queued", "delivered"],
+        ["submitted", "queued", "retrying"],
+    ]
+    async with client(stack, PULL) as gw:  # the failed copy is offered again
+        assert [i["delivery_id"] for i in (await gw.inbox())["items"]] == [ids[2]]
+    async with client(stack, OUTSIDER) as gw:  # another unit's copy is as unknown as none
+        (answer,) = await gw.ack_all([ids[2]])
+        assert answer["problem"]["code"] == "not_found"
+    for who, acks, refused in [
+        ("operator", [ids[2]], 403),  # only the recipient unit acknowledges
+        (PULL, [], 400),
+        (PULL, [ids[2]] * 501, 400),
+        (PULL, [{"result": "done"}], 400),
+        (PULL, [{"delivery_id": ids[2], "result": "maybe"}], 400),
+    ]:
+        async with client(stack, who) as gw:
+            with pytest.raises(ApiError) as caught:
+                await gw.ack_all(acks)
+        assert caught.value.status == refused, (who, acks[:1])
+    async with client(stack, PULL) as gw:  # nothing refused as a whole was acknowledged
+        assert [i["delivery_id"] for i in (await gw.inbox())["items"]] == [ids[2]]
+
+
 async def test_unknown_or_suspended_recipients_queue_nothing(stack: Stack) -> None:
     async with client(stack, SENDER) as gw:
         with pytest.raises(ApiError) as caught:

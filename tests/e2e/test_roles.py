@@ -88,6 +88,11 @@ def calls(letter: Letter) -> dict[str, Callable[[], Call]]:
             f"/v1/inbox/{letter.delivery_id}/ack",
             {"json": {"result": "done"}},
         ),
+        "POST /v1/inbox/ack": lambda: (  # a failure: the copy stays for the other cells
+            "POST",
+            "/v1/inbox/ack",
+            {"json": {"acks": [{"delivery_id": letter.delivery_id, "result": "fail"}]}},
+        ),
         "GET /v1/deliveries/{delivery_id}/body": lambda: (
             "GET",
             f"/v1/deliveries/{letter.amqp_delivery_id}/body",
