@@ -541,7 +541,7 @@ _INBOX_PAGE = (
 async def inbox_page(conn: AsyncConnection, unit: str, after: int, limit: int) -> InboxPage:
     """The unit's waiting copies after position ``after``, oldest first."""
     values = {"unit": unit, "after": after, "rows": limit + 1}
-    entries = [InboxEntry(**row._mapping) for row in await conn.execute(_INBOX_PAGE, values)]
+    entries = [InboxEntry(*row) for row in await conn.execute(_INBOX_PAGE, values)]
     more = len(entries) > limit
     return InboxPage(entries[:limit], entries[limit - 1].position if more else None)
 
