@@ -512,7 +512,7 @@ class InboxPage:
     next: int | None  # the position to list after, when there is more
 
 
-_INBOX_PAGE = (
+_INBOX_PAGE: Select[Any] = (
     select(
         _i.position,
         _i.delivery_id,
