@@ -248,7 +248,8 @@ async def _submit_all(
 async def _receive_all(
     url: str, recipients: list[str], tokens: dict[str, str], expected: int, tally: _Tally
 ) -> None:
-    """Each recipient's system: list its inbox, fetch and acknowledge every copy."""
+    """Each recipient's system: list its inbox, fetch every copy of the page, then
+    acknowledge them together (one POST /v1/inbox/ack)."""
     connector = aiohttp.TCPConnector(limit=len(recipients) * 2)
 
     async def one_unit(session: aiohttp.ClientSession, code: str) -> None:
@@ -257,19 +258,27 @@ async def _receive_all(
             # a long poll: an empty inbox answers when a copy arrives (or after 5 s)
             async with session.get(f"{url}/v1/inbox?limit=100&wait=5", headers=headers) as r:
                 _check(r, code, "list")
-                page = await r.json()
-            for item in page["items"]:
-                delivery = item["delivery_id"]
-                async with session.get(f"{url}/v1/inbox/{delivery}", headers=headers) as r:
+                items = (await r.json())["items"]
+            if not items:
+                continue
+            for item in items:
+                async with session.get(
+                    f"{url}/v1/inbox/{item['delivery_id']}", headers=headers
+                ) as r:
                     _check(r, code, "fetch")
                     await r.read()
-                async with session.post(
-                    f"{url}/v1/inbox/{delivery}/ack", json={"result": "done"}, headers=headers
-                ) as r:
-                    _check(r, code, "acknowledge")
-                now = time.perf_counter()
-                tally.acked += 1
-                tally.last_acked = now
+            acks = [{"delivery_id": item["delivery_id"], "result": "done"} for item in items]
+            async with session.post(
+                f"{url}/v1/inbox/ack", json={"acks": acks}, headers=headers
+            ) as r:
+                _check(r, code, "acknowledge")
+                refused = [a for a in (await r.json())["results"] if "problem" in a]
+            if refused:
+                raise RuntimeError(f"{code} could not acknowledge: {refused[0]['problem']}")
+            now = time.perf_counter()
+            tally.acked += len(items)
+            tally.last_acked = now
+            for item in items:
                 sent = tally.sent_at.get(item["document_key"])
                 if sent is not None:
                     tally.cycle_latency.append(now - sent)
