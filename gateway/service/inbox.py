@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.bus import ClaimStore, RetryPolicy
 from gateway.db.engine import reader
+from gateway.db.together import ReadTogether
 from gateway.db.wakeups import Wakeups
 from gateway.errors import GatewayError
 from gateway.ledger import EventType
@@ -66,6 +67,7 @@ class Inboxes:
         self.writer = writer
         self.engine = engine
         self._reader = reader(engine)  # listing and fetching: one statement, no transaction
+        self._items = ReadTogether(self._reader, store.inbox_items)  # fetches at one moment
         self.policy = policy
         self.bodies = bodies
         self.wakeups = wakeups
@@ -155,9 +157,9 @@ class Inboxes:
             raise GatewayError("not_found", f"no inbox item {delivery_id}")
 
     async def item(self, principal: Principal, delivery_id: str) -> FetchedCopy:
-        """A copy the principal may read, with its package's bytes: one query."""
-        async with self._reader.connect() as conn:
-            item = await store.inbox_item(conn, delivery_id)
+        """A copy the principal may read, with its package's bytes: read together with the
+        copies other requests fetch at the same moment (gateway.db.together)."""
+        item = await self._items.get(delivery_id)
         self._check_access(principal, item.recipient if item else None, delivery_id)
         assert item is not None
         body = await self.bodies.get(item.raw_claim) if item.raw_claim else item.raw

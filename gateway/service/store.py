@@ -558,16 +558,26 @@ class InboxItem:
     raw_claim: str | None
 
 
-_INBOX_ITEM = (
-    select(_i.recipient, _p.document_key, _p.signature_state, _p.sha256, _p.raw, _p.raw_claim)
+_INBOX_ITEMS: Select[Any] = (
+    select(
+        _i.delivery_id,
+        _i.recipient,
+        _p.document_key,
+        _p.signature_state,
+        _p.sha256,
+        _p.raw,
+        _p.raw_claim,
+    )
     .join(package_table, _p.package_id == _i.package_id)
-    .where(_i.delivery_id == bindparam("delivery_id"))
+    .where(_i.delivery_id.in_(bindparam("ids", expanding=True)))
 )
 
 
-async def inbox_item(conn: AsyncConnection, delivery_id: str) -> InboxItem | None:
-    row = (await conn.execute(_INBOX_ITEM, {"delivery_id": delivery_id})).first()
-    return None if row is None else InboxItem(*row)
+async def inbox_items(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, InboxItem]:
+    """The copies with these delivery ids that are in an inbox, with their package's bytes,
+    by id (read together: gateway.db.together)."""
+    rows = await conn.execute(_INBOX_ITEMS, {"ids": list(ids)})
+    return {delivery_id: InboxItem(*item) for delivery_id, *item in rows}
 
 
 @dataclass(frozen=True, slots=True)
