@@ -28,7 +28,7 @@ from gateway.ledger import Event, EventType, SqlLedger
 from gateway.service import store
 from gateway.service.bodies import ClaimedBodies
 from gateway.service.evidence import Received, bind_ack, received
-from gateway.service.inbox import InboxAck, Inboxes
+from gateway.service.inbox import InboxAck, Inboxes, check_acknowledger
 from gateway.service.moves import move
 from gateway.service.notices import Notices
 from gateway.service.routing import Rejected, bus_delivery, remote_sender, route
@@ -641,8 +641,7 @@ class Gateway:
         """A pull unit's answers for several copies at once, each as ``acknowledge`` would
         take it alone: the transport state, or the refusal of that one answer. They are
         handed to the writer together, so they share its transactions."""
-        if principal.role is not Role.UNIT:
-            raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
+        check_acknowledger(principal)
 
         async def one(ack: InboxAck) -> str | GatewayError:
             try:

@@ -49,6 +49,12 @@ class InboxAck:
     statement: str | None = None  # a compact JWS (gateway.evidence), with done only
 
 
+def check_acknowledger(principal: Principal) -> None:
+    """Only a unit acknowledges copies, and only those of its own inbox (checked per copy)."""
+    if principal.role is not Role.UNIT:
+        raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
+
+
 class Inboxes:
     """The inboxes of every pull unit, in the gateway's database. Copies are placed in them
     when their package is accepted (in the same transaction); every change goes through the
@@ -179,8 +185,7 @@ class Inboxes:
         acknowledged: checked by the caller, see gateway.service.evidence); fail offers it
         again, up to the bus's attempt limit, then leaves it dead for an operator. Returns the
         transport state."""
-        if principal.role is not Role.UNIT:
-            raise GatewayError("forbidden", "only the recipient unit acknowledges its inbox")
+        check_acknowledger(principal)
         ack = received or Received()
         return await self.writer.run(
             lambda batch: self._ack(batch, principal, delivery_id, done, reason, ack),
