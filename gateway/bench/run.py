@@ -35,6 +35,7 @@ from gateway.memory import freeze_start_up
 from gateway.trust import init_keys, load_unit_signer, sign_package
 
 SIZES = {"8k": 8 * 1024, "64k": 64 * 1024, "1m": 1024 * 1024}
+PULLS = ("during", "after")  # when the recipients pull (BenchOptions.pull)
 Say = Callable[[str], None]
 
 
@@ -57,6 +58,9 @@ class BenchOptions:
     # A soak: the gateway's memory and open files sampled this often (seconds), reported
     # with the memory's slope and the latency's drift; None: no sampling.
     sample_every: float | None = None
+    # When the recipients pull: "during" the submissions (a steady exchange), or "after" every
+    # letter has been answered (the intake alone, then the recipients drain their inboxes).
+    pull: str = "during"
 
 
 @dataclass
@@ -70,6 +74,8 @@ class _Tally:
     last_accepted: float = 0.0
     acked: int = 0
     last_acked: float = 0.0
+    first_acked: float | None = None
+    drain_started: float | None = None  # when the recipients began, if after the intake
     sent_at: dict[str, float] = field(default_factory=dict)  # document key -> submit start
 
     def counts(self) -> tuple[int, int]:
@@ -276,6 +282,8 @@ async def _receive_all(
             if refused:
                 raise RuntimeError(f"{code} could not acknowledge: {refused[0]['problem']}")
             now = time.perf_counter()
+            if tally.first_acked is None:
+                tally.first_acked = now
             tally.acked += len(items)
             tally.last_acked = now
             for item in items:
@@ -295,10 +303,14 @@ async def _load(
     options: BenchOptions,
     tally: _Tally,
 ) -> None:
-    """Submit ``packages`` while the recipients list, fetch and acknowledge, until every
-    accepted letter is acknowledged."""
+    """Submit ``packages`` while the recipients list, fetch and acknowledge (or, pulling
+    "after", once every letter has been answered), until every accepted letter is
+    acknowledged."""
     async with asyncio.timeout(options.timeout):
         submitting = asyncio.create_task(_submit_all(url, packages, tokens, options, tally))
+        if options.pull == "after":
+            await submitting
+            tally.drain_started = time.perf_counter()
         receiving = asyncio.create_task(_receive_all(url, recipients, tokens, len(packages), tally))
         await submitting
         await _all_received(receiving, tally)
@@ -350,6 +362,8 @@ async def run_bench(
     """Run one benchmark and return its report (see :func:`format_report`)."""
     if options.size not in SIZES:
         raise ValueError(f"--size must be one of {', '.join(SIZES)}")
+    if options.pull not in PULLS:
+        raise ValueError(f"--pull must be one of {', '.join(PULLS)}")
     directory = load_directory()
     senders, recipients = pull_units(directory, options.units)
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
@@ -492,6 +506,9 @@ def _report(
     cycle_seconds = max(1e-9, tally.last_acked - tally.started)
     accepted_rate = tally.accepted / accept_seconds
     cycle_rate = tally.acked / cycle_seconds
+    drain_rate = None  # copies acknowledged a second once the recipients began after the intake
+    if tally.drain_started is not None:
+        drain_rate = tally.acked / max(1e-9, tally.last_acked - tally.drain_started)
     limit = stages.stage_sum_limit(raw, cores)
     parse, verify, _publish, row = raw  # the recipients pull: their copies are not published
     floor = stages.cycle_floor([parse, verify, row], request, cores)
@@ -507,6 +524,7 @@ def _report(
             "rate": options.rate,
             "units": options.units,
             "workers": options.workers,
+            "pull": options.pull,
         },
         "accepted": tally.accepted,
         "refused": dict(tally.refused),
@@ -519,6 +537,9 @@ def _report(
         "cycle_latency_ms": {
             f"p{q}": _ms(percentile(tally.cycle_latency, q)) for q in (50, 95, 99)
         },
+        "intake_s": accept_seconds,
+        "first_ack_s": None if tally.first_acked is None else tally.first_acked - tally.started,
+        "drain_per_s": drain_rate,
         "cpu_ms_per_package": {name: used * 1000 / per for name, used in cpu.items()},
         "gateway_rss_mib": {
             "before": rss_before / 1024,
@@ -552,6 +573,12 @@ def _warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _drain_lines(drain: float | None) -> list[str]:
+    if drain is None:
+        return []
+    return [f"drain (recipients pulling after the intake): {drain:,.0f} copies/s"]
+
+
 def format_report(report: dict[str, Any]) -> str:
     s = report["setup"]
     lines = [
@@ -559,13 +586,15 @@ def format_report(report: dict[str, Any]) -> str:
         f"setup: bus {s['bus']}, database {s['database']}, {s['packages']} letters of "
         f"{s['size']}, {s['connections']} connections, "
         + (f"offered {s['rate']:,.0f}/s" if s["rate"] else "flat out")
-        + f", {s['units']} senders -> {s['units']} pull recipients, "
-        f"{s['workers']} gateway process(es)",
+        + f", {s['units']} senders -> {s['units']} pull recipients "
+        + ("pulling after the intake" if s.get("pull") == "after" else "pulling meanwhile")
+        + f", {s['workers']} gateway process(es)",
         *_warm_up_lines(report.get("warm_up")),
         f"accepted: {report['accepted']} ({report['accepted_per_s']:,.0f}/s)"
         + (f", refused {report['refused']}" if report["refused"] else ""),
         f"full cycles (submit, list, fetch, ack): {report['cycles']} "
         f"({report['cycles_per_s']:,.0f}/s)",
+        *_drain_lines(report.get("drain_per_s")),
         f"submit latency ms: {_percentiles(report['submit_latency_ms'])}",
         f"cycle latency ms:  {_percentiles(report['cycle_latency_ms'])}",
         "CPU ms per accepted package: "

@@ -75,6 +75,16 @@ FLAT_OUT_WARMUP = 500  # letters: about a second's worth flat out on two cores
     help="Gateway processes (gateway serve --workers).",
 )
 @click.option(
+    "--pull",
+    type=click.Choice(["during", "after"]),
+    default="during",
+    show_default=True,
+    help="When the recipients list, fetch and acknowledge: during the submissions (a steady "
+    "exchange: accepted/s is what the gateway takes in while it also delivers), or after "
+    "every letter has been answered (the intake alone, measured against the stage-sum limit "
+    "of a submission's stages, then the drain of the inboxes).",
+)
+@click.option(
     "--stage-seconds",
     default=1.0,
     show_default=True,
@@ -114,6 +124,7 @@ def bench(
     size: str,
     units: int,
     workers: int,
+    pull: str,
     stage_seconds: float,
     warmup: int | None,
     duration: float | None,
@@ -141,6 +152,9 @@ def bench(
     if duration is not None and rate is None:
         click.echo("error: --duration needs --rate (letters a second to offer)", err=True)
         sys.exit(EXIT_USAGE)
+    if duration is not None and pull == "after":
+        click.echo("error: --duration measures a steady exchange: not with --pull after", err=True)
+        sys.exit(EXIT_USAGE)
     if duration is not None and rate is not None:
         packages = math.ceil(rate * duration)
     if warmup is None:
@@ -154,6 +168,7 @@ def bench(
         size=size,
         units=units,
         workers=workers,
+        pull=pull,
         stage_seconds=stage_seconds,
         warmup=warmup,
         timeout=600.0 if duration is None else duration + 600.0,

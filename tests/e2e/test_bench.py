@@ -40,6 +40,7 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
     assert report["warm_up"]["submit_latency_ms"]["p50"] > 0
     assert "warm-up (not measured): 5 letters" in run.stdout
     assert report["accepted"] == 24 and report["refused"] == {}
+    assert report["setup"]["pull"] == "during" and report["drain_per_s"] is None
     assert report["cycles"] == 24
     assert report["accepted_per_s"] > 0 and report["cycles_per_s"] > 0
     assert report["submit_latency_ms"]["p50"] <= report["submit_latency_ms"]["p99"]
@@ -68,6 +69,30 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
     assert 0 < writer["lock_held_share"] < 1
     assert "stage-sum limit" in run.stdout and "accepted: 24" in run.stdout
     assert "write path:" in run.stdout and "cycle floor" in run.stdout
+
+
+def test_recipients_pulling_after_the_intake_leave_it_measured_alone(tmp_path: Path) -> None:
+    run, report = bench(
+        tmp_path, "--packages", "30", "--warmup", "0", "--units", "3", "--connections", "4",
+        "--stage-seconds", "0.05", "--pull", "after",
+    )  # fmt: skip
+    assert report["setup"]["pull"] == "after"
+    assert report["accepted"] == 30 == report["cycles"]
+    # no copy was acknowledged before the last letter was answered
+    assert report["first_ack_s"] >= report["intake_s"] > 0
+    assert report["drain_per_s"] > 0
+    assert "pulling after the intake" in run.stdout and "drain (recipients" in run.stdout
+
+
+def test_a_soak_cannot_pull_after_the_intake() -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    result = CliRunner().invoke(
+        main, ["bench", "--pull", "after", "--rate", "5", "--duration", "5"]
+    )
+    assert result.exit_code == 2 and "not with --pull after" in result.output
 
 
 def test_percentiles_pick_the_ranked_value() -> None:
