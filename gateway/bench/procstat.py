@@ -66,7 +66,8 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 class CpuMeter:
-    """CPU seconds used by groups of processes between ``start`` and ``stop``. A group is a
+    """CPU seconds used by groups of processes between ``start`` and ``stop`` (which may be
+    read more than once: each reading counts from the start). A group is a
     function listing its processes, asked again at the stop: a process that started in
     between (a new database session) counts whole, one that ended in between is lost."""
 

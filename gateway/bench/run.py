@@ -76,6 +76,7 @@ class _Tally:
     last_acked: float = 0.0
     first_acked: float | None = None
     drain_started: float | None = None  # when the recipients began, if after the intake
+    intake_cpu: dict[str, float] | None = None  # CPU seconds used until then, by group
     sent_at: dict[str, float] = field(default_factory=dict)  # document key -> submit start
 
     def counts(self) -> tuple[int, int]:
@@ -302,15 +303,17 @@ async def _load(
     tokens: dict[str, str],
     options: BenchOptions,
     tally: _Tally,
+    meter: CpuMeter | None = None,
 ) -> None:
     """Submit ``packages`` while the recipients list, fetch and acknowledge (or, pulling
-    "after", once every letter has been answered), until every accepted letter is
-    acknowledged."""
+    "after", once every letter has been answered, reading ``meter`` then), until every
+    accepted letter is acknowledged."""
     async with asyncio.timeout(options.timeout):
         submitting = asyncio.create_task(_submit_all(url, packages, tokens, options, tally))
         if options.pull == "after":
             await submitting
             tally.drain_started = time.perf_counter()
+            tally.intake_cpu = None if meter is None else meter.stop()
         receiving = asyncio.create_task(_receive_all(url, recipients, tokens, len(packages), tally))
         await submitting
         await _all_received(receiving, tally)
@@ -430,7 +433,7 @@ async def run_bench(
             if soak is not None:
                 sampling = asyncio.create_task(soak.run(tally.started, tally.counts))
             try:
-                await _load(url, packages, recipients, tokens, options, tally)
+                await _load(url, packages, recipients, tokens, options, tally, meter)
             finally:
                 progress.cancel()
                 if sampling is not None:
@@ -540,7 +543,8 @@ def _report(
         "intake_s": accept_seconds,
         "first_ack_s": None if tally.first_acked is None else tally.first_acked - tally.started,
         "drain_per_s": drain_rate,
-        "cpu_ms_per_package": {name: used * 1000 / per for name, used in cpu.items()},
+        "cpu_ms_per_package": _per_package(cpu, per),
+        "intake_cpu_ms_per_package": tally.intake_cpu and _per_package(tally.intake_cpu, per),
         "gateway_rss_mib": {
             "before": rss_before / 1024,
             "after": memory.get("VmRSS", 0) / 1024,
@@ -553,6 +557,11 @@ def _report(
         "cycle_floor_per_s": floor,
         "cycles_ratio_to_floor": cycle_rate / floor,
     }
+
+
+def _per_package(cpu: dict[str, float], packages: int) -> dict[str, float]:
+    """CPU seconds by group as milliseconds a package."""
+    return {name: used * 1000 / packages for name, used in cpu.items()}
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -579,6 +588,12 @@ def _drain_lines(drain: float | None) -> list[str]:
     return [f"drain (recipients pulling after the intake): {drain:,.0f} copies/s"]
 
 
+def _intake_cpu_lines(cpu: dict[str, float] | None) -> list[str]:
+    if cpu is None:
+        return []
+    return ["  of which the intake: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())]
+
+
 def format_report(report: dict[str, Any]) -> str:
     s = report["setup"]
     lines = [
@@ -599,6 +614,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"cycle latency ms:  {_percentiles(report['cycle_latency_ms'])}",
         "CPU ms per accepted package: "
         + ", ".join(f"{k} {v:.2f}" for k, v in report["cpu_ms_per_package"].items()),
+        *_intake_cpu_lines(report.get("intake_cpu_ms_per_package")),
         "gateway RSS MiB: "
         + ", ".join(f"{k} {v:,.0f}" for k, v in report["gateway_rss_mib"].items()),
         "raw stages (CPU µs per package, client + server): "

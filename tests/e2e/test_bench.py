@@ -41,6 +41,7 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
     assert "warm-up (not measured): 5 letters" in run.stdout
     assert report["accepted"] == 24 and report["refused"] == {}
     assert report["setup"]["pull"] == "during" and report["drain_per_s"] is None
+    assert report["intake_cpu_ms_per_package"] is None
     assert report["cycles"] == 24
     assert report["accepted_per_s"] > 0 and report["cycles_per_s"] > 0
     assert report["submit_latency_ms"]["p50"] <= report["submit_latency_ms"]["p99"]
@@ -81,6 +82,8 @@ def test_recipients_pulling_after_the_intake_leave_it_measured_alone(tmp_path: P
     # no copy was acknowledged before the last letter was answered
     assert report["first_ack_s"] >= report["intake_s"] > 0
     assert report["drain_per_s"] > 0
+    intake, whole = report["intake_cpu_ms_per_package"], report["cpu_ms_per_package"]
+    assert 0 < intake["gateway"] < whole["gateway"]  # the drain's work came after it
     assert "pulling after the intake" in run.stdout and "drain (recipients" in run.stdout
 
 
