@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import AgencyAdapter
-from gateway.client import MAX_INBOX_WAIT, ApiError, GatewayClient, GatewayUnreachable
+from gateway.client import (
+    MAX_INBOX_WAIT,
+    ApiError,
+    GatewayClient,
+    GatewayUnreachable,
+    listed_package,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +104,10 @@ class Connector:
         after: str | None = None
         try:
             while True:
-                page = await self.client.inbox(after=after)
+                page = await self.client.inbox(after=after, packages=True)
                 for item in page["items"]:
-                    copy = await self.client.fetch(item["delivery_id"])
+                    # a package too large for the listing is fetched on its own
+                    copy = listed_package(item) or await self.client.fetch(item["delivery_id"])
                     self.adapter.deliver(copy)
                     await self.client.ack(copy.delivery_id)
                     self.adapter.acknowledged(copy.delivery_id)

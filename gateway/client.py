@@ -318,6 +318,21 @@ class Fetched:
     data: bytes
 
 
+def listed_package(item: dict[str, Any]) -> Fetched | None:
+    """A copy's package as a listing that carries them gives it (``GatewayClient.inbox(...,
+    packages=True)``), like :meth:`GatewayClient.fetch`; None when the listing left it out
+    (too large to list): fetch it."""
+    package = item.get("package")
+    if package is None:
+        return None
+    return Fetched(
+        delivery_id=item["delivery_id"],
+        document_key=item.get("document_key"),
+        signature_state=item.get("signature_state"),
+        data=base64.b64decode(package, validate=True),
+    )
+
+
 def _snake(reason: str | None, status: int) -> str:
     words = "".join(c if c.isalnum() else " " for c in (reason or "").lower()).split()
     return "_".join(words) or f"http_{status}"
@@ -418,14 +433,18 @@ class GatewayClient:
         limit: int | None = None,
         after: str | None = None,
         wait: int | None = None,
+        packages: bool = False,
     ) -> dict[str, Any]:
         """GET /v1/inbox: one page ``{"items": [...], "next": cursor|None}``. ``wait``: when
-        the inbox is empty, wait up to that many seconds (at most MAX_INBOX_WAIT) for a copy."""
+        the inbox is empty, wait up to that many seconds (at most MAX_INBOX_WAIT) for a copy.
+        ``packages``: each item carries its package's bytes (``item["package"]``, base64; see
+        :func:`listed_package`), except those too large to list (null: :meth:`fetch` them)."""
         params = {
             "unit": unit,
             "limit": None if limit is None else str(limit),
             "after": after,
             "wait": None if wait is None else str(wait),
+            "include": "package" if packages else None,
         }
         _, page = await self._json(
             "GET", "/v1/inbox", params={k: v for k, v in params.items() if v is not None}

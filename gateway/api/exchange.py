@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+from base64 import b64encode
 from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
@@ -113,8 +114,12 @@ async def inbox(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, low=1, high=500)
     after = query_int(request, "after", 0)
     wait = query_int(request, "wait", 0, low=0, high=MAX_WAIT_SECONDS)
+    include = request.query.get("include")
+    if include not in (None, "package"):
+        raise GatewayError("bad_request", 'include may only be "package"')
     runtime = runtime_of(request)
-    page = await runtime.gateway.inboxes.page(
+    inboxes = runtime.gateway.inboxes
+    page = await inboxes.page(
         unit, after=after, limit=limit, wait=min(wait, runtime.settings.api.long_poll)
     )
     items = [
@@ -133,6 +138,9 @@ async def inbox(request: web.Request) -> web.Response:
         }
         for e in page.entries
     ]
+    if include:
+        for item, package in zip(items, await inboxes.packages(page.entries), strict=True):
+            item["package"] = None if package is None else b64encode(package).decode("ascii")
     return json_response({"items": items, "next": None if page.next is None else str(page.next)})
 
 

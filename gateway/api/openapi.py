@@ -14,6 +14,7 @@ from gateway.api.openapi_console import CONSOLE_PATHS
 from gateway.api.problems import PROBLEM_TYPE
 from gateway.api.schemas import EXTRAS, SCHEMAS, Schema, integer, ref, text, values
 from gateway.errors import CODES
+from gateway.service.inbox import LISTED_PACKAGE, LISTED_PAGE
 
 Response = dict[str, Any]
 
@@ -246,9 +247,16 @@ PATHS: dict[str, dict[str, Any]] = {
                     "the answer comes as soon as one is placed, or empty when the time is up",
                     integer(0, maximum=MAX_WAIT_SECONDS),
                 ),
+                query(
+                    "include",
+                    "package: each item carries its package's bytes (base64), saving a fetch "
+                    f"a copy: packages up to {LISTED_PACKAGE >> 20} MiB, "
+                    f"{LISTED_PAGE >> 20} MiB a page in all; the others are null, to be fetched",
+                    {"enum": ["package"]},
+                ),
             ],
             errors={
-                400: "limit, after or wait is not valid",
+                400: "limit, after, wait or include is not valid",
                 403: "Another unit's inbox, or an auditor's token",
             },
         )

@@ -245,7 +245,15 @@ SCHEMAS: dict[str, Schema] = {
             "signature_state": SIGNATURE_STATE,
             "queued_at": TIME,
             "attempt": integer(1),
-        }
+            "package": nullable(
+                text(
+                    "with include=package: the package's bytes exactly as signed, base64; "
+                    "null: fetch this copy on its own (GET /v1/inbox/{delivery_id})",
+                    contentEncoding="base64",
+                )
+            ),
+        },
+        optional=("package",),
     ),
     "InboxPage": closed({"items": array(ref("InboxItem")), "next": CURSOR}),
     "Ack": {"type": "object", "required": ["result"], "properties": ACK},

@@ -198,7 +198,8 @@ def stage_sum_limit(stages: list[Stage], cores: int) -> float:
     return cores / sum(s.seconds for s in stages)
 
 
-def cycle_floor(package: list[Stage], request: Stage, cores: int) -> float:
-    """Full cycles per second the cores could carry if each cost only its four requests and
+def cycle_floor(package: list[Stage], request: Stage, cores: int, requests: int = 4) -> float:
+    """Full cycles per second the cores could carry if each cost only its ``requests`` (four:
+    submit, list, fetch, acknowledge; three when the listing carries the package) and
     ``package`` (a pull copy is not published: the stages without the bus's)."""
-    return cores / (4 * request.seconds + sum(s.seconds for s in package))
+    return cores / (requests * request.seconds + sum(s.seconds for s in package))

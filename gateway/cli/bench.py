@@ -85,6 +85,13 @@ FLAT_OUT_WARMUP = 500  # letters: about a second's worth flat out on two cores
     "of a submission's stages, then the drain of the inboxes).",
 )
 @click.option(
+    "--fetch-each",
+    is_flag=True,
+    help="The recipients list their inbox, then fetch each copy on its own (GET "
+    "/v1/inbox/ID), as a system made for one copy at a time does; by default they list it "
+    "with the packages (include=package).",
+)
+@click.option(
     "--stage-seconds",
     default=1.0,
     show_default=True,
@@ -125,6 +132,7 @@ def bench(
     units: int,
     workers: int,
     pull: str,
+    fetch_each: bool,
     stage_seconds: float,
     warmup: int | None,
     duration: float | None,
@@ -135,13 +143,13 @@ def bench(
     Starts a gateway in its own process (embedded by default; --amqp and --db select RabbitMQ
     and PostgreSQL), signs PACKAGES letters from --units sender units to as many pull units,
     submits them over HTTP (flat out, or at --rate) after --warmup letters sent the same way
-    but not measured, lets the recipients list, fetch and acknowledge every copy, and reports
-    accepted/s, full cycles/s, latency percentiles, CPU of the gateway, broker and database
-    per package and the gateway's memory. In the same run it measures the raw stages on the
-    same bytes (lxml + XSD, signxml, a confirmed publish, a committed row) and prints the
-    stage-sum limit and the gateway's ratio to it; then one request to a bare aiohttp server,
-    and the cycle floor: the full cycles a second the cores could carry if each cost only its
-    four requests and the package's stages.
+    but not measured, lets the recipients list their inboxes with the packages and
+    acknowledge every copy, and reports accepted/s, full cycles/s, latency percentiles, CPU
+    of the gateway, broker and database per package and the gateway's memory. In the same
+    run it measures the raw stages on the same bytes (lxml + XSD, signxml, a confirmed
+    publish, a committed row) and prints the stage-sum limit and the gateway's ratio to it;
+    then one request to a bare aiohttp server, and the cycle floor: the full cycles a second
+    the cores could carry if each cost only its requests and the package's stages.
     """
     from gateway.bench.run import BenchOptions, format_report, run_bench
 
@@ -169,6 +177,7 @@ def bench(
         units=units,
         workers=workers,
         pull=pull,
+        fetch_each=fetch_each,
         stage_seconds=stage_seconds,
         warmup=warmup,
         timeout=600.0 if duration is None else duration + 600.0,

@@ -20,10 +20,16 @@ from gateway.ledger import EventType
 from gateway.service import store
 from gateway.service.evidence import Received, bind_ack
 from gateway.service.moves import move
-from gateway.service.store import InboxPage
+from gateway.service.store import InboxEntry, InboxPage
 from gateway.service.tokens import Principal, Role
 from gateway.service.transport import InboxState, Transport, inbox_answer
 from gateway.service.writer import Batch, Writer
+
+# A listing that carries its copies' packages (GET /v1/inbox?include=package) carries each one
+# up to LISTED_PACKAGE bytes, and LISTED_PAGE bytes of packages in all; the others are fetched
+# on their own.
+LISTED_PACKAGE = 1 << 20
+LISTED_PAGE = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +153,24 @@ class Inboxes:
                 if page.entries or left <= 0 or self.wakeups.closed:
                     return page
                 await watch.wait(min(left, self.wakeups.recheck))
+
+    async def packages(self, entries: Sequence[InboxEntry]) -> list[bytes | None]:
+        """The package bytes of a listed page's copies, in its order, for a listing that
+        carries them: read together with the fetches of the moment. None for a copy to fetch
+        on its own: its package is over LISTED_PACKAGE or kept in the package store, the
+        page's packages would pass LISTED_PAGE with it, or it left the inbox meanwhile."""
+        room = LISTED_PAGE
+        wanted: list[str] = []
+        for entry in entries:
+            if entry.size <= min(LISTED_PACKAGE, room):
+                room -= entry.size
+                wanted.append(entry.delivery_id)
+        read = await asyncio.gather(*map(self._items.get, wanted))
+        found = dict(zip(wanted, read, strict=True))
+        return [
+            None if (item := found.get(e.delivery_id)) is None or item.raw_claim else item.raw
+            for e in entries
+        ]
 
     async def _page(self, unit: str, after: int, limit: int) -> InboxPage:
         async with self._reader.connect() as conn:

@@ -56,8 +56,10 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
     assert 0 < report["ratio_to_limit"] < 1
     # a bare request costs something, and less than the gateway's own work for a letter
     assert 0 < report["http_request_us"] < report["cpu_ms_per_package"]["gateway"] * 1000
-    stage = report["stages_us"]  # the floor: four requests and the package's stages but the bus's
-    cycle_us = 4 * report["http_request_us"] + sum(
+    # the floor: three requests (the listing carries the packages) and the package's stages but
+    # the bus's
+    stage = report["stages_us"]
+    cycle_us = 3 * report["http_request_us"] + sum(
         stage[name]
         for name in ("parse + XSD (lxml)", "verify (signxml)", "ledger row (SQLite commit)")
     )
@@ -68,6 +70,7 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
     jobs = writer["jobs_per_batch"] * writer["batches"]
     assert writer["batches"] >= 1 and 48 <= round(jobs) < 48 + 10
     assert 0 < writer["lock_held_share"] < 1
+    assert "full cycles (submit, list with the packages, ack): 24" in run.stdout
     assert "stage-sum limit" in run.stdout and "accepted: 24" in run.stdout
     assert "write path:" in run.stdout and "cycle floor" in run.stdout
 
@@ -75,9 +78,11 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
 def test_recipients_pulling_after_the_intake_leave_it_measured_alone(tmp_path: Path) -> None:
     run, report = bench(
         tmp_path, "--packages", "30", "--warmup", "0", "--units", "3", "--connections", "4",
-        "--stage-seconds", "0.05", "--pull", "after",
+        "--stage-seconds", "0.05", "--pull", "after", "--fetch-each",
     )  # fmt: skip
-    assert report["setup"]["pull"] == "after"
+    assert report["setup"]["pull"] == "after" and report["setup"]["fetch_each"]
+    assert "full cycles (submit, list, fetch, ack): 30" in run.stdout
+    assert "cycle floor (4 requests" in run.stdout
     assert report["accepted"] == 30 == report["cycles"]
     # no copy was acknowledged before the last letter was answered
     assert report["first_ack_s"] >= report["intake_s"] > 0

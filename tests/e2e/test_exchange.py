@@ -22,12 +22,14 @@ from gateway.client import (
     build_letter,
     build_status,
     business_change,
+    listed_package,
     sign_as_unit,
     unit,
 )
 from gateway.envelope import Organization, build_tree, names, parse_package
 from gateway.ledger import Query, verify_receipt
 from gateway.ledger.keys import load_gateway_public_key
+from gateway.service import inbox as inboxes
 from gateway.trust import load_unit_signer, sign_package
 
 
@@ -245,6 +247,45 @@ async def test_a_unit_acknowledges_several_copies_in_one_request(stack: Stack) -
         assert caught.value.status == refused, (who, acks[:1])
     async with client(stack, PULL) as gw:  # nothing refused as a whole was acknowledged
         assert [i["delivery_id"] for i in (await gw.inbox())["items"]] == [ids[2]]
+
+
+async def test_a_listing_carries_the_packages_that_fit_and_leaves_the_rest_to_fetch(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = [
+        letter(stack, PULL, number=f"7{i}", subject="Về việc báo cáo" + " năm nay" * 40 * i)
+        for i in range(3)
+    ]  # each larger than the one before
+    async with client(stack, SENDER) as gw:
+        keys = [(await gw.submit(data)).document_key for data in sent]
+    ids = [(await inbox_item(stack, PULL, key))["delivery_id"] for key in keys]
+    async with client(stack, PULL) as gw:
+        plain = (await gw.inbox())["items"]
+        page = (await gw.inbox(packages=True))["items"]
+        fetched = [await gw.fetch(i) for i in ids]
+    assert all("package" not in item for item in plain)  # only when asked
+    assert [item["delivery_id"] for item in page] == ids
+    assert [listed_package(item) for item in page] == fetched  # what a fetch gives
+    assert [f.data for f in fetched] == sent  # the bytes exactly as signed
+    # a package over the limit is left to fetch, and so are those past the page's share
+    monkeypatch.setattr(inboxes, "LISTED_PACKAGE", len(sent[1]))
+    monkeypatch.setattr(inboxes, "LISTED_PAGE", len(sent[0]) + len(sent[1]) + len(sent[2]) - 1)
+    async with client(stack, PULL) as gw:
+        page = (await gw.inbox(packages=True))["items"]
+    assert [item["package"] is None for item in page] == [False, False, True]
+    monkeypatch.setattr(inboxes, "LISTED_PACKAGE", len(sent[2]))
+    monkeypatch.setattr(inboxes, "LISTED_PAGE", len(sent[0]) + len(sent[1]) - 1)
+    async with client(stack, PULL) as gw:  # the page's share: the second would pass it
+        page = (await gw.inbox(packages=True))["items"]
+    assert [item["package"] is None for item in page] == [False, True, True]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{stack.url}/v1/inbox?include=body",
+            headers={"Authorization": f"Bearer {stack.tokens[PULL]}"},
+        ) as r,
+    ):
+        assert r.status == 400 and (await r.json())["code"] == "bad_request"
 
 
 async def test_unknown_or_suspended_recipients_queue_nothing(stack: Stack) -> None:
