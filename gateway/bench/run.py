@@ -530,9 +530,8 @@ def _report(
         drain_rate = tally.acked / max(1e-9, tally.last_acked - tally.drain_started)
     limit = stages.stage_sum_limit(raw, cores)
     parse, verify, _publish, row = raw  # the recipients pull: their copies are not published
-    floor = stages.cycle_floor(
-        [parse, verify, row], request, cores, requests=4 if options.fetch_each else 3
-    )
+    requests = 4 if options.fetch_each else 3  # a full cycle's, the fetch in the listing or not
+    floor = stages.cycle_floor([parse, verify, row], request, cores, requests)
     per = max(1, tally.accepted)
     return {
         "machine": f"{platform.machine()}, {cores} cores, Python {platform.python_version()}",
@@ -573,6 +572,7 @@ def _report(
         "stage_sum_limit_per_s": limit,
         "ratio_to_limit": accepted_rate / limit,
         "http_request_us": request.micros,
+        "cycle_requests": requests,
         "cycle_floor_per_s": floor,
         "cycles_ratio_to_floor": cycle_rate / floor,
     }
@@ -647,8 +647,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"stage-sum limit: {report['stage_sum_limit_per_s']:,.0f}/s; "
         f"accepted/s is {report['ratio_to_limit']:.0%} of it",
         f"HTTP request (aiohttp, client + server): {report['http_request_us']:,.0f} µs; "
-        f"cycle floor ({4 if s.get('fetch_each') else 3} requests, parse + XSD, verify, "
-        "ledger row): "
+        f"cycle floor ({report['cycle_requests']} requests, parse + XSD, verify, ledger row): "
         f"{report['cycle_floor_per_s']:,.0f}/s; cycles/s is "
         f"{report['cycles_ratio_to_floor']:.0%} of it",
     ]

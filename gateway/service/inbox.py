@@ -157,8 +157,8 @@ class Inboxes:
     async def packages(self, entries: Sequence[InboxEntry]) -> list[bytes | None]:
         """The package bytes of a listed page's copies, in its order, for a listing that
         carries them: read together with the fetches of the moment. None for a copy to fetch
-        on its own: its package is over LISTED_PACKAGE or kept in the package store, the
-        page's packages would pass LISTED_PAGE with it, or it left the inbox meanwhile."""
+        on its own: its package is over LISTED_PACKAGE or kept in the package store, or the
+        page's packages would pass LISTED_PAGE with it."""
         room = LISTED_PAGE
         wanted: list[str] = []
         for entry in entries:

@@ -59,6 +59,7 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
     # the floor: three requests (the listing carries the packages) and the package's stages but
     # the bus's
     stage = report["stages_us"]
+    assert report["cycle_requests"] == 3
     cycle_us = 3 * report["http_request_us"] + sum(
         stage[name]
         for name in ("parse + XSD (lxml)", "verify (signxml)", "ledger row (SQLite commit)")
@@ -82,7 +83,7 @@ def test_recipients_pulling_after_the_intake_leave_it_measured_alone(tmp_path: P
     )  # fmt: skip
     assert report["setup"]["pull"] == "after" and report["setup"]["fetch_each"]
     assert "full cycles (submit, list, fetch, ack): 30" in run.stdout
-    assert "cycle floor (4 requests" in run.stdout
+    assert report["cycle_requests"] == 4 and "cycle floor (4 requests" in run.stdout
     assert report["accepted"] == 30 == report["cycles"]
     # no copy was acknowledged before the last letter was answered
     assert report["first_ack_s"] >= report["intake_s"] > 0
