@@ -21,6 +21,7 @@ from gateway.client import (
     GatewayClient,
     build_letter,
     build_status,
+    listed_package,
     make_attachment,
     sign_as_unit,
     unit,
@@ -91,18 +92,22 @@ class Demo:
             await gw.submit(sign_as_unit(package, self.keys))
 
     async def receive_all(self, code: str) -> list[dict[str, Any]]:
-        """What a unit's document system does every few minutes: fetch, store, acknowledge."""
+        """What a unit's document system does every few minutes: take a page of its inbox
+        with the packages in it, store them, acknowledge the page."""
         received: list[dict[str, Any]] = []
         async with self.client(code) as gw:
             while True:
-                page = await gw.inbox()
-                if not page["items"]:
+                items = (await gw.inbox(packages=True))["items"]
+                if not items:
                     return received
-                for item in page["items"]:
-                    fetched = await gw.fetch(item["delivery_id"])
+                for item in items:  # one too large to list is fetched on its own
+                    fetched = listed_package(item) or await gw.fetch(item["delivery_id"])
                     assert fetched.data  # a real system would file it here
-                    await gw.ack(item["delivery_id"])
-                    received.append(item)
+                answers = await gw.ack_all([item["delivery_id"] for item in items])
+                refused = [a for a in answers if "problem" in a]
+                if refused:
+                    raise RuntimeError(f"{code} could not acknowledge: {refused[0]['problem']}")
+                received += items
 
     async def attempt(self, label: str, work: Callable[[], Any]) -> None:
         """Something that must be refused; count its code."""
@@ -167,7 +172,7 @@ async def run_demo(
 
         copies = sum(len(r) for _, _, r in sent)
         await _wait_for_inboxes(demo, [u.code for u in units], copies)
-        say("Each agency system fetches its inbox and acknowledges…")
+        say("Each agency system takes its inbox, letters and all, and acknowledges it…")
         delivered = 0
         for u in units:
             delivered += len([i for i in await demo.receive_all(u.code) if i["kind"] == "document"])
