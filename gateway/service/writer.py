@@ -26,10 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -225,23 +224,24 @@ class Writer:
     def _take(self) -> list[_Item]:
         return [self._waiting.popleft() for _ in range(min(len(self._waiting), self.max_jobs))]
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
-        """The ledger's transaction (its lock held); :meth:`unlocked` waits until it ends."""
-        try:
-            async with self.ledger.transaction() as conn:
-                self._unlocked.clear()
-                yield conn
-        finally:
-            self._unlocked.set()
-
     async def _flush(self, items: list[_Item]) -> None:
         """Run ``items`` in one transaction; if none are given, the waiting jobs, taken into
         ``items`` once the ledger lock is held: those that came while another process held it
-        join the batch instead of waiting for the next."""
+        join the batch instead of waiting for the next.
+
+        The work that waited for :meth:`unlocked` resumes a turn of the event loop after the
+        batch's answers: a caller is woken through ``asyncio.shield``, one turn later than a
+        waiter of the event, and would otherwise be answered only once that work is done."""
+        try:
+            await self._commit(items)
+        finally:
+            asyncio.get_running_loop().call_soon(self._unlocked.set)
+
+    async def _commit(self, items: list[_Item]) -> None:
         answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         asked = time.perf_counter()
-        async with self._transaction() as conn:
+        async with self.ledger.transaction() as conn:
+            self._unlocked.clear()
             locked = time.perf_counter()
             if not items:
                 items += self._take()

@@ -386,3 +386,37 @@ async def test_unlocked_waits_while_a_transaction_holds_the_lock(ledger: SqlLedg
     with pytest.raises(RuntimeError, match="breaks"):
         await failing
     await asyncio.wait_for(waiting, 5)  # a failed batch lets go too
+
+
+async def test_a_batch_is_answered_before_the_work_that_waited_for_the_lock_resumes(
+    ledger: SqlLedger,
+) -> None:
+    """Letters that came in while a batch held the lock wait for ``unlocked`` to be verified;
+    when the batch commits, its callers get their answers first, so that an answer does not
+    also wait for the next letters' verification."""
+    writer = Writer(ledger)
+    inside, release = asyncio.Event(), asyncio.Event()
+    order: list[str] = []
+
+    async def holding(batch: Batch) -> int:
+        inside.set()
+        await release.wait()
+        (seq,) = batch.append([submitted(0)])
+        return seq
+
+    async def caller() -> None:
+        await writer.run(holding)
+        order.append("answered")
+
+    async def gated(name: str) -> None:
+        await writer.unlocked()
+        order.append(f"resumed {name}")
+
+    answered = asyncio.create_task(caller())
+    await inside.wait()
+    waiting = [asyncio.create_task(gated(n)) for n in ("x", "y")]
+    await asyncio.sleep(0.1)
+    assert order == []
+    release.set()
+    await asyncio.wait_for(asyncio.gather(answered, *waiting), 5)
+    assert order == ["answered", "resumed x", "resumed y"]
