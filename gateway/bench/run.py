@@ -20,7 +20,7 @@ import uuid
 from base64 import b64decode
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,11 @@ class BenchOptions:
     # The recipients list their inbox with the packages (include=package), or list it and then
     # fetch each copy on its own.
     fetch_each: bool = False
+    # A gateway already running at this URL instead of one started for the run: configured as
+    # this process's settings say (GATEWAY_HOME, GATEWAY_KEYS, GATEWAY_DATABASE_URL, ...), and
+    # its main process on this machine, if known, for its CPU and memory.
+    url: str | None = None
+    pid: int | None = None
 
 
 @dataclass
@@ -92,6 +97,16 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+@dataclass(frozen=True)
+class _Gateway:
+    """The gateway a run measures: its address, its main process (None: not on this machine,
+    or not known), and its database, where the run's tokens are issued."""
+
+    url: str
+    pid: int | None
+    database_url: str
 
 
 def _free_port() -> int:
@@ -134,10 +149,9 @@ def make_packages(
 
 
 @contextlib.asynccontextmanager
-async def started_gateway(
-    folder: Path, options: BenchOptions, say: Say
-) -> AsyncIterator[tuple[str, int, str]]:
-    """A ``gateway serve`` process on a free port: (base URL, pid, database URL)."""
+async def started_gateway(folder: Path, options: BenchOptions, say: Say) -> AsyncIterator[_Gateway]:
+    """A ``gateway serve`` process on a free port, stopped (and its scratch schema dropped)
+    after the run."""
     from gateway.db.testing import create_scratch_schema, drop_scratch_schema
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
@@ -169,7 +183,7 @@ async def started_gateway(
     try:
         say(f"starting the gateway (pid {process.pid}, log {folder / 'gateway.log'})")
         await wait_ready(url, process, folder / "gateway.log")
-        yield url, process.pid, database_url
+        yield _Gateway(url, process.pid, database_url)
     finally:
         process.terminate()
         try:
@@ -179,6 +193,67 @@ async def started_gateway(
         log.close()
         if options.database_url:
             await drop_scratch_schema(database_url)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A gateway already running (``BenchOptions.url``), as this process's settings describe
+    it: the folder of its development PKI (the senders sign with its unit keys), its
+    directory, its broker and its database."""
+
+    keys: Path
+    directory: Directory
+    amqp_url: str | None
+    database_url: str  # the gateway's own, for tokens and, on PostgreSQL, the raw row stage
+
+
+def target_settings() -> _Target:
+    """The running gateway's configuration from this process's settings; ValueError when its
+    unit keys are not here (a production gateway's units keep their own)."""
+    from gateway.config import load_settings
+    from gateway.db.engine import database_url
+    from gateway.service.runtime import directory_file
+    from gateway.trust.keyfiles import KeysLayout
+
+    settings = load_settings()
+    keys = settings.keys or settings.home / "keys"
+    if not KeysLayout(keys).trust_pem.exists():
+        raise ValueError(
+            f"no development PKI in {keys}: the letters are signed with the units' keys of the "
+            "gateway measured; set GATEWAY_HOME or GATEWAY_KEYS as that gateway has them"
+        )
+    amqp = settings.amqp_url.reveal() if settings.amqp_url else None
+    return _Target(keys, load_directory(directory_file(settings)), amqp, database_url(settings))
+
+
+async def check_ready(url: str) -> None:
+    """RuntimeError unless the gateway at ``url`` answers ``/readyz`` with 200."""
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as r:
+            status = r.status
+    except aiohttp.ClientError as e:
+        raise RuntimeError(f"the gateway at {url} does not answer: {e}") from e
+    if status != 200:
+        raise RuntimeError(f"the gateway at {url} is not ready (GET /readyz: {status})")
+
+
+@contextlib.asynccontextmanager
+async def run_tokens(database_url: str, codes: list[str]) -> AsyncIterator[dict[str, str]]:
+    """A unit token for each of ``codes``, issued in the gateway's database for the run and
+    revoked after it."""
+    from gateway.db.engine import create_engine
+    from gateway.service.tokens import Role, issue_token, revoke_tokens
+
+    engine = create_engine(database_url)
+    try:
+        issued = [await issue_token(engine, c, Role.UNIT) for c in codes]
+        try:
+            yield {t.unit: t.token for t in issued}
+        finally:
+            for t in issued:
+                await revoke_tokens(engine, token_id=t.token_id)
+    finally:
+        await engine.dispose()
 
 
 async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -196,17 +271,6 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> N
                         return
             await asyncio.sleep(0.3)
     raise RuntimeError("the gateway was not ready within 300 s")
-
-
-async def issue_tokens(database_url: str, codes: list[str]) -> dict[str, str]:
-    from gateway.db.engine import create_engine
-    from gateway.service.tokens import Role, issue_token
-
-    engine = create_engine(database_url)
-    try:
-        return {c: (await issue_token(engine, c, Role.UNIT)).token for c in codes}
-    finally:
-        await engine.dispose()
 
 
 async def _submit_all(
@@ -383,16 +447,29 @@ async def run_bench(
         raise ValueError(f"--size must be one of {', '.join(SIZES)}")
     if options.pull not in PULLS:
         raise ValueError(f"--pull must be one of {', '.join(PULLS)}")
-    directory = load_directory()
+    target = running = None  # the gateway at --url, as the settings describe it
+    if options.url is not None:
+        target = target_settings()
+        running = _Gateway(options.url.rstrip("/"), options.pid, target.database_url)
+        await check_ready(running.url)
+        # its broker and database, for the raw stages and the report
+        postgres = running.database_url if running.database_url.startswith("postgresql") else None
+        options = replace(options, url=running.url, amqp_url=target.amqp_url, database_url=postgres)
+    directory = load_directory() if target is None else target.directory
     senders, recipients = pull_units(directory, options.units)
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         folder = Path(tmp)
-        say(f"development PKI for {len(directory)} units")
-        init_keys(folder / "keys", directory)
+        keys = folder / "keys"
+        if target is None:
+            say(f"development PKI for {len(directory)} units")
+            init_keys(keys, directory)
+        else:
+            keys = target.keys
+            say(f"the gateway at {options.url}, with its units' keys from {keys}")
         say(f"signing {options.warmup + options.packages} letters of about {options.size}")
         packages = await asyncio.to_thread(
             make_packages,
-            folder / "keys",
+            keys,
             directory,
             senders,
             recipients,
@@ -401,7 +478,7 @@ async def run_bench(
         )
         warm_up, packages = packages[: options.warmup], packages[options.warmup :]
         sample = packages[0][1]
-        _, cert = load_unit_signer(folder / "keys", packages[0][0])  # its sender
+        _, cert = load_unit_signer(keys, packages[0][0])  # its sender
         say("measuring the raw stages on the same bytes")
         raw = [
             stages.parse_and_schema(sample, options.stage_seconds),
@@ -422,21 +499,26 @@ async def run_bench(
                 )
             )
         request = await stages.http_request(sample, options.stage_seconds)
-        async with started_gateway(folder, options, say) as (url, pid, database_url):
-            tokens = await issue_tokens(database_url, senders + recipients)
+        gateway: contextlib.AbstractAsyncContextManager[_Gateway] = (
+            started_gateway(folder, options, say)
+            if running is None
+            else contextlib.nullcontext(running)
+        )
+        async with gateway as g, run_tokens(g.database_url, senders + recipients) as tokens:
+            url, pid = g.url, g.pid
             rss_before = _memory(pid, "VmRSS")
             cold = _Tally(started=time.perf_counter())
             if warm_up:
                 say(f"warming up: {len(warm_up)} letters, not measured")
                 await _load(url, warm_up, recipients, tokens, options, cold)
-            meter = CpuMeter(
-                {
-                    "gateway": lambda: with_children(pid),
-                    "broker": lambda: pids_named("beam.smp") if options.amqp_url else [],
-                    "database": lambda: pids_named("postgres") if options.database_url else [],
-                    "benchmark client": lambda: [os.getpid()],  # it shares the machine
-                }
-            )
+            groups: dict[str, Callable[[], list[int]]] = {
+                "broker": lambda: pids_named("beam.smp") if options.amqp_url else [],
+                "database": lambda: pids_named("postgres") if options.database_url else [],
+                "benchmark client": lambda: [os.getpid()],  # it shares the machine
+            }
+            if pid is not None:  # first, as the gateway's figures always were
+                groups = {"gateway": lambda: with_children(pid)} | groups
+            meter = CpuMeter(groups)
             writer_before = await writer_counts(url)
             # The signed letters and the rest made so far stay out of the client's collector
             # while it measures: its full passes would count as the gateway's latency.
@@ -444,7 +526,9 @@ async def run_bench(
             tally = _Tally(started=time.perf_counter())
             meter.start()
             progress = asyncio.create_task(_progress(tally, len(packages), say_progress))
-            soak = None if options.sample_every is None else Soak(pid, options.sample_every)
+            soak = None
+            if options.sample_every is not None and pid is not None:
+                soak = Soak(pid, options.sample_every)
             sampling = None
             if soak is not None:
                 sampling = asyncio.create_task(soak.run(tally.started, tally.counts))
@@ -506,8 +590,11 @@ def _writer_report(
     }
 
 
-def _memory(pid: int, key: str) -> int:
-    """KiB of the gateway's processes together (every worker's peak, for VmHWM)."""
+def _memory(pid: int | None, key: str) -> int | None:
+    """KiB of the gateway's processes together (every worker's peak, for VmHWM); None when
+    its process is not known."""
+    if pid is None:
+        return None
     return sum(memory_kib(p).get(key, 0) for p in with_children(pid))
 
 
@@ -517,8 +604,8 @@ def _report(
     raw: list[stages.Stage],
     request: stages.Stage,
     cpu: dict[str, float],
-    rss_before: int,
-    memory: dict[str, int],
+    rss_before: int | None,
+    memory: dict[str, int | None],
 ) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     accept_seconds = max(1e-9, tally.last_accepted - tally.started)
@@ -543,7 +630,8 @@ def _report(
             "connections": options.connections,
             "rate": options.rate,
             "units": options.units,
-            "workers": options.workers,
+            "workers": None if options.url else options.workers,
+            "url": options.url,
             "pull": options.pull,
             "fetch_each": options.fetch_each,
         },
@@ -563,10 +651,12 @@ def _report(
         "drain_per_s": drain_rate,
         "cpu_ms_per_package": _per_package(cpu, per),
         "intake_cpu_ms_per_package": tally.intake_cpu and _per_package(tally.intake_cpu, per),
-        "gateway_rss_mib": {
+        "gateway_rss_mib": None
+        if rss_before is None
+        else {
             "before": rss_before / 1024,
-            "after": memory.get("VmRSS", 0) / 1024,
-            "peak": memory.get("VmHWM", 0) / 1024,
+            "after": (memory["VmRSS"] or 0) / 1024,
+            "peak": (memory["VmHWM"] or 0) / 1024,
         },
         "stages_us": {s.name: s.micros for s in raw},
         "stage_sum_limit_per_s": limit,
@@ -592,12 +682,13 @@ def _percentiles(milliseconds: dict[str, float | None]) -> str:
     return "  ".join(f"{q} {'-' if v is None else f'{v:,.1f}'}" for q, v in milliseconds.items())
 
 
-def _warm_up_lines(warm: dict[str, Any] | None) -> list[str]:
+def _warm_up_lines(warm: dict[str, Any] | None, started: bool) -> list[str]:
     if not warm or not warm["letters"]:
         return []
     return [
-        f"warm-up (not measured): {warm['letters']} letters first, from the gateway's start; "
-        f"their submit latency ms: {_percentiles(warm['submit_latency_ms'])}"
+        f"warm-up (not measured): {warm['letters']} letters first"
+        + (", from the gateway's start" if started else "")
+        + f"; their submit latency ms: {_percentiles(warm['submit_latency_ms'])}"
     ]
 
 
@@ -620,6 +711,12 @@ def _intake_cpu_lines(cpu: dict[str, float] | None) -> list[str]:
     return ["  of which the intake: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())]
 
 
+def _memory_lines(rss: dict[str, float] | None) -> list[str]:
+    if rss is None:
+        return ["gateway RSS MiB: not measured (its process is not known: --pid)"]
+    return ["gateway RSS MiB: " + ", ".join(f"{k} {v:,.0f}" for k, v in rss.items())]
+
+
 def format_report(report: dict[str, Any]) -> str:
     s = report["setup"]
     lines = [
@@ -629,8 +726,12 @@ def format_report(report: dict[str, Any]) -> str:
         + (f"offered {s['rate']:,.0f}/s" if s["rate"] else "flat out")
         + f", {s['units']} senders -> {s['units']} pull recipients "
         + ("pulling after the intake" if s.get("pull") == "after" else "pulling meanwhile")
-        + f", {s['workers']} gateway process(es)",
-        *_warm_up_lines(report.get("warm_up")),
+        + (
+            f", the gateway at {s['url']}"
+            if s.get("url")
+            else f", {s['workers']} gateway process(es)"
+        ),
+        *_warm_up_lines(report.get("warm_up"), started=not s.get("url")),
         f"accepted: {report['accepted']} ({report['accepted_per_s']:,.0f}/s)"
         + (f", refused {report['refused']}" if report["refused"] else ""),
         f"full cycles ({_cycle(s)}): {report['cycles']} ({report['cycles_per_s']:,.0f}/s)",
@@ -640,8 +741,7 @@ def format_report(report: dict[str, Any]) -> str:
         "CPU ms per accepted package: "
         + ", ".join(f"{k} {v:.2f}" for k, v in report["cpu_ms_per_package"].items()),
         *_intake_cpu_lines(report.get("intake_cpu_ms_per_package")),
-        "gateway RSS MiB: "
-        + ", ".join(f"{k} {v:,.0f}" for k, v in report["gateway_rss_mib"].items()),
+        *_memory_lines(report["gateway_rss_mib"]),
         "raw stages (CPU µs per package, client + server): "
         + ", ".join(f"{k} {v:,.0f}" for k, v in report["stages_us"].items()),
         f"stage-sum limit: {report['stage_sum_limit_per_s']:,.0f}/s; "

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from gateway.cli.common import EXIT_USAGE, fail_environment
+from gateway.errors import ConfigError
 
 FLAT_OUT_WARMUP = 500  # letters: about a second's worth flat out on two cores
 
@@ -33,6 +34,22 @@ FLAT_OUT_WARMUP = 500  # letters: about a second's worth flat out on two cores
     metavar="URL",
     help="PostgreSQL, e.g. postgresql+asyncpg://postgres@127.0.0.1/test (the run gets a "
     "scratch schema, dropped after it).",
+)
+@click.option(
+    "--url",
+    metavar="URL",
+    help="Measure the gateway already running at URL instead of starting one, configured as "
+    "this shell's settings say (GATEWAY_HOME, GATEWAY_KEYS, GATEWAY_DATABASE_URL, "
+    "GATEWAY_AMQP_URL, as for gateway serve): the letters are signed with its development "
+    "PKI's unit keys, the run's tokens are issued in its database and revoked after, and the "
+    "raw stages use its broker and database. Its ledger keeps the letters: a gateway for "
+    "trials, not one in service. Its per-token rate limit applies (GATEWAY_API_RATE).",
+)
+@click.option(
+    "--pid",
+    type=click.IntRange(min=1),
+    help="With --url: the gateway's main process on this machine, for its CPU and memory "
+    "(and the soak's samples); without it they are not measured.",
 )
 @click.option(
     "--packages",
@@ -69,10 +86,8 @@ FLAT_OUT_WARMUP = 500  # letters: about a second's worth flat out on two cores
 )
 @click.option(
     "--workers",
-    default=1,
-    show_default=True,
     type=click.IntRange(min=1, max=64),
-    help="Gateway processes (gateway serve --workers).",
+    help="Gateway processes (gateway serve --workers).  [default: 1]",
 )
 @click.option(
     "--pull",
@@ -125,12 +140,14 @@ def bench(
     embedded: bool,
     amqp_url: str | None,
     database_url: str | None,
+    url: str | None,
+    pid: int | None,
     packages: int,
     connections: int,
     rate: float | None,
     size: str,
     units: int,
-    workers: int,
+    workers: int | None,
     pull: str,
     fetch_each: bool,
     stage_seconds: float,
@@ -150,19 +167,36 @@ def bench(
     publish, a committed row) and prints the stage-sum limit and the gateway's ratio to it;
     then one request to a bare aiohttp server, and the cycle floor: the full cycles a second
     the cores could carry if each cost only its requests and the package's stages.
+
+    With --url it measures a gateway already running instead (a trial or staging gateway:
+    the letters stay in its ledger), configured as this shell's settings say.
     """
     from gateway.bench.run import BenchOptions, format_report, run_bench
 
-    if embedded and (amqp_url or database_url):
-        click.echo("error: --embedded cannot go with --amqp or --db", err=True)
-        sys.exit(EXIT_USAGE)
-
-    if duration is not None and rate is None:
-        click.echo("error: --duration needs --rate (letters a second to offer)", err=True)
-        sys.exit(EXIT_USAGE)
-    if duration is not None and pull == "after":
-        click.echo("error: --duration measures a steady exchange: not with --pull after", err=True)
-        sys.exit(EXIT_USAGE)
+    for wrong, message in (
+        (embedded and (amqp_url or database_url), "--embedded cannot go with --amqp or --db"),
+        (
+            url and (embedded or amqp_url or database_url or workers),
+            "--url measures a gateway as it is configured: not with --embedded, --amqp, --db "
+            "or --workers",
+        ),
+        (pid is not None and not url, "--pid names the process of the gateway at --url"),
+        (
+            duration is not None and rate is None,
+            "--duration needs --rate (letters a second to offer)",
+        ),
+        (
+            duration is not None and pull == "after",
+            "--duration measures a steady exchange: not with --pull after",
+        ),
+        (
+            duration is not None and url and pid is None,
+            "--duration samples the gateway's memory: with --url, name its process with --pid",
+        ),
+    ):
+        if wrong:
+            click.echo(f"error: {message}", err=True)
+            sys.exit(EXIT_USAGE)
     if duration is not None and rate is not None:
         packages = math.ceil(rate * duration)
     if warmup is None:
@@ -175,7 +209,9 @@ def bench(
         rate=rate,
         size=size,
         units=units,
-        workers=workers,
+        workers=workers or 1,
+        url=url,
+        pid=pid,
         pull=pull,
         fetch_each=fetch_each,
         stage_seconds=stage_seconds,
@@ -198,6 +234,8 @@ def bench(
 
     try:
         report = asyncio.run(run_bench(options, lambda s: click.echo(s, err=True), progress))
+    except ConfigError as e:  # the settings of the gateway at --url
+        fail_environment(e.message)
     except (OSError, RuntimeError, ValueError) as e:
         fail_environment(str(e))
     if tty:

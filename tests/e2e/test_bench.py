@@ -4,27 +4,37 @@ HTTP, every copy fetched and acknowledged, and a report with the raw stages besi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.request import urlopen
 
 import pytest
 
 from gateway.bench.procstat import cpu_seconds, memory_kib
-from gateway.bench.run import _all_received, _Tally, percentile
+from gateway.bench.run import _all_received, _free_port, _Tally, percentile
 
 
-def bench(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """``gateway bench ARGS`` in a process of its own, without the caller's settings; its
-    output and its JSON report."""
+def settings_free() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+
+
+def bench(
+    tmp_path: Path, *args: str, **settings: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``gateway bench ARGS`` in a process of its own, with ``settings`` instead of the
+    caller's; its output and its JSON report."""
     report_file = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     run = subprocess.run(
         [sys.executable, "-m", "gateway", "bench", *args, "--json", str(report_file)],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True, text=True, timeout=300, env=settings_free() | settings,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     return run, json.loads(report_file.read_text())
@@ -170,3 +180,99 @@ async def test_a_recipient_that_fails_ends_the_run_with_its_error() -> None:
     receiving = asyncio.create_task(recipient())
     with pytest.raises(RuntimeError, match="could not list"):
         await asyncio.wait_for(_all_received(receiving, tally), 5)
+
+
+@pytest.fixture
+def running_gateway(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
+    """``gateway serve`` with no configuration but its home (and a per-token rate limit that
+    lets a benchmark through), as an operator would run one for trials: URL, pid, home."""
+    home, port = tmp_path / "trial", _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+        env=settings_free()
+        | {"GATEWAY_HOME": str(home), "GATEWAY_API_RATE": "100000", "GATEWAY_API_BURST": "100000"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            assert process.poll() is None, "gateway serve stopped"
+            with contextlib.suppress(OSError), urlopen(f"{url}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("gateway serve did not become ready in 60 s")
+        yield url, process.pid, home
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_bench_measures_a_gateway_already_running(
+    tmp_path: Path, running_gateway: tuple[str, int, Path]
+) -> None:
+    url, pid, home = running_gateway
+    run, report = bench(
+        tmp_path, "--url", url, "--pid", str(pid), "--packages", "20", "--warmup", "4",
+        "--units", "3", "--connections", "4", "--stage-seconds", "0.05",
+        GATEWAY_HOME=str(home),
+    )  # fmt: skip
+    assert report["accepted"] == 20 == report["cycles"] and report["refused"] == {}
+    assert report["setup"]["url"] == url and report["setup"]["workers"] is None
+    assert f"the gateway at {url}" in run.stdout
+    assert report["cpu_ms_per_package"]["gateway"] > 0  # its process, named by --pid
+    assert report["gateway_rss_mib"]["peak"] > 0
+    with sqlite3.connect(home / "ledger.db") as db:
+        # the letters are the gateway's own now, in its ledger
+        (submitted,) = db.execute(
+            "SELECT count(*) FROM ledger_entry WHERE type = 'submitted'"
+        ).fetchone()
+        tokens = db.execute("SELECT unit, revoked_at FROM gw_token").fetchall()
+    assert submitted == 24
+    # a token for each of the three senders and three recipients, revoked after the run
+    assert len(tokens) == 6 and all(revoked for _, revoked in tokens)
+
+    # without its process the run measures the rest, and says so
+    run, report = bench(
+        tmp_path, "--url", url, "--packages", "5", "--warmup", "0", "--units", "3",
+        "--stage-seconds", "0.05", GATEWAY_HOME=str(home),
+    )  # fmt: skip
+    assert report["accepted"] == 5 and "gateway" not in report["cpu_ms_per_package"]
+    assert report["gateway_rss_mib"] is None and "not measured" in run.stdout
+
+
+def test_bench_of_a_running_gateway_needs_its_keys_and_its_answer(
+    tmp_path: Path, running_gateway: tuple[str, int, Path]
+) -> None:
+    url, _, home = running_gateway
+    no_keys = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", "--url", url],
+        capture_output=True, text=True, timeout=60,
+        env=settings_free() | {"GATEWAY_HOME": str(tmp_path / "elsewhere")},
+    )  # fmt: skip
+    assert no_keys.returncode != 0 and "no development PKI" in no_keys.stderr
+    silent = subprocess.run(
+        [sys.executable, "-m", "gateway", "bench", "--url", f"http://127.0.0.1:{_free_port()}"],
+        capture_output=True, text=True, timeout=60,
+        env=settings_free() | {"GATEWAY_HOME": str(home)},
+    )  # fmt: skip
+    assert silent.returncode != 0 and "does not answer" in silent.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "http://x/", "--db", "postgresql+asyncpg://y/z"], "--url measures a gateway"),
+        (["--url", "http://x/", "--workers", "2"], "--url measures a gateway"),
+        (["--pid", "7"], "--pid names the process"),
+        (["--url", "http://x/", "--rate", "5", "--duration", "5"], "name its process with --pid"),
+    ],
+)
+def test_bench_options_that_do_not_go_together(args: list[str], message: str) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    result = CliRunner().invoke(main, ["bench", *args])
+    assert result.exit_code == 2 and message in result.output
