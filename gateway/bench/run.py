@@ -540,7 +540,10 @@ async def run_bench(
                     sampling.cancel()
                 cpu = meter.stop()
                 gc.unfreeze()
-            writer = _writer_report(writer_before, await writer_counts(url), tally)
+            writer_after = await writer_counts(url)
+            writer = None
+            if writer_before is not None and writer_after is not None:
+                writer = _writer_report(writer_before, writer_after, tally)
             memory = {key: _memory(pid, key) for key in ("VmRSS", "VmHWM")}
     report = _report(options, tally, raw, request, cpu, rss_before, memory) | {
         "writer": writer,
@@ -563,14 +566,19 @@ WRITER_METRICS = (
 async def metric_samples(url: str) -> dict[str, float]:
     """The gateway's /metrics, by sample (name and labels as written), on a new connection."""
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        response.raise_for_status()
         exposition = await response.text()
     lines = (line.rsplit(" ", 1) for line in exposition.splitlines() if line[:1] != "#")
     return {sample: float(value) for sample, value in lines}
 
 
-async def writer_counts(url: str) -> dict[str, float]:
-    """The write path's counts so far."""
-    found = await metric_samples(url)
+async def writer_counts(url: str) -> dict[str, float] | None:
+    """The write path's counts so far; None when /metrics does not answer with them (a gateway
+    at --url behind a proxy that keeps it in)."""
+    try:
+        found = await metric_samples(url)
+    except (aiohttp.ClientError, ValueError):
+        return None
     return {name: found.get(name, 0.0) for name in WRITER_METRICS}
 
 
@@ -751,8 +759,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"{report['cycle_floor_per_s']:,.0f}/s; cycles/s is "
         f"{report['cycles_ratio_to_floor']:.0%} of it",
     ]
-    if "writer" in report:
-        w = report["writer"]
+    w = report.get("writer")
+    if w is None:
+        lines.append("write path: not measured (the gateway's /metrics did not answer)")
+    else:
         lines.append(
             f"write path: {w['batches']:,.0f} transactions of {w['jobs_per_batch']:.1f} "
             f"requests; ledger lock held {w['lock_held_share']:.0%} of the run, "

@@ -276,3 +276,38 @@ def test_bench_options_that_do_not_go_together(args: list[str], message: str) ->
 
     result = CliRunner().invoke(main, ["bench", *args])
     assert result.exit_code == 2 and message in result.output
+
+
+async def test_the_write_path_is_left_out_when_metrics_do_not_answer() -> None:
+    """A gateway at --url behind a proxy that keeps /metrics in: the run reports the rest."""
+    from aiohttp import web
+
+    from gateway.bench.run import format_report, writer_counts
+
+    async def kept_in(_: web.Request) -> web.Response:
+        return web.Response(status=403, text="<h1>no</h1>")
+
+    app = web.Application()
+    app.router.add_get("/metrics", kept_in)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        assert await writer_counts(f"http://127.0.0.1:{runner.addresses[0][1]}") is None
+    finally:
+        await runner.cleanup()
+    report = {
+        "machine": "x86_64, 2 cores",
+        "setup": {"bus": "rabbitmq", "database": "postgresql", "packages": 1, "size": "8k",
+                  "connections": 1, "rate": None, "units": 1, "url": "http://trial:8080"},
+        "accepted": 1, "refused": {}, "accepted_per_s": 1.0, "cycles": 1, "cycles_per_s": 1.0,
+        "submit_latency_ms": {"p50": 1.0}, "cycle_latency_ms": {"p50": 2.0},
+        "cpu_ms_per_package": {"benchmark client": 0.3}, "gateway_rss_mib": None,
+        "stages_us": {"verify (signxml)": 500.0}, "stage_sum_limit_per_s": 4000.0,
+        "ratio_to_limit": 0.1, "http_request_us": 100.0, "cycle_requests": 3,
+        "cycle_floor_per_s": 3000.0, "cycles_ratio_to_floor": 0.1, "writer": None,
+    }  # fmt: skip
+    text = format_report(report)
+    assert "write path: not measured" in text and "the gateway at http://trial:8080" in text
+    assert "gateway RSS MiB: not measured" in text
