@@ -4,22 +4,19 @@ HTTP, every copy fetched and acknowledged, and a report with the raw stages besi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.request import urlopen
 
 import pytest
 
 from gateway.bench.procstat import cpu_seconds, memory_kib
-from gateway.bench.run import _all_received, _free_port, _Tally, percentile
+from gateway.bench.run import _all_received, _free_port, _Tally, percentile, wait_ready
 
 
 def settings_free() -> dict[str, str]:
@@ -187,22 +184,20 @@ def running_gateway(tmp_path: Path) -> Iterator[tuple[str, int, Path]]:
     """``gateway serve`` with no configuration but its home (and a per-token rate limit that
     lets a benchmark through), as an operator would run one for trials: URL, pid, home."""
     home, port = tmp_path / "trial", _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
-        env=settings_free()
-        | {"GATEWAY_HOME": str(home), "GATEWAY_API_RATE": "100000", "GATEWAY_API_BURST": "100000"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+            env=settings_free() | {
+                "GATEWAY_HOME": str(home),
+                "GATEWAY_API_RATE": "100000",
+                "GATEWAY_API_BURST": "100000",
+            },
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            assert process.poll() is None, "gateway serve stopped"
-            with contextlib.suppress(OSError), urlopen(f"{url}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("gateway serve did not become ready in 60 s")
+        asyncio.run(wait_ready(url, process, log))  # as the bench waits for its own
         yield url, process.pid, home
     finally:
         process.terminate()
