@@ -673,7 +673,41 @@ def _report(
         "cycle_requests": requests,
         "cycle_floor_per_s": floor,
         "cycles_ratio_to_floor": cycle_rate / floor,
+        "cpu_limit": _cpu_limit(
+            tally.intake_cpu or cpu, per, cores, accepted_rate, sum(s.seconds for s in raw)
+        ),
     }
+
+
+def _cpu_limit(
+    cpu: dict[str, float], packages: int, cores: int, accepted_rate: float, stages: float
+) -> dict[str, float] | None:
+    """What the run's own cost allowed: the CPU an accepted letter took in all (the gateway,
+    the broker, the database and this client; the intake's alone when the recipients pulled
+    after it), the letters a second the cores carry at that cost, the share of it accepted
+    (how busy the run kept them) and the raw stages' share of the cost. The ratio to the
+    stage-sum limit is the product of the two shares. None without the gateway's CPU."""
+    if "gateway" not in cpu:
+        return None
+    seconds = sum(cpu.values()) / packages
+    per_s = cores / seconds
+    return {
+        "ms_per_package": seconds * 1000,
+        "cores": cores,
+        "per_s": per_s,
+        "busy_share": accepted_rate / per_s,
+        "stage_share": stages / seconds,
+    }
+
+
+def _cpu_limit_lines(limit: dict[str, float] | None) -> list[str]:
+    if limit is None:
+        return ["CPU limit: not measured (the gateway's CPU is not known: --pid)"]
+    return [
+        f"CPU limit: {limit['ms_per_package']:.2f} ms a letter in all, so {limit['cores']} "
+        f"cores carry {limit['per_s']:,.0f}/s; accepted/s is {limit['busy_share']:.0%} of it, "
+        f"and the raw stages are {limit['stage_share']:.0%} of the cost"
+    ]
 
 
 def _per_package(cpu: dict[str, float], packages: int) -> dict[str, float]:
@@ -758,6 +792,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"cycle floor ({report['cycle_requests']} requests, parse + XSD, verify, ledger row): "
         f"{report['cycle_floor_per_s']:,.0f}/s; cycles/s is "
         f"{report['cycles_ratio_to_floor']:.0%} of it",
+        *_cpu_limit_lines(report.get("cpu_limit")),
     ]
     w = report.get("writer")
     if w is None:

@@ -166,7 +166,10 @@ def bench(
     run it measures the raw stages on the same bytes (lxml + XSD, signxml, a confirmed
     publish, a committed row) and prints the stage-sum limit and the gateway's ratio to it;
     then one request to a bare aiohttp server, and the cycle floor: the full cycles a second
-    the cores could carry if each cost only its requests and the package's stages.
+    the cores could carry if each cost only its requests and the package's stages. Last, the
+    CPU limit: what the cores carry at the run's own CPU a letter (every process measured),
+    the share of it accepted and the stages' share of the cost (their product is the ratio
+    to the stage-sum limit).
 
     With --url it measures a gateway already running instead (a trial or staging gateway:
     the letters stay in its ledger), configured as this shell's settings say.

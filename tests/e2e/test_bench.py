@@ -73,6 +73,17 @@ def test_bench_submits_receives_and_reports(tmp_path: Path) -> None:
     )
     assert report["cycle_floor_per_s"] == pytest.approx(os.cpu_count() * 1e6 / cycle_us)
     assert 0 < report["cycles_ratio_to_floor"] < 1
+    # the cores at the run's own cost a letter, of which the stage-sum's ratio is the product
+    # of how busy the run kept them and the stages' share of the cost
+    limit = report["cpu_limit"]
+    assert limit["ms_per_package"] == pytest.approx(sum(report["cpu_ms_per_package"].values()))
+    assert limit["per_s"] == pytest.approx(os.cpu_count() * 1000 / limit["ms_per_package"])
+    assert limit["busy_share"] == pytest.approx(report["accepted_per_s"] / limit["per_s"])
+    assert limit["stage_share"] == pytest.approx(
+        sum(stage.values()) / 1000 / limit["ms_per_package"]
+    )
+    assert report["ratio_to_limit"] == pytest.approx(limit["busy_share"] * limit["stage_share"])
+    assert f"cores carry {limit['per_s']:,.0f}/s" in run.stdout
     writer = report["writer"]  # each measured letter's submission and acknowledgement (and a
     # sweep of the inboxes now and then), without the warm-up's ten
     jobs = writer["jobs_per_batch"] * writer["batches"]
@@ -97,6 +108,7 @@ def test_recipients_pulling_after_the_intake_leave_it_measured_alone(tmp_path: P
     assert report["drain_per_s"] > 0
     intake, whole = report["intake_cpu_ms_per_package"], report["cpu_ms_per_package"]
     assert 0 < intake["gateway"] < whole["gateway"]  # the drain's work came after it
+    assert report["cpu_limit"]["ms_per_package"] == pytest.approx(sum(intake.values()))
     assert "pulling after the intake" in run.stdout and "drain (recipients" in run.stdout
 
 
@@ -235,6 +247,7 @@ def test_bench_measures_a_gateway_already_running(
     )  # fmt: skip
     assert report["accepted"] == 5 and "gateway" not in report["cpu_ms_per_package"]
     assert report["gateway_rss_mib"] is None and "not measured" in run.stdout
+    assert report["cpu_limit"] is None and "CPU limit: not measured" in run.stdout
 
 
 def test_bench_of_a_running_gateway_needs_its_keys_and_its_answer(
