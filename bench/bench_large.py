@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from gateway.bench.procstat import memory_kib, with_children
-from gateway.bench.run import BenchOptions, issue_tokens, pull_units, started_gateway
+from gateway.bench.run import BenchOptions, pull_units, run_tokens, started_gateway
 from gateway.client import GatewayClient, build_letter, make_attachment, sign_as_unit, unit
 from gateway.directory import load_directory
 from gateway.trust import init_keys
@@ -49,8 +49,12 @@ async def main() -> None:
         data = sign_as_unit(letter, folder / "keys")
         print(f"built and signed {len(data) / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
         options = BenchOptions(amqp_url=args.amqp, database_url=args.db)
-        async with started_gateway(folder, options, print) as (url, pid, database_url):
-            tokens = await issue_tokens(database_url, [sender, recipient])
+        async with (
+            started_gateway(folder, options, print) as g,
+            run_tokens(g.database_url, [sender, recipient]) as tokens,
+        ):
+            url, pid = g.url, g.pid
+            assert pid is not None  # a gateway of its own
             before = sum(memory_kib(p).get("VmRSS", 0) for p in with_children(pid))
             async with GatewayClient(url, tokens[sender], timeout=300) as gw:
                 t = time.perf_counter()

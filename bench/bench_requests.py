@@ -30,9 +30,9 @@ from gateway.bench.procstat import pids_named, total_cpu_seconds, with_children
 from gateway.bench.run import (
     SIZES,
     BenchOptions,
-    issue_tokens,
     make_packages,
     pull_units,
+    run_tokens,
     started_gateway,
 )
 from gateway.directory import load_directory
@@ -67,8 +67,12 @@ async def main(args: argparse.Namespace) -> None:
         letters = make_packages(
             folder / "keys", directory, senders, recipients, 2 * args.letters, SIZES["8k"]
         )
-        async with started_gateway(folder, options, print) as (url, pid, database_url):
-            tokens = await issue_tokens(database_url, senders + recipients)
+        async with (
+            started_gateway(folder, options, print) as g,
+            run_tokens(g.database_url, senders + recipients) as tokens,
+        ):
+            url, pid = g.url, g.pid
+            assert pid is not None  # a gateway of its own
             database = (lambda: pids_named("postgres")) if args.db else list
             await measure_all(url, tokens, recipients, letters, pid, database)
 

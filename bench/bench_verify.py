@@ -24,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
@@ -34,9 +35,16 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from rates import best_rates
 from samples import sample_document
 
-from gateway.directory import load_directory
+from gateway.directory import Directory, load_directory
 from gateway.envelope import Attachment, build_package
-from gateway.trust import init_keys, load_trust, load_unit_signer, sign_package, verify_package
+from gateway.trust import (
+    TrustStore,
+    init_keys,
+    load_trust,
+    load_unit_signer,
+    sign_package,
+    verify_package,
+)
 from gateway.trust.pki import SigningKey
 from gateway.trust.verify import verify_signature
 
@@ -50,6 +58,15 @@ def package_of_size(target: int, key: SigningKey, cert: x509.Certificate) -> byt
     data = os.urandom(room * 3 // 4)
     attachment = Attachment("cid:att-1", "cong-van.pdf", "application/pdf", data)
     return sign_package(build_package(sample_document(attachments=(attachment,))), key, cert)
+
+
+def _signxml(data: bytes, cert: x509.Certificate) -> object:
+    return XMLVerifier().verify(data, x509_cert=cert)
+
+
+def _read(data: bytes, trust: TrustStore, directory: Directory, now: dt.datetime) -> object:
+    """verify_package with the model read."""
+    return verify_package(data, trust, directory, "strict", now).package
 
 
 def main() -> None:
@@ -68,7 +85,7 @@ def main() -> None:
         for algorithm in ("ec", "rsa") if args.rsa else ("ec",):
             keys = Path(tmp) / algorithm
             started = time.perf_counter()
-            init_keys(keys, directory, algorithm=algorithm)  # type: ignore[arg-type]
+            init_keys(keys, directory, algorithm=algorithm)
             elapsed = time.perf_counter() - started
             print(
                 f"keys init ({algorithm}): {len(directory)} units in {elapsed:.2f} s "
@@ -82,12 +99,10 @@ def main() -> None:
             data = package_of_size(size, key, cert)
             rates = best_rates(
                 {
-                    "signxml": lambda d=data: XMLVerifier().verify(d, x509_cert=cert),
-                    "package": lambda d=data: verify_package(d, trust, directory, "strict", now),
-                    "read": lambda d=data: (
-                        verify_package(d, trust, directory, "strict", now).package
-                    ),
-                    "signature": lambda d=data: verify_signature(d, trust, "strict", now),
+                    "signxml": partial(_signxml, data, cert),
+                    "package": partial(verify_package, data, trust, directory, "strict", now),
+                    "read": partial(_read, data, trust, directory, now),
+                    "signature": partial(verify_signature, data, trust, "strict", now),
                 },
                 args.seconds * 3,
                 args.rounds,

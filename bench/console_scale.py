@@ -177,7 +177,10 @@ async def fill(settings: Settings, total: int) -> Filled:
     t0 = time.perf_counter()
     try:
         while made.entries < total:
-            packages, copies, states, events = [], [], [], []
+            packages: list[dict[str, Any]] = []
+            copies: list[Any] = []
+            states: list[dict[str, Any]] = []
+            events: list[Event] = []
             while len(events) < 1000:
                 package, history = next(source)
                 packages.append(package)
